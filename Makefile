@@ -1,0 +1,73 @@
+# daqflow: build, install, test, benchmark and demo.
+#
+#   make            build the library, header and programs (release)
+#   make install    PREFIX=/usr/local LIBDIR=$(PREFIX)/lib DESTDIR=
+#   make check      every test: Rust, C, C++ (and Tcl when present)
+#   make bench      throughput and latency against references measured in the same run
+#   make demo       a real producer and consumers on a fresh ring, end to end
+
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR     ?= $(PREFIX)/bin
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR    ?=
+
+CARGO   ?= cargo
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+MAJOR   := $(firstword $(subst ., ,$(VERSION)))
+REL     := target/release
+BUILD   := build
+STAGE   := $(abspath $(BUILD)/stage)
+BINS    := daqportmgr lsservices daqflow-demo
+
+.PHONY: all header install uninstall check check-rust check-c bench demo clean
+
+all:
+	$(CARGO) build --release --lib --bins
+	ln -sf libdaqflow.so $(REL)/libdaqflow.so.$(MAJOR)
+
+# Refreshes the committed include/daqflow.h from the code (a test fails when they differ).
+header:
+	DAQFLOW_WRITE_HEADER=1 $(CARGO) build --release --lib
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 0755 $(REL)/libdaqflow.so $(DESTDIR)$(LIBDIR)/libdaqflow.so.$(VERSION)
+	ln -sf libdaqflow.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libdaqflow.so.$(MAJOR)
+	ln -sf libdaqflow.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libdaqflow.so
+	install -m 0644 $(REL)/libdaqflow.a $(DESTDIR)$(LIBDIR)/libdaqflow.a
+	install -m 0644 include/daqflow.h $(DESTDIR)$(INCLUDEDIR)/daqflow.h
+	for b in $(BINS); do install -m 0755 $(REL)/$$b $(DESTDIR)$(BINDIR)/$$b; done
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    pkgconfig/daqflow.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/daqflow.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libdaqflow.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libdaqflow.so.$(MAJOR) \
+	      $(DESTDIR)$(LIBDIR)/libdaqflow.so $(DESTDIR)$(LIBDIR)/libdaqflow.a \
+	      $(DESTDIR)$(INCLUDEDIR)/daqflow.h $(DESTDIR)$(PKGCONFIGDIR)/daqflow.pc
+	for b in $(BINS); do rm -f $(DESTDIR)$(BINDIR)/$$b; done
+
+check: check-rust check-c
+
+check-rust:
+	$(CARGO) test --release
+
+# The C and C++ programs are built the way a user's Makefile would build them: against
+# an installed copy (a scratch prefix) through pkg-config.
+check-c: all
+	rm -rf $(STAGE)
+	$(MAKE) --no-print-directory install PREFIX=$(STAGE)
+	PKG_CONFIG_PATH=$(STAGE)/lib/pkgconfig STAGE=$(STAGE) BUILD=$(abspath $(BUILD)/c-tests) \
+	    sh c-tests/run.sh
+
+bench:
+	$(CARGO) bench
+
+demo: all
+	$(REL)/daqflow-demo
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD)

@@ -1,0 +1,1 @@
+//! C ABI for the port manager client.

@@ -1,0 +1,10 @@
+//! daqflow: NSCLDAQ-compatible shared-memory ring buffers and port manager, with a C ABI.
+//!
+//! The safe Rust API lives in [`ring`] and [`portmgr`]; [`ffi`] is the C ABI over it.
+
+pub mod error;
+pub mod ffi;
+pub mod portmgr;
+pub mod ring;
+
+pub use error::{Error, Result};

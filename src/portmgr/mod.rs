@@ -1,0 +1,1 @@
+//! Port manager: the wire protocol, the client and the daqportmgr daemon.

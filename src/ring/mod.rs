@@ -1,0 +1,1 @@
+//! Shared-memory rings, binary compatible with NSCLDAQ 12.0.
