@@ -1,1 +1,31 @@
-//! Shared-memory rings, binary compatible with NSCLDAQ 12.0.
+//! Shared-memory rings, binary compatible with NSCLDAQ 12.0: one producer, many
+//! consumers, each consumer reading every byte at its own pace.
+//!
+//! Layout and arithmetic follow NSCLDAQ exactly (see `layout`); what daqflow adds lives
+//! in bytes NSCLDAQ never uses, so legacy and daqflow clients share a ring at the same
+//! time. Blocking is event driven (`wait`), dead clients are found without a daemon
+//! (`slots`), and every header and pointer read from shared memory is checked.
+
+mod admin;
+mod consumer;
+mod futex;
+pub mod layout;
+mod liveness;
+mod mem;
+mod name;
+mod producer;
+mod shared;
+mod shm;
+mod slots;
+mod span;
+mod wait;
+
+pub use admin::{
+    ConsumerUsage, CreateOptions, DEFAULT_MODE, Usage, create, disconnect_consumer, disconnect_producer, exists,
+    format, list, remove, usage,
+};
+pub use consumer::Consumer;
+pub use layout::{DEFAULT_DATA_BYTES, DEFAULT_MAX_CONSUMERS};
+pub use name::validate as validate_name;
+pub use producer::Producer;
+pub use span::Span;

@@ -1,0 +1,120 @@
+//! The pool of ports the daemon hands out: highest first, a freed port the next one out.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// An inclusive range of TCP ports, validated (the legacy server handed out 65537).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl PortRange {
+    /// The legacy default, 30001-31000.
+    pub const DEFAULT: PortRange = PortRange { low: 30001, high: 31000 };
+
+    pub fn contains(&self, port: u16) -> bool {
+        (self.low..=self.high).contains(&port)
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.low, self.high)
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    /// `low-high`; a reversed range is swapped, as the legacy server did.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (low, high) = text.split_once('-').ok_or_else(|| format!("port range {text:?} is not low-high"))?;
+        let port = |s: &str| -> Result<u16, String> {
+            match s.trim().parse::<u32>() {
+                Ok(n @ 1..=65535) => Ok(n as u16),
+                _ => Err(format!("{s:?} in port range {text:?} is not a port number (1-65535)")),
+            }
+        };
+        let (a, b) = (port(low)?, port(high)?);
+        Ok(PortRange { low: a.min(b), high: a.max(b) })
+    }
+}
+
+/// Who holds an allocated port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation<K> {
+    pub port: u16,
+    pub application: Vec<u8>,
+    pub user: Vec<u8>,
+    /// The holder (the daemon uses its connection key).
+    pub owner: K,
+}
+
+/// Free ports as a stack (top = next out) and the allocations by port.
+#[derive(Debug)]
+pub struct Pool<K> {
+    free: Vec<u16>,
+    used: HashMap<u16, Allocation<K>>,
+}
+
+impl<K: Copy + Eq> Pool<K> {
+    pub fn new(range: PortRange) -> Self {
+        // Ascending, so the first pop is the highest port, as in the legacy server.
+        Pool { free: (range.low..=range.high).collect(), used: HashMap::new() }
+    }
+
+    /// Takes the next free port for `owner`; `None` when the pool is exhausted.
+    pub fn allocate(&mut self, application: &[u8], user: &[u8], owner: K) -> Option<u16> {
+        let port = self.free.pop()?;
+        let allocation = Allocation { port, application: application.to_vec(), user: user.to_vec(), owner };
+        self.used.insert(port, allocation);
+        Some(port)
+    }
+
+    /// Returns `port` to the pool (it becomes the next one handed out).
+    pub fn release(&mut self, port: u16) -> Option<Allocation<K>> {
+        let allocation = self.used.remove(&port)?;
+        self.free.push(port);
+        Some(allocation)
+    }
+
+    pub fn allocations(&self) -> impl Iterator<Item = &Allocation<K>> {
+        self.used.values()
+    }
+
+    pub fn allocated(&self) -> usize {
+        self.used.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_validated_and_swapped() {
+        assert_eq!("30001-31000".parse(), Ok(PortRange::DEFAULT));
+        assert_eq!("31000-30001".parse(), Ok(PortRange::DEFAULT));
+        assert_eq!("5-5".parse(), Ok(PortRange { low: 5, high: 5 }));
+        for bad in ["65000-65537", "0-10", "10", "a-b", "-5", "", "1-2-3"] {
+            assert!(bad.parse::<PortRange>().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn highest_first_then_lifo() {
+        let mut pool = Pool::new(PortRange { low: 100, high: 103 });
+        assert_eq!(pool.allocate(b"a", b"u", 1), Some(103));
+        assert_eq!(pool.allocate(b"a", b"u", 1), Some(102));
+        assert_eq!(pool.allocate(b"b", b"u", 2), Some(101));
+        assert_eq!(pool.release(102).map(|a| a.owner), Some(1));
+        assert_eq!(pool.release(102), None);
+        assert_eq!(pool.allocate(b"c", b"u", 3), Some(102));
+        assert_eq!(pool.allocate(b"c", b"u", 3), Some(100));
+        assert_eq!(pool.allocate(b"c", b"u", 3), None);
+        assert_eq!(pool.allocated(), 4);
+    }
+}

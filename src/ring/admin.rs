@@ -1,0 +1,247 @@
+//! Ring management: create, format, remove, exists, list, usage, forced disconnects.
+//! None of it needs a daemon: rings are found by reading /dev/shm.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::layout::{self, DEFAULT_DATA_BYTES, DEFAULT_MAX_CONSUMERS, Geometry};
+use super::mem::Mapping;
+use super::name::validate;
+use super::shared::{FREE, Shared};
+use super::shm::{self, LOCK_WAIT, RingFile, SHM_DIR};
+use super::slots;
+use crate::error::{Error, Result};
+
+/// Mode of a new ring unless the creator asks for another: world read-write, as
+/// NSCLDAQ makes them (its tests check it), so any user's programs can attach.
+pub const DEFAULT_MODE: u32 = 0o666;
+/// Consumers beyond this make a header of megabytes; no DAQ setup needs that many.
+pub const MAX_CONSUMERS_LIMIT: u32 = 1 << 20;
+
+/// What `create` is asked for; zeros mean the NSCLDAQ defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct CreateOptions {
+    pub data_bytes: u64,
+    pub max_consumers: u32,
+    pub mode: u32,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions { data_bytes: DEFAULT_DATA_BYTES, max_consumers: DEFAULT_MAX_CONSUMERS, mode: DEFAULT_MODE }
+    }
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if page > 0 { page as u64 } else { 4096 }
+}
+
+fn check_max_consumers(n: u32) -> Result<u32> {
+    match n {
+        0 => Ok(DEFAULT_MAX_CONSUMERS),
+        n if n > MAX_CONSUMERS_LIMIT => {
+            Err(Error::new(libc::EINVAL, format!("{n} consumers is more than the limit of {MAX_CONSUMERS_LIMIT}")))
+        }
+        n => Ok(n),
+    }
+}
+
+/// Creates ring `name`: a new /dev/shm object of NSCLDAQ's size, formatted. On any
+/// failure nothing is left behind.
+pub fn create(name: &str, options: CreateOptions) -> Result<()> {
+    validate(name)?;
+    let data = if options.data_bytes == 0 { DEFAULT_DATA_BYTES } else { options.data_bytes };
+    let n = check_max_consumers(options.max_consumers)?;
+    if options.mode & !0o777 != 0 {
+        return Err(Error::new(libc::EINVAL, format!("mode {:o} is not a permission mode", options.mode)));
+    }
+    let size = layout::object_size(data, n, page_size())
+        .filter(|&s| s <= i64::MAX as u64)
+        .ok_or_else(|| Error::new(libc::EINVAL, format!("a ring of {data} bytes is too large")))?;
+    let geo = Geometry::for_format(size, n)?;
+    let file = RingFile::create(name, options.mode)?;
+    let made = (|| {
+        let _lock = file.lock(geo.lock_len(), LOCK_WAIT)?;
+        file.set_size(size).map_err(|e| {
+            if e.errno() == libc::ENOSPC || e.errno() == libc::EFBIG {
+                Error::new(e.errno(), format!("no room for a {size}-byte ring {name} in {SHM_DIR}: {}", e.message()))
+            } else {
+                e
+            }
+        })?;
+        let map = file.map(size)?;
+        Shared::format(&map, &geo);
+        Ok(())
+    })();
+    if made.is_err() {
+        let _ = RingFile::unlink(name);
+    }
+    made
+}
+
+/// Rewrites the header of an existing ring for `max_consumers` (0: the default). The
+/// data area grows or shrinks to match. Refused while live clients are attached.
+pub fn format(name: &str, max_consumers: u32) -> Result<()> {
+    validate(name)?;
+    let n = check_max_consumers(max_consumers)?;
+    let file = RingFile::open(name, true)?;
+    let _lock = file.lock(file.legacy_lock_len(), LOCK_WAIT)?;
+    if !shm::has_magic(&file.file) {
+        return Err(Error::new(libc::EBADMSG, format!("cannot format {name}: /dev/shm/{name} is not a ring")));
+    }
+    let size = file.size()?;
+    let geo = Geometry::for_format(size, n).map_err(|e| Error::new(e.errno(), format!("cannot format ring {name}: {}", e.message())))?;
+    let map = file.map(size)?;
+    // A ring with a sane header is checked for live clients first; a corrupt one is
+    // exactly what format is for.
+    if let Ok(Some(old)) = Geometry::parse(&map.header(), size) {
+        refuse_if_attached(name, &map, &old)?;
+    }
+    Shared::format(&map, &geo);
+    Ok(())
+}
+
+fn refuse_if_attached(name: &str, map: &Mapping, geo: &Geometry) -> Result<()> {
+    let live = |record: u64| {
+        let pid = map.i32_at(record + 8).load(Ordering::SeqCst);
+        pid > 0 && super::liveness::alive(pid)
+    };
+    let producer = live(layout::PRODUCER_RECORD);
+    let consumers = (0..geo.max_consumers).filter(|&s| live(geo.consumer_record(s))).count();
+    if producer || consumers > 0 {
+        let producer = if producer { "a producer and " } else { "" };
+        return Err(Error::new(
+            libc::EBUSY,
+            format!("cannot format ring {name}: {producer}{consumers} consumers are attached; detach or disconnect them first"),
+        ));
+    }
+    Ok(())
+}
+
+/// Removes ring `name` (like `rm`: attached clients keep their mapping until they detach).
+pub fn remove(name: &str) -> Result<()> {
+    validate(name)?;
+    let file = RingFile::open_best(name)?;
+    let _lock = if file.writable { Some(file.lock(file.legacy_lock_len(), LOCK_WAIT)?) } else { None };
+    if !shm::has_magic(&file.file) {
+        return Err(Error::new(libc::ENOENT, format!("cannot remove {name}: /dev/shm/{name} exists but is not a ring")));
+    }
+    RingFile::unlink(name)
+}
+
+/// Whether a ring called `name` exists (an object with NSCLDAQ's magic).
+pub fn exists(name: &str) -> Result<bool> {
+    validate(name)?;
+    match RingFile::open(name, false) {
+        Ok(file) => Ok(shm::has_magic(&file.file)),
+        Err(e) if e.errno() == libc::ENOENT => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every ring on this host, sorted by name.
+pub fn list() -> Result<Vec<String>> {
+    let entries = std::fs::read_dir(SHM_DIR).map_err(|e| Error::io(&e, format!("cannot list {SHM_DIR}")))?;
+    let mut names = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        // O_NONBLOCK|O_NOFOLLOW: a stray FIFO or link in /dev/shm must not stall or fool us.
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .open(entry.path());
+        if is_file && opened.is_ok_and(|f| shm::has_magic(&f)) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// One attached consumer, as `usage` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerUsage {
+    pub slot: u32,
+    pub pid: i32,
+    pub backlog: u64,
+}
+
+/// NSCLDAQ's usage figures for one ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    pub data_bytes: u64,
+    pub put_space: u64,
+    pub max_consumers: u32,
+    pub producer_pid: i32,
+    pub max_get: u64,
+    pub min_get: u64,
+    /// Every slot not free, in slot order.
+    pub consumers: Vec<ConsumerUsage>,
+}
+
+/// Usage of ring `name`. Dead clients' slots are freed first when the ring is writable
+/// to us and its lock is free; otherwise this is a read-only look.
+pub fn usage(name: &str) -> Result<Usage> {
+    validate(name)?;
+    let ring = Shared::open(name, false)?;
+    if ring.file.writable {
+        if let Ok(lock) = ring.lock_for(Duration::from_millis(200)) {
+            slots::reap_dead(&ring, &lock);
+        }
+    }
+    let geo = &ring.geo;
+    let put = ring.put_pos()?;
+    let mut consumers = Vec::new();
+    for (slot, record) in ring.consumers() {
+        let pid = record.pid.load(Ordering::SeqCst);
+        if pid != FREE {
+            let backlog = geo.backlog(put, ring.get_pos(slot)?);
+            consumers.push(ConsumerUsage { slot, pid, backlog });
+        }
+    }
+    let attached = consumers.iter().filter(|c| c.pid > 0).map(|c| c.backlog);
+    let max_get = attached.clone().max().unwrap_or(0);
+    let min_get = attached.min().unwrap_or(0);
+    Ok(Usage {
+        data_bytes: geo.data_bytes(),
+        put_space: geo.capacity() - max_get,
+        max_consumers: geo.max_consumers,
+        producer_pid: ring.producer().pid.load(Ordering::SeqCst),
+        max_get,
+        min_get,
+        consumers,
+    })
+}
+
+/// Frees the producer slot whoever holds it (for a producer that died attached).
+pub fn disconnect_producer(name: &str) -> Result<()> {
+    validate(name)?;
+    let ring = Shared::open(name, true)?;
+    let _lock = ring.lock()?;
+    let pid = ring.producer().pid.load(Ordering::SeqCst);
+    slots::release_record(ring.producer());
+    let _ = ring.waking_producer().compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Frees consumer slot `slot` whoever holds it.
+pub fn disconnect_consumer(name: &str, slot: u32) -> Result<()> {
+    validate(name)?;
+    let ring = Shared::open(name, true)?;
+    let n = ring.geo.max_consumers;
+    if slot >= n {
+        return Err(Error::new(
+            libc::ERANGE,
+            format!("cannot disconnect consumer {slot} of ring {name}: slots are 0..{}", n.saturating_sub(1)),
+        ));
+    }
+    let _lock = ring.lock()?;
+    slots::release_record(ring.consumer(slot));
+    ring.space_signal().notify();
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! The consumer side: copying gets, peek, skip, and zero-copy borrow/release.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::liveness::my_pid;
+use super::shared::Shared;
+use super::slots;
+use super::span::Span;
+use super::wait::{self, POLL_SLICE, WOKEN_SLICE, Waiter};
+use crate::error::{Error, Result};
+
+pub struct Consumer {
+    ring: Shared,
+    pid: i32,
+    slot: u32,
+    /// Our get pointer; the copy in shared memory is published from it.
+    get: u64,
+    /// Bytes known to be available (a lower bound), so small gets skip reloading the
+    /// producer's pointer, whose cache line the producer keeps writing.
+    avail_hint: u64,
+    /// Bytes handed out by `borrow` and not yet released.
+    borrowed: u64,
+    attached: bool,
+}
+
+impl Consumer {
+    pub fn attach(name: &str) -> Result<Consumer> {
+        super::name::validate(name)?;
+        let ring = Shared::open(name, true)?;
+        let pid = my_pid();
+        let (slot, get) = slots::claim_consumer(&ring, pid)?;
+        Ok(Consumer { ring, pid, slot, get, avail_hint: 0, borrowed: 0, attached: true })
+    }
+
+    pub fn name(&self) -> &str {
+        self.ring.name()
+    }
+
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    pub fn geometry(&self) -> &super::layout::Geometry {
+        &self.ring.geo
+    }
+
+    fn check_owner(&self) -> Result<()> {
+        if self.ring.consumer(self.slot).pid.load(Ordering::Relaxed) == self.pid {
+            Ok(())
+        } else {
+            Err(Error::new(
+                libc::ENOTCONN,
+                format!("this consumer was disconnected from ring {} (slot {} was freed by someone else)", self.name(), self.slot),
+            ))
+        }
+    }
+
+    /// Bytes available to read now.
+    pub fn available(&mut self) -> Result<u64> {
+        self.check_owner()?;
+        self.avail_hint = self.ring.geo.backlog(self.ring.put_pos()?, self.get);
+        Ok(self.avail_hint)
+    }
+
+    fn never_satisfied(&self, min: u64) -> Result<()> {
+        let capacity = self.ring.geo.capacity();
+        if min > capacity {
+            return Err(Error::new(
+                libc::EMSGSIZE,
+                format!("waiting for {min} bytes can never end: ring {} holds at most {capacity}", self.name()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Waits until at least `min` bytes are available; returns how many are.
+    fn wait_data(&mut self, min: u64, timeout: Option<Duration>) -> Result<u64> {
+        self.check_owner()?;
+        let deadline = wait::deadline(timeout);
+        let signal = self.ring.data_signal();
+        let mut waiter = DataWaiter { consumer: self, min };
+        match wait::wait(&signal, deadline, &mut waiter)? {
+            Some(avail) => {
+                self.avail_hint = avail;
+                Ok(avail)
+            }
+            None => Err(Error::new(
+                libc::ETIMEDOUT,
+                format!(
+                    "timed out after {} ms waiting for {min} bytes from ring {}",
+                    timeout.unwrap_or_default().as_millis(),
+                    self.name()
+                ),
+            )),
+        }
+    }
+
+    /// Bytes available for a read of `min..=max`: known ones when they already cover
+    /// `max` (the common small read), else a fresh look, waiting when `min > 0`.
+    fn wait_for(&mut self, min: u64, max: u64, timeout: Option<Duration>) -> Result<u64> {
+        if self.avail_hint >= max && max > 0 {
+            self.check_owner()?;
+            Ok(self.avail_hint)
+        } else if min == 0 {
+            self.available()
+        } else {
+            self.wait_data(min, timeout)
+        }
+    }
+
+    fn spans(&self, n: u64) -> [(u64, u64); 2] {
+        self.ring.geo.spans(self.get, n)
+    }
+
+    fn copy_out(&self, buf: &mut [u8]) {
+        let mut done = 0usize;
+        for (off, n) in self.spans(buf.len() as u64) {
+            let src = self.ring.map.bytes(off, n);
+            // SAFETY: `src` is in bounds of the mapping (checked by `bytes`); the
+            // destination is the caller's buffer, which cannot overlap shared memory we
+            // only read through raw pointers.
+            unsafe { std::ptr::copy_nonoverlapping(src, buf[done..].as_mut_ptr(), n as usize) };
+            done += n as usize;
+        }
+    }
+
+    fn advance(&mut self, n: u64) {
+        self.get = self.ring.geo.advance(self.get, n);
+        self.avail_hint -= n;
+        self.ring.consumer(self.slot).pos.store(self.get, Ordering::SeqCst);
+        self.ring.space_signal().notify();
+    }
+
+    fn no_borrow(&self) -> Result<()> {
+        if self.borrowed != 0 {
+            return Err(Error::new(libc::EBUSY, format!("ring {}: release the borrowed data first", self.name())));
+        }
+        Ok(())
+    }
+
+    /// Waits for at least `min` bytes, then copies as many as are there, up to
+    /// `buf.len()`, and consumes them. `min == 0` never waits.
+    pub fn get(&mut self, buf: &mut [u8], min: u64, timeout: Option<Duration>) -> Result<usize> {
+        self.never_satisfied(min)?;
+        self.no_borrow()?;
+        let max = buf.len() as u64;
+        if min > max {
+            return Err(Error::new(libc::EINVAL, format!("minimum {min} exceeds the buffer size {max}")));
+        }
+        let avail = self.wait_for(min, max, timeout)?;
+        let n = avail.min(max);
+        self.copy_out(&mut buf[..n as usize]);
+        self.advance(n);
+        Ok(n as usize)
+    }
+
+    /// Copies up to `buf.len()` available bytes without consuming them; never waits.
+    pub fn peek(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.no_borrow()?;
+        let n = self.available()?.min(buf.len() as u64);
+        self.copy_out(&mut buf[..n as usize]);
+        Ok(n as usize)
+    }
+
+    /// Consumes `n` bytes without copying them; `ERANGE` if fewer are available.
+    pub fn skip(&mut self, n: u64) -> Result<()> {
+        self.no_borrow()?;
+        let avail = self.available()?;
+        if n > avail {
+            return Err(Error::new(
+                libc::ERANGE,
+                format!("cannot skip {n} bytes in ring {}: only {avail} are available", self.name()),
+            ));
+        }
+        if n > 0 {
+            self.advance(n);
+        }
+        Ok(())
+    }
+
+    /// Waits for at least `min` bytes, then lends up to `max` of them in place (two
+    /// spans when they wrap). Consume them with `release`.
+    pub fn borrow(&mut self, min: u64, max: u64, timeout: Option<Duration>) -> Result<[Span; 2]> {
+        self.never_satisfied(min)?;
+        self.no_borrow()?;
+        if min > max {
+            return Err(Error::new(libc::EINVAL, format!("minimum {min} exceeds the maximum {max}")));
+        }
+        let avail = self.wait_for(min, max, timeout)?;
+        let n = avail.min(max);
+        self.borrowed = n;
+        Ok(self.spans(n).map(|(off, len)| Span { ptr: self.ring.map.bytes(off, len), len: len as usize }))
+    }
+
+    /// Consumes the first `n` borrowed bytes and ends the borrow.
+    pub fn release(&mut self, n: u64) -> Result<()> {
+        if n > self.borrowed {
+            return Err(Error::new(
+                libc::EINVAL,
+                format!("cannot release {n} bytes: only {} are borrowed from ring {}", self.borrowed, self.name()),
+            ));
+        }
+        self.check_owner()?;
+        self.borrowed = 0;
+        if n > 0 {
+            self.advance(n);
+        }
+        Ok(())
+    }
+
+    /// Gives the slot back (also done on drop).
+    pub fn detach(mut self) -> Result<()> {
+        self.release_slot();
+        Ok(())
+    }
+
+    fn release_slot(&mut self) {
+        if !self.attached {
+            return;
+        }
+        self.attached = false;
+        // After fork() the child holds a copy of this handle; the slot is the parent's.
+        if my_pid() == self.pid {
+            slots::release_own(&self.ring, self.ring.consumer(self.slot), self.pid);
+            // Our backlog no longer holds the producer back.
+            self.ring.space_signal().notify();
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.release_slot();
+    }
+}
+
+struct DataWaiter<'a> {
+    consumer: &'a Consumer,
+    min: u64,
+}
+
+impl Waiter for DataWaiter<'_> {
+    type Ready = u64;
+
+    fn check(&mut self) -> Result<Option<u64>> {
+        let c = self.consumer;
+        let avail = c.ring.geo.backlog(c.ring.put_pos()?, c.get);
+        Ok((avail >= self.min).then_some(avail))
+    }
+
+    /// A daqflow producer wakes us; anything else (a legacy producer, or none yet)
+    /// must be polled for.
+    fn slice(&self) -> Duration {
+        let ring = &self.consumer.ring;
+        let producer = ring.producer().pid.load(Ordering::Relaxed);
+        if producer > 0 && ring.waking_producer().load(Ordering::Relaxed) == producer { WOKEN_SLICE } else { POLL_SLICE }
+    }
+
+    fn housekeeping(&mut self) -> Result<()> {
+        self.consumer.check_owner()
+    }
+}

@@ -1,0 +1,80 @@
+//! The mapping of a ring's shared-memory object, and the only code that touches it.
+//!
+//! Other processes write this memory concurrently, so no `&[u8]` or `&mut` reference to
+//! it is ever formed: shared words are read and written as atomics, data moves with
+//! raw-pointer copies. Every access is bounds-checked against the mapping's length; the
+//! offsets come from a validated `Geometry`, so a failed check is a bug in daqflow, not
+//! bad input, and panics (turned into an error at the C boundary).
+
+use std::fs::File;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Error, Result};
+
+pub struct Mapping {
+    raw: MmapRaw,
+}
+
+impl Mapping {
+    /// Maps all `len` bytes of `file`, shared and read-write (or read-only).
+    pub fn new(file: &File, len: u64, writable: bool, name: &str) -> Result<Mapping> {
+        let len_usize = usize::try_from(len).map_err(|_| Error::new(libc::EFBIG, format!("ring {name} is too large to map")))?;
+        let mut options = MmapOptions::new();
+        options.len(len_usize);
+        let raw = if writable { options.map_raw(file) } else { options.map_raw_read_only(file) };
+        let raw = raw.map_err(|e| Error::io(&e, format!("cannot map ring {name}")))?;
+        Ok(Mapping { raw })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.raw.len() as u64
+    }
+
+    fn checked(&self, off: u64, len: u64, align: u64) -> *mut u8 {
+        assert!(
+            off.checked_add(len).is_some_and(|end| end <= self.len()) && off % align == 0,
+            "daqflow bug: access of {len} bytes at {off} in a {}-byte mapping",
+            self.len()
+        );
+        // SAFETY: in bounds, checked above.
+        unsafe { self.raw.as_mut_ptr().add(off as usize) }
+    }
+
+    pub fn u64_at(&self, off: u64) -> &AtomicU64 {
+        // SAFETY: aligned and in bounds (checked); the mapping outlives the reference and
+        // is only ever accessed atomically at this offset.
+        unsafe { AtomicU64::from_ptr(self.checked(off, 8, 8).cast()) }
+    }
+
+    pub fn u32_at(&self, off: u64) -> &AtomicU32 {
+        // SAFETY: as for `u64_at`.
+        unsafe { AtomicU32::from_ptr(self.checked(off, 4, 4).cast()) }
+    }
+
+    pub fn i32_at(&self, off: u64) -> &AtomicI32 {
+        // SAFETY: as for `u64_at`.
+        unsafe { AtomicI32::from_ptr(self.checked(off, 4, 4).cast()) }
+    }
+
+    /// A copy of the 80-byte header (the caller validates it).
+    pub fn header(&self) -> [u8; 80] {
+        let mut out = [0u8; 80];
+        // SAFETY: source checked in bounds; destination is a local array.
+        unsafe { std::ptr::copy_nonoverlapping(self.checked(0, 80, 1), out.as_mut_ptr(), 80) };
+        out
+    }
+
+    /// Raw pointer to `len` bytes at `off`, for copies and zero-copy spans.
+    pub fn bytes(&self, off: u64, len: u64) -> *mut u8 {
+        self.checked(off, len, 1)
+    }
+
+    /// Copies `src` into the mapping at `off`.
+    pub fn write(&self, off: u64, src: &[u8]) {
+        let dst = self.checked(off, src.len() as u64, 1);
+        // SAFETY: destination checked in bounds; source is a caller's slice.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+    }
+}

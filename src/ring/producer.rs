@@ -1,0 +1,244 @@
+//! The producer side: copying puts and zero-copy reserve/commit.
+//!
+//! Free space is D - 1 minus the largest backlog among attached consumers. Scanning
+//! every consumer record on each put would dominate small records, so the producer keeps
+//! a lower bound (`free_hint`): consumers only ever move forward, and a consumer that
+//! joins starts at the put pointer, so space known free stays free until we use it.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::liveness::my_pid;
+use super::shared::Shared;
+use super::slots;
+use super::span::Span;
+use super::wait::{self, POLL_SLICE, WOKEN_SLICE, Waiter};
+use crate::error::{Error, Result};
+
+/// How often a producer blocked on space looks for dead consumers holding it back.
+const REAP_EVERY: Duration = Duration::from_millis(200);
+
+pub struct Producer {
+    ring: Shared,
+    pid: i32,
+    /// Our put pointer; the copy in shared memory is published from it.
+    put: u64,
+    free_hint: u64,
+    /// Bytes handed out by `reserve` and not yet committed.
+    reserved: u64,
+    attached: bool,
+}
+
+/// The result of one scan of the consumer records.
+struct Scan {
+    free: u64,
+    /// Every consumer that holds space back will wake us when it reads.
+    all_wake: bool,
+}
+
+impl Producer {
+    pub fn attach(name: &str) -> Result<Producer> {
+        super::name::validate(name)?;
+        let ring = Shared::open(name, true)?;
+        let pid = my_pid();
+        slots::claim_producer(&ring, pid)?;
+        let put = ring.put_pos()?;
+        Ok(Producer { ring, pid, put, free_hint: 0, reserved: 0, attached: true })
+    }
+
+    pub fn name(&self) -> &str {
+        self.ring.name()
+    }
+
+    pub fn geometry(&self) -> &super::layout::Geometry {
+        &self.ring.geo
+    }
+
+    fn scan(&self) -> Result<Scan> {
+        let geo = &self.ring.geo;
+        let mut worst = 0;
+        let mut all_wake = true;
+        for (slot, record) in self.ring.consumers() {
+            let pid = record.pid.load(Ordering::SeqCst);
+            if pid <= 0 {
+                continue;
+            }
+            let get = self.ring.get_pos(slot)?;
+            let backlog = geo.backlog(self.put, get);
+            worst = worst.max(backlog);
+            all_wake &= record.waker.load(Ordering::Relaxed) == pid;
+        }
+        Ok(Scan { free: geo.capacity() - worst, all_wake })
+    }
+
+    /// Bytes that can be put now without blocking.
+    pub fn available_space(&mut self) -> Result<u64> {
+        self.check_owner()?;
+        self.free_hint = self.scan()?.free;
+        Ok(self.free_hint)
+    }
+
+    fn check_owner(&self) -> Result<()> {
+        if self.ring.producer().pid.load(Ordering::Relaxed) == self.pid {
+            Ok(())
+        } else {
+            Err(Error::new(
+                libc::ENOTCONN,
+                format!("this producer was disconnected from ring {} (its slot was freed by someone else)", self.name()),
+            ))
+        }
+    }
+
+    fn too_big(&self, len: u64) -> Result<()> {
+        let capacity = self.ring.geo.capacity();
+        if len > capacity {
+            return Err(Error::new(
+                libc::EMSGSIZE,
+                format!("{len} bytes can never fit in ring {}: it holds at most {capacity}", self.name()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Waits until `len` bytes are free (after anything reserved).
+    fn wait_space(&mut self, need: u64, timeout: Option<Duration>) -> Result<()> {
+        if need <= self.free_hint {
+            return Ok(());
+        }
+        self.check_owner()?;
+        let deadline = wait::deadline(timeout);
+        let ring = &self.ring;
+        let mut waiter = SpaceWaiter { producer: self, need, all_wake: false, last_reap: Instant::now() };
+        let signal = ring.space_signal();
+        match wait::wait(&signal, deadline, &mut waiter)? {
+            Some(free) => {
+                self.free_hint = free;
+                Ok(())
+            }
+            None => Err(Error::new(
+                libc::ETIMEDOUT,
+                format!(
+                    "timed out after {} ms waiting for {need} bytes of space in ring {}",
+                    timeout.unwrap_or_default().as_millis(),
+                    self.name()
+                ),
+            )),
+        }
+    }
+
+    /// Puts all of `data` or nothing.
+    pub fn put(&mut self, data: &[u8], timeout: Option<Duration>) -> Result<()> {
+        let len = data.len() as u64;
+        self.too_big(len)?;
+        if self.reserved != 0 {
+            // Reserved bytes come first in the stream; a put cannot jump ahead of them.
+            return Err(Error::new(libc::EBUSY, format!("ring {}: commit the open reservation before putting", self.name())));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        self.check_owner()?;
+        self.wait_space(len, timeout)?;
+        let mut done = 0usize;
+        for (off, n) in self.ring.geo.spans(self.put, len) {
+            self.ring.map.write(off, &data[done..done + n as usize]);
+            done += n as usize;
+        }
+        self.publish(len);
+        Ok(())
+    }
+
+    /// Reserves `len` bytes of ring memory to fill in place; returns one or two spans
+    /// (two when the space wraps). Publish with `commit`.
+    pub fn reserve(&mut self, len: u64, timeout: Option<Duration>) -> Result<[Span; 2]> {
+        self.too_big(len)?;
+        if self.reserved != 0 {
+            return Err(Error::new(libc::EBUSY, format!("ring {}: a reservation is already open", self.name())));
+        }
+        self.check_owner()?;
+        self.wait_space(len, timeout)?;
+        self.reserved = len;
+        Ok(self.ring.geo.spans(self.put, len).map(|(off, n)| Span { ptr: self.ring.map.bytes(off, n), len: n as usize }))
+    }
+
+    /// Publishes the first `len` bytes of the open reservation (the rest is dropped).
+    pub fn commit(&mut self, len: u64) -> Result<()> {
+        if len > self.reserved {
+            return Err(Error::new(
+                libc::EINVAL,
+                format!("cannot commit {len} bytes: only {} are reserved in ring {}", self.reserved, self.name()),
+            ));
+        }
+        self.check_owner()?;
+        self.reserved = 0;
+        if len > 0 {
+            self.publish(len);
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self, len: u64) {
+        self.put = self.ring.geo.advance(self.put, len);
+        self.free_hint -= len;
+        self.ring.producer().pos.store(self.put, Ordering::SeqCst);
+        self.ring.data_signal().notify();
+    }
+
+    /// Gives the producer slot back (also done on drop). The put pointer stays.
+    pub fn detach(mut self) -> Result<()> {
+        self.release();
+        Ok(())
+    }
+
+    fn release(&mut self) {
+        if !self.attached {
+            return;
+        }
+        self.attached = false;
+        // After fork() the child holds a copy of this handle; the slot is the parent's.
+        if my_pid() != self.pid {
+            return;
+        }
+        let _ = self.ring.waking_producer().compare_exchange(self.pid, 0, Ordering::SeqCst, Ordering::SeqCst);
+        slots::release_own(&self.ring, self.ring.producer(), self.pid);
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+struct SpaceWaiter<'a> {
+    producer: &'a Producer,
+    need: u64,
+    all_wake: bool,
+    last_reap: Instant,
+}
+
+impl Waiter for SpaceWaiter<'_> {
+    type Ready = u64;
+
+    fn check(&mut self) -> Result<Option<u64>> {
+        let scan = self.producer.scan()?;
+        self.all_wake = scan.all_wake;
+        Ok((scan.free >= self.need).then_some(scan.free))
+    }
+
+    fn slice(&self) -> Duration {
+        if self.all_wake { WOKEN_SLICE } else { POLL_SLICE }
+    }
+
+    /// Frees the slots of consumers that died holding space (a dead consumer would
+    /// otherwise stall the producer forever once the ring fills).
+    fn housekeeping(&mut self) -> Result<()> {
+        if self.last_reap.elapsed() >= REAP_EVERY {
+            self.last_reap = Instant::now();
+            self.producer.check_owner()?;
+            let lock = self.producer.ring.lock()?;
+            slots::reap_dead(&self.producer.ring, &lock);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,133 @@
+//! An open, mapped and validated ring: typed access to its client records and wake-up
+//! words. Geometry is read from the ring's own header once, at attach, and every
+//! pointer read back from a record is checked against it before use.
+
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::layout::{self, Geometry};
+use super::mem::Mapping;
+use super::shm::{LOCK_WAIT, RingFile, RingLock};
+use super::wait::Signal;
+use crate::error::{Error, Result};
+
+pub const FREE: i32 = -1;
+pub const JOINING: i32 = 0;
+
+pub struct Shared {
+    pub file: RingFile,
+    pub map: Mapping,
+    pub geo: Geometry,
+}
+
+/// One 16-byte client record.
+#[derive(Clone, Copy)]
+pub struct Record<'a> {
+    pub pos: &'a AtomicU64,
+    pub pid: &'a AtomicI32,
+    /// The padding word: the pid of a daqflow client, which wakes its peers.
+    pub waker: &'a AtomicI32,
+}
+
+impl Shared {
+    /// Opens and maps ring `name`, validating its header under NSCLDAQ's lock, so that a
+    /// ring being created or formatted is never seen half-written.
+    pub fn open(name: &str, writable: bool) -> Result<Shared> {
+        let file = if writable { RingFile::open(name, true)? } else { RingFile::open_best(name)? };
+        let (map, geo) = if file.writable {
+            let _lock = file.lock(file.legacy_lock_len(), LOCK_WAIT)?;
+            file.map_ring()?
+        } else {
+            file.map_ring()?
+        };
+        Ok(Shared { file, map, geo })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.file.name
+    }
+
+    pub fn lock(&self) -> Result<RingLock<'_>> {
+        self.lock_for(LOCK_WAIT)
+    }
+
+    pub fn lock_for(&self, wait: Duration) -> Result<RingLock<'_>> {
+        self.file.lock(self.geo.lock_len(), wait)
+    }
+
+    fn record_at(&self, off: u64) -> Record<'_> {
+        Record {
+            pos: self.map.u64_at(off),
+            pid: self.map.i32_at(off + 8),
+            waker: self.map.i32_at(off + layout::RECORD_WAKER),
+        }
+    }
+
+    pub fn producer(&self) -> Record<'_> {
+        self.record_at(layout::PRODUCER_RECORD)
+    }
+
+    pub fn consumer(&self, slot: u32) -> Record<'_> {
+        self.record_at(self.geo.consumer_record(slot))
+    }
+
+    pub fn consumers(&self) -> impl Iterator<Item = (u32, Record<'_>)> {
+        (0..self.geo.max_consumers).map(|slot| (slot, self.consumer(slot)))
+    }
+
+    /// Woken when data is published (consumers sleep on it).
+    pub fn data_signal(&self) -> Signal<'_> {
+        Signal { seq: self.map.u32_at(layout::OFF_DATA_SEQ), sleepers: self.map.u32_at(layout::OFF_DATA_SLEEPERS) }
+    }
+
+    /// Woken when a consumer frees space (the producer sleeps on it).
+    pub fn space_signal(&self) -> Signal<'_> {
+        Signal { seq: self.map.u32_at(layout::OFF_SPACE_SEQ), sleepers: self.map.u32_at(layout::OFF_SPACE_SLEEPER) }
+    }
+
+    /// The pid of the attached daqflow producer, which wakes consumers (0 when none).
+    pub fn waking_producer(&self) -> &AtomicI32 {
+        self.map.i32_at(layout::OFF_WAKING_PRODUCER)
+    }
+
+    /// A position read from a record, checked to lie in the data area.
+    pub fn checked_pos(&self, record: Record<'_>, whose: impl FnOnce() -> String) -> Result<u64> {
+        let pos = record.pos.load(Ordering::SeqCst);
+        if self.geo.contains(pos) {
+            Ok(pos)
+        } else {
+            Err(Error::new(
+                libc::EBADMSG,
+                format!(
+                    "ring {} is corrupt: the {} pointer {pos} is outside the data area [{}, {}]",
+                    self.name(),
+                    whose(),
+                    self.geo.data_offset,
+                    self.geo.top
+                ),
+            ))
+        }
+    }
+
+    pub fn put_pos(&self) -> Result<u64> {
+        self.checked_pos(self.producer(), || "put".to_string())
+    }
+
+    pub fn get_pos(&self, slot: u32) -> Result<u64> {
+        self.checked_pos(self.consumer(slot), || format!("consumer {slot} get"))
+    }
+
+    /// Writes a freshly formatted header and free client records.
+    pub fn format(map: &Mapping, geo: &Geometry) {
+        let free = |off: u64| {
+            map.u64_at(off).store(geo.data_offset, Ordering::SeqCst);
+            map.i32_at(off + 8).store(FREE, Ordering::SeqCst);
+            map.i32_at(off + layout::RECORD_WAKER).store(0, Ordering::SeqCst);
+        };
+        free(layout::PRODUCER_RECORD);
+        for slot in 0..geo.max_consumers {
+            free(geo.consumer_record(slot));
+        }
+        map.write(0, &geo.encode());
+    }
+}

@@ -1,0 +1,137 @@
+//! Claiming, releasing and reclaiming client slots, with NSCLDAQ's protocol: a plain
+//! load-test-store under the legacy fcntl lock, consumers passing through pid 0 while
+//! they copy the put pointer.
+//!
+//! Dead clients: a slot whose pid names no process is freed by whoever notices (an
+//! attach that finds no free slot, a producer blocked on space, `usage`). A slot at
+//! pid 0 seen while *we* hold the lock belongs to a joiner that died mid-join, since a
+//! live joiner holds the lock for the whole join; NSCLDAQ hung forever on those.
+
+use std::sync::atomic::Ordering;
+
+use super::liveness::alive;
+use super::shared::{FREE, JOINING, Record, Shared};
+use super::shm::RingLock;
+use crate::error::{Error, Result};
+
+/// Frees the slots of dead clients. The lock proves it is held.
+pub fn reap_dead(ring: &Shared, _lock: &RingLock<'_>) -> usize {
+    let mut freed = 0;
+    let producer = ring.producer();
+    let pid = producer.pid.load(Ordering::SeqCst);
+    if pid == JOINING || (pid > 0 && !alive(pid)) {
+        release_record(producer);
+        let _ = ring.waking_producer().compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
+        freed += 1;
+    }
+    for (_, record) in ring.consumers() {
+        let pid = record.pid.load(Ordering::SeqCst);
+        if pid == JOINING || (pid > 0 && !alive(pid)) {
+            release_record(record);
+            freed += 1;
+        }
+    }
+    if freed > 0 {
+        // A blocked producer may now have room.
+        ring.space_signal().notify();
+    }
+    freed
+}
+
+pub fn release_record(record: Record<'_>) {
+    record.waker.store(0, Ordering::SeqCst);
+    record.pid.store(FREE, Ordering::SeqCst);
+}
+
+/// Makes `me` the producer, keeping the put pointer (it survives producer restarts).
+pub fn claim_producer(ring: &Shared, me: i32) -> Result<()> {
+    let lock = ring.lock()?;
+    let producer = ring.producer();
+    let mut pid = producer.pid.load(Ordering::SeqCst);
+    if pid != FREE && !(pid > 0 && alive(pid)) {
+        reap_dead(ring, &lock);
+        pid = producer.pid.load(Ordering::SeqCst);
+    }
+    if pid != FREE {
+        return Err(Error::new(libc::EACCES, format!("ring {} already has a producer (pid {pid})", ring.name())));
+    }
+    ring.put_pos()?;
+    producer.waker.store(me, Ordering::SeqCst);
+    producer.pid.store(me, Ordering::SeqCst);
+    ring.waking_producer().store(me, Ordering::SeqCst);
+    // Sleeping consumers were polling for a legacy producer; let them see this one.
+    ring.data_signal().seq.fetch_add(1, Ordering::SeqCst);
+    super::futex::wake_all(ring.data_signal().seq);
+    Ok(())
+}
+
+/// Slot search order: the first two consumer records share a cache line with the
+/// producer's put pointer, so they are taken last to keep the producer's line quiet.
+fn slot_order(n: u32) -> impl Iterator<Item = u32> {
+    let first = n.min(2);
+    (first..n).chain(0..first)
+}
+
+/// Claims a consumer slot for `me`; returns (slot, initial get pointer).
+pub fn claim_consumer(ring: &Shared, me: i32) -> Result<(u32, u64)> {
+    let lock = ring.lock()?;
+    let find = || slot_order(ring.geo.max_consumers).find(|&s| ring.consumer(s).pid.load(Ordering::SeqCst) == FREE);
+    let slot = match find() {
+        Some(slot) => slot,
+        None => {
+            reap_dead(ring, &lock);
+            find().ok_or_else(|| {
+                Error::new(
+                    libc::ENOMEM,
+                    format!("ring {} has no free consumer slot (all {} taken)", ring.name(), ring.geo.max_consumers),
+                )
+            })?
+        }
+    };
+    let record = ring.consumer(slot);
+    record.pid.store(JOINING, Ordering::SeqCst);
+    // Copy the put pointer until it reads back unchanged: from then on the producer
+    // counts our backlog from a pointer it really had.
+    let start = loop {
+        let put = match ring.put_pos() {
+            Ok(put) => put,
+            Err(e) => {
+                release_record(record);
+                return Err(e);
+            }
+        };
+        record.pos.store(put, Ordering::SeqCst);
+        if ring.producer().pos.load(Ordering::SeqCst) == put {
+            break put;
+        }
+    };
+    record.waker.store(me, Ordering::SeqCst);
+    record.pid.store(me, Ordering::SeqCst);
+    drop(lock);
+    Ok((slot, start))
+}
+
+/// Gives back a slot if it is still ours. The store needs no lock to be safe (nobody
+/// claims a slot that is not free), but the lock is taken when it can be had so legacy
+/// peers see the same sequence they would from NSCLDAQ.
+pub fn release_own(ring: &Shared, record: Record<'_>, me: i32) {
+    let _lock = ring.lock_for(std::time::Duration::from_millis(500));
+    if record.pid.load(Ordering::SeqCst) == me {
+        release_record(record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slot_order;
+
+    #[test]
+    fn slot_order_visits_every_slot_once() {
+        for n in 0..6 {
+            let mut seen: Vec<u32> = slot_order(n).collect();
+            seen.sort();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>());
+        }
+        assert_eq!(slot_order(4).collect::<Vec<_>>(), vec![2, 3, 0, 1]);
+    }
+}
