@@ -2,6 +2,9 @@
 //! arguments, calls into `crate::ring` or `crate::portmgr`, and turns the `Result` into
 //! a negated errno plus a thread-local message. Panics never cross into C.
 
+// The C names (ring_client, portmgr_allocation ...) are the contract.
+#![allow(non_camel_case_types)]
+
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -1,1 +1,368 @@
-//! C ABI for rings.
+//! C ABI for rings: argument checks over `crate::ring`, errors as negated errno.
+
+use std::ffi::{CString, c_char, c_int, c_void};
+use std::time::Duration;
+
+use super::{guard, guard_infallible, out_arg, str_arg};
+use crate::error::{Error, Result};
+use crate::ring::{self, Consumer, CreateOptions, Producer, Span};
+
+/// Data bytes of a ring created with data_bytes = 0 (8 MiB, NSCLDAQ's default).
+pub const RING_DEFAULT_DATA_BYTES: u64 = 8388608;
+/// Consumer slots of a ring created with max_consumers = 0 (NSCLDAQ's default).
+pub const RING_DEFAULT_MAX_CONSUMERS: u32 = 100;
+/// Permissions of a ring made by ring_create: 0666, world read-write, like NSCLDAQ.
+pub const RING_DEFAULT_MODE: u32 = 0o666;
+
+/// A producer or consumer attachment to one ring (opaque).
+pub struct ring_client {
+    side: Side,
+}
+
+enum Side {
+    Producer(Producer),
+    Consumer(Consumer),
+}
+
+/// A piece of ring memory lent by ring_reserve or ring_borrow. len may be 0.
+#[repr(C)]
+pub struct ring_span {
+    pub data: *mut c_void,
+    pub len: usize,
+}
+
+/// Usage of one ring, as NSCLDAQ reports it.
+#[repr(C)]
+pub struct ring_usage_info {
+    /// Data area size.
+    pub data_bytes: u64,
+    /// What the producer can put now without blocking.
+    pub put_space: u64,
+    pub max_consumers: u32,
+    /// -1: no producer.
+    pub producer_pid: i32,
+    /// Largest consumer backlog (0 with no consumer).
+    pub max_get: u64,
+    /// Smallest consumer backlog (0 with no consumer).
+    pub min_get: u64,
+    /// Consumer slots in use.
+    pub n_consumers: u32,
+}
+
+/// One consumer slot in use. pid 0: a consumer in the middle of attaching.
+#[repr(C)]
+pub struct ring_consumer_info {
+    pub pid: i32,
+    pub slot: u32,
+    pub backlog: u64,
+}
+
+fn timeout(ms: c_int) -> Result<Option<Duration>> {
+    match ms {
+        -1 => Ok(None),
+        ms if ms >= 0 => Ok(Some(Duration::from_millis(ms as u64))),
+        ms => Err(Error::new(libc::EINVAL, format!("timeout {ms} ms: use -1 (forever), 0 (never block) or more"))),
+    }
+}
+
+fn as_producer<'a>(client: *mut ring_client) -> Result<&'a mut Producer> {
+    // SAFETY: the caller passes a handle from ring_attach_* (or NULL), used by one thread.
+    match unsafe { client.as_mut() } {
+        Some(ring_client { side: Side::Producer(p) }) => Ok(p),
+        Some(_) => Err(Error::new(libc::EINVAL, "this call needs a producer, and the handle is a consumer")),
+        None => Err(Error::new(libc::EINVAL, "ring client is NULL")),
+    }
+}
+
+fn as_consumer<'a>(client: *mut ring_client) -> Result<&'a mut Consumer> {
+    // SAFETY: as for `producer`.
+    match unsafe { client.as_mut() } {
+        Some(ring_client { side: Side::Consumer(c) }) => Ok(c),
+        Some(_) => Err(Error::new(libc::EINVAL, "this call needs a consumer, and the handle is a producer")),
+        None => Err(Error::new(libc::EINVAL, "ring client is NULL")),
+    }
+}
+
+fn buffer_arg<T>(ptr: *const T, len: usize, what: &str) -> Result<()> {
+    if ptr.is_null() && len > 0 { Err(Error::new(libc::EINVAL, format!("{what} is NULL"))) } else { Ok(()) }
+}
+
+fn write_spans(out: *mut ring_span, spans: [Span; 2]) {
+    for (i, span) in spans.into_iter().enumerate() {
+        // SAFETY: the caller provides room for two spans (checked non-NULL).
+        unsafe { out.add(i).write(ring_span { data: span.ptr.cast(), len: span.len }) };
+    }
+}
+
+/// Creates ring `name` with at least data_bytes of data (0: 8 MiB) and max_consumers
+/// consumer slots (0: 100), mode 0666. -EEXIST if the name is taken; nothing is left
+/// behind on failure.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_create(name: *const c_char, data_bytes: u64, max_consumers: u32) -> c_int {
+    unsafe { ring_create_mode(name, data_bytes, max_consumers, RING_DEFAULT_MODE) }
+}
+
+/// ring_create with explicit permissions, e.g. 0660 or 0600 to keep other users out.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_create_mode(name: *const c_char, data_bytes: u64, max_consumers: u32, mode: u32) -> c_int {
+    guard(|| {
+        let name = unsafe { str_arg(name, "ring name") }?;
+        ring::create(name, CreateOptions { data_bytes, max_consumers, mode }).map(|()| 0)
+    })
+}
+
+/// Rewrites the header of ring `name` for max_consumers (0: 100). -EBUSY while
+/// clients are attached.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_format(name: *const c_char, max_consumers: u32) -> c_int {
+    guard(|| ring::format(unsafe { str_arg(name, "ring name") }?, max_consumers).map(|()| 0))
+}
+
+/// Removes ring `name`. -ENOENT if there is none; -EPERM if it is another user's.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_remove(name: *const c_char) -> c_int {
+    guard(|| ring::remove(unsafe { str_arg(name, "ring name") }?).map(|()| 0))
+}
+
+/// 1 if `name` is a ring, 0 if it is missing or not a ring, < 0 on error.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_exists(name: *const c_char) -> c_int {
+    guard(|| ring::exists(unsafe { str_arg(name, "ring name") }?).map(c_int::from))
+}
+
+/// Every ring on this host, sorted. Free with ring_list_free.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_list(names: *mut *mut *mut c_char, count: *mut usize) -> c_int {
+    guard(|| {
+        let names = out_arg(names, "names")?;
+        let count = out_arg(count, "count")?;
+        let found = ring::list()?;
+        let n = found.len();
+        let array: Box<[*mut c_char]> = found
+            .into_iter()
+            .map(|name| CString::new(name).unwrap_or_default().into_raw())
+            .collect();
+        // SAFETY: both out-pointers are non-NULL.
+        unsafe {
+            *names = if n == 0 { std::ptr::null_mut() } else { Box::into_raw(array).cast() };
+            *count = n;
+        }
+        Ok(0)
+    })
+}
+
+/// Frees a list from ring_list. NULL is allowed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_list_free(names: *mut *mut c_char, count: usize) {
+    if names.is_null() {
+        return;
+    }
+    guard_infallible((), || {
+        // SAFETY: `names` and `count` come from ring_list, which boxed exactly this slice.
+        let array = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(names, count)) };
+        for &name in array.iter() {
+            if !name.is_null() {
+                drop(unsafe { CString::from_raw(name) });
+            }
+        }
+    })
+}
+
+fn attach(name: *const c_char, out: *mut *mut ring_client, make: impl FnOnce(&str) -> Result<Side>) -> c_int {
+    guard(|| {
+        let name = unsafe { str_arg(name, "ring name") }?;
+        let out = out_arg(out, "out")?;
+        let client = Box::new(ring_client { side: make(name)? });
+        // SAFETY: `out` is non-NULL.
+        unsafe { *out = Box::into_raw(client) };
+        Ok(0)
+    })
+}
+
+/// Attaches as the producer of ring `name`. -EACCES if it has a live producer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_attach_producer(name: *const c_char, out: *mut *mut ring_client) -> c_int {
+    attach(name, out, |n| Producer::attach(n).map(Side::Producer))
+}
+
+/// Attaches as a consumer of ring `name`; it sees data put from now on. -ENOMEM if
+/// every consumer slot is taken by a live process.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_attach_consumer(name: *const c_char, out: *mut *mut ring_client) -> c_int {
+    attach(name, out, |n| Consumer::attach(n).map(Side::Consumer))
+}
+
+/// Releases the slot and frees the handle. NULL is allowed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_detach(client: *mut ring_client) -> c_int {
+    if client.is_null() {
+        return 0;
+    }
+    guard(|| {
+        // SAFETY: a handle from ring_attach_*, not used again by the caller.
+        let client = unsafe { Box::from_raw(client) };
+        match client.side {
+            Side::Producer(p) => p.detach(),
+            Side::Consumer(c) => c.detach(),
+        }
+        .map(|()| 0)
+    })
+}
+
+/// Puts all len bytes or nothing. 0 on success; -ETIMEDOUT; -EMSGSIZE if len can never
+/// fit (more than data bytes - 1).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_put(producer: *mut ring_client, data: *const c_void, len: usize, timeout_ms: c_int) -> c_int {
+    guard(|| {
+        let p = as_producer(producer)?;
+        buffer_arg(data, len, "data")?;
+        let data = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) } };
+        p.put(data, timeout(timeout_ms)?).map(|()| 0)
+    })
+}
+
+/// Waits until at least min bytes are available, then copies min(available, max).
+/// Returns the count; -ETIMEDOUT; -EMSGSIZE if min can never be satisfied. min 0
+/// never waits.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_get(consumer: *mut ring_client, buf: *mut c_void, min: usize, max: usize, timeout_ms: c_int) -> libc::ssize_t {
+    guard(|| {
+        let c = as_consumer(consumer)?;
+        buffer_arg(buf, max, "buf")?;
+        let buf = if max == 0 { &mut [][..] } else { unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), max) } };
+        c.get(buf, min as u64, timeout(timeout_ms)?).map(|n| n as isize)
+    })
+}
+
+/// Copies up to max available bytes without consuming them; never blocks.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_peek(consumer: *mut ring_client, buf: *mut c_void, max: usize) -> libc::ssize_t {
+    guard(|| {
+        let c = as_consumer(consumer)?;
+        buffer_arg(buf, max, "buf")?;
+        let buf = if max == 0 { &mut [][..] } else { unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), max) } };
+        c.peek(buf).map(|n| n as isize)
+    })
+}
+
+/// Consumes len bytes without copying. -ERANGE if fewer are available.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_skip(consumer: *mut ring_client, len: usize) -> c_int {
+    guard(|| as_consumer(consumer)?.skip(len as u64).map(|()| 0))
+}
+
+/// Bytes a consumer can get now (0 on error; see daqflow_last_error).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_available_data(consumer: *const ring_client) -> u64 {
+    guard(|| as_consumer(consumer.cast_mut())?.available().map(|n| n as isize)).max(0) as u64
+}
+
+/// Bytes a producer can put now without blocking (0 on error).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_available_put_space(producer: *const ring_client) -> u64 {
+    guard(|| as_producer(producer.cast_mut())?.available_space().map(|n| n as isize)).max(0) as u64
+}
+
+/// The consumer slot index of a consumer; -1 for a producer; -EINVAL for NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_slot(client: *const ring_client) -> c_int {
+    guard(|| match unsafe { client.as_ref() } {
+        Some(ring_client { side: Side::Consumer(c) }) => Ok(c.slot() as c_int),
+        Some(ring_client { side: Side::Producer(_) }) => Ok(-1),
+        None => Err(Error::new(libc::EINVAL, "ring client is NULL")),
+    })
+}
+
+/// Fills *info and up to capacity consumer entries (slot order); returns the number
+/// of consumer slots in use, which may exceed capacity. consumers may be NULL when
+/// capacity is 0. Slots of dead clients are freed first.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_usage(
+    name: *const c_char,
+    info: *mut ring_usage_info,
+    consumers: *mut ring_consumer_info,
+    capacity: usize,
+) -> c_int {
+    guard(|| {
+        let name = unsafe { str_arg(name, "ring name") }?;
+        let info = out_arg(info, "info")?;
+        buffer_arg(consumers, capacity, "consumers")?;
+        let usage = ring::usage(name)?;
+        let n = usage.consumers.len();
+        // SAFETY: `info` is non-NULL; `consumers` has room for `capacity` entries.
+        unsafe {
+            info.write(ring_usage_info {
+                data_bytes: usage.data_bytes,
+                put_space: usage.put_space,
+                max_consumers: usage.max_consumers,
+                producer_pid: usage.producer_pid,
+                max_get: usage.max_get,
+                min_get: usage.min_get,
+                n_consumers: n as u32,
+            });
+            for (i, c) in usage.consumers.iter().take(capacity).enumerate() {
+                consumers.add(i).write(ring_consumer_info { pid: c.pid, slot: c.slot, backlog: c.backlog });
+            }
+        }
+        Ok(n as c_int)
+    })
+}
+
+/// Frees the producer slot of ring `name`, whoever holds it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_disconnect_producer(name: *const c_char) -> c_int {
+    guard(|| ring::disconnect_producer(unsafe { str_arg(name, "ring name") }?).map(|()| 0))
+}
+
+/// Frees consumer slot `slot` of ring `name`. -ERANGE for a slot the ring lacks.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_disconnect_consumer(name: *const c_char, slot: u32) -> c_int {
+    guard(|| ring::disconnect_consumer(unsafe { str_arg(name, "ring name") }?, slot).map(|()| 0))
+}
+
+/// Zero-copy put, step 1: waits for len bytes of space and lends them in place as
+/// spans[0] and spans[1] (the second non-empty only when the space wraps). Fill them,
+/// then ring_commit. One reservation at a time; ring_put is refused while one is open.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_reserve(producer: *mut ring_client, len: usize, spans: *mut ring_span, timeout_ms: c_int) -> c_int {
+    guard(|| {
+        let p = as_producer(producer)?;
+        let out = out_arg(spans, "spans")?;
+        write_spans(out, p.reserve(len as u64, timeout(timeout_ms)?)?);
+        Ok(0)
+    })
+}
+
+/// Zero-copy put, step 2: publishes the first len reserved bytes (len may be less
+/// than reserved; the rest is given back).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_commit(producer: *mut ring_client, len: usize) -> c_int {
+    guard(|| as_producer(producer)?.commit(len as u64).map(|()| 0))
+}
+
+/// Zero-copy get, step 1: waits for at least min bytes, then lends up to max of them
+/// in place as spans[0] and spans[1]. Returns the bytes lent. Read them, then
+/// ring_release.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_borrow(
+    consumer: *mut ring_client,
+    min: usize,
+    max: usize,
+    spans: *mut ring_span,
+    timeout_ms: c_int,
+) -> libc::ssize_t {
+    guard(|| {
+        let c = as_consumer(consumer)?;
+        let out = out_arg(spans, "spans")?;
+        let lent = c.borrow(min as u64, max as u64, timeout(timeout_ms)?)?;
+        let n = lent[0].len + lent[1].len;
+        write_spans(out, lent);
+        Ok(n as isize)
+    })
+}
+
+/// Zero-copy get, step 2: consumes the first len borrowed bytes and ends the borrow.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_release(consumer: *mut ring_client, len: usize) -> c_int {
+    guard(|| as_consumer(consumer)?.release(len as u64).map(|()| 0))
+}

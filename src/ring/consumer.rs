@@ -57,9 +57,13 @@ impl Consumer {
     }
 
     /// Bytes available to read now.
-    pub fn available(&mut self) -> Result<u64> {
+    pub fn available(&self) -> Result<u64> {
         self.check_owner()?;
-        self.avail_hint = self.ring.geo.backlog(self.ring.put_pos()?, self.get);
+        Ok(self.ring.geo.backlog(self.ring.put_pos()?, self.get))
+    }
+
+    fn refresh(&mut self) -> Result<u64> {
+        self.avail_hint = self.available()?;
         Ok(self.avail_hint)
     }
 
@@ -103,7 +107,7 @@ impl Consumer {
             self.check_owner()?;
             Ok(self.avail_hint)
         } else if min == 0 {
-            self.available()
+            self.refresh()
         } else {
             self.wait_data(min, timeout)
         }
@@ -158,7 +162,7 @@ impl Consumer {
     /// Copies up to `buf.len()` available bytes without consuming them; never waits.
     pub fn peek(&mut self, buf: &mut [u8]) -> Result<usize> {
         self.no_borrow()?;
-        let n = self.available()?.min(buf.len() as u64);
+        let n = self.refresh()?.min(buf.len() as u64);
         self.copy_out(&mut buf[..n as usize]);
         Ok(n as usize)
     }
@@ -166,7 +170,7 @@ impl Consumer {
     /// Consumes `n` bytes without copying them; `ERANGE` if fewer are available.
     pub fn skip(&mut self, n: u64) -> Result<()> {
         self.no_borrow()?;
-        let avail = self.available()?;
+        let avail = self.refresh()?;
         if n > avail {
             return Err(Error::new(
                 libc::ERANGE,

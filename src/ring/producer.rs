@@ -72,10 +72,9 @@ impl Producer {
     }
 
     /// Bytes that can be put now without blocking.
-    pub fn available_space(&mut self) -> Result<u64> {
+    pub fn available_space(&self) -> Result<u64> {
         self.check_owner()?;
-        self.free_hint = self.scan()?.free;
-        Ok(self.free_hint)
+        Ok(self.scan()?.free.saturating_sub(self.reserved))
     }
 
     fn check_owner(&self) -> Result<()> {
