@@ -144,9 +144,16 @@ static const char *new_ring_name(const char *tag)
     return slot;
 }
 
+/* Copied by hand: a name longer than the buffer is cut, which shm_open then rejects. */
 static void shm_path(char *out, size_t cap, const char *name)
 {
-    snprintf(out, cap, "/%s", name);
+    size_t i = 0;
+    out[0] = '/';
+    while (name[i] && i + 2 < cap) {
+        out[i + 1] = name[i];
+        i++;
+    }
+    out[i + 1] = 0;
 }
 
 static void cleanup_rings(void)
@@ -179,9 +186,7 @@ static void on_alarm(int sig)
         if (children[i] > 0)
             kill(children[i], SIGKILL);
     for (i = 0; i < n_rings; i++) {
-        path[0] = '/';
-        strncpy(path + 1, ring_names[i], sizeof path - 2);
-        path[sizeof path - 1] = 0;
+        shm_path(path, sizeof path, ring_names[i]);
         shm_unlink(path);
     }
     _exit(1);
@@ -1041,7 +1046,6 @@ static void monitor(const struct lring *r, struct job **jobs, int njobs)
 {
     long long deadline = now_ms() + PHASE_LIMIT_MS;
     int done = 0, reported = 0, i;
-    long samples = 0;
     while (done < njobs) {
         int s;
         done = 0;
@@ -1059,7 +1063,6 @@ static void monitor(const struct lring *r, struct job **jobs, int njobs)
                 reported = 1;
             }
         }
-        samples++;
         for (i = 0; i < njobs; i++)
             done += try_reap(jobs[i]);
         if (now_ms() > deadline) {
@@ -1071,7 +1074,6 @@ static void monitor(const struct lring *r, struct job **jobs, int njobs)
         }
         sleep_ns(1000000L);
     }
-    CHECK(samples > 0, "no samples");
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -1111,9 +1113,8 @@ static void check_geometry(const char *tag, uint64_t req_data, uint32_t req_n,
         FAIL("%s: %s", path, strerror(errno));
         return;
     }
-    snprintf(what, sizeof what, "%s (create %llu, %u): mode of %s", tag,
-             (unsigned long long)req_data, req_n, path);
-    CHECK_U(st.st_mode & 07777, 0666, what);
+    CHECK((st.st_mode & 07777) == 0666, "%s (create %llu, %u): mode of %s: expected 0666, actual 0%o",
+          tag, (unsigned long long)req_data, req_n, path, (unsigned)(st.st_mode & 07777));
     snprintf(what, sizeof what, "%s: shm size (round_up(%llu + %llu, %llu))", tag,
              (unsigned long long)data, (unsigned long long)B, (unsigned long long)pg);
     CHECK_U(st.st_size, size, what);
@@ -1202,9 +1203,12 @@ static void check_limits(void)
         LIB_ERR(ring_put(p, buf, (size_t)D, 200), EMSGSIZE, "ring_put of dataBytes bytes");
         LIB_ERR(ring_put(p, buf, (size_t)D + 1, 200), EMSGSIZE, "ring_put of dataBytes + 1");
         if (LIB_OK(ring_attach_consumer(name, &c), "ring_attach_consumer")) {
-            CHECK_I(ring_slot(c), 0, "first consumer slot");
-            check_record(&r, 0, (int32_t)getpid(), "library consumer", __LINE__);
-            CHECK_U(ld_pos(&r, 0), r.B, "a new consumer's position is the put pointer");
+            int cs = ring_slot(c);
+            CHECK_I(cs, 0, "first consumer slot (spec 6: lowest free)");
+            if (cs < 0 || (uint64_t)cs >= r.n)
+                cs = 0;
+            check_record(&r, cs, (int32_t)getpid(), "library consumer", __LINE__);
+            CHECK_U(ld_pos(&r, cs), r.B, "a new consumer's position is the put pointer");
             CHECK_U(ring_available_data(c), 0, "a new consumer sees nothing put before it joined");
             LIB_ERR(ring_get(c, buf, (size_t)D, (size_t)D, 200), EMSGSIZE,
                     "ring_get with min = dataBytes (the gap makes it impossible)");
@@ -1212,7 +1216,7 @@ static void check_limits(void)
                     "ring_get with min = dataBytes + 1");
             LIB_ERR(ring_get(c, buf, 1, 1, 0), ETIMEDOUT, "ring_get on an empty ring, timeout 0");
             LIB_OK(ring_detach(c), "ring_detach (consumer)");
-            CHECK_I(ld_pid(&r, 0), -1, "consumer pid after ring_detach");
+            CHECK_I(ld_pid(&r, cs), -1, "consumer pid after ring_detach");
         }
         LIB_OK(ring_detach(p), "ring_detach (producer)");
         CHECK_I(ld_pid(&r, SLOT_PRODUCER), -1, "producer pid after ring_detach");
@@ -1370,13 +1374,17 @@ static void stream_phase(const char *label, const char *name, struct job *prod,
         return;
     }
     for (i = 0; i < ncons; i++) {
+        int lowest = 0;
+        while ((uint64_t)lowest < r.n && ld_pid(&r, lowest) != -1)
+            lowest++;
         spawn(cons[i]);
         if (EXPECT_MSG(cons[i], &slots[i]) != 0) {
             ok = 0;
             break;
         }
-        /* Lowest free slot first, as a legacy peer assumes when it scans. */
-        CHECK_I(slots[i], i, "consumer slot (lowest free)");
+        /* Spec 6: the lowest free slot. Later checks follow the slot actually taken. */
+        CHECK(slots[i] == lowest, "%s: took consumer slot %d; the lowest free slot was %d "
+              "(spec 6: take the lowest slot with pid -1)", cons[i]->what, (int)slots[i], lowest);
         if (slots[i] >= 0 && (uint64_t)slots[i] < r.n)
             check_record(&r, slots[i], (int32_t)cons[i]->pid, cons[i]->what, __LINE__);
         all[i] = cons[i];
@@ -1518,6 +1526,7 @@ static void check_gap_legacy_producer(void)
     unsigned char *buf;
     uint64_t D, get_at, put_at, got = 0;
     ssize_t n;
+    int cs = 0;
     if (!LIB_OK(ring_create(name, 65536, 4), "ring_create"))
         return;
     if (lr_open(name, &r) != 0) {
@@ -1535,9 +1544,16 @@ static void check_gap_legacy_producer(void)
             "ring_attach_producer while a legacy producer is attached");
     if (!LIB_OK(ring_attach_consumer(name, &c), "ring_attach_consumer"))
         goto out;
-    CHECK_I(ring_slot(c), 0, "library consumer slot");
-    check_record(&r, 0, (int32_t)getpid(), "library consumer", __LINE__);
-    CHECK_U(ld_pos(&r, 0), r.B + PRE_JOIN, "a joining consumer copies the put pointer");
+    /* Later checks follow the slot the library took, so that one wrong choice of slot
+     * is reported once rather than as a cascade. */
+    cs = ring_slot(c);
+    CHECK_I(cs, 0, "library consumer slot on an empty ring (spec 6: lowest free slot)");
+    if (cs < 0 || (uint64_t)cs >= r.n) {
+        FAIL("ring_slot returned %d, outside [0, %llu)", cs, (unsigned long long)r.n);
+        goto out;
+    }
+    check_record(&r, cs, (int32_t)getpid(), "library consumer", __LINE__);
+    CHECK_U(ld_pos(&r, cs), r.B + PRE_JOIN, "a joining consumer copies the put pointer");
     CHECK_U(ring_available_data(c), 0, "data a new consumer sees from before it joined");
     send_i32(j.cmd_wr, 1);
     if (EXPECT_MSG(&j, NULL) != 0)
@@ -1552,7 +1568,7 @@ static void check_gap_legacy_producer(void)
         CHECK_U(info.put_space, D - 1 - FIRST_K, "ring_usage put_space");
         CHECK_U(info.n_consumers, 1, "ring_usage n_consumers");
         CHECK_I(list[0].pid, getpid(), "ring_usage consumer[0].pid");
-        CHECK_U(list[0].slot, 0, "ring_usage consumer[0].slot");
+        CHECK_U(list[0].slot, cs, "ring_usage consumer[0].slot");
         CHECK_U(list[0].backlog, FIRST_K, "ring_usage consumer[0].backlog");
     }
     CHECK_U(ring_available_data(c), FIRST_K, "ring_available_data after the legacy put");
@@ -1561,14 +1577,14 @@ static void check_gap_legacy_producer(void)
         CHECK_I(n, FIRST_K, "ring_get count");
         raw_check("gap: first block via the library", buf, 0, (size_t)n);
     }
-    CHECK_U(ld_pos(&r, 0), r.B + PRE_JOIN + FIRST_K, "consumer position after the get");
+    CHECK_U(ld_pos(&r, cs), r.B + PRE_JOIN + FIRST_K, "consumer position after the get");
     send_i32(j.cmd_wr, 1);
     if (EXPECT_MSG(&j, NULL) != 0)
         goto out;
 
     /* Full: exactly D - 1 outstanding. */
     CHECK_U(ring_available_data(c), D - 1, "ring_available_data of a ring the legacy filled");
-    get_at = ld_pos(&r, 0);
+    get_at = ld_pos(&r, cs);
     put_at = ld_pos(&r, SLOT_PRODUCER);
     CHECK_U(lr_advance(&r, get_at, D - 1), put_at, "put pointer is D - 1 ahead of the consumer");
     memset(&info, 0, sizeof info);
@@ -1607,10 +1623,10 @@ static void check_gap_legacy_producer(void)
         CHECK_U(ring_available_put_space(p), D - 1, "put space after draining");
         LIB_OK(ring_detach(p), "ring_detach (producer)");
     }
-    get_at = ld_pos(&r, 0);
+    get_at = ld_pos(&r, cs);
     LIB_OK(ring_detach(c), "ring_detach (consumer)");
-    CHECK_I(ld_pid(&r, 0), -1, "consumer pid after ring_detach");
-    CHECK_U(ld_pos(&r, 0), get_at, "ring_detach leaves the consumer position alone");
+    CHECK_I(ld_pid(&r, cs), -1, "consumer pid after ring_detach");
+    CHECK_U(ld_pos(&r, cs), get_at, "ring_detach leaves the consumer position alone");
 out:
     if (!j.reaped)
         reap(&j, 5000);
@@ -1688,8 +1704,12 @@ static void check_gap_library_producer(void)
     CHECK_U(ld_pos(&r, 0), r.B + 3000, "legacy consumer copied the put pointer");
     /* The library must take the lowest free slot, after the legacy one. */
     if (LIB_OK(ring_attach_consumer(name, &c), "ring_attach_consumer")) {
-        CHECK_I(ring_slot(c), 1, "library consumer slot next to a legacy consumer");
-        check_record(&r, 1, (int32_t)getpid(), "library consumer", __LINE__);
+        int cs = ring_slot(c);
+        CHECK_I(cs, 1, "library consumer slot next to a legacy one in slot 0 (spec 6: lowest free)");
+        if (cs >= 0 && (uint64_t)cs < r.n)
+            check_record(&r, cs, (int32_t)getpid(), "library consumer", __LINE__);
+        else
+            FAIL("ring_slot returned %d, outside [0, %llu)", cs, (unsigned long long)r.n);
         LIB_OK(ring_detach(c), "ring_detach (consumer)");
     }
     memset(&info, 0, sizeof info);
