@@ -22,9 +22,8 @@ fn main() {
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml is valid");
     let bindings = cbindgen::Builder::new()
         .with_config(config)
+        // cbindgen follows the `mod` declarations from here to ring.rs and portmgr.rs.
         .with_src(crate_dir.join("src/ffi/mod.rs"))
-        .with_src(crate_dir.join("src/ffi/ring.rs"))
-        .with_src(crate_dir.join("src/ffi/portmgr.rs"))
         .generate()
         .expect("cbindgen could not parse src/ffi");
     bindings.write_to_file(out_dir.join("daqflow.h"));

@@ -65,17 +65,11 @@ pub fn claim_producer(ring: &Shared, me: i32) -> Result<()> {
     Ok(())
 }
 
-/// Slot search order: the first two consumer records share a cache line with the
-/// producer's put pointer, so they are taken last to keep the producer's line quiet.
-fn slot_order(n: u32) -> impl Iterator<Item = u32> {
-    let first = n.min(2);
-    (first..n).chain(0..first)
-}
-
 /// Claims a consumer slot for `me`; returns (slot, initial get pointer).
 pub fn claim_consumer(ring: &Shared, me: i32) -> Result<(u32, u64)> {
     let lock = ring.lock()?;
-    let find = || slot_order(ring.geo.max_consumers).find(|&s| ring.consumer(s).pid.load(Ordering::SeqCst) == FREE);
+    // NSCLDAQ takes the lowest free slot; so do we.
+    let find = || (0..ring.geo.max_consumers).find(|&s| ring.consumer(s).pid.load(Ordering::SeqCst) == FREE);
     let slot = match find() {
         Some(slot) => slot,
         None => {
@@ -118,20 +112,5 @@ pub fn release_own(ring: &Shared, record: Record<'_>, me: i32) {
     let _lock = ring.lock_for(std::time::Duration::from_millis(500));
     if record.pid.load(Ordering::SeqCst) == me {
         release_record(record);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::slot_order;
-
-    #[test]
-    fn slot_order_visits_every_slot_once() {
-        for n in 0..6 {
-            let mut seen: Vec<u32> = slot_order(n).collect();
-            seen.sort();
-            assert_eq!(seen, (0..n).collect::<Vec<_>>());
-        }
-        assert_eq!(slot_order(4).collect::<Vec<_>>(), vec![2, 3, 0, 1]);
     }
 }
