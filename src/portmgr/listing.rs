@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 
 use super::tcl::format_list;
 
+/// `(port, application, user)` of one allocation.
+pub type Entry<'a> = (u16, &'a [u8], &'a [u8]);
+
 /// One LISTed allocation: the port and the (possibly suffixed) application name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed<'a> {
@@ -18,15 +21,15 @@ pub struct Listed<'a> {
 
 /// `(port, application, user)` triples sorted the way the legacy server sorted them
 /// (`lsort` of the port numbers as strings).
-fn by_port_string<'a>(allocations: impl IntoIterator<Item = (u16, &'a [u8], &'a [u8])>) -> Vec<(u16, &'a [u8], &'a [u8])> {
+fn by_port_string<'a>(allocations: impl IntoIterator<Item = Entry<'a>>) -> Vec<Entry<'a>> {
     let mut sorted: Vec<_> = allocations.into_iter().collect();
     sorted.sort_by_cached_key(|(port, _, _)| port.to_string());
     sorted
 }
 
 /// The LIST order and names.
-pub fn list<'a>(allocations: impl IntoIterator<Item = (u16, &'a [u8], &'a [u8])>) -> Vec<Listed<'a>> {
-    let mut groups: BTreeMap<Vec<u8>, Vec<(u16, &'a [u8], &'a [u8])>> = BTreeMap::new();
+pub fn list<'a>(allocations: impl IntoIterator<Item = Entry<'a>>) -> Vec<Listed<'a>> {
+    let mut groups: BTreeMap<Vec<u8>, Vec<Entry<'a>>> = BTreeMap::new();
     for entry @ (_, application, user) in by_port_string(allocations) {
         groups.entry(format_list(&[user, application])).or_default().push(entry);
     }
@@ -44,7 +47,7 @@ pub fn list<'a>(allocations: impl IntoIterator<Item = (u16, &'a [u8], &'a [u8])>
 }
 
 /// The complete LIST reply: `OK n` and one Tcl list per allocation, each line ending CR LF.
-pub fn list_reply<'a>(allocations: impl IntoIterator<Item = (u16, &'a [u8], &'a [u8])>, out: &mut Vec<u8>) {
+pub fn list_reply<'a>(allocations: impl IntoIterator<Item = Entry<'a>>, out: &mut Vec<u8>) {
     let listed = list(allocations);
     out.extend_from_slice(format!("OK {}\r\n", listed.len()).as_bytes());
     for entry in &listed {
@@ -55,7 +58,7 @@ pub fn list_reply<'a>(allocations: impl IntoIterator<Item = (u16, &'a [u8], &'a 
 }
 
 /// The contents of ports.txt: `port<TAB>app<TAB>user` per allocation, unsuffixed.
-pub fn usage_file<'a>(allocations: impl IntoIterator<Item = (u16, &'a [u8], &'a [u8])>) -> Vec<u8> {
+pub fn usage_file<'a>(allocations: impl IntoIterator<Item = Entry<'a>>) -> Vec<u8> {
     let mut out = Vec::new();
     for (port, application, user) in by_port_string(allocations) {
         out.extend_from_slice(port.to_string().as_bytes());

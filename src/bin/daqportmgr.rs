@@ -1,0 +1,87 @@
+//! daqportmgr: the port manager daemon, a drop-in for NSCLDAQ's DaqPortManager.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use daqflow::portmgr::server::{self, Config};
+
+const USAGE: &str = "\
+Usage: daqportmgr [-listen port] [-ports low-high] [-log file] [-portfile file]
+                  [-pidfile file] [-bind address]... [-no-user-check]
+
+Hands out TCP listen ports to local servers and lists them for anyone (the NSCLDAQ port
+manager protocol). Runs in the foreground until SIGTERM or SIGINT.
+
+  -listen port      port to listen on (default 30000; 0 lets the system pick one)
+  -ports low-high   the ports handed out (default 30001-31000)
+  -log file         log file (default /var/log/nscldaq/portmanager.log; - for stderr)
+  -portfile file    where the listen port is written (default
+                    /var/tmp/daqportmgr/listen.port); ports.txt goes next to it
+  -pidfile file     pid file (default /var/run/nscldaq/daqportmgr.pid)
+  -bind address     listen on this address only (repeatable; default every IPv4 and
+                    IPv6 address)
+  -no-user-check    accept any user name in GIMME requests, as the legacy server did
+                    (by default the name must be the owner of the client's socket)
+  --help            this text
+";
+
+/// Exit status for usage errors, as the legacy daemon used.
+const USAGE_ERROR: u8 = 255;
+
+fn parse(args: &[String]) -> Result<Option<Config>, String> {
+    let mut config = Config::default();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        // Legacy switches have one dash; accept two as well.
+        let switch = arg.strip_prefix('-').map(|s| s.strip_prefix('-').unwrap_or(s));
+        let mut value = |name: &str| args.next().cloned().ok_or_else(|| format!("-{name} needs a value"));
+        match switch {
+            Some("help" | "h") => return Ok(None),
+            Some("no-user-check") => config.verify_users = false,
+            Some("listen") => {
+                let text = value("listen")?;
+                config.listen_port = text.parse().map_err(|_| format!("-listen {text:?} is not a port number"))?;
+            }
+            Some("ports") => config.range = value("ports")?.parse()?,
+            Some("log") => {
+                let file = value("log")?;
+                config.log_file = if file == "-" { None } else { Some(PathBuf::from(file)) };
+            }
+            Some("portfile") => config.port_file = PathBuf::from(value("portfile")?),
+            Some("pidfile") => config.pid_file = PathBuf::from(value("pidfile")?),
+            Some("bind") => {
+                let text = value("bind")?;
+                let ip: IpAddr = text.parse().map_err(|_| format!("-bind {text:?} is not an IP address"))?;
+                config.bind.push(ip);
+            }
+            _ => return Err(format!("unknown argument {arg:?}")),
+        }
+    }
+    if config.range.contains(config.listen_port) {
+        return Err(format!("the listen port {} is inside the port range {}", config.listen_port, config.range));
+    }
+    Ok(Some(config))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match parse(&args) {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(why) => {
+            eprintln!("daqportmgr: {why}\n\n{USAGE}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    match server::run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("daqportmgr: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

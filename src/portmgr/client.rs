@@ -1,0 +1,261 @@
+//! The blocking port manager client (what `portmgr_*` in the C ABI wraps).
+//!
+//! One TCP connection per client: the ports it allocates stay allocated until it is
+//! dropped. Plain blocking sockets with timeouts, no runtime, so it can live inside any
+//! host program.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::unistd::{User, geteuid};
+
+use super::lines::LineBuffer;
+use super::protocol::{self, NO_FREE_PORTS, ONLY_LOCAL};
+use super::server::{DEFAULT_LISTEN_PORT, DEFAULT_PORT_FILE};
+use super::tcl::parse_list;
+use crate::error::{Error, Result};
+
+/// Environment variable naming the port file to read instead of the default one.
+pub const PORT_FILE_ENV: &str = "DAQPORTMGR_PORTFILE";
+/// How long to wait for a connection and for each reply unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest reply line accepted (a LIST line quotes names of up to 4 KiB each).
+const MAX_REPLY_LINE: usize = 64 * 1024;
+/// Text the daemon uses when the user field is not the socket's owner.
+const NOT_OWNER: &str = "is not the owner of this connection";
+
+/// One allocation as LISTed by the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    pub port: u16,
+    /// As LISTed: the second and later allocations of one name carry `_1`, `_2`, ...
+    pub application: String,
+    pub user: String,
+}
+
+#[derive(Debug)]
+pub struct Client {
+    stream: TcpStream,
+    input: LineBuffer,
+    server: String,
+    timeout: Option<Duration>,
+}
+
+/// The port the local daemon listens on: the number in the port file
+/// (`$DAQPORTMGR_PORTFILE`, else /var/tmp/daqportmgr/listen.port), or 30000 when there is
+/// no such file.
+pub fn default_port() -> Result<u16> {
+    let path = std::env::var_os(PORT_FILE_ENV).map_or_else(|| PathBuf::from(DEFAULT_PORT_FILE), PathBuf::from);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match text.trim().parse::<u16>() {
+            Ok(port) if port > 0 => Ok(port),
+            _ => Err(Error::new(
+                libc::EINVAL,
+                format!("port file {} does not hold a port number: {:?}", path.display(), text.trim()),
+            )),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(DEFAULT_LISTEN_PORT),
+        Err(e) => Err(Error::io(&e, format!("cannot read port file {}", path.display()))),
+    }
+}
+
+/// The name the calling process allocates under: its effective user's login name, or
+/// the decimal uid when the user has no passwd entry (the daemon accepts both).
+pub fn calling_user() -> String {
+    let uid = geteuid();
+    User::from_uid(uid).ok().flatten().map_or_else(|| uid.to_string(), |u| u.name)
+}
+
+/// The errno for an I/O failure, including the ones std reports without one.
+fn errno_of(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => libc::ETIMEDOUT,
+        io::ErrorKind::UnexpectedEof => libc::ECONNRESET,
+        _ => libc::EIO,
+    })
+}
+
+impl Client {
+    /// Connects to the port manager on `host` (default "localhost") at `port` (default
+    /// [`default_port`]), trying every address the host name has, with the default
+    /// timeout.
+    pub fn connect(host: Option<&str>, port: Option<u16>) -> Result<Client> {
+        Client::connect_timeout(host, port, Some(DEFAULT_TIMEOUT))
+    }
+
+    /// As [`Client::connect`]; `timeout` (None = wait forever) bounds each connection
+    /// attempt and, later, each reply.
+    pub fn connect_timeout(host: Option<&str>, port: Option<u16>, timeout: Option<Duration>) -> Result<Client> {
+        let host = host.unwrap_or("localhost");
+        let port = match port {
+            Some(port) => port,
+            None => default_port()?,
+        };
+        let server = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        let addresses: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| Error::new(libc::EHOSTUNREACH, format!("cannot resolve port manager host {host}: {e}")))?
+            .collect();
+        let mut last = Error::new(libc::EHOSTUNREACH, format!("port manager host {host} has no address"));
+        for addr in addresses {
+            let attempt = match timeout {
+                Some(t) => TcpStream::connect_timeout(&addr, t),
+                None => TcpStream::connect(addr),
+            };
+            match attempt {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(Client { stream, input: LineBuffer::new(MAX_REPLY_LINE), server, timeout });
+                }
+                Err(e) => last = Error::new(errno_of(&e), format!("cannot connect to the port manager at {addr}: {e}")),
+            }
+        }
+        Err(last)
+    }
+
+    /// How long to wait for each reply (None = forever).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    /// Allocates a port for `application` under the calling user's name; it stays
+    /// allocated until this client is dropped.
+    pub fn allocate(&mut self, application: &str) -> Result<u16> {
+        self.allocate_as(application, &calling_user())
+    }
+
+    /// Allocates a port under an explicit user name (the daemon checks that it is ours).
+    pub fn allocate_as(&mut self, application: &str, user: &str) -> Result<u16> {
+        for (what, value) in [("application name", application), ("user name", user)] {
+            // The protocol is line based: a line break would split the request.
+            if value.contains(['\n', '\r', '\0']) {
+                return Err(Error::new(libc::EINVAL, format!("{what} {value:?} contains a line break or NUL")));
+            }
+        }
+        let context = format!("allocating a port for {application} from the port manager at {}", self.server);
+        self.send(&protocol::gimme_request(application.as_bytes(), user.as_bytes()), &context)?;
+        let words = self.reply(&context)?;
+        match words.first().map(Vec::as_slice) {
+            Some(b"OK") => {
+                let text = String::from_utf8_lossy(words.get(1).map_or(&[][..], Vec::as_slice)).into_owned();
+                text.parse::<u16>()
+                    .map_err(|_| Error::new(libc::EPROTO, format!("{context}: the reply {text:?} is not a port number")))
+            }
+            Some(b"FAIL") => {
+                let reason = String::from_utf8_lossy(words.get(1).map_or(&[][..], Vec::as_slice)).into_owned();
+                let errno = if reason.contains(NO_FREE_PORTS) {
+                    libc::EADDRNOTAVAIL
+                } else if reason.contains(ONLY_LOCAL) {
+                    libc::EPERM
+                } else if reason.contains(NOT_OWNER) {
+                    libc::EACCES
+                } else {
+                    libc::EIO
+                };
+                Err(Error::new(errno, format!("{context}: the server refused: {reason}")))
+            }
+            _ => Err(self.not_protocol(&context, &words)),
+        }
+    }
+
+    /// Every allocation on the server, in the server's order and naming.
+    pub fn list(&mut self) -> Result<Vec<Allocation>> {
+        let context = format!("listing the ports of the port manager at {}", self.server);
+        self.send(b"LIST\n", &context)?;
+        let header = self.reply(&context)?;
+        let count = match header.as_slice() {
+            [ok, n, ..] if ok == b"OK" => std::str::from_utf8(n).ok().and_then(|n| n.parse::<usize>().ok()),
+            _ => None,
+        };
+        let Some(count) = count else {
+            return Err(self.not_protocol(&context, &header));
+        };
+        let mut allocations = Vec::with_capacity(count.min(1024));
+        for _ in 0..count {
+            let words = self.reply(&context)?;
+            let port = words.first().and_then(|p| std::str::from_utf8(p).ok()).and_then(|p| p.parse::<u16>().ok());
+            match (port, words.get(1), words.get(2)) {
+                (Some(port), Some(application), Some(user)) => allocations.push(Allocation {
+                    port,
+                    application: String::from_utf8_lossy(application).into_owned(),
+                    user: String::from_utf8_lossy(user).into_owned(),
+                }),
+                _ => return Err(self.not_protocol(&context, &words)),
+            }
+        }
+        Ok(allocations)
+    }
+
+    /// The port of `service` run by `user` (default: the calling user), matching the
+    /// LISTed name exactly as the legacy `findServer` did; `ENOENT` when none.
+    pub fn find_server(&mut self, service: &str, user: Option<&str>) -> Result<u16> {
+        let me;
+        let user = match user {
+            Some(user) => user,
+            None => {
+                me = calling_user();
+                &me
+            }
+        };
+        self.list()?
+            .into_iter()
+            .find(|a| a.application == service && a.user == user)
+            .map(|a| a.port)
+            .ok_or_else(|| {
+                Error::new(libc::ENOENT, format!("no service {service} run by {user} at the port manager at {}", self.server))
+            })
+    }
+
+    fn send(&mut self, request: &[u8], context: &str) -> Result<()> {
+        let _ = self.stream.set_write_timeout(self.timeout);
+        self.stream.write_all(request).map_err(|e| Error::new(errno_of(&e), format!("{context}: {e}")))
+    }
+
+    /// The next reply line as a Tcl list.
+    fn reply(&mut self, context: &str) -> Result<Vec<Vec<u8>>> {
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let mut chunk = [0u8; 8192];
+        loop {
+            if let Some(line) = self.input.next_line() {
+                let line = line.map_err(|_| Error::new(libc::EPROTO, format!("{context}: reply line too long")))?;
+                return parse_list(line).map_err(|e| {
+                    Error::new(
+                        libc::EPROTO,
+                        format!("{context}: the reply {:?} is not a Tcl list ({e})", String::from_utf8_lossy(line)),
+                    )
+                });
+            }
+            let wait = match deadline {
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Err(self.timed_out(context)),
+                },
+                None => None,
+            };
+            let _ = self.stream.set_read_timeout(wait);
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    return Err(Error::new(libc::ECONNRESET, format!("{context}: the server closed the connection")));
+                }
+                Ok(n) => self.input.extend(&chunk[..n]),
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    return Err(self.timed_out(context));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::new(errno_of(&e), format!("{context}: {e}"))),
+            }
+        }
+    }
+
+    fn timed_out(&self, context: &str) -> Error {
+        let ms = self.timeout.map_or(0, |t| t.as_millis());
+        Error::new(libc::ETIMEDOUT, format!("{context}: no reply within {ms} ms"))
+    }
+
+    fn not_protocol(&self, context: &str, words: &[Vec<u8>]) -> Error {
+        let shown: Vec<_> = words.iter().map(|w| String::from_utf8_lossy(w).into_owned()).collect();
+        Error::new(libc::EPROTO, format!("{context}: unexpected reply {shown:?}"))
+    }
+}

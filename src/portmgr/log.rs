@@ -1,0 +1,74 @@
+//! The daemon's log: one timestamped line per event, with the legacy server's texts.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+/// Where log lines go. The daemon flushes after each batch of events, so a burst of
+/// connections costs one write, not one per line.
+pub struct Log {
+    out: BufWriter<Box<dyn Write + Send>>,
+    host: String,
+}
+
+impl fmt::Debug for Log {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Log").field("host", &self.host).finish_non_exhaustive()
+    }
+}
+
+impl Log {
+    pub fn stderr() -> Log {
+        Log::new(Box::new(io::stderr()))
+    }
+
+    /// Appends to `path`; the caller decides what to do when it cannot be opened (the
+    /// legacy server fell back to stderr).
+    pub fn file(path: &Path) -> io::Result<Log> {
+        let file: File = OpenOptions::new().append(true).create(true).open(path)?;
+        Ok(Log::new(Box::new(file)))
+    }
+
+    fn new(out: Box<dyn Write + Send>) -> Log {
+        Log { out: BufWriter::new(out), host: hostname() }
+    }
+
+    /// `<Month dd, yyyy hh:mm:ss> <host> <message>`: the legacy stamp with the time of day
+    /// added (the legacy one had only the date).
+    pub fn line(&mut self, message: fmt::Arguments<'_>) {
+        // A full disk or a closed stderr must not stop the daemon: log lines are lost.
+        let _ = writeln!(self.out, "{} {} {}", timestamp(), self.host, message);
+    }
+
+    pub fn flush(&mut self) {
+        let _ = self.out.flush();
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is writable for its length; gethostname NUL-terminates within it
+    // or we take the whole buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+    if rc != 0 {
+        return "localhost".to_string();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn timestamp() -> String {
+    // SAFETY: time(NULL), localtime_r into our own tm, strftime into our own buffer with
+    // its length; all plain libc calls with valid pointers.
+    unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&now, &mut tm).is_null() {
+            return now.to_string();
+        }
+        let mut buf = [0u8; 64];
+        let n = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), c"%B %d, %Y %H:%M:%S".as_ptr(), &tm);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}

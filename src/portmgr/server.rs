@@ -1,0 +1,381 @@
+//! The daqportmgr daemon: listeners, the event loop and the daemon's life cycle.
+//!
+//! One thread and one readiness loop (mio, edge-triggered) serve every connection: the
+//! pool is a single shared structure that must change in a strict order (LIFO reuse), and
+//! an idle connection then costs a few hundred bytes instead of a thread. Each loop turn
+//! first answers every request that arrived, then rewrites ports.txt once if anything
+//! changed, and only then writes the replies, so a client that has read `OK port` finds
+//! its port in ports.txt, and a burst of requests costs one file rewrite.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mio::net::TcpListener;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, sockopt};
+
+use super::listing;
+use super::log::Log;
+use super::peercred::OwnerLookup;
+use super::pool::{Pool, PortRange};
+use super::sdnotify;
+use super::session::{Conn, Core, Key};
+use super::statefiles::{self, InstanceLock};
+use crate::error::{Error, Result};
+
+/// The legacy defaults.
+pub const DEFAULT_LISTEN_PORT: u16 = 30000;
+pub const DEFAULT_PORT_FILE: &str = "/var/tmp/daqportmgr/listen.port";
+pub const DEFAULT_PID_FILE: &str = "/var/run/nscldaq/daqportmgr.pid";
+pub const DEFAULT_LOG_FILE: &str = "/var/log/nscldaq/portmanager.log";
+/// ports.txt lives next to listen.port (with the defaults, where the legacy server put it).
+pub const USAGE_FILE_NAME: &str = "ports.txt";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// 0 lets the kernel choose (the chosen port is written to the port file).
+    pub listen_port: u16,
+    pub range: PortRange,
+    /// Addresses to listen on; empty means every IPv4 and IPv6 address.
+    pub bind: Vec<IpAddr>,
+    /// `None` logs to stderr.
+    pub log_file: Option<PathBuf>,
+    pub port_file: PathBuf,
+    pub pid_file: PathBuf,
+    /// Refuse a GIMME whose user does not own the client's socket.
+    pub verify_users: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen_port: DEFAULT_LISTEN_PORT,
+            range: PortRange::DEFAULT,
+            bind: Vec::new(),
+            log_file: Some(PathBuf::from(DEFAULT_LOG_FILE)),
+            port_file: PathBuf::from(DEFAULT_PORT_FILE),
+            pid_file: PathBuf::from(DEFAULT_PID_FILE),
+            verify_users: true,
+        }
+    }
+}
+
+const SIGNAL: Token = Token(0);
+const FIRST_LISTENER: usize = 1;
+/// Connection keys start above every listener token and are never reused, so a stale
+/// event can never reach a newer connection.
+const FIRST_CONNECTION: Key = 64;
+/// How soon to retry accepting after running out of file descriptors.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Runs the daemon until SIGTERM or SIGINT. Fails before touching any file when the
+/// listen port is taken or another instance holds the state files.
+pub fn run(config: &Config) -> Result<()> {
+    raise_fd_limit();
+    let signals = block_signals()?;
+    let listeners = bind_listeners(config)?;
+    let listen_port = listeners.first().and_then(|l| l.local_addr().ok()).map_or(config.listen_port, |a| a.port());
+    let usage_path = config.port_file.with_file_name(USAGE_FILE_NAME);
+    statefiles::make_parent(&config.port_file)?;
+    statefiles::make_parent(&config.pid_file)?;
+    let mut lock = InstanceLock::acquire(&config.pid_file, &config.port_file)?;
+    let mut log = open_log(config.log_file.as_deref());
+    let owners = if config.verify_users {
+        Some(OwnerLookup::new().map_err(|e| {
+            Error::io(&e, "cannot open the sock_diag socket that user verification needs (see -no-user-check)")
+        })?)
+    } else {
+        None
+    };
+    lock.write_pid()?;
+    statefiles::write_atomic(&config.port_file, format!("{listen_port}\n").as_bytes())?;
+    statefiles::write_atomic(&usage_path, b"")?;
+    let addresses: Vec<String> = listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
+    log.line(format_args!(
+        "daqportmgr {} started (pid {}): listening on {}, ports {}, user verification {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        addresses.join(" "),
+        config.range,
+        if config.verify_users { "on" } else { "off" }
+    ));
+    log.flush();
+
+    let core = Core::new(Pool::new(config.range), log, owners);
+    let mut daemon = Daemon::new(listeners, signals, core, usage_path)?;
+    // Readiness is worth a log line when it fails, never a reason to stop.
+    if let Err(e) = sdnotify::notify(&format!("READY=1\nMAINPID={}", std::process::id())) {
+        daemon.core.log.line(format_args!("cannot notify systemd: {e}"));
+    }
+    let result = daemon.serve();
+    let _ = sdnotify::notify("STOPPING=1");
+    daemon.shut_down();
+    lock.remove_pid_file();
+    result
+}
+
+/// A daemon holds a connection (a descriptor) per client; the default soft limit of 1024
+/// is below what the protocol needs with the default range of 1000 ports.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a pointer to our own struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// SIGTERM and SIGINT become readable events on a signalfd, so the loop can stop
+/// between requests and clean up.
+fn block_signals() -> Result<SignalFd> {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGTERM);
+    mask.add(Signal::SIGINT);
+    mask.thread_block().map_err(|e| Error::sys(e, "cannot block SIGTERM"))?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| Error::sys(e, "cannot create a signalfd"))
+}
+
+fn bind_listeners(config: &Config) -> Result<Vec<TcpListener>> {
+    let explicit = !config.bind.is_empty();
+    let addresses =
+        if explicit { config.bind.clone() } else { vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)] };
+    let mut listeners: Vec<TcpListener> = Vec::new();
+    let mut port = config.listen_port;
+    for ip in addresses {
+        match listen_on(SocketAddr::new(ip, port)) {
+            Ok(listener) => {
+                // With -listen 0 every address shares the port the first one got.
+                if let Ok(addr) = listener.local_addr() {
+                    port = addr.port();
+                }
+                listeners.push(listener);
+            }
+            // A host without IPv6 still serves IPv4 by default.
+            Err(e) if !explicit && ip.is_ipv6() && matches!(e, Errno::EAFNOSUPPORT | Errno::EADDRNOTAVAIL) => {}
+            Err(Errno::EADDRINUSE) => {
+                return Err(Error::new(
+                    libc::EADDRINUSE,
+                    format!("cannot listen on {}: the port is in use (is another daqportmgr running?)", SocketAddr::new(ip, port)),
+                ));
+            }
+            Err(e) => return Err(Error::sys(e, format!("cannot listen on {}", SocketAddr::new(ip, port)))),
+        }
+    }
+    Ok(listeners)
+}
+
+fn listen_on(addr: SocketAddr) -> std::result::Result<TcpListener, Errno> {
+    let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let fd: OwnedFd =
+        socket::socket(family, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    if addr.is_ipv6() {
+        // IPv4 clients arrive on the IPv4 socket with their real address, never as
+        // ::ffff:127.0.0.1, which would not count as local.
+        socket::setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+    }
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    socket::listen(&fd, Backlog::new(1024).unwrap_or(Backlog::MAXCONN))?;
+    Ok(TcpListener::from_std(std::net::TcpListener::from(fd)))
+}
+
+fn open_log(path: Option<&Path>) -> Log {
+    let Some(path) = path else {
+        return Log::stderr();
+    };
+    let opened = statefiles::make_parent(path).map_err(|e| e.to_string()).and_then(|()| Log::file(path).map_err(|e| e.to_string()));
+    opened.unwrap_or_else(|why| {
+        let mut log = Log::stderr();
+        log.line(format_args!("cannot open log file {} ({why}); logging to stderr", path.display()));
+        log
+    })
+}
+
+struct Daemon {
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    signals: SignalFd,
+    conns: HashMap<Key, Conn>,
+    next_key: Key,
+    /// Connections with replies to write or to close, in this loop turn.
+    queue: Vec<Key>,
+    accept_paused: bool,
+    usage_path: PathBuf,
+    core: Core,
+}
+
+impl Daemon {
+    fn new(mut listeners: Vec<TcpListener>, signals: SignalFd, core: Core, usage_path: PathBuf) -> Result<Daemon> {
+        let poll = Poll::new().map_err(|e| Error::io(&e, "cannot create the event loop"))?;
+        let registry = poll.registry();
+        registry
+            .register(&mut SourceFd(&signals.as_raw_fd()), SIGNAL, Interest::READABLE)
+            .map_err(|e| Error::io(&e, "cannot watch the signalfd"))?;
+        for (i, listener) in listeners.iter_mut().enumerate() {
+            registry
+                .register(listener, Token(FIRST_LISTENER + i), Interest::READABLE)
+                .map_err(|e| Error::io(&e, "cannot watch a listening socket"))?;
+        }
+        Ok(Daemon {
+            poll,
+            listeners,
+            signals,
+            conns: HashMap::new(),
+            next_key: FIRST_CONNECTION,
+            queue: Vec::new(),
+            accept_paused: false,
+            usage_path,
+            core,
+        })
+    }
+
+    /// The event loop; returns when a stop signal arrives.
+    fn serve(&mut self) -> Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.accept_paused.then_some(ACCEPT_RETRY);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Error::io(&e, "event loop failed"));
+            }
+            if self.accept_paused {
+                self.accept_paused = false;
+                for i in 0..self.listeners.len() {
+                    self.accept(i);
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    SIGNAL => {
+                        if let Ok(Some(info)) = self.signals.read_signal() {
+                            let name = Signal::try_from(info.ssi_signo as i32).map_or("a signal", |s| s.as_str());
+                            self.core.log.line(format_args!("daqportmgr stopping on {name}"));
+                            return Ok(());
+                        }
+                    }
+                    Token(t) if t < FIRST_CONNECTION => self.accept(t - FIRST_LISTENER),
+                    Token(key) => self.service(key),
+                }
+            }
+            self.settle();
+            self.core.log.flush();
+        }
+    }
+
+    fn accept(&mut self, index: usize) {
+        let Some(listener) = self.listeners.get(index) else {
+            return;
+        };
+        loop {
+            match listener.accept() {
+                Ok((mut stream, peer)) => {
+                    let key = self.next_key;
+                    self.next_key += 1;
+                    let local = match stream.local_addr() {
+                        Ok(local) => local,
+                        Err(_) => continue, // already gone
+                    };
+                    // Replies are single small writes; do not let Nagle hold one back
+                    // behind an unacknowledged earlier reply.
+                    let _ = stream.set_nodelay(true);
+                    if let Err(e) =
+                        self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)
+                    {
+                        self.core.log.line(format_args!("cannot watch the connection from {peer}: {e}"));
+                        continue;
+                    }
+                    self.core.log.line(format_args!("Connection accepted from {}", peer.ip()));
+                    self.conns.insert(key, Conn::new(stream, peer, local));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
+                Err(e) => {
+                    // Out of descriptors or memory: the backlog keeps the clients waiting;
+                    // try again shortly instead of spinning.
+                    self.core.log.line(format_args!("cannot accept a connection ({e}); retrying"));
+                    self.accept_paused = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn service(&mut self, key: Key) {
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        self.core.service(key, conn);
+        if !conn.queued {
+            conn.queued = true;
+            self.queue.push(key);
+        }
+    }
+
+    /// The write phase: ports.txt first, then the replies; closes finished connections and
+    /// resumes clients that were waiting to read their replies.
+    fn settle(&mut self) {
+        while !self.queue.is_empty() {
+            if self.core.dirty {
+                self.write_usage_file();
+            }
+            for key in std::mem::take(&mut self.queue) {
+                let Some(conn) = self.conns.get_mut(&key) else {
+                    continue;
+                };
+                conn.queued = false;
+                let drained = match conn.flush() {
+                    Ok(drained) => drained,
+                    Err(_) => {
+                        conn.discard_output();
+                        self.core.end(conn);
+                        true
+                    }
+                };
+                if drained && conn.closing {
+                    if let Some(mut conn) = self.conns.remove(&key) {
+                        let _ = self.poll.registry().deregister(&mut conn.stream);
+                    }
+                } else if drained && conn.throttled {
+                    self.service(key);
+                }
+            }
+        }
+        if self.core.dirty {
+            self.write_usage_file();
+        }
+    }
+
+    fn write_usage_file(&mut self) {
+        self.core.dirty = false;
+        let contents = listing::usage_file(
+            self.core.pool.allocations().map(|a| (a.port, a.application.as_slice(), a.user.as_slice())),
+        );
+        if let Err(e) = statefiles::write_atomic(&self.usage_path, &contents) {
+            self.core.log.line(format_args!("{e}"));
+        }
+    }
+
+    /// Clean exit: every port released (and logged), ports.txt emptied.
+    fn shut_down(&mut self) {
+        for (_, mut conn) in self.conns.drain() {
+            self.core.end(&mut conn);
+        }
+        if self.core.dirty {
+            self.write_usage_file();
+        }
+        self.core.log.flush();
+    }
+}

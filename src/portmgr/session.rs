@@ -1,0 +1,296 @@
+//! One client connection of the daemon and the answers to its requests.
+//!
+//! The event loop (`server`) owns the sockets and decides when to write; this module reads
+//! a connection's bytes, answers each request into the connection's output buffer, and
+//! keeps the pool, the log and the LIST cache in step.
+
+use std::io::{self, Read};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use mio::net::TcpStream;
+
+use super::lines::{LineBuffer, MAX_LINE};
+use super::listing;
+use super::log::Log;
+use super::peercred::{OwnerLookup, UserDirectory};
+use super::pool::Pool;
+use super::protocol::{self, Request, NO_FREE_PORTS, ONLY_LOCAL};
+
+/// Replies a client has not read yet, beyond which its requests wait: a client that
+/// pipelines LISTs without reading cannot make the daemon buffer without bound.
+pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// The key of a connection (and the owner of its ports in the pool).
+pub type Key = usize;
+
+#[derive(Debug)]
+pub struct Conn {
+    pub stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    input: LineBuffer,
+    output: Vec<u8>,
+    sent: usize,
+    /// Held ports in allocation order (released in that order, as the legacy server did,
+    /// so the last one allocated is the next one handed out).
+    ports: Vec<u16>,
+    /// The uid owning the client's socket, once looked up.
+    owner: Option<u32>,
+    eof: bool,
+    /// The connection has ended or been refused: its ports are released, it reads no
+    /// more, and it closes once its output is written.
+    pub closing: bool,
+    /// Requests are waiting for the client to read its replies.
+    pub throttled: bool,
+    /// Queued for the write phase of the current loop turn.
+    pub queued: bool,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, peer: SocketAddr, local: SocketAddr) -> Conn {
+        Conn {
+            stream,
+            peer,
+            local,
+            input: LineBuffer::new(MAX_LINE),
+            output: Vec::new(),
+            sent: 0,
+            ports: Vec::new(),
+            owner: None,
+            eof: false,
+            closing: false,
+            throttled: false,
+            queued: false,
+        }
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn unsent(&self) -> usize {
+        self.output.len() - self.sent
+    }
+
+    /// Writes what the socket takes. `Ok(true)` when everything queued is written.
+    pub fn flush(&mut self) -> io::Result<bool> {
+        use std::io::Write;
+        while self.sent < self.output.len() {
+            match self.stream.write(&self.output[self.sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.output.clear();
+        self.sent = 0;
+        Ok(true)
+    }
+
+    /// The connection is gone (reset, broken pipe): nothing more can be sent.
+    pub fn discard_output(&mut self) {
+        self.output.clear();
+        self.sent = 0;
+    }
+}
+
+/// "Local" exactly as the protocol defines it.
+pub fn is_local(ip: IpAddr) -> bool {
+    const DEBIAN_HOSTNAME: Ipv4Addr = Ipv4Addr::new(127, 0, 1, 1);
+    match ip {
+        IpAddr::V4(v4) => v4 == Ipv4Addr::LOCALHOST || v4 == DEBIAN_HOSTNAME,
+        IpAddr::V6(v6) => v6 == Ipv6Addr::LOCALHOST,
+    }
+}
+
+/// Bytes from the network made safe for one log line.
+fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
+}
+
+/// What the requests of all connections share.
+#[derive(Debug)]
+pub struct Core {
+    pub pool: Pool<Key>,
+    pub log: Log,
+    /// `None` when user verification is switched off.
+    pub owners: Option<OwnerLookup>,
+    pub users: UserDirectory,
+    /// The allocations changed since ports.txt was last written.
+    pub dirty: bool,
+    /// The last LIST reply, valid until the allocations change.
+    list_cache: Option<Vec<u8>>,
+}
+
+impl Core {
+    pub fn new(pool: Pool<Key>, log: Log, owners: Option<OwnerLookup>) -> Core {
+        Core { pool, log, owners, users: UserDirectory::default(), dirty: false, list_cache: None }
+    }
+
+    /// Reads and answers everything `conn` has sent, until its socket has no more, the
+    /// client must first read its replies, or the connection ends.
+    pub fn service(&mut self, key: Key, conn: &mut Conn) {
+        let mut chunk = [0u8; READ_CHUNK];
+        conn.throttled = false;
+        while !conn.closing {
+            while !conn.closing && conn.unsent() < OUTPUT_HIGH_WATER {
+                match conn.input.next_line() {
+                    None => break,
+                    Some(Ok(line)) => {
+                        let line = line.to_vec();
+                        self.request(key, conn, &line);
+                    }
+                    Some(Err(_)) => {
+                        let reason = format!("Invalid request: longer than {MAX_LINE} bytes");
+                        self.log.line(format_args!("{} issued an illegal request: {reason}", conn.peer.ip()));
+                        protocol::fail_reply(reason.as_bytes(), &mut conn.output);
+                        self.end(conn);
+                    }
+                }
+            }
+            if conn.closing {
+                break;
+            }
+            if conn.unsent() >= OUTPUT_HIGH_WATER {
+                conn.throttled = true;
+                break;
+            }
+            if conn.eof {
+                // Like Tcl's gets, an unterminated last line still counts.
+                if let Some(last) = conn.input.take_partial() {
+                    self.request(key, conn, &last);
+                }
+                self.end(conn);
+                break;
+            }
+            match conn.stream.read(&mut chunk) {
+                Ok(0) => conn.eof = true,
+                Ok(n) => conn.input.extend(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // Reset: the client is gone and will read nothing.
+                    conn.discard_output();
+                    self.end(conn);
+                }
+            }
+        }
+    }
+
+    /// Releases the connection's ports (it has ended or been refused).
+    pub fn end(&mut self, conn: &mut Conn) {
+        conn.closing = true;
+        for port in conn.ports.drain(..) {
+            if let Some(held) = self.pool.release(port) {
+                self.log.line(format_args!(
+                    "Port {port} was released by {} run by {}",
+                    printable(&held.application),
+                    printable(&held.user)
+                ));
+                self.dirty = true;
+                self.list_cache = None;
+            }
+        }
+    }
+
+    fn request(&mut self, key: Key, conn: &mut Conn, line: &[u8]) {
+        match Request::parse(line) {
+            Request::Gimme { application, user } => self.gimme(key, conn, &application, &user),
+            Request::List => {
+                let reply = self.list_cache.get_or_insert_with(|| {
+                    let mut reply = Vec::new();
+                    listing::list_reply(
+                        self.pool.allocations().map(|a| (a.port, a.application.as_slice(), a.user.as_slice())),
+                        &mut reply,
+                    );
+                    reply
+                });
+                conn.output.extend_from_slice(reply);
+            }
+            Request::Invalid => {
+                self.log.line(format_args!("{} issued an illegal request: {}", conn.peer.ip(), printable(line)));
+                protocol::invalid_reply(line, &mut conn.output);
+                self.end(conn);
+            }
+        }
+    }
+
+    fn gimme(&mut self, key: Key, conn: &mut Conn, application: &[u8], user: &[u8]) {
+        if !is_local(conn.peer.ip()) {
+            // No reverse DNS here: it would stall every client behind a slow resolver.
+            let ip = conn.peer.ip();
+            let reason = format!("{ip} ({ip}) : {ONLY_LOCAL}");
+            self.refuse(conn, application, user, &reason);
+            self.end(conn);
+            return;
+        }
+        if let Err(reason) = self.verify_user(conn, user) {
+            self.refuse(conn, application, user, &reason);
+            return;
+        }
+        match self.pool.allocate(application, user, key) {
+            Some(port) => {
+                conn.ports.push(port);
+                self.dirty = true;
+                self.list_cache = None;
+                self.log.line(format_args!(
+                    "Port {port} was allocated to {} run by {}",
+                    printable(application),
+                    printable(user)
+                ));
+                protocol::ok_reply(port, &mut conn.output);
+            }
+            None => self.refuse(conn, application, user, NO_FREE_PORTS),
+        }
+    }
+
+    fn refuse(&mut self, conn: &mut Conn, application: &[u8], user: &[u8], reason: &str) {
+        self.log.line(format_args!(
+            "Unable to allocate a port for {} run by {} because: {reason}",
+            printable(application),
+            printable(user)
+        ));
+        protocol::fail_reply(reason.as_bytes(), &mut conn.output);
+    }
+
+    /// The user named in a GIMME must own the client's socket.
+    fn verify_user(&mut self, conn: &mut Conn, user: &[u8]) -> Result<(), String> {
+        let Some(owners) = self.owners.as_mut() else {
+            return Ok(());
+        };
+        let owner = match conn.owner {
+            Some(uid) => uid,
+            None => {
+                let uid = owners.tcp_owner(conn.peer, conn.local).map_err(|e| {
+                    format!("cannot verify user {}: the owner of this connection is unknown ({e})", printable(user))
+                })?;
+                conn.owner = Some(uid);
+                uid
+            }
+        };
+        self.users.verify(user, owner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_addresses() {
+        for local in ["127.0.0.1", "127.0.1.1", "::1"] {
+            assert!(is_local(local.parse().unwrap()), "{local}");
+        }
+        for remote in ["127.0.0.2", "10.0.0.1", "::ffff:127.0.0.1", "0.0.0.0", "::"] {
+            assert!(!is_local(remote.parse().unwrap()), "{remote}");
+        }
+    }
+
+    #[test]
+    fn log_lines_stay_one_line() {
+        assert_eq!(printable(b"a\nb\x00c\xff"), "a\\nb\\u{0}c\u{fffd}");
+    }
+}
