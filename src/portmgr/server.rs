@@ -331,6 +331,8 @@ impl Daemon {
             if self.core.dirty {
                 self.write_usage_file();
             }
+            // The log, too, is complete before a client can act on a reply.
+            self.core.log.flush();
             for key in std::mem::take(&mut self.queue) {
                 let Some(conn) = self.conns.get_mut(&key) else {
                     continue;
@@ -376,6 +378,7 @@ impl Daemon {
         if self.core.dirty {
             self.write_usage_file();
         }
+        self.core.log.line(format_args!("daqportmgr stopped"));
         self.core.log.flush();
     }
 }

@@ -1,0 +1,161 @@
+//! The daemon's life: switches, files, log, a refused second instance, SIGTERM, sd_notify.
+
+mod portmgr_support;
+
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::time::Duration;
+
+use daqflow::portmgr::client::calling_user;
+use portmgr_support::{DAEMON, Daemon, TIMEOUT, wait_with_timeout};
+
+#[test]
+fn state_files_and_log_lines() {
+    let daemon = Daemon::start("40000-40009", &[]);
+    let me = calling_user();
+    assert_eq!(daemon.read("listen.port"), format!("{}\n", daemon.port));
+    assert_eq!(daemon.read("daqportmgr.pid"), format!("{}\n", daemon.pid()));
+    assert_eq!(daemon.read("ports.txt"), "");
+    let mut c = daemon.connect();
+    let port = c.gimme("{my app}", &me);
+    // Written before the reply, replaced whole (no temporary file left behind).
+    assert_eq!(daemon.read("ports.txt"), format!("{port}\tmy app\t{me}\n"));
+    assert!(!daemon.path("ports.txt.tmp").exists());
+    c.gimme("other", &me);
+    drop(c);
+    daemon.eventually("release", || daemon.read("ports.txt").is_empty());
+    let mut bad = daemon.connect();
+    bad.send(b"NONSENSE\n");
+    bad.line();
+    daemon.eventually("log lines", || daemon.read("log").contains("issued an illegal request: NONSENSE"));
+    let log = daemon.read("log");
+    for text in [
+        "Connection accepted from 127.0.0.1".to_string(),
+        format!("Port 40009 was allocated to my app run by {me}"),
+        format!("Port 40008 was allocated to other run by {me}"),
+        format!("Port 40009 was released by my app run by {me}"),
+        "127.0.0.1 issued an illegal request: NONSENSE".to_string(),
+    ] {
+        assert!(log.contains(&text), "log lacks {text:?}:\n{log}");
+    }
+}
+
+/// Contents and modification times of every file in the daemon's state directory.
+fn snapshot(daemon: &Daemon) -> Vec<(String, Vec<u8>, i64, i64)> {
+    let mut files: Vec<_> = std::fs::read_dir(&daemon.dir.0)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap(), meta.mtime(), meta.mtime_nsec())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_second_instance_refuses_without_touching_any_file() {
+    let daemon = Daemon::start("40000-40009", &[]);
+    let mut c = daemon.connect();
+    c.gimme("held", &calling_user());
+    std::thread::sleep(Duration::from_millis(50)); // let the log flush settle
+    let before = snapshot(&daemon);
+    assert_eq!(before.len(), 4, "{:?}", before.iter().map(|f| &f.0).collect::<Vec<_>>());
+    let port = daemon.port.to_string();
+    // The same port, then another port but the same files.
+    for listen in [port.as_str(), "0"] {
+        let mut second = Daemon::spawn(&daemon.dir.0, "40000-40009", &["-listen", listen]);
+        let status = wait_with_timeout(&mut second);
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(!status.success(), "second instance on -listen {listen} started");
+        assert!(err.contains("in use"), "-listen {listen}: {err}");
+        assert_eq!(snapshot(&daemon), before, "-listen {listen} changed the running daemon's files");
+    }
+    // The first one is unharmed.
+    assert_eq!(c.list().len(), 1);
+}
+
+#[test]
+fn sigterm_exits_cleanly() {
+    let mut daemon = Daemon::start("40000-40009", &[]);
+    let mut c = daemon.connect();
+    c.gimme("held", &calling_user());
+    let status = daemon.stop();
+    assert!(status.success(), "{status}");
+    c.expect_closed();
+    assert!(!daemon.path("daqportmgr.pid").exists());
+    assert_eq!(daemon.read("ports.txt"), "");
+    let log = daemon.read("log");
+    assert!(log.contains("Port 40009 was released by held"), "{log}");
+    assert!(log.contains("daqportmgr stopping on SIGTERM"), "{log}");
+    assert!(log.trim_end().ends_with("daqportmgr stopped"), "{log}");
+}
+
+#[test]
+fn readiness_and_stopping_are_notified() {
+    let dir = portmgr_support::TempDir::new("notify");
+    let socket_path = dir.0.join("notify");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut child = Command::new(DAEMON)
+        .args(["-listen", "0", "-ports", "40000-40009", "-log", "-"])
+        .arg("-portfile")
+        .arg(dir.0.join("listen.port"))
+        .arg("-pidfile")
+        .arg(dir.0.join("pid"))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("READY=1 from the daemon");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), format!("READY=1\nMAINPID={}", child.id()));
+    // Ready means serving: the port file is there and the port answers.
+    let port: u16 = std::fs::read_to_string(dir.0.join("listen.port")).unwrap().trim().parse().unwrap();
+    let mut client = daqflow::portmgr::Client::connect(Some("localhost"), Some(port)).unwrap();
+    assert!(client.list().unwrap().is_empty());
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let n = socket.recv(&mut buf).expect("STOPPING=1 from the daemon");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert!(wait_with_timeout(&mut child).success());
+}
+
+#[test]
+fn usage_errors_exit_255() {
+    for args in [
+        &["-bogus"][..],
+        &["-listen"],
+        &["-listen", "70000"],
+        &["-ports", "30001-65537"],
+        &["-ports", "0-10"],
+        &["-ports", "abc"],
+        &["-bind", "not-an-address"],
+        &["-listen", "30500"], // inside the default range
+    ] {
+        let out = Command::new(DAEMON).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(255), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("Usage: daqportmgr"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+    let help = Command::new(DAEMON).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for switch in ["-listen", "-ports", "-log", "-portfile", "-pidfile", "-bind", "-no-user-check"] {
+        assert!(text.contains(switch), "--help lacks {switch}");
+    }
+}
+
+#[test]
+fn bind_address_limits_where_it_listens() {
+    let daemon = Daemon::start("40000-40009", &["-bind", "127.0.0.1"]);
+    assert!(daemon.connect().list().is_empty());
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        let v6 = std::net::TcpStream::connect(("::1", daemon.port));
+        assert!(v6.is_err(), "listening on ::1 despite -bind 127.0.0.1");
+    }
+}
