@@ -1,0 +1,141 @@
+/* Every failure of the portmgr_* client is an errno code with a message, never a hang or
+ * an abort: fake servers (forked here) that stay silent, answer garbage, answer with the
+ * legacy server's refusal, or hang up. */
+#include <daqflow.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int failures;
+
+#define CHECK(cond)                                                                          \
+    do {                                                                                     \
+        if (!(cond)) {                                                                       \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed; last error: %s\n", __FILE__, __LINE__, \
+                    #cond, daqflow_last_error());                                            \
+            failures++;                                                                      \
+        }                                                                                    \
+    } while (0)
+
+/* A listening socket on 127.0.0.1 and a port the kernel chose. */
+static int listen_any(int *port)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 || listen(s, 8) != 0 ||
+        getsockname(s, (struct sockaddr *)&a, &len) != 0) {
+        perror("fake server");
+        exit(1);
+    }
+    *port = ntohs(a.sin_port);
+    return s;
+}
+
+/* Forks a server that accepts one connection, reads one line, writes reply, then hangs
+ * up. Returns its pid. */
+static pid_t fake_server(const char *reply, int *port)
+{
+    int s = listen_any(port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char c;
+        int conn = accept(s, NULL, NULL);
+        while (conn >= 0 && read(conn, &c, 1) == 1 && c != '\n') {
+        }
+        if (conn >= 0 && write(conn, reply, strlen(reply)) < 0) _exit(1);
+        _exit(0);
+    }
+    close(s);
+    return pid;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Opens a client on port, checks what one request against the fake server gives. */
+static void expect_allocate(const char *reply, int expected, const char *text)
+{
+    int port, got = -77;
+    portmgr *pm = NULL;
+    pid_t pid = fake_server(reply, &port);
+    CHECK(portmgr_open("127.0.0.1", port, &pm) == 0);
+    CHECK(portmgr_allocate(pm, "app", &got) == expected);
+    CHECK(strstr(daqflow_last_error(), text) != NULL);
+    CHECK(got == -77);
+    CHECK(portmgr_close(pm) == 0);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+int main(void)
+{
+    int port, got = -77;
+    size_t n = 12345;
+    portmgr *pm = NULL;
+    portmgr_allocation *list = (portmgr_allocation *)&failures;
+    double t0;
+
+    /* A server that never answers (never even accepts: the kernel's backlog does). */
+    {
+        int s = listen_any(&port);
+        CHECK(portmgr_open("127.0.0.1", port, &pm) == 0);
+        CHECK(portmgr_set_timeout(pm, 300) == 0);
+        t0 = now_s();
+        CHECK(portmgr_allocate(pm, "app", &got) == -ETIMEDOUT);
+        CHECK(now_s() - t0 >= 0.25 && now_s() - t0 < 5.0);
+        CHECK(strstr(daqflow_last_error(), "no reply within 300 ms") != NULL);
+        CHECK(portmgr_list(pm, &list, &n) == -ETIMEDOUT);
+        CHECK(list == (portmgr_allocation *)&failures && n == 12345);
+        CHECK(portmgr_close(pm) == 0);
+        close(s);
+    }
+
+    expect_allocate("HELLO\r\n", -EPROTO, "HELLO");
+    expect_allocate("OK notaport\r\n", -EPROTO, "notaport");
+    expect_allocate("FAIL {unbalanced\r\n", -EPROTO, "not a Tcl list");
+    /* The legacy server's texts map to the documented codes, its text kept. */
+    expect_allocate("FAIL {somehost (10.1.2.3) : Only local applications get ports}\r\n", -EPERM,
+                    "somehost (10.1.2.3) : Only local applications get ports");
+    expect_allocate("FAIL {no free ports}\r\n", -EADDRNOTAVAIL, "no free ports");
+    expect_allocate("", -ECONNRESET, "closed the connection");
+
+    /* A LIST cut short. */
+    {
+        pid_t pid = fake_server("OK 2\r\n45000 a u\r\n", &port);
+        CHECK(portmgr_open("127.0.0.1", port, &pm) == 0);
+        CHECK(portmgr_list(pm, &list, &n) == -ECONNRESET);
+        CHECK(list == (portmgr_allocation *)&failures && n == 12345);
+        CHECK(portmgr_close(pm) == 0);
+        waitpid(pid, NULL, 0);
+    }
+
+    /* Nothing listening. */
+    {
+        int s = listen_any(&port);
+        close(s);
+        pm = (portmgr *)&failures;
+        CHECK(portmgr_open("127.0.0.1", port, &pm) == -ECONNREFUSED);
+        CHECK(pm == (portmgr *)&failures);
+        CHECK(strstr(daqflow_last_error(), "cannot connect") != NULL);
+    }
+
+    if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
+    return failures ? 1 : 0;
+}
