@@ -1,0 +1,455 @@
+//! Hostile shared memory: headers, truncated objects and client records written by
+//! "another process" (here: plain file writes into /dev/shm/NAME). Every operation must
+//! return an error (EBADMSG for a corrupt ring, ENOENT or EBADMSG for a non-ring) with a
+//! message, never crash, hang or touch memory outside the mapping.
+
+use std::ffi::CString;
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use daqflow::ffi::ring as ffi;
+use daqflow::ring::{self, Consumer, CreateOptions, Producer};
+
+struct RingName {
+    name: String,
+}
+
+impl RingName {
+    fn new(test: &str) -> RingName {
+        let name = format!("t-{test}-{}", std::process::id());
+        let _ = std::fs::remove_file(shm_path(&name));
+        RingName { name }
+    }
+    fn s(&self) -> &str {
+        &self.name
+    }
+    fn path(&self) -> PathBuf {
+        shm_path(&self.name)
+    }
+}
+
+impl Drop for RingName {
+    fn drop(&mut self) {
+        if std::fs::remove_file(shm_path(&self.name)).is_err() {
+            let _ = std::fs::remove_dir(shm_path(&self.name));
+        }
+    }
+}
+
+fn shm_path(name: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/shm/{name}"))
+}
+
+/// create(4096, 2): 8192-byte object, B = 128, T = 8191, D = 8064.
+fn small_ring(name: &RingName) {
+    ring::create(name.s(), CreateOptions { data_bytes: 4096, max_consumers: 2, ..Default::default() }).unwrap();
+}
+
+fn poke(name: &RingName, off: u64, bytes: &[u8]) {
+    let f = OpenOptions::new().write(true).open(name.path()).unwrap();
+    f.write_all_at(bytes, off).unwrap();
+}
+
+fn poke_u64(name: &RingName, off: u64, v: u64) {
+    poke(name, off, &v.to_le_bytes());
+}
+
+fn within<T: Send + 'static>(limit: Duration, what: String, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: did not return within {limit:?} (hang)"),
+    }
+}
+
+/// `r` must be an error with errno in `allowed` and a non-empty message.
+fn expect_err<T>(what: &str, r: daqflow::Result<T>, allowed: &[i32]) {
+    match r {
+        Ok(_) => panic!("{what}: succeeded on a corrupt ring"),
+        Err(e) => {
+            assert!(allowed.contains(&e.errno()), "{what}: errno {} ({}), expected one of {allowed:?}", e.errno(), e.message());
+            assert!(!e.message().is_empty(), "{what}: empty message");
+        }
+    }
+}
+
+/// Every operation that reads the header, on a ring whose header is hostile.
+fn all_ops_refuse(name: &str, allowed: &'static [i32], case: &str) {
+    let n = name.to_string();
+    let case = case.to_string();
+    within(Duration::from_secs(10), format!("operations on {case}"), move || {
+        expect_err(&format!("{case}: producer attach"), Producer::attach(&n), allowed);
+        expect_err(&format!("{case}: consumer attach"), Consumer::attach(&n), allowed);
+        expect_err(&format!("{case}: usage"), ring::usage(&n), allowed);
+        expect_err(&format!("{case}: disconnect_producer"), ring::disconnect_producer(&n), allowed);
+        expect_err(&format!("{case}: disconnect_consumer"), ring::disconnect_consumer(&n, 0), allowed);
+        // The C ABI too: negated errno and a message.
+        let c = CString::new(n.clone()).unwrap();
+        let mut out = std::ptr::null_mut();
+        let rc = unsafe { ffi::ring_attach_consumer(c.as_ptr(), &mut out) };
+        assert!(allowed.iter().any(|&e| rc == -e), "{case}: ring_attach_consumer gave {rc}");
+        assert!(out.is_null());
+        let msg = unsafe { std::ffi::CStr::from_ptr(daqflow::ffi::daqflow_last_error()) }.to_string_lossy().into_owned();
+        assert!(!msg.is_empty(), "{case}: no message");
+        let mut info = unsafe { std::mem::zeroed::<ffi::ring_usage_info>() };
+        let rc = unsafe { ffi::ring_usage(c.as_ptr(), &mut info, std::ptr::null_mut(), 0) };
+        assert!(allowed.iter().any(|&e| rc == -e), "{case}: ring_usage gave {rc}");
+    });
+}
+
+const BADMSG: &[i32] = &[libc::EBADMSG];
+const NOT_A_RING: &[i32] = &[libc::EBADMSG, libc::ENOENT];
+
+#[test]
+fn hostile_header_fields() {
+    let r = RingName::new("corrupt-header");
+    // (offset, value, description)
+    let cases: Vec<(u64, u64, &str)> = vec![
+        (32, u64::MAX, "max consumers u64::MAX"),
+        (32, 1 << 32, "max consumers 2^32"),
+        (32, 1 << 40, "max consumers 2^40"),
+        (32, 1000, "max consumers past the data offset"),
+        (32, 0, "max consumers 0"),
+        (32, 3, "max consumers 3 (records run into the data offset)"),
+        (40, 8065, "data bytes one too many"),
+        (40, 8063, "data bytes one too few"),
+        (40, 0, "data bytes 0"),
+        (40, u64::MAX, "data bytes u64::MAX"),
+        (40, 1 << 40, "data bytes 2^40"),
+        (48, 0, "producer record at 0"),
+        (48, 81, "producer record at 81"),
+        (48, 8000, "producer record in the data area"),
+        (48, u64::MAX, "producer record u64::MAX"),
+        (56, 0, "consumer records at 0"),
+        (56, 97, "consumer records at 97"),
+        (56, 1 << 33, "consumer records past the mapping"),
+        (64, 0, "data offset 0"),
+        (64, 127, "data offset 127"),
+        (64, 129, "data offset 129"),
+        (64, 8191, "data offset at the top"),
+        (64, 8192, "data offset past the mapping"),
+        (64, u64::MAX, "data offset u64::MAX"),
+        (72, 8192, "top offset one past the mapping"),
+        (72, 1 << 40, "top offset far past the mapping"),
+        (72, u64::MAX, "top offset u64::MAX"),
+        (72, 127, "top offset below the data offset"),
+        (72, 0, "top offset 0"),
+    ];
+    for (off, value, what) in cases {
+        small_ring(&r);
+        poke_u64(&r, off, value);
+        all_ops_refuse(r.s(), BADMSG, what);
+        // exists still says "a ring" or "not a ring", without crashing.
+        let _ = ring::exists(r.s()).unwrap();
+        assert!(r.path().exists());
+        std::fs::remove_file(r.path()).unwrap();
+    }
+}
+
+#[test]
+fn consistent_but_lying_headers() {
+    let r = RingName::new("corrupt-lying");
+    // The header adds up (dataOffset + dataBytes == top + 1) but describes a ring larger
+    // than the object: a reader trusting it would run off the mapping.
+    for top in [8192u64, 8192 + 4095, 1 << 20, 1 << 40] {
+        small_ring(&r);
+        poke_u64(&r, 72, top);
+        poke_u64(&r, 40, top - 128 + 1);
+        all_ops_refuse(r.s(), BADMSG, &format!("top {top} with matching data bytes"));
+        std::fs::remove_file(r.path()).unwrap();
+    }
+    // More consumers than the header has room for, with everything else consistent.
+    small_ring(&r);
+    let n = 600u64; // 80 + 16 * 601 = 9696 > 8192
+    poke_u64(&r, 32, n);
+    poke_u64(&r, 64, 80 + 16 * (n + 1));
+    poke_u64(&r, 40, 100);
+    poke_u64(&r, 72, 80 + 16 * (n + 1) + 99);
+    all_ops_refuse(r.s(), BADMSG, "600 consumers in an 8192-byte object");
+    std::fs::remove_file(r.path()).unwrap();
+}
+
+#[test]
+fn not_a_ring() {
+    let r = RingName::new("corrupt-magic");
+    for magic in [&b"NSCLRinX\0"[..], b"nsclring\0", b"NSCLRing12", b"\0\0\0\0\0\0\0\0\0", b"NSCLRing!"] {
+        small_ring(&r);
+        poke(&r, 0, magic);
+        all_ops_refuse(r.s(), NOT_A_RING, &format!("magic {:?}", String::from_utf8_lossy(magic)));
+        assert!(!ring::exists(r.s()).unwrap(), "{magic:?} is not a ring");
+        assert!(!ring::list().unwrap().iter().any(|n| n == r.s()), "{magic:?} listed as a ring");
+        expect_err("format of a non-ring", ring::format(r.s(), 2), NOT_A_RING);
+        expect_err("remove of a non-ring", ring::remove(r.s()), NOT_A_RING);
+        assert!(r.path().exists(), "remove deleted a non-ring");
+        std::fs::remove_file(r.path()).unwrap();
+    }
+}
+
+#[test]
+fn truncated_objects() {
+    let r = RingName::new("corrupt-trunc");
+    for len in [0u64, 8, 9, 50, 79, 80, 100, 127, 4096, 8191] {
+        small_ring(&r);
+        OpenOptions::new().write(true).open(r.path()).unwrap().set_len(len).unwrap();
+        all_ops_refuse(r.s(), NOT_A_RING, &format!("object truncated to {len} bytes"));
+        let _ = ring::exists(r.s()).unwrap();
+        // Format derives the geometry from the object's actual size (spec section 2):
+        // it either makes a sane ring of what is there or refuses (EINVAL: no room for
+        // the header and two data bytes; EBADMSG/ENOENT: the magic is gone).
+        match ring::format(r.s(), 2) {
+            Ok(()) => {
+                assert!(len >= 128 + 2, "format of a {len}-byte object succeeded");
+                let u = ring::usage(r.s()).unwrap();
+                assert_eq!((u.data_bytes, u.put_space), (len - 128, len - 129), "format of a {len}-byte object");
+                let mut c = Consumer::attach(r.s()).unwrap();
+                let mut p = Producer::attach(r.s()).unwrap();
+                let data = vec![7u8; (len - 129) as usize];
+                p.put(&data, Some(Duration::ZERO)).unwrap();
+                let mut back = vec![0u8; data.len()];
+                assert_eq!(c.get(&mut back, data.len() as u64, Some(Duration::ZERO)).unwrap(), data.len());
+                assert!(back == data);
+            }
+            Err(e) => {
+                assert!([libc::EBADMSG, libc::ENOENT, libc::EINVAL].contains(&e.errno()), "format of {len} bytes: {}", e.message());
+                assert!(!e.message().is_empty());
+            }
+        }
+        std::fs::remove_file(r.path()).unwrap();
+    }
+    // An object that is all zeros / all 0xff.
+    for fill in [0u8, 0xff] {
+        std::fs::write(r.path(), vec![fill; 8192]).unwrap();
+        all_ops_refuse(r.s(), NOT_A_RING, &format!("8192 bytes of {fill:#x}"));
+        std::fs::remove_file(r.path()).unwrap();
+    }
+}
+
+#[test]
+fn format_repairs_or_refuses_a_corrupt_header() {
+    // Format is how a corrupt ring is recovered; whatever it does, afterwards the ring
+    // is either refused or sane.
+    let r = RingName::new("corrupt-format");
+    for (off, value) in [(32u64, u64::MAX), (40, 0), (64, 0), (72, u64::MAX), (48, 0)] {
+        small_ring(&r);
+        poke_u64(&r, off, value);
+        match ring::format(r.s(), 2) {
+            Ok(()) => {
+                let u = ring::usage(r.s()).unwrap();
+                assert_eq!((u.data_bytes, u.max_consumers, u.put_space), (8064, 2, 8063));
+                let mut c = Consumer::attach(r.s()).unwrap();
+                let mut p = Producer::attach(r.s()).unwrap();
+                p.put(b"repaired", Some(Duration::ZERO)).unwrap();
+                let mut buf = [0u8; 8];
+                assert_eq!(c.get(&mut buf, 8, Some(Duration::ZERO)).unwrap(), 8);
+                assert_eq!(&buf, b"repaired");
+            }
+            Err(e) => assert_eq!(e.errno(), libc::EBADMSG, "{}", e.message()),
+        }
+        std::fs::remove_file(r.path()).unwrap();
+    }
+}
+
+/// Positions that are not in [B, T] = [128, 8191].
+const BAD_POSITIONS: [u64; 7] = [0, 80, 127, 8192, 8193, 1 << 40, u64::MAX];
+
+#[test]
+fn hostile_producer_record() {
+    let r = RingName::new("corrupt-prodrec");
+    for pos in BAD_POSITIONS {
+        small_ring(&r);
+        let mut c = Consumer::attach(r.s()).unwrap();
+        let mut p = Producer::attach(r.s()).unwrap();
+        p.put(b"before", Some(Duration::ZERO)).unwrap();
+        poke_u64(&r, 80, pos);
+        let what = format!("put pointer {pos}");
+        let mut buf = [0u8; 64];
+        expect_err(&format!("{what}: get"), c.get(&mut buf, 1, Some(Duration::ZERO)), BADMSG);
+        expect_err(&format!("{what}: get(min 0)"), c.get(&mut buf, 0, Some(Duration::ZERO)), BADMSG);
+        expect_err(&format!("{what}: peek"), c.peek(&mut buf), BADMSG);
+        expect_err(&format!("{what}: skip"), c.skip(1), BADMSG);
+        expect_err(&format!("{what}: available"), c.available(), BADMSG);
+        expect_err(&format!("{what}: borrow"), c.borrow(1, 10, Some(Duration::ZERO)), BADMSG);
+        expect_err(&format!("{what}: usage"), ring::usage(r.s()), BADMSG);
+        expect_err(&format!("{what}: consumer attach"), Consumer::attach(r.s()), BADMSG);
+        // A blocked get that sees the pointer go bad returns instead of waiting.
+        let (tx, rx) = mpsc::channel();
+        let mut c2 = c;
+        poke_u64(&r, 80, 128 + 6);
+        let t = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            tx.send(c2.get(&mut buf, 60, Some(Duration::from_secs(20))).map_err(|e| e.errno())).unwrap();
+        });
+        // Wait (bounded) until the getter has seen the sane short backlog... then break it.
+        assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+        poke_u64(&r, 80, pos);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).expect("blocked get never noticed"), Err(libc::EBADMSG), "{what}");
+        t.join().unwrap();
+        // The C ABI turns it into -EBADMSG with a message.
+        let name = CString::new(r.s()).unwrap();
+        let mut cc = std::ptr::null_mut();
+        assert_eq!(unsafe { ffi::ring_attach_consumer(name.as_ptr(), &mut cc) }, -libc::EBADMSG);
+        drop(p);
+        std::fs::remove_file(r.path()).unwrap();
+    }
+    // Producer attach reads the put pointer it keeps.
+    for pos in BAD_POSITIONS {
+        small_ring(&r);
+        poke_u64(&r, 80, pos);
+        expect_err(&format!("put pointer {pos}: producer attach"), Producer::attach(r.s()), BADMSG);
+        std::fs::remove_file(r.path()).unwrap();
+    }
+}
+
+#[test]
+fn hostile_consumer_record() {
+    let r = RingName::new("corrupt-consrec");
+    for pos in BAD_POSITIONS {
+        small_ring(&r);
+        let c = Consumer::attach(r.s()).unwrap();
+        let slot = c.slot() as u64;
+        poke_u64(&r, 96 + 16 * slot, pos);
+        let what = format!("consumer get pointer {pos}");
+        // A fresh producer must scan the consumer records before its first put.
+        let mut p = Producer::attach(r.s()).unwrap();
+        expect_err(&format!("{what}: put"), p.put(b"data", Some(Duration::ZERO)), BADMSG);
+        expect_err(&format!("{what}: available_space"), p.available_space(), BADMSG);
+        expect_err(&format!("{what}: reserve"), p.reserve(10, Some(Duration::ZERO)), BADMSG);
+        expect_err(&format!("{what}: usage"), ring::usage(r.s()), BADMSG);
+        let name = CString::new(r.s()).unwrap();
+        unsafe {
+            let mut pp = std::ptr::null_mut();
+            // The producer slot is ours already: detach first, then the C producer.
+            drop(p);
+            assert_eq!(ffi::ring_attach_producer(name.as_ptr(), &mut pp), 0);
+            assert_eq!(ffi::ring_put(pp, b"data".as_ptr().cast(), 4, 0), -libc::EBADMSG);
+            assert!(!std::ffi::CStr::from_ptr(daqflow::ffi::daqflow_last_error()).to_bytes().is_empty());
+            ffi::ring_detach(pp);
+        }
+        // A producer blocked on space that then meets the bad pointer returns.
+        poke_u64(&r, 96 + 16 * slot, 128);
+        let mut p = Producer::attach(r.s()).unwrap();
+        p.put(&vec![0u8; 8000], Some(Duration::ZERO)).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let t = std::thread::spawn(move || {
+            tx.send(p.put(&[0u8; 100], Some(Duration::from_secs(20))).map_err(|e| e.errno())).unwrap();
+        });
+        assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+        poke_u64(&r, 96 + 16 * slot, pos);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).expect("blocked put never noticed"), Err(libc::EBADMSG), "{what}");
+        t.join().unwrap();
+        drop(c);
+        std::fs::remove_file(r.path()).unwrap();
+    }
+}
+
+#[test]
+fn hostile_pids() {
+    // pid words the legacy code never writes (negative) or a joiner that never finished
+    // (0): operations terminate and do not crash.
+    let r = RingName::new("corrupt-pids");
+    small_ring(&r);
+    for pid in [0i32, -2, i32::MIN, i32::MAX] {
+        poke(&r, 88, &pid.to_le_bytes());
+        poke(&r, 96 + 8, &pid.to_le_bytes());
+        poke(&r, 112 + 8, &pid.to_le_bytes());
+        let n = r.s().to_string();
+        within(Duration::from_secs(15), format!("pid {pid}"), move || {
+            let _ = ring::usage(&n);
+            let _ = Producer::attach(&n).map(|mut p| p.put(&[0u8; 10], Some(Duration::from_millis(10))));
+            let _ = Consumer::attach(&n);
+            let _ = ring::format(&n, 2);
+        });
+    }
+}
+
+#[test]
+fn list_and_exists_ignore_junk_in_dev_shm() {
+    let fifo = RingName::new("junk-fifo");
+    let link = RingName::new("junk-link");
+    let short = RingName::new("junk-short");
+    let dir = RingName::new("junk-dir");
+    let real = RingName::new("junk-real");
+    small_ring(&real);
+    let c = CString::new(fifo.path().to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+    std::os::unix::fs::symlink(real.path(), link.path()).unwrap();
+    std::fs::write(short.path(), b"NSCLR").unwrap();
+    std::fs::create_dir(dir.path()).unwrap();
+    let cleanup_dir = dir.path();
+
+    let listed = within(Duration::from_secs(5), "list with junk in /dev/shm".into(), || ring::list().unwrap());
+    assert!(listed.iter().any(|n| n == real.s()));
+    for junk in [&fifo, &link, &short, &dir] {
+        assert!(!listed.iter().any(|n| n == junk.s()), "{} listed", junk.s());
+    }
+    for junk in [&link, &short, &dir] {
+        let n = junk.s().to_string();
+        let e = within(Duration::from_secs(5), format!("exists({n})"), move || ring::exists(&n));
+        assert!(matches!(e, Ok(false) | Err(_)), "{} looks like a ring", junk.s());
+    }
+    // Operations on a FIFO name must not block waiting for a writer.
+    let n = fifo.s().to_string();
+    let fifo_path = fifo.path();
+    let unblock = move || {
+        // Let a thread stuck in open(O_RDONLY) go, so it does not linger.
+        let _ = OpenOptions::new().write(true).custom_flags_nonblock().open(&fifo_path);
+    };
+    type Op = Box<dyn FnOnce(&str) -> Result<(), i32> + Send>;
+    let ops: Vec<(&str, Op, &[i32])> = vec![
+        ("exists", Box::new(|n: &str| match ring::exists(n) {
+            Ok(false) => Err(0),
+            Ok(true) => Ok(()),
+            Err(e) => Err(e.errno()),
+        }), &[0]),
+        ("create", Box::new(|n: &str| {
+            ring::create(n, CreateOptions { data_bytes: 4096, max_consumers: 2, ..Default::default() }).map_err(|e| e.errno())
+        }), &[libc::EEXIST]),
+        ("usage", Box::new(|n: &str| ring::usage(n).map(|_| ()).map_err(|e| e.errno())), NOT_A_RING),
+        ("producer attach", Box::new(|n: &str| Producer::attach(n).map(|_| ()).map_err(|e| e.errno())), NOT_A_RING),
+        ("consumer attach", Box::new(|n: &str| Consumer::attach(n).map(|_| ()).map_err(|e| e.errno())), NOT_A_RING),
+        ("remove", Box::new(|n: &str| ring::remove(n).map_err(|e| e.errno())), NOT_A_RING),
+        ("format", Box::new(|n: &str| ring::format(n, 2).map_err(|e| e.errno())), NOT_A_RING),
+    ];
+    let mut problems = Vec::new();
+    for (what, op, allowed) in ops {
+        let (tx, rx) = mpsc::channel();
+        let n = n.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(op(&n));
+        });
+        match rx.recv_timeout(Duration::from_secs(3)) {
+            Ok(Err(e)) if allowed.contains(&e) => {}
+            Ok(other) => problems.push(format!("{what}: {other:?}, expected Err in {allowed:?} (0 = false)")),
+            Err(_) => {
+                problems.push(format!("{what}: hung (open of the FIFO waits for a writer)"));
+                // Let the stuck open() go so the thread does not linger.
+                for _ in 0..3 {
+                    unblock();
+                    if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "operations on a FIFO named like a ring:\n{}", problems.join("\n"));
+    assert!(fifo.path().exists(), "the FIFO was removed");
+    let _ = std::fs::remove_dir(cleanup_dir);
+}
+
+trait NonBlock {
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+
+impl NonBlock for OpenOptions {
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NONBLOCK)
+    }
+}
