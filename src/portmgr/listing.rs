@@ -19,18 +19,11 @@ pub struct Listed<'a> {
     pub user: &'a [u8],
 }
 
-/// `(port, application, user)` triples sorted the way the legacy server sorted them
-/// (`lsort` of the port numbers as strings).
-fn by_port_string<'a>(allocations: impl IntoIterator<Item = Entry<'a>>) -> Vec<Entry<'a>> {
-    let mut sorted: Vec<_> = allocations.into_iter().collect();
-    sorted.sort_by_cached_key(|(port, _, _)| port.to_string());
-    sorted
-}
-
-/// The LIST order and names.
+/// The LIST order and names. `allocations` come sorted by the port's decimal string
+/// (what [`super::pool::Pool::allocations`] yields).
 pub fn list<'a>(allocations: impl IntoIterator<Item = Entry<'a>>) -> Vec<Listed<'a>> {
     let mut groups: BTreeMap<Vec<u8>, Vec<Entry<'a>>> = BTreeMap::new();
-    for entry @ (_, application, user) in by_port_string(allocations) {
+    for entry @ (_, application, user) in allocations {
         groups.entry(format_list(&[user, application])).or_default().push(entry);
     }
     let mut listed = Vec::new();
@@ -57,18 +50,36 @@ pub fn list_reply<'a>(allocations: impl IntoIterator<Item = Entry<'a>>, out: &mu
     }
 }
 
-/// The contents of ports.txt: `port<TAB>app<TAB>user` per allocation, unsuffixed.
-pub fn usage_file<'a>(allocations: impl IntoIterator<Item = Entry<'a>>) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (port, application, user) in by_port_string(allocations) {
-        out.extend_from_slice(port.to_string().as_bytes());
+/// Writes the contents of ports.txt into `out` (cleared first, so the daemon reuses one
+/// buffer): `port<TAB>app<TAB>user` per allocation, unsuffixed, in the order given
+/// (sorted by port string, as for [`list`]).
+pub fn usage_file<'a>(allocations: impl IntoIterator<Item = Entry<'a>>, out: &mut Vec<u8>) {
+    out.clear();
+    for (port, application, user) in allocations {
+        push_decimal(port, out);
         out.push(b'\t');
         out.extend_from_slice(application);
         out.push(b'\t');
         out.extend_from_slice(user);
         out.push(b'\n');
     }
-    out
+}
+
+/// `port` in decimal, without the formatting machinery (this runs for every line of
+/// ports.txt on every change).
+fn push_decimal(port: u16, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 5];
+    let mut n = port;
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 #[cfg(test)]
@@ -93,11 +104,10 @@ mod tests {
     }
 
     #[test]
-    fn ports_sort_as_strings() {
-        // 9999 sorts after 10000 as a string, so 10000 keeps the plain name.
-        let allocations: [(u16, &[u8], &[u8]); 2] = [(9999, b"a", b"u"), (10000, b"a", b"u")];
-        let names: Vec<_> = list(allocations).into_iter().map(|l| (l.port, l.application)).collect();
-        assert_eq!(names, [(10000, b"a".to_vec()), (9999, b"a_1".to_vec())]);
-        assert_eq!(usage_file(allocations), b"10000\ta\tu\n9999\ta\tu\n");
+    fn usage_file_lines() {
+        let allocations: [(u16, &[u8], &[u8]); 4] = [(10000, b"my app", b"u"), (65535, b"b", b"u"), (9, b"c", b"u"), (0, b"d", b"u")];
+        let mut out = b"stale".to_vec();
+        usage_file(allocations, &mut out);
+        assert_eq!(out, b"10000\tmy app\tu\n65535\tb\tu\n9\tc\tu\n0\td\tu\n");
     }
 }

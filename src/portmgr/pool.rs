@@ -1,6 +1,6 @@
 //! The pool of ports the daemon hands out: highest first, a freed port the next one out.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -53,34 +53,54 @@ pub struct Allocation<K> {
     pub owner: K,
 }
 
-/// Free ports as a stack (top = next out) and the allocations by port.
+/// Free ports as a stack (top = next out) and the allocations in the order the legacy
+/// server listed them: by the port's decimal string ("10000" before "9999").
+///
+/// That order is fixed by the range, so it is computed once as a rank per port; the
+/// allocations are kept by rank and come out already sorted, which keeps the rewrite of
+/// ports.txt on every change free of sorting.
 #[derive(Debug)]
 pub struct Pool<K> {
+    low: u16,
     free: Vec<u16>,
-    used: HashMap<u16, Allocation<K>>,
+    /// `rank[port - low]`: the port's position in decimal-string order.
+    rank: Vec<u32>,
+    used: BTreeMap<u32, Allocation<K>>,
 }
 
 impl<K: Copy + Eq> Pool<K> {
     pub fn new(range: PortRange) -> Self {
+        let mut by_string: Vec<u16> = (range.low..=range.high).collect();
+        by_string.sort_by_cached_key(|port| port.to_string());
+        let mut rank = vec![0u32; by_string.len()];
+        for (position, port) in by_string.iter().enumerate() {
+            rank[usize::from(port - range.low)] = position as u32;
+        }
         // Ascending, so the first pop is the highest port, as in the legacy server.
-        Pool { free: (range.low..=range.high).collect(), used: HashMap::new() }
+        Pool { low: range.low, free: (range.low..=range.high).collect(), rank, used: BTreeMap::new() }
+    }
+
+    fn rank_of(&self, port: u16) -> Option<u32> {
+        port.checked_sub(self.low).and_then(|i| self.rank.get(usize::from(i))).copied()
     }
 
     /// Takes the next free port for `owner`; `None` when the pool is exhausted.
     pub fn allocate(&mut self, application: &[u8], user: &[u8], owner: K) -> Option<u16> {
         let port = self.free.pop()?;
+        let rank = self.rank_of(port)?;
         let allocation = Allocation { port, application: application.to_vec(), user: user.to_vec(), owner };
-        self.used.insert(port, allocation);
+        self.used.insert(rank, allocation);
         Some(port)
     }
 
     /// Returns `port` to the pool (it becomes the next one handed out).
     pub fn release(&mut self, port: u16) -> Option<Allocation<K>> {
-        let allocation = self.used.remove(&port)?;
+        let allocation = self.used.remove(&self.rank_of(port)?)?;
         self.free.push(port);
         Some(allocation)
     }
 
+    /// The allocations, sorted by the decimal string of the port.
     pub fn allocations(&self) -> impl Iterator<Item = &Allocation<K>> {
         self.used.values()
     }
@@ -116,5 +136,16 @@ mod tests {
         assert_eq!(pool.allocate(b"c", b"u", 3), Some(100));
         assert_eq!(pool.allocate(b"c", b"u", 3), None);
         assert_eq!(pool.allocated(), 4);
+    }
+
+    #[test]
+    fn allocations_come_out_in_string_order() {
+        let mut pool = Pool::new(PortRange { low: 9998, high: 10001 });
+        for _ in 0..4 {
+            pool.allocate(b"a", b"u", 0);
+        }
+        let ports: Vec<u16> = pool.allocations().map(|a| a.port).collect();
+        assert_eq!(ports, [10000, 10001, 9998, 9999]);
+        assert_eq!(pool.release(9000), None);
     }
 }

@@ -28,7 +28,7 @@ use super::peercred::OwnerLookup;
 use super::pool::{Pool, PortRange};
 use super::sdnotify;
 use super::session::{Conn, Core, Key};
-use super::statefiles::{self, InstanceLock};
+use super::statefiles::{self, InstanceLock, SwapFile};
 use crate::error::{Error, Result};
 
 /// The legacy defaults.
@@ -83,10 +83,11 @@ pub fn run(config: &Config) -> Result<()> {
     let signals = block_signals()?;
     let listeners = bind_listeners(config)?;
     let listen_port = listeners.first().and_then(|l| l.local_addr().ok()).map_or(config.listen_port, |a| a.port());
-    let usage_path = config.port_file.with_file_name(USAGE_FILE_NAME);
     statefiles::make_parent(&config.port_file)?;
     statefiles::make_parent(&config.pid_file)?;
     let mut lock = InstanceLock::acquire(&config.pid_file, &config.port_file)?;
+    // Only now, holding the locks, may this daemon open (and create) state files.
+    let mut usage_file = SwapFile::new(&config.port_file.with_file_name(USAGE_FILE_NAME))?;
     let mut log = open_log(config.log_file.as_deref());
     let owners = if config.verify_users {
         Some(OwnerLookup::new().map_err(|e| {
@@ -97,7 +98,7 @@ pub fn run(config: &Config) -> Result<()> {
     };
     lock.write_pid()?;
     statefiles::write_atomic(&config.port_file, format!("{listen_port}\n").as_bytes())?;
-    statefiles::write_atomic(&usage_path, b"")?;
+    usage_file.replace(b"")?;
     let addresses: Vec<String> = listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
     log.line(format_args!(
         "daqportmgr {} started (pid {}): listening on {}, ports {}, user verification {}",
@@ -110,7 +111,7 @@ pub fn run(config: &Config) -> Result<()> {
     log.flush();
 
     let core = Core::new(Pool::new(config.range), log, owners);
-    let mut daemon = Daemon::new(listeners, signals, core, usage_path)?;
+    let mut daemon = Daemon::new(listeners, signals, core, usage_file)?;
     // Readiness is worth a log line when it fails, never a reason to stop.
     if let Err(e) = sdnotify::notify(&format!("READY=1\nMAINPID={}", std::process::id())) {
         daemon.core.log.line(format_args!("cannot notify systemd: {e}"));
@@ -211,12 +212,14 @@ struct Daemon {
     /// Connections with replies to write or to close, in this loop turn.
     queue: Vec<Key>,
     accept_paused: bool,
-    usage_path: PathBuf,
+    usage_file: SwapFile,
+    /// ports.txt's contents, rebuilt in place on every change.
+    usage_buf: Vec<u8>,
     core: Core,
 }
 
 impl Daemon {
-    fn new(mut listeners: Vec<TcpListener>, signals: SignalFd, core: Core, usage_path: PathBuf) -> Result<Daemon> {
+    fn new(mut listeners: Vec<TcpListener>, signals: SignalFd, core: Core, usage_file: SwapFile) -> Result<Daemon> {
         let poll = Poll::new().map_err(|e| Error::io(&e, "cannot create the event loop"))?;
         let registry = poll.registry();
         registry
@@ -235,7 +238,8 @@ impl Daemon {
             next_key: FIRST_CONNECTION,
             queue: Vec::new(),
             accept_paused: false,
-            usage_path,
+            usage_file,
+            usage_buf: Vec::new(),
             core,
         })
     }
@@ -362,10 +366,11 @@ impl Daemon {
 
     fn write_usage_file(&mut self) {
         self.core.dirty = false;
-        let contents = listing::usage_file(
+        listing::usage_file(
             self.core.pool.allocations().map(|a| (a.port, a.application.as_slice(), a.user.as_slice())),
+            &mut self.usage_buf,
         );
-        if let Err(e) = statefiles::write_atomic(&self.usage_path, &contents) {
+        if let Err(e) = self.usage_file.replace(&self.usage_buf) {
             self.core.log.line(format_args!("{e}"));
         }
     }
@@ -378,6 +383,7 @@ impl Daemon {
         if self.core.dirty {
             self.write_usage_file();
         }
+        self.usage_file.remove_spare();
         self.core.log.line(format_args!("daqportmgr stopped"));
         self.core.log.flush();
     }
