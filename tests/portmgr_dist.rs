@@ -1,0 +1,106 @@
+//! The service files in dist/: the systemd unit passes `systemd-analyze verify` (whose
+//! exit status alone is not enough: it exits 0 on some errors, so its output must be
+//! empty), and the plain init script starts, reports and stops the daemon.
+
+mod portmgr_support;
+
+use std::path::Path;
+use std::process::Command;
+
+use portmgr_support::{DAEMON, TempDir};
+
+const UNIT: &str = include_str!("../dist/daqportmgr.service");
+const INIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/daqportmgr.init");
+
+/// `systemd-analyze verify` on `unit` (as daqportmgr.service); its combined output.
+fn verify(dir: &Path, unit: &str) -> String {
+    let path = dir.join("daqportmgr.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze is needed for this test (Debian: apt-get install systemd)");
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn systemd_unit_verifies_cleanly() {
+    assert!(UNIT.contains("\nType=notify\n"), "the daemon signals readiness with sd_notify");
+    let dir = TempDir::new("unit");
+    // The unit names the installed binary; point it at the one just built.
+    let unit = UNIT.replace("/usr/local/bin/daqportmgr", DAEMON);
+    assert_ne!(unit, UNIT, "ExecStart does not name /usr/local/bin/daqportmgr");
+    let output = verify(&dir.0, &unit);
+    assert!(output.trim().is_empty(), "systemd-analyze verify:\n{output}");
+    // The check can fail: a broken copy is reported.
+    let broken = unit.replace("Type=notify", "Type=notifyy");
+    let output = verify(&dir.0, &broken);
+    assert!(output.contains("notifyy"), "a bad Type= went unnoticed:\n{output}");
+}
+
+#[test]
+fn systemd_unit_arguments_are_accepted_by_the_daemon() {
+    let exec = UNIT.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("ExecStart");
+    let mut words = exec.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/local/bin/daqportmgr"));
+    let dir = TempDir::new("unit-args");
+    // The unit's switches, with the files moved into a scratch directory.
+    let mut args: Vec<String> = words.map(String::from).collect();
+    if let Some(i) = args.iter().position(|a| a == "-pidfile") {
+        args[i + 1] = dir.0.join("pid").display().to_string();
+    }
+    let port_file = dir.0.join("listen.port");
+    let mut child = Command::new(DAEMON)
+        .args(&args)
+        .args(["-listen", "0", "-portfile"])
+        .arg(&port_file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !port_file.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "daqportmgr rejected the unit's arguments {args:?}");
+        assert!(start.elapsed() < portmgr_support::TIMEOUT);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(portmgr_support::wait_with_timeout(&mut child).success());
+}
+
+#[test]
+fn init_script_starts_reports_and_stops() {
+    let dir = TempDir::new("init");
+    let run = |action: &str| {
+        let out = Command::new("sh")
+            .arg(INIT)
+            .arg(action)
+            .env("DAEMON", DAEMON)
+            .env("PIDFILE", dir.0.join("pid"))
+            .env("LOGFILE", dir.0.join("log"))
+            .env(
+                "DAEMON_ARGS",
+                format!("-listen 0 -ports 40000-40009 -portfile {}", dir.0.join("listen.port").display()),
+            )
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert_eq!(run("status").0, Some(3));
+    let (code, text) = run("start");
+    assert_eq!(code, Some(0), "{text}");
+    let pid: i32 = std::fs::read_to_string(dir.0.join("pid")).unwrap().trim().parse().unwrap();
+    let (code, text) = run("status");
+    assert_eq!(code, Some(0));
+    assert!(text.contains(&format!("running (pid {pid})")), "{text}");
+    let port: u16 = std::fs::read_to_string(dir.0.join("listen.port")).unwrap().trim().parse().unwrap();
+    let mut client = daqflow::portmgr::Client::connect(Some("127.0.0.1"), Some(port)).unwrap();
+    assert!(client.list().unwrap().is_empty());
+    let (code, text) = run("stop");
+    assert_eq!(code, Some(0), "{text}");
+    // SAFETY: kill(pid, 0) only probes for existence.
+    assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "daqportmgr still running after stop");
+    assert_eq!(run("status").0, Some(3));
+    assert_eq!(run("bogus").0, Some(2));
+}
