@@ -40,9 +40,27 @@
 #define RING_DEFAULT_MODE 438
 
 /**
+ * A connection to a port manager (opaque). The ports allocated through it stay
+ * allocated until portmgr_close.
+ */
+typedef struct portmgr portmgr;
+
+/**
  * A producer or consumer attachment to one ring (opaque).
  */
 typedef struct ring_client ring_client;
+
+/**
+ * One allocation as the server lists it.
+ */
+typedef struct portmgr_allocation {
+  int port;
+  /**
+   * As LISTed by the server (the second and later of one name carry _1, _2 ...).
+   */
+  char *application;
+  char *user;
+} portmgr_allocation;
 
 /**
  * Usage of one ring, as NSCLDAQ reports it.
@@ -106,6 +124,53 @@ const char *daqflow_last_error(void);
  * The library version, e.g. "1.0.0".
  */
 const char *daqflow_version(void);
+
+/**
+ * Connects to the port manager on host (NULL: "localhost"; a name, an IPv4 or an IPv6
+ * address) at port (<= 0: the number in the port file, $DAQPORTMGR_PORTFILE or
+ * /var/tmp/daqportmgr/listen.port, else 30000). Waits at most 5 s for the connection.
+ * -ECONNREFUSED (or the connect errno) when no server answers, -EHOSTUNREACH when the
+ * host name does not resolve.
+ */
+int portmgr_open(const char *host, int port, struct portmgr **out);
+
+/**
+ * How long each request waits for the server's reply: timeout_ms > 0, or -1 to wait
+ * forever (default 5000). 0 is -EINVAL: every request waits for its reply.
+ */
+int portmgr_set_timeout(struct portmgr *pm, int timeout_ms);
+
+/**
+ * Allocates a port for application under the calling user's name and stores it in
+ * *port_out. The port stays allocated until portmgr_close (or the process exits).
+ * -EADDRNOTAVAIL no free ports; -EPERM the server only gives ports to local programs;
+ * -EACCES the server does not believe we are the calling user; -ETIMEDOUT no reply;
+ * -EPROTO a reply that is not the protocol; -EINVAL a name with a line break.
+ */
+int portmgr_allocate(struct portmgr *pm, const char *application, int *port_out);
+
+/**
+ * Every allocation on the server, in the server's order: *list gets an array of
+ * *count entries (NULL when there are none). Free it with portmgr_list_free.
+ */
+int portmgr_list(struct portmgr *pm, struct portmgr_allocation **list, size_t *count);
+
+/**
+ * Frees what portmgr_list returned. NULL is allowed.
+ */
+void portmgr_list_free(struct portmgr_allocation *list, size_t count);
+
+/**
+ * The port of service run by user (NULL: the calling user), matching the listed name
+ * exactly; -ENOENT when nothing matches.
+ */
+int portmgr_find_server(struct portmgr *pm, const char *service, const char *user, int *port_out);
+
+/**
+ * Closes the connection; the server releases every port this handle holds. NULL is
+ * allowed. Returns 0.
+ */
+int portmgr_close(struct portmgr *pm);
 
 /**
  * Creates ring `name` with at least data_bytes of data (0: 8 MiB) and max_consumers

@@ -138,7 +138,7 @@ pub fn exists(name: &str) -> Result<bool> {
     validate(name)?;
     match RingFile::open(name, false) {
         Ok(file) => Ok(shm::has_magic(&file.file)),
-        Err(e) if e.errno() == libc::ENOENT => Ok(false),
+        Err(e) if e.errno() == libc::ENOENT || e.errno() == libc::EBADMSG => Ok(false),
         Err(e) => Err(e),
     }
 }

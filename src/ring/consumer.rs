@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::handles::Claim;
 use super::liveness::my_pid;
 use super::shared::Shared;
 use super::slots;
@@ -21,6 +22,7 @@ pub struct Consumer {
     avail_hint: u64,
     /// Bytes handed out by `borrow` and not yet released.
     borrowed: u64,
+    claim: Claim,
     attached: bool,
 }
 
@@ -29,8 +31,8 @@ impl Consumer {
         super::name::validate(name)?;
         let ring = Shared::open(name, true)?;
         let pid = my_pid();
-        let (slot, get) = slots::claim_consumer(&ring, pid)?;
-        Ok(Consumer { ring, pid, slot, get, avail_hint: 0, borrowed: 0, attached: true })
+        let (slot, get, claim) = slots::claim_consumer(&ring, pid)?;
+        Ok(Consumer { ring, pid, slot, get, avail_hint: 0, borrowed: 0, claim, attached: true })
     }
 
     pub fn name(&self) -> &str {
@@ -46,7 +48,7 @@ impl Consumer {
     }
 
     fn check_owner(&self) -> Result<()> {
-        if self.ring.consumer(self.slot).pid.load(Ordering::Relaxed) == self.pid {
+        if self.ring.consumer(self.slot).pid.load(Ordering::Relaxed) == self.pid && !self.claim.revoked() {
             Ok(())
         } else {
             Err(Error::new(
@@ -226,7 +228,7 @@ impl Consumer {
         self.attached = false;
         // After fork() the child holds a copy of this handle; the slot is the parent's.
         if my_pid() == self.pid {
-            slots::release_own(&self.ring, self.ring.consumer(self.slot), self.pid);
+            slots::release_own(&self.ring, self.ring.consumer(self.slot), self.pid, &self.claim);
             // Our backlog no longer holds the producer back.
             self.ring.space_signal().notify();
         }

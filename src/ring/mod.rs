@@ -9,6 +9,7 @@
 mod admin;
 mod consumer;
 mod futex;
+mod handles;
 pub mod layout;
 mod liveness;
 mod mem;

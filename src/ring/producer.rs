@@ -8,6 +8,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::handles::Claim;
 use super::liveness::my_pid;
 use super::shared::Shared;
 use super::slots;
@@ -26,6 +27,7 @@ pub struct Producer {
     free_hint: u64,
     /// Bytes handed out by `reserve` and not yet committed.
     reserved: u64,
+    claim: Claim,
     attached: bool,
 }
 
@@ -41,9 +43,9 @@ impl Producer {
         super::name::validate(name)?;
         let ring = Shared::open(name, true)?;
         let pid = my_pid();
-        slots::claim_producer(&ring, pid)?;
+        let claim = slots::claim_producer(&ring, pid)?;
         let put = ring.put_pos()?;
-        Ok(Producer { ring, pid, put, free_hint: 0, reserved: 0, attached: true })
+        Ok(Producer { ring, pid, put, free_hint: 0, reserved: 0, claim, attached: true })
     }
 
     pub fn name(&self) -> &str {
@@ -78,7 +80,7 @@ impl Producer {
     }
 
     fn check_owner(&self) -> Result<()> {
-        if self.ring.producer().pid.load(Ordering::Relaxed) == self.pid {
+        if self.ring.producer().pid.load(Ordering::Relaxed) == self.pid && !self.claim.revoked() {
             Ok(())
         } else {
             Err(Error::new(
@@ -198,8 +200,11 @@ impl Producer {
         if my_pid() != self.pid {
             return;
         }
+        if self.claim.revoked() {
+            return;
+        }
         let _ = self.ring.waking_producer().compare_exchange(self.pid, 0, Ordering::SeqCst, Ordering::SeqCst);
-        slots::release_own(&self.ring, self.ring.producer(), self.pid);
+        slots::release_own(&self.ring, self.ring.producer(), self.pid, &self.claim);
     }
 }
 

@@ -37,10 +37,23 @@ fn open_error(err: Errno, name: &str, doing: &str) -> Error {
 
 impl RingFile {
     pub fn open(name: &str, writable: bool) -> Result<RingFile> {
-        let flags = if writable { OFlag::O_RDWR } else { OFlag::O_RDONLY };
+        // O_NONBLOCK: a FIFO planted under a ring's name must not block the open.
+        let flags = if writable { OFlag::O_RDWR } else { OFlag::O_RDONLY } | OFlag::O_NONBLOCK;
         let fd = shm_open(format!("/{name}").as_str(), flags, Mode::empty())
             .map_err(|e| open_error(e, name, "open"))?;
-        Ok(RingFile { name: name.to_string(), file: File::from(fd), writable })
+        let file = File::from(fd);
+        let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+        if !regular {
+            return Err(Error::new(libc::EBADMSG, format!("/dev/shm/{name} is not a regular file, so not a ring")));
+        }
+        Ok(RingFile { name: name.to_string(), file, writable })
+    }
+
+    /// (device, inode): which object this is, whatever name it is reached by.
+    pub fn identity(&self) -> Result<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = self.file.metadata().map_err(|e| Error::io(&e, format!("cannot stat ring {}", self.name)))?;
+        Ok((meta.dev(), meta.ino()))
     }
 
     /// Opens for writing when allowed, else read-only (enough to look, not to change).

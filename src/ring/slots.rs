@@ -9,24 +9,31 @@
 
 use std::sync::atomic::Ordering;
 
+use super::handles::{self, Claim};
 use super::liveness::alive;
 use super::shared::{FREE, JOINING, Record, Shared};
 use super::shm::RingLock;
 use crate::error::{Error, Result};
+
+/// A pid no client writes: -1 is free, 0 joining, > 0 a process. Anything else is debris
+/// from a hostile or broken writer and would block the slot forever.
+fn dead(pid: i32) -> bool {
+    pid == JOINING || pid < FREE || (pid > 0 && !alive(pid))
+}
 
 /// Frees the slots of dead clients. The lock proves it is held.
 pub fn reap_dead(ring: &Shared, _lock: &RingLock<'_>) -> usize {
     let mut freed = 0;
     let producer = ring.producer();
     let pid = producer.pid.load(Ordering::SeqCst);
-    if pid == JOINING || (pid > 0 && !alive(pid)) {
+    if dead(pid) {
         release_record(producer);
         let _ = ring.waking_producer().compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
         freed += 1;
     }
     for (_, record) in ring.consumers() {
         let pid = record.pid.load(Ordering::SeqCst);
-        if pid == JOINING || (pid > 0 && !alive(pid)) {
+        if dead(pid) {
             release_record(record);
             freed += 1;
         }
@@ -44,11 +51,12 @@ pub fn release_record(record: Record<'_>) {
 }
 
 /// Makes `me` the producer, keeping the put pointer (it survives producer restarts).
-pub fn claim_producer(ring: &Shared, me: i32) -> Result<()> {
+pub fn claim_producer(ring: &Shared, me: i32) -> Result<Claim> {
+    let (dev, ino) = ring.file.identity()?;
     let lock = ring.lock()?;
     let producer = ring.producer();
     let mut pid = producer.pid.load(Ordering::SeqCst);
-    if pid != FREE && !(pid > 0 && alive(pid)) {
+    if dead(pid) {
         reap_dead(ring, &lock);
         pid = producer.pid.load(Ordering::SeqCst);
     }
@@ -62,11 +70,12 @@ pub fn claim_producer(ring: &Shared, me: i32) -> Result<()> {
     // Sleeping consumers were polling for a legacy producer; let them see this one.
     ring.data_signal().seq.fetch_add(1, Ordering::SeqCst);
     super::futex::wake_all(ring.data_signal().seq);
-    Ok(())
+    Ok(Claim::new(dev, ino, handles::PRODUCER))
 }
 
 /// Claims a consumer slot for `me`; returns (slot, initial get pointer).
-pub fn claim_consumer(ring: &Shared, me: i32) -> Result<(u32, u64)> {
+pub fn claim_consumer(ring: &Shared, me: i32) -> Result<(u32, u64, Claim)> {
+    let (dev, ino) = ring.file.identity()?;
     let lock = ring.lock()?;
     // NSCLDAQ takes the lowest free slot; so do we.
     let find = || (0..ring.geo.max_consumers).find(|&s| ring.consumer(s).pid.load(Ordering::SeqCst) == FREE);
@@ -102,15 +111,15 @@ pub fn claim_consumer(ring: &Shared, me: i32) -> Result<(u32, u64)> {
     record.waker.store(me, Ordering::SeqCst);
     record.pid.store(me, Ordering::SeqCst);
     drop(lock);
-    Ok((slot, start))
+    Ok((slot, start, Claim::new(dev, ino, slot)))
 }
 
-/// Gives back a slot if it is still ours. The store needs no lock to be safe (nobody
-/// claims a slot that is not free), but the lock is taken when it can be had so legacy
-/// peers see the same sequence they would from NSCLDAQ.
-pub fn release_own(ring: &Shared, record: Record<'_>, me: i32) {
+/// Gives back a slot if it is still this handle's. The store needs no lock to be safe
+/// (nobody claims a slot that is not free), but the lock is taken when it can be had so
+/// legacy peers see the same sequence they would from NSCLDAQ.
+pub fn release_own(ring: &Shared, record: Record<'_>, me: i32, claim: &Claim) {
     let _lock = ring.lock_for(std::time::Duration::from_millis(500));
-    if record.pid.load(Ordering::SeqCst) == me {
+    if record.pid.load(Ordering::SeqCst) == me && !claim.revoked() {
         release_record(record);
     }
 }

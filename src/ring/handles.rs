@@ -1,0 +1,47 @@
+//! Which handle in this process owns which slot. The pid in a slot cannot tell two
+//! handles of one process apart: after a forced disconnect, a new attach from the same
+//! process may get the same slot back, and the old handle must not come back to life
+//! with it. Each claim revokes any older handle of this process on that slot.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+
+/// (device, inode) of the ring's object, and the slot (`PRODUCER` for the producer).
+type Key = (u64, u64, u32);
+pub const PRODUCER: u32 = u32::MAX;
+
+static OWNERS: Mutex<Vec<(Key, Arc<AtomicBool>)>> = Mutex::new(Vec::new());
+
+/// A handle's claim on a slot; `revoked` once another handle of this process took it.
+pub struct Claim {
+    key: Key,
+    revoked: Arc<AtomicBool>,
+}
+
+impl Claim {
+    /// Registers a claim just made on `slot`, revoking this process's older one.
+    pub fn new(dev: u64, ino: u64, slot: u32) -> Claim {
+        let key = (dev, ino, slot);
+        let revoked = Arc::new(AtomicBool::new(false));
+        let mut owners = OWNERS.lock();
+        if let Some(entry) = owners.iter_mut().find(|(k, _)| *k == key) {
+            entry.1.store(true, Ordering::Relaxed);
+            entry.1 = revoked.clone();
+        } else {
+            owners.push((key, revoked.clone()));
+        }
+        Claim { key, revoked }
+    }
+
+    pub fn revoked(&self) -> bool {
+        self.revoked.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        OWNERS.lock().retain(|(k, flag)| !(*k == self.key && Arc::ptr_eq(flag, &self.revoked)));
+    }
+}
