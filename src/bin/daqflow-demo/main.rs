@@ -2,17 +2,24 @@
 //! NSCLDAQ-style ring items, every byte checked at every consumer. `make demo` runs it.
 //!
 //!   daqflow-demo [--consumers N] [--megabytes M]   the whole demo
-//!   daqflow-demo produce RING MEGABYTES            a producer process
-//!   daqflow-demo consume RING                      a consumer process
+//!   daqflow-demo produce RING MEGABYTES SERVICE N  a producer process
+//!   daqflow-demo consume SERVICE                   a consumer process
+//!
+//! The demo starts its own port manager; the producer allocates a port under SERVICE
+//! and the consumers find the ring through it.
 
+mod discovery;
 mod items;
+mod portmgr;
 mod roles;
 mod run;
 
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: daqflow-demo [--consumers N] [--megabytes M]\n       daqflow-demo produce RING MEGABYTES\n       daqflow-demo consume RING");
+    eprintln!(
+        "usage: daqflow-demo [--consumers N] [--megabytes M]\n       daqflow-demo produce RING MEGABYTES SERVICE N\n       daqflow-demo consume SERVICE"
+    );
     ExitCode::from(2)
 }
 
@@ -33,11 +40,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
-        ["produce", ring, mb] => match mb.parse::<u64>() {
-            Ok(mb) => report(roles::produce(ring, mb << 20)),
-            Err(_) => usage(),
+        ["produce", ring, mb, service, n] => match (mb.parse::<u64>(), n.parse::<usize>()) {
+            (Ok(mb), Ok(n)) => report(roles::produce(ring, mb << 20, service, n)),
+            _ => usage(),
         },
-        ["consume", ring] => report(roles::consume(ring)),
+        ["consume", service] => report(roles::consume(service)),
         options => match run::Options::parse(options) {
             Some(options) => report(run::run(&options)),
             None => usage(),

@@ -1,11 +1,15 @@
-//! The whole demo: makes a uniquely named ring, starts the consumers, then the producer,
-//! shows the ring's usage while data flows, collects every process's report, and
-//! removes the ring whatever happened.
+//! The whole demo: starts a port manager, makes a uniquely named ring, starts the
+//! consumers and the producer (which find each other through the port manager), shows
+//! the allocations and the ring's usage while data flows, collects every process's
+//! report, and removes the ring and stops the port manager whatever happened.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use daqflow::portmgr::Client;
 use daqflow::ring::{self, CreateOptions};
+
+use crate::portmgr::Daemon;
 
 pub struct Options {
     consumers: usize,
@@ -37,9 +41,25 @@ impl Drop for RingGuard {
     }
 }
 
-fn spawn(args: &[&str]) -> Result<Child, String> {
+fn spawn(args: &[&str], daemon: &Daemon) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
-    Command::new(exe).args(args).stdout(Stdio::piped()).spawn().map_err(|e| format!("cannot start {args:?}: {e}"))
+    Command::new(exe)
+        .args(args)
+        .env("DAQPORTMGR_PORTFILE", daemon.port_file())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {args:?}: {e}"))
+}
+
+fn show_allocations(daemon: &Daemon) {
+    match Client::connect(None, Some(daemon.port)).and_then(|mut pm| pm.list()) {
+        Ok(list) => {
+            for a in list {
+                println!("port manager: port {} allocated to {} run by {}", a.port, a.application, a.user);
+            }
+        }
+        Err(e) => println!("port manager: {e}"),
+    }
 }
 
 fn finish(child: Child, what: &str) -> Result<String, String> {
@@ -67,31 +87,37 @@ fn show_usage(name: &str) {
 }
 
 pub fn run(options: &Options) -> Result<String, String> {
+    let daemon = Daemon::start()?;
+    println!("started daqportmgr on port {} (state in {})", daemon.port, daemon.dir.display());
     let name = format!("daqflow-demo-{}", std::process::id());
     ring::create(&name, CreateOptions::default()).map_err(|e| e.to_string())?;
     let _guard = RingGuard(name.clone());
     println!("created ring {name} (defaults: 8 MiB, 100 consumer slots, mode 0666) in /dev/shm");
 
-    let mut consumers = Vec::new();
+    let service = format!("daqflow-demo:{name}");
+    let mut children = Vec::new();
     for _ in 0..options.consumers {
-        consumers.push(spawn(&["consume", &name])?);
+        children.push(spawn(&["consume", &service], &daemon)?);
     }
-    // Consumers see only data put after they join: wait for all of them.
+    let start = Instant::now();
+    let n = options.consumers.to_string();
+    let producer = spawn(&["produce", &name, &options.megabytes.to_string(), &service, &n], &daemon)?;
+    println!(
+        "started {} consumer processes and a producer ({} MiB of ring items); the producer advertises {service}",
+        options.consumers, options.megabytes
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while ring::usage(&name).map_err(|e| e.to_string())?.consumers.len() < options.consumers {
         if Instant::now() > deadline {
-            for c in &mut consumers {
+            for c in &mut children {
                 let _ = c.kill();
             }
-            return Err("consumers did not attach within 10 s".into());
+            return Err("consumers did not find the ring within 10 s".into());
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    println!("{} consumer processes attached; starting the producer ({} MiB of ring items)", options.consumers, options.megabytes);
-
-    let start = Instant::now();
-    let producer = spawn(&["produce", &name, &options.megabytes.to_string()])?;
-    std::thread::sleep(Duration::from_millis(150));
+    show_allocations(&daemon);
+    std::thread::sleep(Duration::from_millis(100));
     show_usage(&name);
 
     let mut failures = Vec::new();
@@ -99,7 +125,7 @@ pub fn run(options: &Options) -> Result<String, String> {
         failures.push(e.clone());
         e
     })];
-    for (i, c) in consumers.into_iter().enumerate() {
+    for (i, c) in children.into_iter().enumerate() {
         match finish(c, &format!("consumer {i}")) {
             Ok(line) => lines.push(line),
             Err(e) => failures.push(e),
@@ -115,7 +141,7 @@ pub fn run(options: &Options) -> Result<String, String> {
     }
     let total = (options.megabytes << 20) as f64 * options.consumers as f64;
     Ok(format!(
-        "demo OK: {} MiB delivered to each of {} consumers ({:.0} MB delivered in all, {:.2} s wall, {:.0} MB/s aggregate); ring {name} removed",
+        "demo OK: {} MiB delivered to each of {} consumers ({:.0} MB delivered in all, {:.2} s wall, {:.0} MB/s aggregate); ring {name} removed, port manager stopped",
         options.megabytes,
         options.consumers,
         total / 1e6,
