@@ -1,2 +1,1065 @@
-//! Benchmark (being written).
-fn main() {}
+//! Ring benchmark (`cargo bench --bench ring`, part of `make bench`).
+//!
+//! Measures, against references taken in the same run (see /work/shared/benchmarks.md):
+//! - throughput on an 8 MiB ring (the NSCLDAQ default geometry), one producer to 1, 4
+//!   and 16 consumers, records of 64 B, 1 KiB and 64 KiB; every consumer copies every
+//!   byte out and checks a sequence number at both ends of each record;
+//! - the same transfers under the legacy policy (zero-timeout put/get, 3 ms sleep on
+//!   ETIMEDOUT, which is what NSCLDAQ's blocking amounts to);
+//! - M64: a single-thread memcpy of a 64 MiB buffer into another;
+//! - wake-up latency: a record every 200-300 us, stamped with CLOCK_MONOTONIC just before
+//!   the put, measured when the consumer returns from its get with it.
+//!
+//! Producer and consumers are real processes sharing the ring through /dev/shm: this
+//! binary re-executes itself with `CHILD_ARG` and a role. The producer runs on the first
+//! allowed CPU, the consumers on the second (no pinning when only one CPU is allowed).
+//! Every figure is the median of `REPS` repetitions with its min and max; repetitions are
+//! interleaved across configurations so that machine noise hits all of them alike.
+//!
+//! A benchmark reports, it does not judge: the process exits 0 whatever the figures. It
+//! never hangs (every wait has a limit, children are killed on the way out and die with
+//! us via PR_SET_PDEATHSIG) and removes every ring it creates, on error too.
+//!
+//! Environment, for trying changes (the figures are then less trustworthy):
+//! `RING_BENCH_QUICK=1` moves 1/8 of the bytes with 3 repetitions;
+//! `RING_BENCH_ONLY=64x1,64kx16,lat` runs only those throughput configurations
+//! (record size x consumers) and/or the latency test (M64 always runs); adding `event`
+//! or `legacy` runs only that policy.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use daqflow::ring::{self, Consumer, CreateOptions, Producer};
+
+/// First argument of a child process; the next one is its role.
+const CHILD_ARG: &str = "--ring-bench-child";
+/// Prefix of every ring this benchmark creates: `ringbench-<pid>-<n>`.
+const RING_PREFIX: &str = "ringbench-";
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+
+/// Record sizes and consumer counts of the issue.
+const RECORD_SIZES: [u64; 3] = [64, KIB, 64 * KIB];
+const CONSUMER_COUNTS: [usize; 3] = [1, 4, 16];
+
+/// NSCLDAQ's DEFAULT_POLLMS.
+const LEGACY_POLL: Duration = Duration::from_millis(3);
+/// Longest a child waits for one put or get (or, polling, without progress) before it
+/// reports a stall: generous, since 16 consumers share one core with others' builds.
+const CHILD_WAIT: Duration = Duration::from_secs(20);
+/// Longest the coordinator waits for consumers to attach.
+const ATTACH_WAIT: Duration = Duration::from_secs(20);
+/// Hard cap on one run; children are killed past it.
+const RUN_LIMIT: Duration = Duration::from_secs(180);
+/// The consumer's own buffer: each get copies up to this much out of the ring.
+const CONSUMER_BUF: usize = 256 * KIB as usize;
+/// Mixed into the trailing word of each record, so a record shifted by a whole record
+/// size or torn between two records is caught too.
+const TAIL_MAGIC: u64 = 0x5a5a_c0de_f00d_a5a5;
+/// Bytes the latency producer streams before the timed records, so that every page of
+/// the ring is mapped and faulted in both processes (a long-running DAQ ring is).
+const LATENCY_WARMUP: u64 = 16 * MIB;
+const LATENCY_RECORD: usize = 64;
+
+/// Set by SIGINT/SIGTERM: the coordinator stops, kills its children and removes its ring.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static RING_SEQ: AtomicU32 = AtomicU32::new(0);
+
+type Res<T> = Result<T, String>;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == CHILD_ARG) {
+        let code = match child_main(&args[at + 1..]) {
+            Ok(()) => 0,
+            Err(e) => {
+                // The coordinator reads this line and names the child in its report.
+                println!("ERR {e}");
+                let _ = std::io::stdout().flush();
+                1
+            }
+        };
+        std::process::exit(code);
+    }
+    if let Err(e) = coordinator() {
+        eprintln!("ring bench: {e}");
+    }
+    // A benchmark reports; a missed target or a failed run is not a failed build.
+}
+
+// ----------------------------------------------------------------------------------
+// Shared helpers
+
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Policy {
+    /// daqflow's blocking: sleep in the kernel, woken by the peer.
+    Event,
+    /// NSCLDAQ's: never block, re-check every 3 ms.
+    Legacy,
+}
+
+impl Policy {
+    fn arg(self) -> &'static str {
+        match self {
+            Policy::Event => "event",
+            Policy::Legacy => "legacy",
+        }
+    }
+    fn parse(s: &str) -> Res<Policy> {
+        match s {
+            "event" => Ok(Policy::Event),
+            "legacy" => Ok(Policy::Legacy),
+            other => Err(format!("unknown policy {other:?}")),
+        }
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Res<T> {
+    let s = args.get(i).ok_or_else(|| format!("missing argument {i} ({what})"))?;
+    s.parse().map_err(|_| format!("bad {what} {s:?}"))
+}
+
+fn arg<'a>(args: &'a [String], i: usize, what: &str) -> Res<&'a str> {
+    args.get(i).map(String::as_str).ok_or_else(|| format!("missing argument {i} ({what})"))
+}
+
+// ----------------------------------------------------------------------------------
+// Child processes
+
+fn child_main(args: &[String]) -> Res<()> {
+    // Die with the coordinator, whatever kills it, so no child outlives a run.
+    // SAFETY: prctl with these arguments only sets a process attribute.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    let role = arg(args, 0, "role")?;
+    let cpu = arg(args, 1, "cpu")?;
+    if cpu != "-" {
+        pin(cpu.parse().map_err(|_| format!("bad cpu {cpu:?}"))?)?;
+    }
+    let rest = &args[2..];
+    match role {
+        "producer" => child_producer(rest),
+        "consumer" => child_consumer(rest),
+        "lat-producer" => child_lat_producer(rest),
+        "lat-consumer" => child_lat_consumer(rest),
+        "m64" => child_m64(rest),
+        "fx-producer" => child_fx(rest, true),
+        "fx-consumer" => child_fx(rest, false),
+        other => Err(format!("unknown child role {other:?}")),
+    }
+}
+
+fn pin(cpu: usize) -> Res<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).map_err(|e| format!("cpu {cpu}: {e}"))?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| format!("cannot pin to cpu {cpu}: {e}"))
+}
+
+fn say(line: &str) -> Res<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|_| out.flush()).map_err(|e| format!("cannot write to the coordinator: {e}"))
+}
+
+/// A put under `policy`. Event: the library blocks (bounded by CHILD_WAIT). Legacy:
+/// zero timeout, sleep 3 ms on ETIMEDOUT and retry, as NSCLDAQ does.
+fn put(p: &mut Producer, data: &[u8], policy: Policy) -> Res<()> {
+    match policy {
+        Policy::Event => p.put(data, Some(CHILD_WAIT)).map_err(|e| format!("put: {e}")),
+        Policy::Legacy => {
+            let mut since: Option<Instant> = None;
+            loop {
+                match p.put(data, Some(Duration::ZERO)) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.errno() == libc::ETIMEDOUT => {
+                        let since = *since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > CHILD_WAIT {
+                            return Err(format!("put: no space for {} s: {e}", CHILD_WAIT.as_secs()));
+                        }
+                        std::thread::sleep(LEGACY_POLL);
+                    }
+                    Err(e) => return Err(format!("put: {e}")),
+                }
+            }
+        }
+    }
+}
+
+/// A get of at least `min` bytes under `policy` (see `put`).
+fn get(c: &mut Consumer, buf: &mut [u8], min: u64, policy: Policy) -> Res<usize> {
+    match policy {
+        Policy::Event => c.get(buf, min, Some(CHILD_WAIT)).map_err(|e| format!("get: {e}")),
+        Policy::Legacy => {
+            let mut since: Option<Instant> = None;
+            loop {
+                match c.get(buf, min, Some(Duration::ZERO)) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.errno() == libc::ETIMEDOUT => {
+                        let since = *since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > CHILD_WAIT {
+                            return Err(format!("get: no data for {} s: {e}", CHILD_WAIT.as_secs()));
+                        }
+                        std::thread::sleep(LEGACY_POLL);
+                    }
+                    Err(e) => return Err(format!("get: {e}")),
+                }
+            }
+        }
+    }
+}
+
+/// Writes record `seq`'s check words: the sequence number first, `seq ^ TAIL_MAGIC` last.
+fn stamp(record: &mut [u8], seq: u64) {
+    let n = record.len();
+    record[..8].copy_from_slice(&seq.to_le_bytes());
+    record[n - 8..].copy_from_slice(&(seq ^ TAIL_MAGIC).to_le_bytes());
+}
+
+/// Checks the stream a consumer receives in arbitrary chunks (a get returns whatever is
+/// there, so check words may straddle two gets).
+struct Checker {
+    rec: u64,
+    /// Stream bytes seen so far.
+    pos: u64,
+    word: [u8; 8],
+    bad: u64,
+}
+
+impl Checker {
+    fn new(rec: u64) -> Checker {
+        Checker { rec, pos: 0, word: [0; 8], bad: 0 }
+    }
+
+    fn feed(&mut self, data: &[u8]) {
+        let start = self.pos;
+        let end = start + data.len() as u64;
+        let mut idx = start / self.rec;
+        while idx * self.rec < end {
+            let base = idx * self.rec;
+            for (off, expect) in [(0, idx), (self.rec - 8, idx ^ TAIL_MAGIC)] {
+                let ws = base + off;
+                let we = ws + 8;
+                if we <= start || ws >= end {
+                    continue;
+                }
+                if ws >= start && we <= end {
+                    let at = (ws - start) as usize;
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(&data[at..at + 8]);
+                    self.bad += (u64::from_le_bytes(w) != expect) as u64;
+                } else {
+                    // Straddles a chunk boundary: assemble it across calls.
+                    let a = ws.max(start);
+                    let b = we.min(end);
+                    self.word[(a - ws) as usize..(b - ws) as usize]
+                        .copy_from_slice(&data[(a - start) as usize..(b - start) as usize]);
+                    if b == we {
+                        self.bad += (u64::from_le_bytes(self.word) != expect) as u64;
+                    }
+                }
+            }
+            idx += 1;
+        }
+        self.pos = end;
+    }
+}
+
+/// producer RING POLICY REC TOTAL: puts TOTAL/REC records; reports its start and end.
+fn child_producer(args: &[String]) -> Res<()> {
+    let name = arg(args, 0, "ring")?;
+    let policy = Policy::parse(arg(args, 1, "policy")?)?;
+    let rec: u64 = parse_num(args, 2, "record size")?;
+    let total: u64 = parse_num(args, 3, "total bytes")?;
+    let mut p = Producer::attach(name).map_err(|e| format!("producer attach: {e}"))?;
+    let mut record: Vec<u8> = (0..rec).map(|i| i as u8).collect();
+    let t0 = mono_ns();
+    for seq in 0..total / rec {
+        stamp(&mut record, seq);
+        put(&mut p, &record, policy)?;
+    }
+    let t1 = mono_ns();
+    say(&format!("DONE {t0} {t1}"))
+}
+
+/// consumer RING POLICY REC TOTAL: reads and checks TOTAL bytes; reports when it had
+/// them all and how many check words were wrong.
+fn child_consumer(args: &[String]) -> Res<()> {
+    let name = arg(args, 0, "ring")?;
+    let policy = Policy::parse(arg(args, 1, "policy")?)?;
+    let rec: u64 = parse_num(args, 2, "record size")?;
+    let total: u64 = parse_num(args, 3, "total bytes")?;
+    let total = total / rec * rec;
+    let mut c = Consumer::attach(name).map_err(|e| format!("consumer attach: {e}"))?;
+    // Touch the buffer now so its page faults are not timed.
+    let mut buf = vec![1u8; CONSUMER_BUF];
+    let mut check = Checker::new(rec);
+    say("READY")?;
+    let mut got = 0u64;
+    while got < total {
+        let want = (total - got).min(buf.len() as u64) as usize;
+        let n = get(&mut c, &mut buf[..want], rec.min(want as u64), policy)?;
+        check.feed(&buf[..n]);
+        got += n as u64;
+    }
+    let t1 = mono_ns();
+    say(&format!("DONE {t1} {}", check.bad))
+}
+
+/// lat-producer RING POLICY SAMPLES: a warm-up stream, then one stamped 64-byte record
+/// every 200-300 us.
+fn child_lat_producer(args: &[String]) -> Res<()> {
+    let name = arg(args, 0, "ring")?;
+    let policy = Policy::parse(arg(args, 1, "policy")?)?;
+    let samples: u64 = parse_num(args, 2, "samples")?;
+    // Sleep close to what we ask: the default 50 us timer slack would blur the pacing.
+    // SAFETY: prctl with these arguments only sets a process attribute.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0) };
+    let mut p = Producer::attach(name).map_err(|e| format!("producer attach: {e}"))?;
+    let chunk = vec![0u8; 64 * KIB as usize];
+    for _ in 0..LATENCY_WARMUP / chunk.len() as u64 {
+        put(&mut p, &chunk, policy)?;
+    }
+    let mut record = [0u8; LATENCY_RECORD];
+    // A cheap deterministic jitter (an LCG), so the period is not a fixed beat.
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+    for seq in 0..samples {
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_micros(200 + (rng >> 33) % 80));
+        record[..8].copy_from_slice(&seq.to_le_bytes());
+        let t = mono_ns();
+        record[8..16].copy_from_slice(&t.to_le_bytes());
+        put(&mut p, &record, policy)?;
+    }
+    say("DONE")
+}
+
+/// lat-consumer RING POLICY SAMPLES: reads the warm-up, then one record per get, and
+/// reports each record's latency in nanoseconds.
+fn child_lat_consumer(args: &[String]) -> Res<()> {
+    let name = arg(args, 0, "ring")?;
+    let policy = Policy::parse(arg(args, 1, "policy")?)?;
+    let samples: u64 = parse_num(args, 2, "samples")?;
+    let mut c = Consumer::attach(name).map_err(|e| format!("consumer attach: {e}"))?;
+    let mut buf = vec![0u8; 64 * KIB as usize];
+    say("READY")?;
+    let mut warm = 0u64;
+    while warm < LATENCY_WARMUP {
+        let want = (LATENCY_WARMUP - warm).min(buf.len() as u64) as usize;
+        warm += get(&mut c, &mut buf[..want], 1, policy)? as u64;
+    }
+    let mut lat = Vec::with_capacity(samples as usize);
+    let mut record = [0u8; LATENCY_RECORD];
+    for seq in 0..samples {
+        let n = get(&mut c, &mut record, LATENCY_RECORD as u64, policy)?;
+        let now = mono_ns();
+        if n != LATENCY_RECORD {
+            return Err(format!("short record: {n} bytes"));
+        }
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&record[..8]);
+        if u64::from_le_bytes(w) != seq {
+            return Err(format!("record {seq} arrived as {}", u64::from_le_bytes(w)));
+        }
+        w.copy_from_slice(&record[8..16]);
+        lat.push(now.saturating_sub(u64::from_le_bytes(w)));
+    }
+    let mut line = String::with_capacity(lat.len() * 8 + 4);
+    line.push_str("LAT");
+    for v in lat {
+        line.push(' ');
+        line.push_str(&v.to_string());
+    }
+    say(&line)
+}
+
+/// fx-producer|fx-consumer FILE SAMPLES: the raw futex reference for the wake-up
+/// latency. The producer stamps a time and bumps a futex word in a shared file every
+/// 200-280 us and wakes; the consumer always sleeps on the word (no spinning) and
+/// reports the latencies, like lat-consumer. What no ring can beat on this host.
+fn child_fx(args: &[String], producer: bool) -> Res<()> {
+    let path = arg(args, 0, "file")?;
+    let samples: u64 = parse_num(args, 1, "samples")?;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| format!("open {path}: {e}"))?;
+    let map = memmap2::MmapOptions::new().len(4096).map_raw(&file).map_err(|e| format!("map {path}: {e}"))?;
+    // SAFETY: the mapping is 4096 bytes, page aligned, shared, and lives until we return;
+    // both words are only ever accessed atomically.
+    let (seq, stamp) = unsafe {
+        (
+            std::sync::atomic::AtomicU32::from_ptr(map.as_mut_ptr().cast()),
+            std::sync::atomic::AtomicU64::from_ptr(map.as_mut_ptr().add(8).cast()),
+        )
+    };
+    let futex = |op: libc::c_int, val: u32, ts: *const libc::timespec| {
+        // SAFETY: `seq` is an aligned u32 in a live shared mapping; `ts` is null or valid.
+        unsafe { libc::syscall(libc::SYS_futex, seq.as_ptr(), op, val, ts, 0usize, 0u32) };
+    };
+    if producer {
+        // SAFETY: prctl with these arguments only sets a process attribute.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0) };
+        let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..samples {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            std::thread::sleep(Duration::from_micros(200 + (rng >> 33) % 80));
+            stamp.store(mono_ns(), Ordering::SeqCst);
+            seq.fetch_add(1, Ordering::SeqCst);
+            futex(libc::FUTEX_WAKE, i32::MAX as u32, std::ptr::null());
+        }
+        return say("DONE");
+    }
+    say("READY")?;
+    let mut lat = Vec::with_capacity(samples as usize);
+    let mut last = 0u32;
+    let ts = libc::timespec { tv_sec: 0, tv_nsec: 100_000_000 };
+    let mut since = Instant::now();
+    // A wake-up that comes later than the next event covers both (one sample), so count
+    // events by the word, not by samples.
+    while u64::from(last) < samples {
+        let now_seq = seq.load(Ordering::SeqCst);
+        if now_seq == last {
+            if since.elapsed() > CHILD_WAIT {
+                return Err(format!("no wake-up for {} s", CHILD_WAIT.as_secs()));
+            }
+            futex(libc::FUTEX_WAIT, last, &ts);
+            continue;
+        }
+        let now = mono_ns();
+        lat.push(now.saturating_sub(stamp.load(Ordering::SeqCst)));
+        last = now_seq;
+        since = Instant::now();
+    }
+    let mut line = String::from("LAT");
+    for v in lat {
+        line.push(' ');
+        line.push_str(&v.to_string());
+    }
+    say(&line)
+}
+
+/// m64 COPIES: copies a 64 MiB buffer into another COPIES times; reports bytes/s.
+fn child_m64(args: &[String]) -> Res<()> {
+    let copies: u64 = parse_num(args, 0, "copies")?;
+    const LEN: usize = 64 * MIB as usize;
+    let src: Vec<u8> = (0..LEN).map(|i| (i * 7) as u8).collect();
+    let mut dst = vec![0u8; LEN];
+    // One untimed copy: every page of both buffers is faulted in before timing.
+    dst.copy_from_slice(&src);
+    let t0 = Instant::now();
+    for _ in 0..copies {
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&mut dst);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    say(&format!("DONE {}", (copies * LEN as u64) as f64 / secs))
+}
+
+// ----------------------------------------------------------------------------------
+// Coordinator side: rings and children that clean up after themselves
+
+/// A ring this run created; removed on drop, on every path out.
+struct RingGuard {
+    name: String,
+}
+
+impl RingGuard {
+    fn create() -> Res<RingGuard> {
+        let name = format!("{RING_PREFIX}{}-{}", std::process::id(), RING_SEQ.fetch_add(1, Ordering::Relaxed));
+        // Zeros: the NSCLDAQ defaults, 8 MiB of data and 100 consumer slots.
+        ring::create(&name, CreateOptions { data_bytes: 0, max_consumers: 0, mode: 0o600 })
+            .map_err(|e| format!("cannot create ring {name}: {e}"))?;
+        Ok(RingGuard { name })
+    }
+}
+
+impl Drop for RingGuard {
+    fn drop(&mut self) {
+        if let Err(e) = ring::remove(&self.name) {
+            eprintln!("ring bench: cannot remove ring {}: {e}", self.name);
+        }
+    }
+}
+
+/// Rings (and futex files) left by an earlier run that was killed (SIGKILL leaves no
+/// chance to clean up): ours by name, and their creator is gone.
+fn remove_stale_rings() {
+    let Ok(entries) = std::fs::read_dir("/dev/shm") else { return };
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        let Some(rest) = name.strip_prefix(RING_PREFIX) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        let dead = matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH));
+        if !dead {
+            continue;
+        }
+        let removed =
+            if name.ends_with("-futex") { std::fs::remove_file(entry.path()).is_ok() } else { ring::remove(&name).is_ok() };
+        if removed {
+            eprintln!("ring bench: removed stale {name} (its creator, pid {pid}, is gone)");
+        }
+    }
+}
+
+struct Kid {
+    role: String,
+    child: Child,
+    lines: VecDeque<String>,
+    eof: bool,
+}
+
+/// The children of one run. Their stdout lines come through one channel (a reader
+/// thread each); dropping the set kills and reaps whoever is still running.
+struct Kids {
+    kids: Vec<Kid>,
+    tx: Sender<(usize, Option<String>)>,
+    rx: Receiver<(usize, Option<String>)>,
+    deadline: Instant,
+}
+
+impl Kids {
+    fn new(limit: Duration) -> Kids {
+        let (tx, rx) = mpsc::channel();
+        Kids { kids: Vec::new(), tx, rx, deadline: Instant::now() + limit }
+    }
+
+    fn spawn(&mut self, role: &str, cpu: Option<usize>, args: &[String]) -> Res<usize> {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find this benchmark's executable: {e}"))?;
+        let cpu = cpu.map_or("-".to_string(), |c| c.to_string());
+        let mut child = Command::new(exe)
+            .arg(CHILD_ARG)
+            .arg(role)
+            .arg(cpu)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start the {role} process: {e}"))?;
+        let idx = self.kids.len();
+        let Some(out) = child.stdout.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("the {role} process has no stdout pipe"));
+        };
+        let tx = self.tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                match line {
+                    Ok(l) => {
+                        if tx.send((idx, Some(l))).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            let _ = tx.send((idx, None));
+        });
+        self.kids.push(Kid { role: format!("{role} #{idx} (pid {})", child.id()), child, lines: VecDeque::new(), eof: false });
+        Ok(idx)
+    }
+
+    fn status_of(&mut self, i: usize) -> String {
+        let kid = &mut self.kids[i];
+        for _ in 0..50 {
+            if let Ok(Some(st)) = kid.child.try_wait() {
+                return describe(st);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        "still running".to_string()
+    }
+
+    /// Waits for one line starting with `prefix` from each of `who`; returns the rest
+    /// of each line. An `ERR` line, an early exit or the run's deadline is an error.
+    fn expect(&mut self, who: &[usize], prefix: &str, limit: Option<Duration>) -> Res<Vec<String>> {
+        let deadline = limit.map_or(self.deadline, |l| self.deadline.min(Instant::now() + l));
+        let mut got: Vec<Option<String>> = vec![None; who.len()];
+        loop {
+            for (slot, &i) in who.iter().enumerate() {
+                if got[slot].is_some() {
+                    continue;
+                }
+                if let Some(line) = self.kids[i].lines.pop_front() {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        got[slot] = Some(rest.trim_start().to_string());
+                    } else if let Some(err) = line.strip_prefix("ERR ") {
+                        return Err(format!("{} failed: {err}", self.kids[i].role));
+                    } else {
+                        return Err(format!("{} said {line:?}, expected {prefix}", self.kids[i].role));
+                    }
+                } else if self.kids[i].eof {
+                    let st = self.status_of(i);
+                    return Err(format!("{} ended ({st}) before saying {prefix}", self.kids[i].role));
+                }
+            }
+            if got.iter().all(Option::is_some) {
+                return Ok(got.into_iter().flatten().collect());
+            }
+            if INTERRUPTED.load(Ordering::Relaxed) {
+                return Err("interrupted".to_string());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let late: Vec<&str> =
+                    who.iter().zip(&got).filter(|(_, g)| g.is_none()).map(|(&i, _)| self.kids[i].role.as_str()).collect();
+                return Err(format!("timed out waiting for {prefix} from {}", late.join(", ")));
+            }
+            match self.rx.recv_timeout((deadline - now).min(Duration::from_millis(100))) {
+                Ok((i, Some(line))) => self.kids[i].lines.push_back(line),
+                Ok((i, None)) => self.kids[i].eof = true,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Err("lost every child's output".to_string()),
+            }
+        }
+    }
+
+    /// Waits for every child to exit successfully.
+    fn finish(&mut self) -> Res<()> {
+        for i in 0..self.kids.len() {
+            loop {
+                match self.kids[i].child.try_wait() {
+                    Ok(Some(st)) if st.success() => break,
+                    Ok(Some(st)) => return Err(format!("{} {}", self.kids[i].role, describe(st))),
+                    Ok(None) if Instant::now() < self.deadline && !INTERRUPTED.load(Ordering::Relaxed) => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Ok(None) => return Err(format!("{} did not exit in time", self.kids[i].role)),
+                    Err(e) => return Err(format!("cannot wait for {}: {e}", self.kids[i].role)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Kids {
+    fn drop(&mut self) {
+        for kid in &mut self.kids {
+            if let Ok(None) = kid.child.try_wait() {
+                let _ = kid.child.kill();
+            }
+            let _ = kid.child.wait();
+        }
+    }
+}
+
+fn describe(st: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.code(), st.signal()) {
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(s)) => format!("was killed by signal {s}"),
+        _ => format!("ended: {st}"),
+    }
+}
+
+fn nums(line: &str, n: usize, what: &str) -> Res<Vec<u64>> {
+    let v: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    if v.len() < n { Err(format!("bad {what} report {line:?}")) } else { Ok(v) }
+}
+
+// ----------------------------------------------------------------------------------
+// Runs
+
+#[derive(Clone, Copy)]
+struct Cpus {
+    producer: Option<usize>,
+    consumer: Option<usize>,
+}
+
+fn choose_cpus() -> Cpus {
+    let allowed: Vec<usize> = match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => (0..nix::sched::CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false)).collect(),
+        Err(_) => Vec::new(),
+    };
+    if allowed.len() >= 2 {
+        Cpus { producer: Some(allowed[0]), consumer: Some(allowed[1]) }
+    } else {
+        // One CPU (or unknown): pinning would change nothing but the figures' meaning.
+        Cpus { producer: None, consumer: None }
+    }
+}
+
+/// One throughput run: payload bytes/s from the producer's first put until the last
+/// consumer had every byte.
+fn throughput_run(cpus: Cpus, policy: Policy, rec: u64, consumers: usize, total: u64) -> Res<f64> {
+    let ring = RingGuard::create()?;
+    let mut kids = Kids::new(RUN_LIMIT);
+    let args = |_: ()| vec![ring.name.clone(), policy.arg().to_string(), rec.to_string(), total.to_string()];
+    let mut cons = Vec::new();
+    for _ in 0..consumers {
+        cons.push(kids.spawn("consumer", cpus.consumer, &args(()))?);
+    }
+    // Every consumer must hold a slot before the first byte, or it would miss data.
+    kids.expect(&cons, "READY", Some(ATTACH_WAIT))?;
+    let prod = kids.spawn("producer", cpus.producer, &args(()))?;
+    let p = nums(&kids.expect(&[prod], "DONE", None)?[0], 2, "producer")?;
+    let mut end = p[1];
+    for line in kids.expect(&cons, "DONE", None)? {
+        let c = nums(&line, 2, "consumer")?;
+        if c[1] != 0 {
+            return Err(format!("DATA CHECK FAILED: a consumer saw {} bad check words", c[1]));
+        }
+        end = end.max(c[0]);
+    }
+    kids.finish()?;
+    let bytes = total / rec * rec;
+    Ok(bytes as f64 / ((end - p[0]) as f64 / 1e9))
+}
+
+fn latency_run(cpus: Cpus, policy: Policy, samples: u64) -> Res<Vec<u64>> {
+    let ring = RingGuard::create()?;
+    let mut kids = Kids::new(RUN_LIMIT);
+    let args = vec![ring.name.clone(), policy.arg().to_string(), samples.to_string()];
+    let con = kids.spawn("lat-consumer", cpus.consumer, &args)?;
+    kids.expect(&[con], "READY", Some(ATTACH_WAIT))?;
+    let prod = kids.spawn("lat-producer", cpus.producer, &args)?;
+    let line = kids.expect(&[con], "LAT", None)?.remove(0);
+    kids.expect(&[prod], "DONE", None)?;
+    kids.finish()?;
+    let lat = nums(&line, samples as usize, "latency")?;
+    Ok(lat)
+}
+
+/// A /dev/shm file of this run that is not a ring (the raw futex reference); removed on drop.
+struct ShmFile {
+    path: String,
+}
+
+impl Drop for ShmFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn futex_run(cpus: Cpus, samples: u64) -> Res<Vec<u64>> {
+    let path = format!("/dev/shm/{RING_PREFIX}{}-{}-futex", std::process::id(), RING_SEQ.fetch_add(1, Ordering::Relaxed));
+    let file = std::fs::File::create(&path).map_err(|e| format!("cannot create {path}: {e}"))?;
+    let guard = ShmFile { path };
+    file.set_len(4096).map_err(|e| format!("cannot size {}: {e}", guard.path))?;
+    let mut kids = Kids::new(RUN_LIMIT);
+    let args = vec![guard.path.clone(), samples.to_string()];
+    let con = kids.spawn("fx-consumer", cpus.consumer, &args)?;
+    kids.expect(&[con], "READY", Some(ATTACH_WAIT))?;
+    let prod = kids.spawn("fx-producer", cpus.producer, &args)?;
+    let line = kids.expect(&[con], "LAT", None)?.remove(0);
+    kids.expect(&[prod], "DONE", None)?;
+    kids.finish()?;
+    nums(&line, 1, "latency")
+}
+
+fn m64_run(cpus: Cpus, copies: u64) -> Res<f64> {
+    let mut kids = Kids::new(RUN_LIMIT);
+    let k = kids.spawn("m64", cpus.producer, &[copies.to_string()])?;
+    let line = kids.expect(&[k], "DONE", None)?.remove(0);
+    kids.finish()?;
+    line.trim().parse().map_err(|_| format!("bad m64 report {line:?}"))
+}
+
+// ----------------------------------------------------------------------------------
+// Statistics and the report
+
+/// Figures of one configuration across repetitions; failed runs are counted, not hidden.
+#[derive(Default)]
+struct Series {
+    values: Vec<f64>,
+    errors: Vec<String>,
+}
+
+impl Series {
+    fn add(&mut self, r: Res<f64>) {
+        match r {
+            Ok(v) => self.values.push(v),
+            Err(e) => {
+                eprintln!("ring bench: run failed: {e}");
+                self.errors.push(e)
+            }
+        }
+    }
+    fn sorted(&self) -> Vec<f64> {
+        let mut v = self.values.clone();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+    fn median(&self) -> Option<f64> {
+        let v = self.sorted();
+        match v.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(v[n / 2]),
+            n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+        }
+    }
+    /// "median [min, max]" with values divided by `scale`.
+    fn show(&self, scale: f64, prec: usize) -> String {
+        let v = self.sorted();
+        let mut s = match self.median() {
+            None => "no data".to_string(),
+            Some(m) => format!(
+                "{:.p$} [{:.p$}, {:.p$}]",
+                m / scale,
+                v[0] / scale,
+                v[v.len() - 1] / scale,
+                p = prec
+            ),
+        };
+        if !self.errors.is_empty() {
+            s.push_str(&format!(" ({} failed)", self.errors.len()));
+        }
+        s
+    }
+}
+
+fn percentile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    // Nearest rank.
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+struct Scale {
+    reps: usize,
+    /// Bytes per throughput run by record size, for 1 consumer; more consumers move less
+    /// (see `bytes_for`).
+    bytes: [u64; 3],
+    m64_copies: u64,
+    lat_samples: u64,
+}
+
+fn bytes_for(scale: &Scale, size_idx: usize, consumers: usize) -> u64 {
+    // n consumers copy n times the stream on one shared core: a shorter stream keeps a
+    // repetition to seconds while still cycling the 8 MiB ring dozens of times.
+    let b = scale.bytes[size_idx];
+    if consumers >= 16 { b / 4 } else if consumers >= 4 { b / 2 } else { b }
+}
+
+fn fmt_size(rec: u64) -> String {
+    if rec >= KIB { format!("{} KiB", rec / KIB) } else { format!("{rec} B") }
+}
+
+fn verdict(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "PASS",
+        Some(false) => "FAIL",
+        None => "FAIL (no data)",
+    }
+}
+
+fn coordinator() -> Res<()> {
+    install_interrupt_handler();
+    remove_stale_rings();
+    let quick = std::env::var_os("RING_BENCH_QUICK").is_some_and(|v| v != "0");
+    let scale = if quick {
+        Scale { reps: 3, bytes: [32 * MIB, 128 * MIB, 128 * MIB], m64_copies: 4, lat_samples: 2000 }
+    } else {
+        Scale { reps: 5, bytes: [256 * MIB, GIB, GIB], m64_copies: 16, lat_samples: 5000 }
+    };
+    let only: Option<Vec<String>> =
+        std::env::var("RING_BENCH_ONLY").ok().map(|v| v.split(',').map(|w| w.trim().to_ascii_lowercase()).collect());
+    let wanted = |what: &str| only.as_ref().is_none_or(|o| o.iter().any(|w| w == what));
+    let policy_wanted = |p: Policy| {
+        only.as_ref().is_none_or(|o| !o.iter().any(|w| w == "event" || w == "legacy") || o.iter().any(|w| w == p.arg()))
+    };
+    let cpus = choose_cpus();
+    let t_start = Instant::now();
+    eprintln!(
+        "ring bench: {} repetitions; producer on {}, consumers on {} (progress on stderr, table at the end)",
+        scale.reps,
+        cpus.producer.map_or("any CPU".to_string(), |c| format!("CPU {c}")),
+        cpus.consumer.map_or("any CPU".to_string(), |c| format!("CPU {c}")),
+    );
+
+    let policies = [Policy::Event, Policy::Legacy];
+    let mut m64 = Series::default();
+    // [policy][size][consumers]
+    let mut tput: Vec<Vec<Vec<Series>>> = (0..2)
+        .map(|_| (0..RECORD_SIZES.len()).map(|_| (0..CONSUMER_COUNTS.len()).map(|_| Series::default()).collect()).collect())
+        .collect();
+    // [daqflow, legacy, raw futex]
+    let mut lat_p50: [Series; 3] = Default::default();
+    let mut lat_p99: [Series; 3] = Default::default();
+    let mut lat_all: [Vec<u64>; 3] = Default::default();
+
+    // Repetitions are the outer loop so that a noisy minute hits every configuration.
+    for rep in 0..scale.reps {
+        m64.add(m64_run(cpus, scale.m64_copies));
+        for (si, &rec) in RECORD_SIZES.iter().enumerate() {
+            for (ci, &nc) in CONSUMER_COUNTS.iter().enumerate() {
+                let size = if rec >= KIB { format!("{}k", rec / KIB) } else { rec.to_string() };
+                if !wanted(&format!("{size}x{nc}")) {
+                    continue;
+                }
+                for (pi, &policy) in policies.iter().enumerate() {
+                    if !policy_wanted(policy) {
+                        continue;
+                    }
+                    if INTERRUPTED.load(Ordering::Relaxed) {
+                        return Err("interrupted".to_string());
+                    }
+                    let r = throughput_run(cpus, policy, rec, nc, bytes_for(&scale, si, nc));
+                    tput[pi][si][ci].add(r);
+                }
+            }
+        }
+        for pi in 0..3 {
+            if !wanted("lat") {
+                break;
+            }
+            if pi < 2 && !policy_wanted(policies[pi]) {
+                continue;
+            }
+            let run =
+                if pi < 2 { latency_run(cpus, policies[pi], scale.lat_samples) } else { futex_run(cpus, scale.lat_samples) };
+            match run {
+                Ok(mut v) => {
+                    v.sort_unstable();
+                    lat_p50[pi].values.push(percentile(&v, 0.50) as f64);
+                    lat_p99[pi].values.push(percentile(&v, 0.99) as f64);
+                    lat_all[pi].extend_from_slice(&v);
+                }
+                Err(e) => {
+                    eprintln!("ring bench: latency run failed: {e}");
+                    lat_p50[pi].errors.push(e.clone());
+                    lat_p99[pi].errors.push(e);
+                }
+            }
+        }
+        eprintln!("ring bench: repetition {} of {} done ({:.0} s)", rep + 1, scale.reps, t_start.elapsed().as_secs_f64());
+    }
+
+    // ---- the table
+    let gb = 1e9;
+    let m64_med = m64.median();
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(String::new());
+    line(format!(
+        "daqflow ring benchmark: 8 MiB ring (NSCLDAQ default), producer {} / consumers {}, median [min, max] of {} repetitions{}",
+        cpus.producer.map_or("unpinned".to_string(), |c| format!("CPU {c}")),
+        cpus.consumer.map_or("unpinned".to_string(), |c| format!("CPU {c}")),
+        scale.reps,
+        if quick { " (QUICK: fewer bytes)" } else { "" }
+    ));
+    line(format!("M64 memcpy reference (64 MiB -> 64 MiB, 1 thread): {} GB/s", m64.show(gb, 2)));
+    line(String::new());
+    line("Throughput, payload GB/s at the producer with every consumer copying and checking every byte".to_string());
+    line(format!(
+        "{:<7} {:>4}  {:<26} {:<26} {:>8} {:>7}",
+        "record", "cons", "daqflow (event)", "legacy (3 ms polling)", "x legacy", "x M64"
+    ));
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    let show_ratio = |r: Option<f64>| r.map_or("n/a".to_string(), |r| format!("{r:.2}"));
+    for (si, &rec) in RECORD_SIZES.iter().enumerate() {
+        for (ci, &nc) in CONSUMER_COUNTS.iter().enumerate() {
+            let (e, l) = (&tput[0][si][ci], &tput[1][si][ci]);
+            line(format!(
+                "{:<7} {:>4}  {:<26} {:<26} {:>8} {:>7}",
+                fmt_size(rec),
+                nc,
+                e.show(gb, 2),
+                l.show(gb, 2),
+                show_ratio(ratio(e.median(), l.median())),
+                show_ratio(ratio(e.median(), m64_med)),
+            ));
+        }
+    }
+    line(String::new());
+    line("64 B records, million records/s".to_string());
+    for (ci, &nc) in CONSUMER_COUNTS.iter().enumerate() {
+        line(format!(
+            "  1 -> {:<2}  daqflow {:<24} legacy {}",
+            nc,
+            tput[0][0][ci].show(64.0 * 1e6, 1),
+            tput[1][0][ci].show(64.0 * 1e6, 1)
+        ));
+    }
+    line(String::new());
+    line(format!(
+        "Wake-up latency, us (put of a 64 B record every 200-280 us to a sleeping consumer; {} samples per repetition)",
+        scale.lat_samples
+    ));
+    line("(futex: raw cross-process futex wake in the same run, the floor for any sleeping consumer on this host)".to_string());
+    line(format!("{:<8} {:<24} {:<24} {:>10} {:>10}", "policy", "p50", "p99", "p99.9 all", "max all"));
+    for (pi, name) in ["daqflow", "legacy", "futex"].iter().enumerate() {
+        let mut all = lat_all[pi].clone();
+        all.sort_unstable();
+        line(format!(
+            "{:<8} {:<24} {:<24} {:>10.1} {:>10.1}",
+            name,
+            lat_p50[pi].show(1e3, 1),
+            lat_p99[pi].show(1e3, 1),
+            percentile(&all, 0.999) as f64 / 1e3,
+            all.last().copied().unwrap_or(0) as f64 / 1e3
+        ));
+    }
+    line(String::new());
+    line("Targets (issue 2)".to_string());
+    let mut target = |ok: Option<bool>, what: String| line(format!("  {:<14} {what}", verdict(ok)));
+    let one = 0; // index of 1 consumer
+    for si in [1, 2] {
+        let e = tput[0][si][one].median();
+        let r = ratio(e, tput[1][si][one].median());
+        target(r.map(|r| r >= 5.0), format!("1 -> 1, {}: >= 5 x legacy ({} x)", fmt_size(RECORD_SIZES[si]), show_ratio(r)));
+        let r = ratio(e, m64_med);
+        target(r.map(|r| r >= 0.5), format!("1 -> 1, {}: >= 0.5 x M64 ({} x M64)", fmt_size(RECORD_SIZES[si]), show_ratio(r)));
+    }
+    let recs = tput[0][0][one].median().map(|b| b / 64.0 / 1e6);
+    target(
+        recs.map(|r| r >= 50.0),
+        format!("1 -> 1, 64 B: >= 50 M records/s ({} M/s)", recs.map_or("n/a".to_string(), |r| format!("{r:.1}"))),
+    );
+    let p50 = lat_p50[0].median().map(|v| v / 1e3);
+    let p99 = lat_p99[0].median().map(|v| v / 1e3);
+    let us = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.1}"));
+    target(p50.map(|v| v <= 50.0), format!("wake-up p50 <= 50 us ({} us)", us(p50)));
+    target(p99.map(|v| v <= 500.0), format!("wake-up p99 <= 500 us ({} us)", us(p99)));
+    let sixteen = CONSUMER_COUNTS.len() - 1;
+    for (si, &rec) in RECORD_SIZES.iter().enumerate() {
+        let r = ratio(tput[0][si][sixteen].median(), tput[1][si][sixteen].median());
+        target(r.map(|r| r >= 1.0), format!("1 -> 16, {}: >= legacy ({} x legacy)", fmt_size(rec), show_ratio(r)));
+    }
+    let failed: usize = tput.iter().flatten().flatten().map(|s| s.errors.len()).sum::<usize>()
+        + m64.errors.len()
+        + lat_p50.iter().map(|s| s.errors.len()).sum::<usize>();
+    line(format!(
+        "{} failed run(s); total time {:.0} s",
+        failed,
+        t_start.elapsed().as_secs_f64()
+    ));
+    print!("{out}");
+    let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Ctrl-C or a kill stops the run at the next check instead of killing us outright,
+/// so that guards run: children are killed and rings removed.
+fn install_interrupt_handler() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(SigHandler::Handler(on_interrupt), SaFlags::empty(), SigSet::empty());
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        if let Err(e) = unsafe { sigaction(sig, &action) } {
+            eprintln!("ring bench: cannot handle {sig}: {e} (an interrupted run may leave its ring behind)");
+        }
+    }
+}
