@@ -384,9 +384,10 @@ fn child_lat_consumer(args: &[String]) -> Res<()> {
 }
 
 /// fx-producer|fx-consumer FILE SAMPLES: the raw futex reference for the wake-up
-/// latency. The producer stamps a time and bumps a futex word in a shared file every
-/// 200-280 us and wakes; the consumer always sleeps on the word (no spinning) and
-/// reports the latencies, like lat-consumer. What no ring can beat on this host.
+/// latency. Every 200-280 us the producer stamps event n's time in slot n % FX_SLOTS of
+/// a shared file, bumps a futex word to n + 1 and wakes; the consumer always sleeps on
+/// the word (no spinning) and reports every event's latency, including the ones a late
+/// wake-up covers at once (as a ring consumer's records queue up), like lat-consumer.
 fn child_fx(args: &[String], producer: bool) -> Res<()> {
     let path = arg(args, 0, "file")?;
     let samples: u64 = parse_num(args, 1, "samples")?;
@@ -394,11 +395,11 @@ fn child_fx(args: &[String], producer: bool) -> Res<()> {
     let map = memmap2::MmapOptions::new().len(4096).map_raw(&file).map_err(|e| format!("map {path}: {e}"))?;
     // SAFETY: the mapping is 4096 bytes, page aligned, shared, and lives until we return;
     // both words are only ever accessed atomically.
-    let (seq, stamp) = unsafe {
-        (
-            std::sync::atomic::AtomicU32::from_ptr(map.as_mut_ptr().cast()),
-            std::sync::atomic::AtomicU64::from_ptr(map.as_mut_ptr().add(8).cast()),
-        )
+    const FX_SLOTS: u64 = 500; // 8-byte stamps from offset 64: within the 4096-byte page
+    let seq = unsafe { std::sync::atomic::AtomicU32::from_ptr(map.as_mut_ptr().cast()) };
+    // SAFETY: as above; 64 + 8 * (n % FX_SLOTS) + 8 <= 4096 and is 8-aligned.
+    let stamp = |n: u64| unsafe {
+        std::sync::atomic::AtomicU64::from_ptr(map.as_mut_ptr().add(64 + 8 * (n % FX_SLOTS) as usize).cast())
     };
     let futex = |op: libc::c_int, val: u32, ts: *const libc::timespec| {
         // SAFETY: `seq` is an aligned u32 in a live shared mapping; `ts` is null or valid.
@@ -408,10 +409,10 @@ fn child_fx(args: &[String], producer: bool) -> Res<()> {
         // SAFETY: prctl with these arguments only sets a process attribute.
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0) };
         let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
-        for _ in 0..samples {
+        for n in 0..samples {
             rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             std::thread::sleep(Duration::from_micros(200 + (rng >> 33) % 80));
-            stamp.store(mono_ns(), Ordering::SeqCst);
+            stamp(n).store(mono_ns(), Ordering::SeqCst);
             seq.fetch_add(1, Ordering::SeqCst);
             futex(libc::FUTEX_WAKE, i32::MAX as u32, std::ptr::null());
         }
@@ -422,8 +423,6 @@ fn child_fx(args: &[String], producer: bool) -> Res<()> {
     let mut last = 0u32;
     let ts = libc::timespec { tv_sec: 0, tv_nsec: 100_000_000 };
     let mut since = Instant::now();
-    // A wake-up that comes later than the next event covers both (one sample), so count
-    // events by the word, not by samples.
     while u64::from(last) < samples {
         let now_seq = seq.load(Ordering::SeqCst);
         if now_seq == last {
@@ -434,7 +433,12 @@ fn child_fx(args: &[String], producer: bool) -> Res<()> {
             continue;
         }
         let now = mono_ns();
-        lat.push(now.saturating_sub(stamp.load(Ordering::SeqCst)));
+        if now_seq - last >= FX_SLOTS as u32 {
+            return Err(format!("fell {} events behind", now_seq - last));
+        }
+        for n in u64::from(last)..u64::from(now_seq) {
+            lat.push(now.saturating_sub(stamp(n).load(Ordering::SeqCst)));
+        }
         last = now_seq;
         since = Instant::now();
     }
@@ -754,7 +758,7 @@ fn futex_run(cpus: Cpus, samples: u64) -> Res<Vec<u64>> {
     let line = kids.expect(&[con], "LAT", None)?.remove(0);
     kids.expect(&[prod], "DONE", None)?;
     kids.finish()?;
-    nums(&line, 1, "latency")
+    nums(&line, samples as usize, "latency")
 }
 
 fn m64_run(cpus: Cpus, copies: u64) -> Res<f64> {
