@@ -83,8 +83,16 @@ fn as_consumer<'a>(client: *mut ring_client) -> Result<&'a mut Consumer> {
     }
 }
 
-fn buffer_arg<T>(ptr: *const T, len: usize, what: &str) -> Result<()> {
-    if ptr.is_null() && len > 0 { Err(Error::new(libc::EINVAL, format!("{what} is NULL"))) } else { Ok(()) }
+/// A caller's buffer: non-NULL unless empty, and a length a slice can have (a -1 from a
+/// failed read() passed on as a size_t must be an error, not undefined behaviour).
+fn buffer_arg<T>(ptr: *const T, len: usize, what: &str, too_long: i32) -> Result<()> {
+    if len > isize::MAX as usize {
+        Err(Error::new(too_long, format!("{what} length {len} is impossible")))
+    } else if ptr.is_null() && len > 0 {
+        Err(Error::new(libc::EINVAL, format!("{what} is NULL")))
+    } else {
+        Ok(())
+    }
 }
 
 fn write_spans(out: *mut ring_span, spans: [Span; 2]) {
@@ -215,7 +223,7 @@ pub unsafe extern "C" fn ring_detach(client: *mut ring_client) -> c_int {
 pub unsafe extern "C" fn ring_put(producer: *mut ring_client, data: *const c_void, len: usize, timeout_ms: c_int) -> c_int {
     guard(|| {
         let p = as_producer(producer)?;
-        buffer_arg(data, len, "data")?;
+        buffer_arg(data, len, "data", libc::EMSGSIZE)?;
         let data = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) } };
         p.put(data, timeout(timeout_ms)?).map(|()| 0)
     })
@@ -228,7 +236,7 @@ pub unsafe extern "C" fn ring_put(producer: *mut ring_client, data: *const c_voi
 pub unsafe extern "C" fn ring_get(consumer: *mut ring_client, buf: *mut c_void, min: usize, max: usize, timeout_ms: c_int) -> libc::ssize_t {
     guard(|| {
         let c = as_consumer(consumer)?;
-        buffer_arg(buf, max, "buf")?;
+        buffer_arg(buf, max, "buf", libc::EINVAL)?;
         let buf = if max == 0 { &mut [][..] } else { unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), max) } };
         c.get(buf, min as u64, timeout(timeout_ms)?).map(|n| n as isize)
     })
@@ -239,7 +247,7 @@ pub unsafe extern "C" fn ring_get(consumer: *mut ring_client, buf: *mut c_void, 
 pub unsafe extern "C" fn ring_peek(consumer: *mut ring_client, buf: *mut c_void, max: usize) -> libc::ssize_t {
     guard(|| {
         let c = as_consumer(consumer)?;
-        buffer_arg(buf, max, "buf")?;
+        buffer_arg(buf, max, "buf", libc::EINVAL)?;
         let buf = if max == 0 { &mut [][..] } else { unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), max) } };
         c.peek(buf).map(|n| n as isize)
     })
@@ -286,7 +294,7 @@ pub unsafe extern "C" fn ring_usage(
     guard(|| {
         let name = unsafe { str_arg(name, "ring name") }?;
         let info = out_arg(info, "info")?;
-        buffer_arg(consumers, capacity, "consumers")?;
+        buffer_arg(consumers, capacity, "consumers", libc::EINVAL)?;
         let usage = ring::usage(name)?;
         let n = usage.consumers.len();
         // SAFETY: `info` is non-NULL; `consumers` has room for `capacity` entries.

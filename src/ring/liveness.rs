@@ -13,7 +13,17 @@ pub fn alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
-    !matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH))
+    !matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH)) && !zombie(pid)
+}
+
+/// A killed process whose parent has not reaped it yet still answers `kill(pid, 0)`,
+/// but it will never touch the ring again (and its pid cannot be reused meanwhile).
+/// Its parent may be the very producer blocked waiting for it.
+fn zombie(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // "pid (comm) S ...": comm may itself contain spaces and parentheses.
+    let state = stat.rfind(')').and_then(|i| stat[i + 1..].trim_start().chars().next());
+    matches!(state, Some('Z' | 'X' | 'x'))
 }
 
 pub fn my_pid() -> i32 {

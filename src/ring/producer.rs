@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::handles::Claim;
 use super::liveness::my_pid;
-use super::shared::Shared;
+use super::shared::{JOINING, Shared};
 use super::slots;
 use super::span::Span;
 use super::wait::{self, POLL_SLICE, WOKEN_SLICE, Waiter};
@@ -62,13 +62,16 @@ impl Producer {
         let mut all_wake = true;
         for (slot, record) in self.ring.consumers() {
             let pid = record.pid.load(Ordering::SeqCst);
-            if pid <= 0 {
+            // A joiner (pid 0) may already have copied an older put pointer and be about
+            // to start reading from it, so its position counts too (NSCLDAQ waits for
+            // joiners instead). A joiner that died there is reaped in housekeeping.
+            if pid < JOINING {
                 continue;
             }
             let get = self.ring.get_pos(slot)?;
             let backlog = geo.backlog(self.put, get);
             worst = worst.max(backlog);
-            all_wake &= record.waker.load(Ordering::Relaxed) == pid;
+            all_wake &= pid > 0 && record.waker.load(Ordering::Relaxed) == pid;
         }
         Ok(Scan { free: geo.capacity() - worst, all_wake })
     }
@@ -240,8 +243,11 @@ impl Waiter for SpaceWaiter<'_> {
         if self.last_reap.elapsed() >= REAP_EVERY {
             self.last_reap = Instant::now();
             self.producer.check_owner()?;
-            let lock = self.producer.ring.lock()?;
-            slots::reap_dead(&self.producer.ring, &lock);
+            // A busy lock (a legacy peer attaching) only postpones reaping: the wait's
+            // own timeout must hold, so never wait here for long.
+            if let Ok(lock) = self.producer.ring.lock_for(Duration::from_millis(1)) {
+                slots::reap_dead(&self.producer.ring, &lock);
+            }
         }
         Ok(())
     }

@@ -77,8 +77,10 @@ impl RingFile {
         let file = File::from(fd);
         // fchmod, not the umask: the mode asked for is the mode the ring gets, and the
         // process-wide umask is never touched.
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io(&e, format!("cannot set the mode of ring {name}")))?;
+        if let Err(e) = file.set_permissions(std::fs::Permissions::from_mode(mode)) {
+            let _ = RingFile::unlink(name);
+            return Err(Error::io(&e, format!("cannot set the mode of ring {name}")));
+        }
         Ok(RingFile { name: name.to_string(), file, writable: true })
     }
 

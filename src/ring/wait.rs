@@ -45,9 +45,14 @@ impl Signal<'_> {
     }
 
     /// Announces a sleep; returns the ticket to sleep on. Re-check the condition after.
+    /// The ticket is read *before* the announcement: a notifier that clears the
+    /// announcement afterwards also bumps the sequence, so the sleep returns at once
+    /// instead of missing the wake-up (read after, the clear could slip in between and
+    /// leave us asleep with nobody announced, until the slice ran out).
     fn prepare(&self) -> u32 {
+        let ticket = self.seq.load(Ordering::SeqCst);
         self.sleepers.store(1, Ordering::SeqCst);
-        self.seq.load(Ordering::SeqCst)
+        ticket
     }
 }
 
