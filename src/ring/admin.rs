@@ -223,9 +223,7 @@ pub fn disconnect_producer(name: &str) -> Result<()> {
     validate(name)?;
     let ring = Shared::open(name, true)?;
     let _lock = ring.lock()?;
-    let pid = ring.producer().pid.load(Ordering::SeqCst);
     slots::release_record(ring.producer());
-    let _ = ring.waking_producer().compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
     Ok(())
 }
 

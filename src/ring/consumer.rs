@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::fence;
 use super::handles::Claim;
 use super::liveness::my_pid;
 use super::shared::Shared;
@@ -10,6 +11,9 @@ use super::slots;
 use super::span::Span;
 use super::wait::{self, POLL_SLICE, WOKEN_SLICE, Waiter};
 use crate::error::{Error, Result};
+
+/// Reads that find less than this already available count as keeping pace.
+const SMALL_BATCH: u64 = 4096;
 
 pub struct Consumer {
     ring: Shared,
@@ -22,7 +26,12 @@ pub struct Consumer {
     avail_hint: u64,
     /// Bytes handed out by `borrow` and not yet released.
     borrowed: u64,
+    /// The last read found only a small batch already there: we are keeping pace with
+    /// the producer record by record (see `wait_for`).
+    pacing: bool,
     claim: Claim,
+    /// Publish with plain stores (see `fence`).
+    light: bool,
     attached: bool,
 }
 
@@ -32,7 +41,7 @@ impl Consumer {
         let ring = Shared::open(name, true)?;
         let pid = my_pid();
         let (slot, get, claim) = slots::claim_consumer(&ring, pid)?;
-        Ok(Consumer { ring, pid, slot, get, avail_hint: 0, borrowed: 0, claim, attached: true })
+        Ok(Consumer { ring, pid, slot, get, avail_hint: 0, borrowed: 0, pacing: false, claim, light: fence::light_publish(), attached: true })
     }
 
     pub fn name(&self) -> &str {
@@ -47,28 +56,37 @@ impl Consumer {
         &self.ring.geo
     }
 
+    #[inline]
     fn check_owner(&self) -> Result<()> {
         if self.ring.consumer(self.slot).pid.load(Ordering::Relaxed) == self.pid && !self.claim.revoked() {
             Ok(())
         } else {
-            Err(Error::new(
-                libc::ENOTCONN,
-                format!("this consumer was disconnected from ring {} (slot {} was freed by someone else)", self.name(), self.slot),
-            ))
+            Err(self.disconnected())
         }
     }
 
+    #[cold]
+    fn disconnected(&self) -> Error {
+        Error::new(
+            libc::ENOTCONN,
+            format!("this consumer was disconnected from ring {} (slot {} was freed by someone else)", self.name(), self.slot),
+        )
+    }
+
     /// Bytes available to read now.
+    #[inline]
     pub fn available(&self) -> Result<u64> {
         self.check_owner()?;
         Ok(self.ring.geo.backlog(self.ring.put_pos()?, self.get))
     }
 
+    #[inline]
     fn refresh(&mut self) -> Result<u64> {
         self.avail_hint = self.available()?;
         Ok(self.avail_hint)
     }
 
+    #[inline]
     fn never_satisfied(&self, min: u64) -> Result<()> {
         let capacity = self.ring.geo.capacity();
         if min > capacity {
@@ -83,10 +101,8 @@ impl Consumer {
     /// Waits until at least `min` bytes are available; returns how many are.
     fn wait_data(&mut self, min: u64, timeout: Option<Duration>) -> Result<u64> {
         self.check_owner()?;
-        let deadline = wait::deadline(timeout);
-        let signal = self.ring.data_signal();
         let mut waiter = DataWaiter { consumer: self, min };
-        match wait::wait(&signal, deadline, &mut waiter)? {
+        match wait::wait(self.ring.data_signal().seq, timeout, &mut waiter)? {
             Some(avail) => {
                 self.avail_hint = avail;
                 Ok(avail)
@@ -104,21 +120,34 @@ impl Consumer {
 
     /// Bytes available for a read of `min..=max`: known ones when they already cover
     /// `max` (the common small read), else a fresh look, waiting when `min > 0`.
+    ///
+    /// A consumer that keeps pace with a producer of small records would otherwise load
+    /// the producer's pointer after every few records, and each load costs the producer
+    /// a cache miss on its next store. Pausing first (a yield, about a microsecond) lets a batch
+    /// build up; it is done only while batches are small and arrive without waiting, so
+    /// a sleeping consumer's wake-up is not delayed.
+    #[inline]
     fn wait_for(&mut self, min: u64, max: u64, timeout: Option<Duration>) -> Result<u64> {
         if self.avail_hint >= max && max > 0 {
             self.check_owner()?;
-            Ok(self.avail_hint)
-        } else if min == 0 {
-            self.refresh()
-        } else {
-            self.wait_data(min, timeout)
+            return Ok(self.avail_hint);
         }
+        if self.pacing {
+            // A yield, not a spin: it pauses us when we have the core to ourselves, and
+            // hands the core to another consumer when several share it.
+            std::thread::yield_now();
+        }
+        let avail = if min == 0 { self.refresh()? } else { self.wait_data(min, timeout)? };
+        self.pacing = avail < SMALL_BATCH;
+        Ok(avail)
     }
 
+    #[inline]
     fn spans(&self, n: u64) -> [(u64, u64); 2] {
         self.ring.geo.spans(self.get, n)
     }
 
+    #[inline]
     fn copy_out(&self, buf: &mut [u8]) {
         let mut done = 0usize;
         for (off, n) in self.spans(buf.len() as u64) {
@@ -131,13 +160,16 @@ impl Consumer {
         }
     }
 
+    #[inline]
     fn advance(&mut self, n: u64) {
-        self.get = self.ring.geo.advance(self.get, n);
+        let from = self.get;
+        self.get = self.ring.geo.advance(from, n);
         self.avail_hint -= n;
-        self.ring.consumer(self.slot).pos.store(self.get, Ordering::SeqCst);
-        self.ring.space_signal().notify();
+        fence::publish(self.ring.consumer(self.slot).pos, self.get, self.light);
+        self.ring.space_signal().progressed(&self.ring.geo, from, n);
     }
 
+    #[inline]
     fn no_borrow(&self) -> Result<()> {
         if self.borrowed != 0 {
             return Err(Error::new(libc::EBUSY, format!("ring {}: release the borrowed data first", self.name())));
@@ -147,6 +179,7 @@ impl Consumer {
 
     /// Waits for at least `min` bytes, then copies as many as are there, up to
     /// `buf.len()`, and consumes them. `min == 0` never waits.
+    #[inline]
     pub fn get(&mut self, buf: &mut [u8], min: u64, timeout: Option<Duration>) -> Result<usize> {
         self.never_satisfied(min)?;
         self.no_borrow()?;
@@ -260,7 +293,11 @@ impl Waiter for DataWaiter<'_> {
     fn slice(&self) -> Duration {
         let ring = &self.consumer.ring;
         let producer = ring.producer().pid.load(Ordering::Relaxed);
-        if producer > 0 && ring.waking_producer().load(Ordering::Relaxed) == producer { WOKEN_SLICE } else { POLL_SLICE }
+        if producer > 0 && ring.producer().waker.load(Ordering::Relaxed) == producer { WOKEN_SLICE } else { POLL_SLICE }
+    }
+
+    fn announce(&mut self) -> u32 {
+        self.consumer.ring.data_signal().announce()
     }
 
     fn housekeeping(&mut self) -> Result<()> {

@@ -35,6 +35,7 @@ impl Claim {
         Claim { key, revoked }
     }
 
+    #[inline]
     pub fn revoked(&self) -> bool {
         self.revoked.load(Ordering::Relaxed)
     }

@@ -25,11 +25,11 @@ const OFF_TOP: usize = 72;
 /// daqflow's own words live in bytes 12..31 of the 32-byte magic field, which NSCLDAQ
 /// never writes or reads past the NUL at byte 8, so the legacy layout is untouched.
 /// They are what lets a sleeping peer be woken instead of polling.
-pub const OFF_DATA_SEQ: u64 = 12; // futex: bumped when a producer wakes consumers
-pub const OFF_DATA_SLEEPERS: u64 = 16; // non-zero: some consumer sleeps on OFF_DATA_SEQ
-pub const OFF_SPACE_SEQ: u64 = 20; // futex: bumped when a consumer wakes the producer
-pub const OFF_SPACE_SLEEPER: u64 = 24; // non-zero: the producer sleeps on OFF_SPACE_SEQ
-pub const OFF_WAKING_PRODUCER: u64 = 28; // pid of an attached daqflow producer (it wakes)
+pub const OFF_DATA_SEQ: u64 = 12; // u32 futex: bumped when a producer wakes consumers
+pub const OFF_DATA_SLEEPERS: u64 = 16; // u32, non-zero: some consumer sleeps on OFF_DATA_SEQ
+pub const OFF_SPACE_SEQ: u64 = 20; // u32 futex: bumped when a consumer wakes the producer
+/// u64: 0, or 1 + the position a consumer must pass to wake the sleeping producer.
+pub const OFF_SPACE_TARGET: u64 = 24;
 /// In a client record, the 4 padding bytes NSCLDAQ never writes: a daqflow client puts
 /// its pid there, so a peer knows that client will wake it and need not poll fast.
 pub const RECORD_WAKER: u64 = 12;
@@ -146,11 +146,13 @@ impl Geometry {
     }
 
     /// `D`: bytes in the data area.
+    #[inline]
     pub fn data_bytes(&self) -> u64 {
         self.top - self.data_offset + 1
     }
 
     /// The most bytes that can ever be outstanding (the one-byte gap keeps full != empty).
+    #[inline]
     pub fn capacity(&self) -> u64 {
         self.data_bytes() - 1
     }
@@ -160,21 +162,25 @@ impl Geometry {
         self.data_offset
     }
 
+    #[inline]
     pub fn consumer_record(&self, slot: u32) -> u64 {
         FIRST_CONSUMER_RECORD + RECORD_BYTES * slot as u64
     }
 
     /// Whether `pos` is a valid put/get pointer.
+    #[inline]
     pub fn contains(&self, pos: u64) -> bool {
         pos >= self.data_offset && pos <= self.top
     }
 
     /// Bytes a consumer at `get` has to read with the producer at `put`.
+    #[inline]
     pub fn backlog(&self, put: u64, get: u64) -> u64 {
         if put >= get { put - get } else { (self.top - get + 1) + (put - self.data_offset) }
     }
 
     /// `pos` moved forward by `n` (n < D), wrapping at the top.
+    #[inline]
     pub fn advance(&self, pos: u64, n: u64) -> u64 {
         let next = pos + n;
         if next > self.top { next - self.data_bytes() } else { next }
@@ -182,6 +188,7 @@ impl Geometry {
 
     /// The (offset, length) pieces of `n` bytes starting at `pos`: two when they cross
     /// the top, the second starting at the data offset.
+    #[inline]
     pub fn spans(&self, pos: u64, n: u64) -> [(u64, u64); 2] {
         let first = n.min(self.top - pos + 1);
         [(pos, first), (self.data_offset, n - first)]

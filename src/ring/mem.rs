@@ -28,31 +28,40 @@ impl Mapping {
         Ok(Mapping { raw })
     }
 
+    #[inline]
     pub fn len(&self) -> u64 {
         self.raw.len() as u64
     }
 
+    #[inline]
     fn checked(&self, off: u64, len: u64, align: u64) -> *mut u8 {
-        assert!(
-            off.checked_add(len).is_some_and(|end| end <= self.len()) && off % align == 0,
-            "daqflow bug: access of {len} bytes at {off} in a {}-byte mapping",
-            self.len()
-        );
+        if !(off.checked_add(len).is_some_and(|end| end <= self.len()) && off % align == 0) {
+            self.out_of_bounds(off, len);
+        }
         // SAFETY: in bounds, checked above.
         unsafe { self.raw.as_mut_ptr().add(off as usize) }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn out_of_bounds(&self, off: u64, len: u64) -> ! {
+        panic!("daqflow bug: access of {len} bytes at {off} in a {}-byte mapping", self.len())
+    }
+
+    #[inline]
     pub fn u64_at(&self, off: u64) -> &AtomicU64 {
         // SAFETY: aligned and in bounds (checked); the mapping outlives the reference and
         // is only ever accessed atomically at this offset.
         unsafe { AtomicU64::from_ptr(self.checked(off, 8, 8).cast()) }
     }
 
+    #[inline]
     pub fn u32_at(&self, off: u64) -> &AtomicU32 {
         // SAFETY: as for `u64_at`.
         unsafe { AtomicU32::from_ptr(self.checked(off, 4, 4).cast()) }
     }
 
+    #[inline]
     pub fn i32_at(&self, off: u64) -> &AtomicI32 {
         // SAFETY: as for `u64_at`.
         unsafe { AtomicI32::from_ptr(self.checked(off, 4, 4).cast()) }
@@ -67,11 +76,13 @@ impl Mapping {
     }
 
     /// Raw pointer to `len` bytes at `off`, for copies and zero-copy spans.
+    #[inline]
     pub fn bytes(&self, off: u64, len: u64) -> *mut u8 {
         self.checked(off, len, 1)
     }
 
     /// Copies `src` into the mapping at `off`.
+    #[inline]
     pub fn write(&self, off: u64, src: &[u8]) {
         let dst = self.checked(off, src.len() as u64, 1);
         // SAFETY: destination checked in bounds; source is a caller's slice.

@@ -8,6 +8,7 @@
 
 mod admin;
 mod consumer;
+mod fence;
 mod futex;
 mod handles;
 pub mod layout;

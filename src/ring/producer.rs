@@ -8,6 +8,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::fence;
 use super::handles::Claim;
 use super::liveness::my_pid;
 use super::shared::{JOINING, Shared};
@@ -28,6 +29,8 @@ pub struct Producer {
     /// Bytes handed out by `reserve` and not yet committed.
     reserved: u64,
     claim: Claim,
+    /// Publish with plain stores (see `fence`).
+    light: bool,
     attached: bool,
 }
 
@@ -45,7 +48,7 @@ impl Producer {
         let pid = my_pid();
         let claim = slots::claim_producer(&ring, pid)?;
         let put = ring.put_pos()?;
-        Ok(Producer { ring, pid, put, free_hint: 0, reserved: 0, claim, attached: true })
+        Ok(Producer { ring, pid, put, free_hint: 0, reserved: 0, claim, light: fence::light_publish(), attached: true })
     }
 
     pub fn name(&self) -> &str {
@@ -82,17 +85,24 @@ impl Producer {
         Ok(self.scan()?.free.saturating_sub(self.reserved))
     }
 
+    #[inline]
     fn check_owner(&self) -> Result<()> {
         if self.ring.producer().pid.load(Ordering::Relaxed) == self.pid && !self.claim.revoked() {
             Ok(())
         } else {
-            Err(Error::new(
-                libc::ENOTCONN,
-                format!("this producer was disconnected from ring {} (its slot was freed by someone else)", self.name()),
-            ))
+            Err(self.disconnected())
         }
     }
 
+    #[cold]
+    fn disconnected(&self) -> Error {
+        Error::new(
+            libc::ENOTCONN,
+            format!("this producer was disconnected from ring {} (its slot was freed by someone else)", self.name()),
+        )
+    }
+
+    #[inline]
     fn too_big(&self, len: u64) -> Result<()> {
         let capacity = self.ring.geo.capacity();
         if len > capacity {
@@ -105,16 +115,17 @@ impl Producer {
     }
 
     /// Waits until `len` bytes are free (after anything reserved).
+    #[inline]
     fn wait_space(&mut self, need: u64, timeout: Option<Duration>) -> Result<()> {
-        if need <= self.free_hint {
-            return Ok(());
-        }
+        if need <= self.free_hint { Ok(()) } else { self.wait_space_slow(need, timeout) }
+    }
+
+    #[inline(never)]
+    fn wait_space_slow(&mut self, need: u64, timeout: Option<Duration>) -> Result<()> {
         self.check_owner()?;
-        let deadline = wait::deadline(timeout);
         let ring = &self.ring;
         let mut waiter = SpaceWaiter { producer: self, need, all_wake: false, last_reap: Instant::now() };
-        let signal = ring.space_signal();
-        match wait::wait(&signal, deadline, &mut waiter)? {
+        match wait::wait(ring.space_signal().seq, timeout, &mut waiter)? {
             Some(free) => {
                 self.free_hint = free;
                 Ok(())
@@ -131,24 +142,31 @@ impl Producer {
     }
 
     /// Puts all of `data` or nothing.
+    #[inline]
     pub fn put(&mut self, data: &[u8], timeout: Option<Duration>) -> Result<()> {
         let len = data.len() as u64;
+        if len == 0 || len > self.ring.geo.capacity() || self.reserved != 0 {
+            return self.put_unusual(len);
+        }
+        self.check_owner()?;
+        self.wait_space(len, timeout)?;
+        let [(off, first), (wrap, rest)] = self.ring.geo.spans(self.put, len);
+        self.ring.map.write(off, &data[..first as usize]);
+        if rest > 0 {
+            self.ring.map.write(wrap, &data[first as usize..]);
+        }
+        self.publish(len);
+        Ok(())
+    }
+
+    /// The puts that move nothing: empty (fine), too big, or behind a reservation.
+    #[cold]
+    fn put_unusual(&self, len: u64) -> Result<()> {
         self.too_big(len)?;
         if self.reserved != 0 {
             // Reserved bytes come first in the stream; a put cannot jump ahead of them.
             return Err(Error::new(libc::EBUSY, format!("ring {}: commit the open reservation before putting", self.name())));
         }
-        if len == 0 {
-            return Ok(());
-        }
-        self.check_owner()?;
-        self.wait_space(len, timeout)?;
-        let mut done = 0usize;
-        for (off, n) in self.ring.geo.spans(self.put, len) {
-            self.ring.map.write(off, &data[done..done + n as usize]);
-            done += n as usize;
-        }
-        self.publish(len);
         Ok(())
     }
 
@@ -181,10 +199,11 @@ impl Producer {
         Ok(())
     }
 
+    #[inline]
     fn publish(&mut self, len: u64) {
         self.put = self.ring.geo.advance(self.put, len);
         self.free_hint -= len;
-        self.ring.producer().pos.store(self.put, Ordering::SeqCst);
+        fence::publish(self.ring.producer().pos, self.put, self.light);
         self.ring.data_signal().notify();
     }
 
@@ -206,7 +225,6 @@ impl Producer {
         if self.claim.revoked() {
             return;
         }
-        let _ = self.ring.waking_producer().compare_exchange(self.pid, 0, Ordering::SeqCst, Ordering::SeqCst);
         slots::release_own(&self.ring, self.ring.producer(), self.pid, &self.claim);
     }
 }
@@ -231,6 +249,16 @@ impl Waiter for SpaceWaiter<'_> {
         let scan = self.producer.scan()?;
         self.all_wake = scan.all_wake;
         Ok((scan.free >= self.need).then_some(scan.free))
+    }
+
+    /// Sleeps until the slowest consumer has freed `need` bytes, or an eighth of the
+    /// ring if that is more: refilling in big steps keeps wake-ups rare when consumers
+    /// are slower than the producer. (Checks in between still use `need` alone.)
+    fn announce(&mut self) -> u32 {
+        let geo = &self.producer.ring.geo;
+        let threshold = self.need.max(geo.capacity() / 8).min(geo.capacity());
+        let position = geo.advance(self.producer.put, threshold + 1);
+        self.producer.ring.space_signal().announce(position)
     }
 
     fn slice(&self) -> Duration {

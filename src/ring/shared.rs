@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::layout::{self, Geometry};
 use super::mem::Mapping;
 use super::shm::{LOCK_WAIT, RingFile, RingLock};
-use super::wait::Signal;
+use super::wait::{Signal, SpaceSignal};
 use crate::error::{Error, Result};
 
 pub const FREE: i32 = -1;
@@ -55,6 +55,7 @@ impl Shared {
         self.file.lock(self.geo.lock_len(), wait)
     }
 
+    #[inline]
     fn record_at(&self, off: u64) -> Record<'_> {
         Record {
             pos: self.map.u64_at(off),
@@ -63,10 +64,12 @@ impl Shared {
         }
     }
 
+    #[inline]
     pub fn producer(&self) -> Record<'_> {
         self.record_at(layout::PRODUCER_RECORD)
     }
 
+    #[inline]
     pub fn consumer(&self, slot: u32) -> Record<'_> {
         self.record_at(self.geo.consumer_record(slot))
     }
@@ -76,21 +79,19 @@ impl Shared {
     }
 
     /// Woken when data is published (consumers sleep on it).
+    #[inline]
     pub fn data_signal(&self) -> Signal<'_> {
         Signal { seq: self.map.u32_at(layout::OFF_DATA_SEQ), sleepers: self.map.u32_at(layout::OFF_DATA_SLEEPERS) }
     }
 
     /// Woken when a consumer frees space (the producer sleeps on it).
-    pub fn space_signal(&self) -> Signal<'_> {
-        Signal { seq: self.map.u32_at(layout::OFF_SPACE_SEQ), sleepers: self.map.u32_at(layout::OFF_SPACE_SLEEPER) }
-    }
-
-    /// The pid of the attached daqflow producer, which wakes consumers (0 when none).
-    pub fn waking_producer(&self) -> &AtomicI32 {
-        self.map.i32_at(layout::OFF_WAKING_PRODUCER)
+    #[inline]
+    pub fn space_signal(&self) -> SpaceSignal<'_> {
+        SpaceSignal { seq: self.map.u32_at(layout::OFF_SPACE_SEQ), target: self.map.u64_at(layout::OFF_SPACE_TARGET) }
     }
 
     /// A position read from a record, checked to lie in the data area.
+    #[inline]
     pub fn checked_pos(&self, record: Record<'_>, whose: impl FnOnce() -> String) -> Result<u64> {
         let pos = record.pos.load(Ordering::SeqCst);
         if self.geo.contains(pos) {
@@ -109,10 +110,12 @@ impl Shared {
         }
     }
 
+    #[inline]
     pub fn put_pos(&self) -> Result<u64> {
         self.checked_pos(self.producer(), || "put".to_string())
     }
 
+    #[inline]
     pub fn get_pos(&self, slot: u32) -> Result<u64> {
         self.checked_pos(self.consumer(slot), || format!("consumer {slot} get"))
     }

@@ -28,7 +28,6 @@ pub fn reap_dead(ring: &Shared, _lock: &RingLock<'_>) -> usize {
     let pid = producer.pid.load(Ordering::SeqCst);
     if dead(pid) {
         release_record(producer);
-        let _ = ring.waking_producer().compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
         freed += 1;
     }
     for (_, record) in ring.consumers() {
@@ -66,10 +65,8 @@ pub fn claim_producer(ring: &Shared, me: i32) -> Result<Claim> {
     ring.put_pos()?;
     producer.waker.store(me, Ordering::SeqCst);
     producer.pid.store(me, Ordering::SeqCst);
-    ring.waking_producer().store(me, Ordering::SeqCst);
     // Sleeping consumers were polling for a legacy producer; let them see this one.
-    ring.data_signal().seq.fetch_add(1, Ordering::SeqCst);
-    super::futex::wake_all(ring.data_signal().seq);
+    ring.data_signal().wake();
     Ok(Claim::new(dev, ino, handles::PRODUCER))
 }
 

@@ -11,10 +11,11 @@
 //! Peers that never notify (NSCLDAQ's C++ clients poll) are still noticed because every
 //! sleep is a slice of at most a few milliseconds unless the peer is known to wake us.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::futex;
+use super::layout::Geometry;
+use super::{fence, futex};
 use crate::error::Result;
 
 /// Sleep slice when the peer may be a legacy client that never wakes us (NSCLDAQ polls
@@ -23,42 +24,86 @@ pub const POLL_SLICE: Duration = Duration::from_millis(2);
 /// Sleep slice when the peer is a daqflow client that wakes us: only a backstop.
 pub const WOKEN_SLICE: Duration = Duration::from_millis(100);
 
-/// Busy checks before yielding, and yields before sleeping: a consumer that caught up
-/// with a fast producer usually has new data within microseconds, and a futex round
-/// trip costs tens of them.
-const SPINS: u32 = 200;
-const YIELDS: u32 = 8;
+/// Checks with a growing pause between them, then yields, before sleeping: a consumer
+/// that caught up with a fast producer usually has new data within microseconds, and a
+/// futex round trip costs tens of them. The pause grows so that a waiting consumer does
+/// not keep pulling the cache line the producer is writing its pointer to. The busy part
+/// is short and the rest yields, because consumers often share a core and a spinning
+/// one would steal it from those with data to copy.
+const SPIN_ROUNDS: u32 = 6; // pauses of 1, 2 .. 32 spin hints: a few microseconds
+const YIELDS: u32 = 16; // about a microsecond each when the core is otherwise idle
 
+/// Consumers waiting for data: one flag for all of them, one wake for all of them.
 pub struct Signal<'a> {
     pub seq: &'a AtomicU32,
     pub sleepers: &'a AtomicU32,
 }
 
 impl Signal<'_> {
-    /// Wakes every sleeper, if any announced itself. Call after the publishing store.
+    /// Wakes every sleeper, if any announced itself. Call after the publishing store
+    /// (`fence::publish`), which orders the two.
     #[inline]
     pub fn notify(&self) {
-        if self.sleepers.load(Ordering::SeqCst) != 0 && self.sleepers.swap(0, Ordering::SeqCst) != 0 {
-            self.seq.fetch_add(1, Ordering::SeqCst);
-            futex::wake_all(self.seq);
+        if self.sleepers.load(Ordering::Relaxed) != 0 && self.sleepers.swap(0, Ordering::SeqCst) != 0 {
+            self.wake();
         }
+    }
+
+    /// Wakes every sleeper whether or not one announced itself.
+    pub fn wake(&self) {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        futex::wake_all(self.seq);
     }
 
     /// Announces a sleep; returns the ticket to sleep on. Re-check the condition after.
     /// The ticket is read *before* the announcement: a notifier that clears the
     /// announcement afterwards also bumps the sequence, so the sleep returns at once
-    /// instead of missing the wake-up (read after, the clear could slip in between and
-    /// leave us asleep with nobody announced, until the slice ran out).
-    fn prepare(&self) -> u32 {
+    /// instead of missing the wake-up.
+    pub fn announce(&self) -> u32 {
         let ticket = self.seq.load(Ordering::SeqCst);
         self.sleepers.store(1, Ordering::SeqCst);
         ticket
     }
 }
 
-/// When a wait gives up: `None` waits forever.
-pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.map(|t| Instant::now().checked_add(t).unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365)))
+/// The producer waiting for space. It announces the position the slowest consumer must
+/// pass, so only the get that frees enough space wakes it: a producer woken by every
+/// consumer's every read would cost each read a system call, which is what made many
+/// consumers sharing a core slower than NSCLDAQ's polling.
+pub struct SpaceSignal<'a> {
+    pub seq: &'a AtomicU32,
+    pub target: &'a AtomicU64,
+}
+
+impl SpaceSignal<'_> {
+    /// After a consumer moved its get pointer forward by `n` from `from`: wakes the
+    /// producer if it waits for a position in (from, from + n].
+    #[inline]
+    pub fn progressed(&self, geo: &Geometry, from: u64, n: u64) {
+        let word = self.target.load(Ordering::Relaxed);
+        if word != 0 {
+            let target = word - 1;
+            // A target outside the data area is debris: wake rather than trust it.
+            if !geo.contains(target) || geo.backlog(target, from) <= n {
+                self.notify();
+            }
+        }
+    }
+
+    /// Wakes the producer if it sleeps, whatever it waits for (a consumer left).
+    pub fn notify(&self) {
+        if self.target.load(Ordering::Relaxed) != 0 && self.target.swap(0, Ordering::SeqCst) != 0 {
+            self.seq.fetch_add(1, Ordering::SeqCst);
+            futex::wake_all(self.seq);
+        }
+    }
+
+    /// Announces that the producer sleeps until a consumer passes `position`.
+    pub fn announce(&self, position: u64) -> u32 {
+        let ticket = self.seq.load(Ordering::SeqCst);
+        self.target.store(position + 1, Ordering::SeqCst);
+        ticket
+    }
 }
 
 /// What a waiting side supplies: its condition, how long it may sleep between checks,
@@ -67,37 +112,55 @@ pub trait Waiter {
     type Ready;
     /// `Some` when the wait is over. Must load the peer's pointer with SeqCst.
     fn check(&mut self) -> Result<Option<Self::Ready>>;
+    /// Announces the coming sleep to the peer; returns the futex ticket.
+    fn announce(&mut self) -> u32;
     fn slice(&self) -> Duration;
     fn housekeeping(&mut self) -> Result<()>;
 }
 
-/// Waits until `waiter.check()` is ready or `deadline` passes (`Ok(None)`).
-pub fn wait<W: Waiter>(signal: &Signal<'_>, deadline: Option<Instant>, waiter: &mut W) -> Result<Option<W::Ready>> {
+/// Waits until `waiter.check()` is ready or `timeout` passes (`Ok(None)`); `None`
+/// waits forever, zero only checks. Sleeps on the futex `seq`.
+pub fn wait<W: Waiter>(seq: &AtomicU32, timeout: Option<Duration>, waiter: &mut W) -> Result<Option<W::Ready>> {
     if let Some(ready) = waiter.check()? {
         return Ok(Some(ready));
     }
-    let expired = |d: Option<Instant>| d.is_some_and(|d| Instant::now() >= d);
-    if expired(deadline) {
+    if timeout == Some(Duration::ZERO) {
         return Ok(None);
     }
-    for i in 0..SPINS + YIELDS {
-        if i < SPINS { std::hint::spin_loop() } else { std::thread::yield_now() }
+    // The clock is read only once a wait is really needed.
+    let start = Instant::now();
+    let expired = || timeout.is_some_and(|t| start.elapsed() >= t);
+    for round in 0..SPIN_ROUNDS + YIELDS {
+        if round < SPIN_ROUNDS {
+            for _ in 0..1u32 << round {
+                std::hint::spin_loop();
+            }
+        } else {
+            std::thread::yield_now();
+        }
         if let Some(ready) = waiter.check()? {
             return Ok(Some(ready));
+        }
+        if expired() {
+            return Ok(None);
         }
     }
     loop {
-        let now = Instant::now();
-        let nap = match deadline {
-            Some(d) if now >= d => return Ok(None),
-            Some(d) => (d - now).min(waiter.slice()),
+        let nap = match timeout {
+            Some(t) => match t.checked_sub(start.elapsed()) {
+                Some(left) if !left.is_zero() => left.min(waiter.slice()),
+                _ => return Ok(None),
+            },
             None => waiter.slice(),
         };
-        let ticket = signal.prepare();
+        let ticket = waiter.announce();
+        // Without the barrier a publisher's plain store may not be visible yet, nor our
+        // announcement to it: sleep only briefly then.
+        let nap = if fence::heavy() { nap } else { nap.min(POLL_SLICE) };
         if let Some(ready) = waiter.check()? {
             return Ok(Some(ready));
         }
-        futex::wait(signal.seq, ticket, nap);
+        futex::wait(seq, ticket, nap);
         waiter.housekeeping()?;
         if let Some(ready) = waiter.check()? {
             return Ok(Some(ready));
