@@ -5,47 +5,18 @@
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{RingName, shm_path};
 use daqflow::ffi::ring as ffi;
 use daqflow::ring::{self, Consumer, CreateOptions, Producer};
 
 // ---------------------------------------------------------------------------------
 // helpers
 
-/// A ring name owned by one test; the /dev/shm object is removed on drop.
-struct RingName {
-    name: String,
-}
-
-impl RingName {
-    fn new(test: &str) -> RingName {
-        let name = format!("t-{test}-{}", std::process::id());
-        let _ = std::fs::remove_file(shm_path(&name));
-        RingName { name }
-    }
-    fn s(&self) -> &str {
-        &self.name
-    }
-    fn c(&self) -> CString {
-        CString::new(self.name.clone()).unwrap()
-    }
-    fn path(&self) -> PathBuf {
-        shm_path(&self.name)
-    }
-}
-
-impl Drop for RingName {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(shm_path(&self.name));
-    }
-}
-
-fn shm_path(name: &str) -> PathBuf {
-    PathBuf::from(format!("/dev/shm/{name}"))
-}
 
 fn opts(data_bytes: u64, max_consumers: u32) -> CreateOptions {
     CreateOptions { data_bytes, max_consumers, ..CreateOptions::default() }
@@ -322,7 +293,7 @@ fn names_are_validated() {
     let prefix = format!("t-name255-{}-", std::process::id());
     let name = format!("{prefix}{}", "y".repeat(255 - prefix.len()));
     assert_eq!(name.len(), 255);
-    let guard = RingName { name: name.clone() };
+    let guard = RingName::exact(&name);
     ring::create(&name, opts(4096, 2)).unwrap();
     assert!(ring::exists(&name).unwrap());
     ring::remove(&name).unwrap();

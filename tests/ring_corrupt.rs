@@ -6,42 +6,15 @@
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
+mod common;
+
+use common::RingName;
 use daqflow::ffi::ring as ffi;
 use daqflow::ring::{self, Consumer, CreateOptions, Producer};
 
-struct RingName {
-    name: String,
-}
-
-impl RingName {
-    fn new(test: &str) -> RingName {
-        let name = format!("t-{test}-{}", std::process::id());
-        let _ = std::fs::remove_file(shm_path(&name));
-        RingName { name }
-    }
-    fn s(&self) -> &str {
-        &self.name
-    }
-    fn path(&self) -> PathBuf {
-        shm_path(&self.name)
-    }
-}
-
-impl Drop for RingName {
-    fn drop(&mut self) {
-        if std::fs::remove_file(shm_path(&self.name)).is_err() {
-            let _ = std::fs::remove_dir(shm_path(&self.name));
-        }
-    }
-}
-
-fn shm_path(name: &str) -> PathBuf {
-    PathBuf::from(format!("/dev/shm/{name}"))
-}
 
 /// create(4096, 2): 8192-byte object, B = 128, T = 8191, D = 8064.
 fn small_ring(name: &RingName) {

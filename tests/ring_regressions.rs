@@ -2,51 +2,30 @@
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use daqflow::ring::{self, Consumer, CreateOptions, Producer};
+mod common;
 
-struct Ring(String);
-
-impl Ring {
-    fn new(tag: &str, data: u64, consumers: u32) -> Ring {
-        let name = format!("t-reg-{tag}-{}", std::process::id());
-        let _ = ring::remove(&name);
-        ring::create(&name, CreateOptions { data_bytes: data, max_consumers: consumers, ..Default::default() })
-            .expect("create ring");
-        Ring(name)
-    }
-}
-
-impl Drop for Ring {
-    fn drop(&mut self) {
-        let _ = ring::remove(&self.0);
-    }
-}
-
-fn role_exe() -> PathBuf {
-    let me = std::env::current_exe().expect("test executable path");
-    me.parent().and_then(|deps| deps.parent()).expect("target dir").join("examples").join("ring_role")
-}
+use common::{RingName, role_exe};
+use daqflow::ring::{self, Consumer, Producer};
 
 /// A consumer killed but not yet waited for (a zombie child of the producer's own
 /// process) holds nothing: the blocked producer must free its slot within a second.
 #[test]
 fn a_zombie_consumer_is_reaped() {
-    let ring = Ring::new("zombie", 4096, 2);
+    let ring = RingName::created("zombie", 4096, 2);
     let mut child = Command::new(role_exe())
-        .args(["consume", &ring.0, "1"])
+        .args(["consume", ring.s(), "1"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("start ring_role");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while ring::usage(&ring.0).expect("usage").consumers.is_empty() {
+    while ring::usage(ring.s()).expect("usage").consumers.is_empty() {
         assert!(Instant::now() < deadline, "child never attached");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let mut p = Producer::attach(&ring.0).expect("producer");
+    let mut p = Producer::attach(ring.s()).expect("producer");
     p.put(&vec![1u8; 8000], Some(Duration::ZERO)).expect("first put fits");
     child.kill().expect("SIGKILL the consumer"); // and do not wait: it stays a zombie
     let start = Instant::now();
@@ -59,12 +38,12 @@ fn a_zombie_consumer_is_reaped() {
 /// not be overrun by the producer.
 #[test]
 fn a_joiner_at_pid_zero_is_not_overrun() {
-    let ring = Ring::new("joiner", 4096, 2); // D = 8064
-    let mut p = Producer::attach(&ring.0).expect("producer");
+    let ring = RingName::created("joiner", 4096, 2); // D = 8064
+    let mut p = Producer::attach(ring.s()).expect("producer");
     p.put(&[7u8; 100], Some(Duration::ZERO)).expect("put");
     let put = 128u64 + 100; // data offset 80 + 16 * 3, then the 100 bytes
     // What a joiner leaves half-way: its position copied from the put pointer, pid 0.
-    let file = OpenOptions::new().read(true).write(true).open(format!("/dev/shm/{}", ring.0)).expect("open");
+    let file = OpenOptions::new().read(true).write(true).open(format!("/dev/shm/{}", ring.s())).expect("open");
     file.write_all_at(&put.to_le_bytes(), 96).expect("position");
     file.write_all_at(&0i32.to_le_bytes(), 104).expect("pid 0");
     p.put(&[8u8; 8000], Some(Duration::ZERO)).expect("8000 bytes fit behind the joiner");
@@ -76,12 +55,12 @@ fn a_joiner_at_pid_zero_is_not_overrun() {
 /// only tries the lock to reap dead consumers), and -1 never turns into a lock timeout.
 #[test]
 fn a_held_lock_does_not_stretch_a_timeout() {
-    let ring = Ring::new("lock", 4096, 2);
-    let mut c = Consumer::attach(&ring.0).expect("consumer");
-    let mut p = Producer::attach(&ring.0).expect("producer");
+    let ring = RingName::created("lock", 4096, 2);
+    let mut c = Consumer::attach(ring.s()).expect("consumer");
+    let mut p = Producer::attach(ring.s()).expect("producer");
     p.put(&vec![1u8; 8063], Some(Duration::ZERO)).expect("fill");
     let mut holder = Command::new(role_exe())
-        .args(["join-and-die", &ring.0, "1"])
+        .args(["join-and-die", ring.s(), "1"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("start lock holder");
@@ -103,8 +82,8 @@ fn a_held_lock_does_not_stretch_a_timeout() {
 #[test]
 fn impossible_lengths_through_the_c_abi_are_errors() {
     use daqflow::ffi::ring::*;
-    let ring = Ring::new("huge", 4096, 2);
-    let name = std::ffi::CString::new(ring.0.clone()).expect("name");
+    let ring = RingName::created("huge", 4096, 2);
+    let name = std::ffi::CString::new(ring.s().to_string()).expect("name");
     let (mut p, mut c) = (std::ptr::null_mut(), std::ptr::null_mut());
     unsafe {
         assert_eq!(ring_attach_consumer(name.as_ptr(), &mut c), 0);

@@ -1,0 +1,65 @@
+//! What the ring test files share: names that clean up after themselves, and the
+//! multi-process helper program.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::ffi::CString;
+use std::path::PathBuf;
+
+use daqflow::ring::{self, CreateOptions};
+
+pub fn shm_path(name: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/shm/{name}"))
+}
+
+/// A ring name owned by one test (`t-<test>-<pid>`); whatever sits at /dev/shm/NAME
+/// (a ring, or the junk a test planted there) is removed on drop, even when it fails.
+pub struct RingName {
+    name: String,
+}
+
+impl RingName {
+    pub fn new(test: &str) -> RingName {
+        let name = format!("t-{test}-{}", std::process::id());
+        let _ = std::fs::remove_file(shm_path(&name));
+        RingName { name }
+    }
+
+    /// Takes charge of an exact name (for tests of unusual names).
+    pub fn exact(name: &str) -> RingName {
+        RingName { name: name.to_string() }
+    }
+
+    /// The name, with a ring of `data` bytes and `consumers` slots created under it.
+    pub fn created(test: &str, data: u64, consumers: u32) -> RingName {
+        let ring = RingName::new(test);
+        ring::create(ring.s(), CreateOptions { data_bytes: data, max_consumers: consumers, ..Default::default() })
+            .expect("create ring");
+        ring
+    }
+
+    pub fn s(&self) -> &str {
+        &self.name
+    }
+
+    pub fn c(&self) -> CString {
+        CString::new(self.name.clone()).expect("ring names have no NUL")
+    }
+
+    pub fn path(&self) -> PathBuf {
+        shm_path(&self.name)
+    }
+}
+
+impl Drop for RingName {
+    fn drop(&mut self) {
+        if std::fs::remove_file(shm_path(&self.name)).is_err() {
+            let _ = std::fs::remove_dir(shm_path(&self.name));
+        }
+    }
+}
+
+/// examples/ring_role, which `cargo test` builds next to the test binaries.
+pub fn role_exe() -> PathBuf {
+    let me = std::env::current_exe().expect("test executable path");
+    me.parent().and_then(|deps| deps.parent()).expect("target dir").join("examples").join("ring_role")
+}
