@@ -1294,7 +1294,7 @@ fn c_abi_null_arguments_and_out_params() {
 
 #[test]
 fn last_error_is_per_thread() {
-    let fresh = std::thread::spawn(|| last_error()).join().unwrap();
+    let fresh = std::thread::spawn(last_error).join().unwrap();
     assert_eq!(fresh, "", "daqflow_last_error must be an empty string before any failure");
     let missing = CString::new(format!("t-lasterr-{}", std::process::id())).unwrap();
     assert_eq!(unsafe { ffi::ring_remove(missing.as_ptr()) }, -libc::ENOENT);
@@ -1319,7 +1319,7 @@ fn five_gib_ring() {
     let r = RingName::new("5gib");
     let req: u64 = 5 << 30;
     ring::create(r.s(), opts(req, 1)).unwrap();
-    let size = (req + 80 + 32 + 4095) / 4096 * 4096;
+    let size = (req + 80 + 32).div_ceil(4096) * 4096;
     let d = size - 112;
     assert_eq!(std::fs::metadata(r.path()).unwrap().len(), size);
     let u = ring::usage(r.s()).unwrap();

@@ -114,14 +114,14 @@ fn consumers_killed_at_random_points_never_stall_the_producer() {
     let mut rng = Rng::new();
     for round in 0..4 {
         let ring = RingName::created(&format!("kc{round}"), 65536, 8);
-        let mut consumers: Vec<Proc> = (0..4).map(|_| Proc::start(&["consume", &ring.s(), "1"])).collect();
+        let mut consumers: Vec<Proc> = (0..4).map(|_| Proc::start(&["consume", ring.s(), "1"])).collect();
         for c in &mut consumers {
             c.first_line();
         }
-        let mut churners: Vec<Proc> = (0..2).map(|_| Proc::start(&["churn", &ring.s()])).collect();
-        wait_consumers(&ring.s(), 4);
+        let mut churners: Vec<Proc> = (0..2).map(|_| Proc::start(&["churn", ring.s()])).collect();
+        wait_consumers(ring.s(), 4);
         // 20000 records (~20 MB) through a 64 KiB ring: any stuck slot stalls it.
-        let producer = Proc::start(&["produce", &ring.s(), "1", "20000"]);
+        let producer = Proc::start(&["produce", ring.s(), "1", "20000"]);
         let victim = rng.below(4) as usize;
         std::thread::sleep(Duration::from_millis(rng.below(60)));
         consumers[victim].kill();
@@ -138,7 +138,7 @@ fn consumers_killed_at_random_points_never_stall_the_producer() {
             let (ok, err) = c.finish(Duration::from_secs(30));
             assert!(ok, "round {round}: consumer {i} failed: {err}");
         }
-        assert_no_dead_slots(&ring.s(), &[]);
+        assert_no_dead_slots(ring.s(), &[]);
     }
 }
 
@@ -146,19 +146,19 @@ fn consumers_killed_at_random_points_never_stall_the_producer() {
 fn a_consumer_killed_while_joining_is_freed_and_stalls_nobody() {
     let ring = RingName::created("join", 65536, 4);
     // Exactly what a legacy consumer killed mid-join leaves: pid 0 under the lock.
-    let mut joiner = Proc::start(&["join-and-die", &ring.s(), "0"]);
+    let mut joiner = Proc::start(&["join-and-die", ring.s(), "0"]);
     assert_eq!(joiner.first_line().trim(), "joining");
     joiner.kill();
     let consumer = {
-        let mut c = Proc::start(&["consume", &ring.s(), "1"]);
+        let mut c = Proc::start(&["consume", ring.s(), "1"]);
         c.first_line();
         c
     };
-    let producer = Proc::start(&["produce", &ring.s(), "1", "5000"]);
+    let producer = Proc::start(&["produce", ring.s(), "1", "5000"]);
     assert!(producer.finish(Duration::from_secs(30)).0, "producer stalled behind a dead joiner");
     assert!(consumer.finish(Duration::from_secs(30)).0);
-    assert_no_dead_slots(&ring.s(), &[]);
-    let u = ring::usage(&ring.s()).expect("usage");
+    assert_no_dead_slots(ring.s(), &[]);
+    let u = ring::usage(ring.s()).expect("usage");
     assert!(u.consumers.is_empty(), "slot 0 still claimed: {u:?}");
 }
 
@@ -167,13 +167,13 @@ fn a_consumer_killed_at_random_while_attaching_leaves_no_stuck_slot() {
     let mut rng = Rng::new();
     let ring = RingName::created("churn", 65536, 4);
     for _ in 0..30 {
-        let mut churner = Proc::start(&["churn", &ring.s()]);
+        let mut churner = Proc::start(&["churn", ring.s()]);
         std::thread::sleep(Duration::from_micros(2000 + rng.below(20_000)));
         churner.kill();
-        assert_no_dead_slots(&ring.s(), &[]);
+        assert_no_dead_slots(ring.s(), &[]);
     }
     // Every slot is still usable.
-    let clients: Vec<_> = (0..4).map(|_| ring::Consumer::attach(&ring.s()).expect("attach after churn")).collect();
+    let clients: Vec<_> = (0..4).map(|_| ring::Consumer::attach(ring.s()).expect("attach after churn")).collect();
     assert_eq!(clients.len(), 4);
 }
 
@@ -184,16 +184,16 @@ fn a_producer_killed_at_random_is_replaced_and_consumers_see_only_whole_records(
         let ring = RingName::created(&format!("kp{round}"), 65536, 4);
         let consumers: Vec<Proc> = (0..2)
             .map(|_| {
-                let mut c = Proc::start(&["consume", &ring.s(), "1"]);
+                let mut c = Proc::start(&["consume", ring.s(), "1"]);
                 c.first_line();
                 c
             })
             .collect();
-        let mut first = Proc::start(&["produce", &ring.s(), "1", "100000000"]);
+        let mut first = Proc::start(&["produce", ring.s(), "1", "100000000"]);
         std::thread::sleep(Duration::from_millis(20 + rng.below(200)));
         first.kill();
         // The dead producer's slot is taken over by the next producer's attach.
-        let second = Proc::start(&["produce", &ring.s(), "2", "3000"]);
+        let second = Proc::start(&["produce", ring.s(), "2", "3000"]);
         let (ok, err) = second.finish(Duration::from_secs(30));
         assert!(ok, "round {round}: replacement producer failed: {err}");
         for c in consumers {

@@ -1,4 +1,9 @@
 //! C ABI for rings: argument checks over `crate::ring`, errors as negated errno.
+//!
+//! Safety, for every function here: pointer arguments are NULL or valid for the access
+//! the header describes (names NUL-terminated; buffers of the length passed; handles
+//! from ring_attach_* and not yet detached, used by one thread at a time).
+#![allow(clippy::missing_safety_doc)] // the contract above and in daqflow.h covers them all
 
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::time::Duration;
