@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{RingName, shm_path};
+use common::{RingName, shm_path, within};
 use daqflow::ffi::ring as ffi;
 use daqflow::ring::{self, Consumer, CreateOptions, Producer};
 
@@ -78,19 +78,6 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-/// Runs `f` on another thread; fails the test if it does not return within `limit`
-/// (a hang must fail, not stall the suite).
-fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: did not return within {limit:?} (hang)"),
-    }
 }
 
 fn last_error() -> String {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::RingName;
+use common::{RingName, within};
 use daqflow::ffi::ring as ffi;
 use daqflow::ring::{self, Consumer, CreateOptions, Producer};
 
@@ -28,17 +28,6 @@ fn poke(name: &RingName, off: u64, bytes: &[u8]) {
 
 fn poke_u64(name: &RingName, off: u64, v: u64) {
     poke(name, off, &v.to_le_bytes());
-}
-
-fn within<T: Send + 'static>(limit: Duration, what: String, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: did not return within {limit:?} (hang)"),
-    }
 }
 
 /// `r` must be an error with errno in `allowed` and a non-empty message.
@@ -356,7 +345,7 @@ fn list_and_exists_ignore_junk_in_dev_shm() {
     std::fs::create_dir(dir.path()).unwrap();
     let cleanup_dir = dir.path();
 
-    let listed = within(Duration::from_secs(5), "list with junk in /dev/shm".into(), || ring::list().unwrap());
+    let listed = within(Duration::from_secs(5), "list with junk in /dev/shm", || ring::list().unwrap());
     assert!(listed.iter().any(|n| n == real.s()));
     for junk in [&fifo, &link, &short, &dir] {
         assert!(!listed.iter().any(|n| n == junk.s()), "{} listed", junk.s());

@@ -3,7 +3,10 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::ffi::CString;
+use std::fmt::Display;
 use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use daqflow::ring::{self, CreateOptions};
 
@@ -62,4 +65,17 @@ impl Drop for RingName {
 pub fn role_exe() -> PathBuf {
     let me = std::env::current_exe().expect("test executable path");
     me.parent().and_then(|deps| deps.parent()).expect("target dir").join("examples").join("ring_role")
+}
+
+/// Runs `f` on another thread; fails the test if it does not return within `limit`
+/// (a hang must fail, not stall the suite).
+pub fn within<T: Send + 'static>(limit: Duration, what: impl Display, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: did not return within {limit:?} (hang)"),
+    }
 }
