@@ -40,6 +40,17 @@ fn systemd_unit_verifies_cleanly() {
 }
 
 #[test]
+fn tmpfiles_entry_creates_a_private_state_directory() {
+    let entry = include_str!("../dist/daqportmgr.tmpfiles");
+    let lines: Vec<&str> = entry.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).collect();
+    // The directory of the default port file, root's and writable by no one else, so no
+    // user can create it first (the daemon would refuse to start).
+    assert_eq!(lines, ["d /var/tmp/daqportmgr 0755 root root -"]);
+    assert_eq!(daqflow::portmgr::server::DEFAULT_PORT_FILE, "/var/tmp/daqportmgr/listen.port");
+    assert!(UNIT.contains("\nUMask=0022\n"), "the unit must not make group-writable state directories");
+}
+
+#[test]
 fn systemd_unit_arguments_are_accepted_by_the_daemon() {
     let exec = UNIT.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("ExecStart");
     let mut words = exec.split_whitespace();

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Where log lines go. The daemon flushes after each batch of events, so a burst of
@@ -26,7 +27,13 @@ impl Log {
     /// Appends to `path`; the caller decides what to do when it cannot be opened (the
     /// legacy server fell back to stderr).
     pub fn file(path: &Path) -> io::Result<Log> {
-        let file: File = OpenOptions::new().append(true).create(true).open(path)?;
+        // Never through a symlink: the daemon may run as root.
+        let file: File = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)?;
         Ok(Log::new(Box::new(file)))
     }
 

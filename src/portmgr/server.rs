@@ -83,11 +83,12 @@ pub fn run(config: &Config) -> Result<()> {
     let signals = block_signals()?;
     let listeners = bind_listeners(config)?;
     let listen_port = listeners.first().and_then(|l| l.local_addr().ok()).map_or(config.listen_port, |a| a.port());
-    statefiles::make_parent(&config.port_file)?;
-    statefiles::make_parent(&config.pid_file)?;
-    let mut lock = InstanceLock::acquire(&config.pid_file, &config.port_file)?;
+    // The daemon may run as root: its directory must be one no one else can plant
+    // names in, and every file in it is opened through the directory, never a symlink.
+    let (state_dir, port_file_name) = statefiles::state_dir_of(&config.port_file)?;
+    let mut lock = InstanceLock::acquire(&config.pid_file, &state_dir)?;
     // Only now, holding the locks, may this daemon open (and create) state files.
-    let mut usage_file = SwapFile::new(&config.port_file.with_file_name(USAGE_FILE_NAME))?;
+    let mut usage_file = SwapFile::new(state_dir.try_clone()?, USAGE_FILE_NAME)?;
     let mut log = open_log(config.log_file.as_deref());
     let owners = if config.verify_users {
         Some(OwnerLookup::new().map_err(|e| {
@@ -97,7 +98,7 @@ pub fn run(config: &Config) -> Result<()> {
         None
     };
     lock.write_pid()?;
-    statefiles::write_atomic(&config.port_file, format!("{listen_port}\n").as_bytes())?;
+    state_dir.write_atomic(&port_file_name, format!("{listen_port}\n").as_bytes())?;
     usage_file.replace(b"")?;
     let addresses: Vec<String> = listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
     log.line(format_args!(
