@@ -34,6 +34,9 @@ fn allocate_list_find_and_release_on_drop() {
     let refused = viewer.allocate_as("x", "somebody-else").unwrap_err();
     assert_eq!(refused.errno(), libc::EACCES, "{refused}");
     assert_eq!(viewer.allocate("x\ny").unwrap_err().errno(), libc::EINVAL);
+    // Any control character: the daemon would refuse it (it breaks LIST and ports.txt).
+    assert_eq!(viewer.allocate("x\ty").unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(viewer.allocate_as("x", "me\u{7f}").unwrap_err().errno(), libc::EINVAL);
     drop(holder);
     daemon.eventually("release on drop", || viewer.list().unwrap().is_empty());
 }

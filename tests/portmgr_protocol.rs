@@ -230,3 +230,31 @@ fn garbage_silence_and_vanishing_clients_leave_no_trace() {
     // And the daemon still serves, highest port first again.
     assert_eq!(lister.gimme("after", &me), 40009);
 }
+
+#[test]
+fn names_with_control_characters_are_refused_and_logged_safely() {
+    // A Tcl escape in a quoted word puts a raw line break into a name: it would split
+    // LIST lines for every client and ports.txt lines, and forge log lines.
+    let refused = |what: &str| format!("FAIL {{the {what} name contains a control character}}\r\n");
+    for verification in [&[][..], &["-no-user-check"][..]] {
+        let daemon = Daemon::start("40000-40009", verification);
+        let me = calling_user();
+        let mut c = daemon.connect();
+        c.ask(&format!("GIMME \"evil\\napp\" {me}\n"), &refused("application"));
+        c.ask(&format!("GIMME app \"{me}\\nMay 01, 2025 00:00:00 host Port 1 was allocated to forged\"\n"), &refused("user"));
+        for escape in ["\\t", "\\r", "\\x7f", "\\x01", "\\0"] {
+            c.ask(&format!("GIMME \"a{escape}b\" {me}\n"), &refused("application"));
+        }
+        // The connection stays usable, and nothing was allocated.
+        c.ask(&format!("GIMME fine {me}\n"), "OK 40009\r\n");
+        assert_eq!(c.list(), [format!("40009 fine {me}")]);
+        assert_eq!(daemon.read("ports.txt"), format!("40009\tfine\t{me}\n"));
+        daemon.eventually("refusals logged", || daemon.read("log").matches("control character").count() == 7);
+        let log = daemon.read("log");
+        assert!(log.contains("Unable to allocate a port for evil\\napp run by"), "{log}");
+        // Every log line is one of the daemon's: stamped, never a forged continuation.
+        for line in log.lines() {
+            assert!(!line.starts_with("May 01, 2025 00:00:00 host"), "forged log line {line:?} in\n{log}");
+        }
+    }
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nix::unistd::{User, geteuid};
 
 use super::lines::LineBuffer;
-use super::protocol::{self, NO_FREE_PORTS, ONLY_LOCAL};
+use super::protocol::{self, CONTROL_CHARACTER, NO_FREE_PORTS, ONLY_LOCAL};
 use super::server::{DEFAULT_LISTEN_PORT, DEFAULT_PORT_FILE};
 use super::tcl::parse_list;
 use crate::error::{Error, Result};
@@ -129,9 +129,10 @@ impl Client {
     /// Allocates a port under an explicit user name (the daemon checks that it is ours).
     pub fn allocate_as(&mut self, application: &str, user: &str) -> Result<u16> {
         for (what, value) in [("application name", application), ("user name", user)] {
-            // The protocol is line based: a line break would split the request.
-            if value.contains(['\n', '\r', '\0']) {
-                return Err(Error::new(libc::EINVAL, format!("{what} {value:?} contains a line break or NUL")));
+            // The daemon refuses such names (they would break LIST and ports.txt lines);
+            // say so before sending anything.
+            if protocol::has_control(value.as_bytes()) {
+                return Err(Error::new(libc::EINVAL, format!("{what} {value:?} {CONTROL_CHARACTER}")));
             }
         }
         let context = format!("allocating a port for {application} from the port manager at {}", self.server);
@@ -151,6 +152,8 @@ impl Client {
                     libc::EPERM
                 } else if reason.contains(NOT_OWNER) {
                     libc::EACCES
+                } else if reason.contains(CONTROL_CHARACTER) {
+                    libc::EINVAL
                 } else {
                     libc::EIO
                 };

@@ -53,6 +53,13 @@ impl Log {
     }
 }
 
+/// Bytes from the network made safe for one log line: invalid UTF-8 replaced, control
+/// characters (line breaks included) escaped, so nothing a client sends can start a log
+/// line of its own.
+pub fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
+}
+
 fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is writable for its length; gethostname NUL-terminates within it

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::{Uid, User};
 
+use super::log::printable;
+
 /// `linux/sock_diag.h` and `linux/inet_diag.h`; not all of them are in the libc crate.
 const NETLINK_SOCK_DIAG: libc::c_int = 4;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -181,7 +183,7 @@ impl UserDirectory {
         let owner_name = User::from_uid(Uid::from_raw(owner)).ok().flatten().map(|u| u.name);
         Err(format!(
             "user {} is not the owner of this connection (uid {owner}{})",
-            String::from_utf8_lossy(user),
+            printable(user),
             owner_name.map(|n| format!(", {n}")).unwrap_or_default()
         ))
     }

@@ -30,6 +30,16 @@ impl Request {
 pub const NO_FREE_PORTS: &str = "no free ports";
 /// The end of the reason text for a refused remote allocation.
 pub const ONLY_LOCAL: &str = "Only local applications get ports";
+/// The end of the reason text for a name with a control character in it.
+pub const CONTROL_CHARACTER: &str = "contains a control character";
+
+/// A name with a byte below 0x20 or DEL would break the line-based formats it ends up
+/// in: a raw line break splits a LIST line for every client and a ports.txt line, a TAB
+/// adds a ports.txt column, and any of them can forge or garble log lines.
+pub fn has_control(name: &[u8]) -> bool {
+    name.iter().any(|&b| b < 0x20 || b == 0x7f)
+}
+
 /// The start of the reason text for an invalid request.
 pub const INVALID_REQUEST: &str = "Invalid request ";
 

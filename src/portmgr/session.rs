@@ -11,10 +11,10 @@ use mio::net::TcpStream;
 
 use super::lines::{LineBuffer, MAX_LINE};
 use super::listing;
-use super::log::Log;
+use super::log::{Log, printable};
 use super::peercred::{OwnerLookup, UserDirectory};
 use super::pool::Pool;
-use super::protocol::{self, Request, NO_FREE_PORTS, ONLY_LOCAL};
+use super::protocol::{self, Request, CONTROL_CHARACTER, NO_FREE_PORTS, ONLY_LOCAL};
 
 /// Replies a client has not read yet, beyond which its requests wait: a client that
 /// pipelines LISTs without reading cannot make the daemon buffer without bound.
@@ -104,11 +104,6 @@ pub fn is_local(ip: IpAddr) -> bool {
         IpAddr::V4(v4) => v4 == Ipv4Addr::LOCALHOST || v4 == DEBIAN_HOSTNAME,
         IpAddr::V6(v6) => v6 == Ipv6Addr::LOCALHOST,
     }
-}
-
-/// Bytes from the network made safe for one log line.
-fn printable(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
 }
 
 /// What the requests of all connections share.
@@ -227,6 +222,14 @@ impl Core {
             self.end(conn);
             return;
         }
+        // Refused like an exhausted pool (the connection and its ports stay): a client
+        // may simply have sent a bad name, and the reason says which one.
+        for (what, name) in [("application name", application), ("user name", user)] {
+            if protocol::has_control(name) {
+                self.refuse(conn, application, user, &format!("the {what} {CONTROL_CHARACTER}"));
+                return;
+            }
+        }
         if let Err(reason) = self.verify_user(conn, user) {
             self.refuse(conn, application, user, &reason);
             return;
@@ -249,9 +252,10 @@ impl Core {
 
     fn refuse(&mut self, conn: &mut Conn, application: &[u8], user: &[u8], reason: &str) {
         self.log.line(format_args!(
-            "Unable to allocate a port for {} run by {} because: {reason}",
+            "Unable to allocate a port for {} run by {} because: {}",
             printable(application),
-            printable(user)
+            printable(user),
+            printable(reason.as_bytes())
         ));
         protocol::fail_reply(reason.as_bytes(), &mut conn.output);
     }
