@@ -62,6 +62,37 @@ static pid_t fake_server(const char *reply, int *port)
     return pid;
 }
 
+/* Forks a server that answers its first request line late (after 300 ms) with OK 1001 and
+ * any further line with OK 1002; it exits 0 when the client shuts the connection down
+ * without sending another line, 3 when a second request arrives. Returns its pid. */
+static pid_t slow_server(int *port)
+{
+    int s = listen_any(port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char c;
+        int lines = 0;
+        struct timespec late = {0, 300 * 1000 * 1000};
+        int conn;
+        signal(SIGPIPE, SIG_IGN);
+        conn = accept(s, NULL, NULL);
+        if (conn < 0) _exit(1);
+        while (read(conn, &c, 1) == 1) {
+            if (c != '\n') continue;
+            if (++lines > 1) {
+                if (write(conn, "OK 1002\r\n", 9) < 0) _exit(1);
+                _exit(3);
+            }
+            nanosleep(&late, NULL);
+            /* The client may have shut down by now: a failed write is expected then. */
+            if (write(conn, "OK 1001\r\n", 9) < 0) continue;
+        }
+        _exit(0);
+    }
+    close(s);
+    return pid;
+}
+
 static double now_s(void)
 {
     struct timespec t;
@@ -101,7 +132,9 @@ int main(void)
         CHECK(portmgr_allocate(pm, "app", &got) == -ETIMEDOUT);
         CHECK(now_s() - t0 >= 0.25 && now_s() - t0 < 5.0);
         CHECK(strstr(daqflow_last_error(), "no reply within 300 ms") != NULL);
-        CHECK(portmgr_list(pm, &list, &n) == -ETIMEDOUT);
+        /* A timed-out handle is shut down: later calls fail at once, without waiting. */
+        CHECK(portmgr_list(pm, &list, &n) == -EPIPE);
+        CHECK(strstr(daqflow_last_error(), "open a new one") != NULL);
         CHECK(list == (portmgr_allocation *)&failures && n == 12345);
         CHECK(portmgr_close(pm) == 0);
         close(s);
@@ -124,6 +157,25 @@ int main(void)
         CHECK(list == (portmgr_allocation *)&failures && n == 12345);
         CHECK(portmgr_close(pm) == 0);
         waitpid(pid, NULL, 0);
+    }
+
+    /* A reply that comes after the timeout must never answer a later request (it would
+     * hand the caller the previous request's port). */
+    {
+        int status = -1;
+        struct timespec wait = {0, 400 * 1000 * 1000};
+        pid_t pid = slow_server(&port);
+        CHECK(portmgr_open("127.0.0.1", port, &pm) == 0);
+        CHECK(portmgr_set_timeout(pm, 100) == 0);
+        CHECK(portmgr_allocate(pm, "a", &got) == -ETIMEDOUT);
+        nanosleep(&wait, NULL); /* the late OK 1001 is queued by now */
+        got = -77;
+        CHECK(portmgr_allocate(pm, "b", &got) == -EPIPE);
+        CHECK(got == -77);
+        /* The handle shut its connection down, so the server saw it end (and a real one
+         * releases its ports) without a second request. */
+        CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        CHECK(portmgr_close(pm) == 0);
     }
 
     /* Nothing listening. */

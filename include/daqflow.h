@@ -145,13 +145,19 @@ int portmgr_set_timeout(struct portmgr *pm, int timeout_ms);
  * *port_out. The port stays allocated until portmgr_close (or the process exits).
  * -EADDRNOTAVAIL no free ports; -EPERM the server only gives ports to local programs;
  * -EACCES the server does not believe we are the calling user; -ETIMEDOUT no reply;
- * -EPROTO a reply that is not the protocol; -EINVAL a name with a line break.
+ * -EPROTO a reply that is not the protocol; -EINVAL a name with a control character
+ * (a line break, TAB, ...). After -ETIMEDOUT, -EPROTO or a broken connection the handle
+ * is shut down (the server releases its ports; a late reply can never be taken for the
+ * answer to a later request) and every later call on it fails with -EPIPE: close it
+ * and open a new one.
  */
 int portmgr_allocate(struct portmgr *pm, const char *application, int *port_out);
 
 /**
  * Every allocation on the server, in the server's order: *list gets an array of
  * *count entries (NULL when there are none). Free it with portmgr_list_free.
+ * -ETIMEDOUT or -EPROTO (also part way through the list) shut the handle down, and
+ * later calls fail with -EPIPE, as for portmgr_allocate.
  */
 int portmgr_list(struct portmgr *pm, struct portmgr_allocation **list, size_t *count);
 

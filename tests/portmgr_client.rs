@@ -83,3 +83,53 @@ fn failures_are_errno_codes_with_the_servers_text() {
     let err = Client::connect(Some("127.0.0.1"), Some(port)).unwrap_err();
     assert_eq!(err.errno(), libc::ECONNREFUSED, "{err}");
 }
+
+/// A server that answers each request line only after `delay`, with `OK 1001`, `OK
+/// 1002`, ...; reports through the channel when the client's side reaches end of file.
+fn slow_server(delay: Duration) -> (u16, std::sync::mpsc::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (eof, eof_seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else { return };
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let mut line = String::new();
+        let mut next = 1001;
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            std::thread::sleep(delay);
+            let _ = writer.write_all(format!("OK {next}\r\n").as_bytes());
+            next += 1;
+            line.clear();
+        }
+        let _ = eof.send(());
+    });
+    (port, eof_seen)
+}
+
+#[test]
+fn a_timed_out_handle_never_returns_a_late_reply() {
+    let (port, eof_seen) = slow_server(Duration::from_millis(300));
+    let mut client = Client::connect_timeout(Some("127.0.0.1"), Some(port), Some(Duration::from_millis(100))).unwrap();
+    assert_eq!(client.allocate("a").unwrap_err().errno(), libc::ETIMEDOUT);
+    // The late `OK 1001` (the first request's port) has arrived by now.
+    std::thread::sleep(Duration::from_millis(400));
+    client.set_timeout(Some(Duration::from_secs(5)));
+    let err = client.allocate("b").unwrap_err();
+    assert_eq!(err.errno(), libc::EPIPE, "{err}");
+    assert!(err.message().contains("open a new one"), "{err}");
+    assert_eq!(client.list().unwrap_err().errno(), libc::EPIPE);
+    assert_eq!(client.find_server("a", None).unwrap_err().errno(), libc::EPIPE);
+    // The connection was shut down, so a real server releases what it held.
+    eof_seen.recv_timeout(Duration::from_secs(5)).expect("the client's connection was not shut down");
+}
+
+#[test]
+fn a_protocol_error_mid_list_breaks_the_handle() {
+    // `OK 2` promises two lines; the first is not an allocation.
+    let bad = fake_server("OK 2\r\nnot a list {\r\n");
+    let mut client = Client::connect(Some("127.0.0.1"), Some(bad)).unwrap();
+    assert_eq!(client.list().unwrap_err().errno(), libc::EPROTO);
+    // Without the shutdown, the rest of that reply would answer the next request.
+    assert_eq!(client.allocate("x").unwrap_err().errno(), libc::EPIPE);
+}

@@ -80,7 +80,11 @@ pub unsafe extern "C" fn portmgr_set_timeout(pm: *mut portmgr, timeout_ms: c_int
 /// *port_out. The port stays allocated until portmgr_close (or the process exits).
 /// -EADDRNOTAVAIL no free ports; -EPERM the server only gives ports to local programs;
 /// -EACCES the server does not believe we are the calling user; -ETIMEDOUT no reply;
-/// -EPROTO a reply that is not the protocol; -EINVAL a name with a line break.
+/// -EPROTO a reply that is not the protocol; -EINVAL a name with a control character
+/// (a line break, TAB, ...). After -ETIMEDOUT, -EPROTO or a broken connection the handle
+/// is shut down (the server releases its ports; a late reply can never be taken for the
+/// answer to a later request) and every later call on it fails with -EPIPE: close it
+/// and open a new one.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portmgr_allocate(pm: *mut portmgr, application: *const c_char, port_out: *mut c_int) -> c_int {
     guard(|| {
@@ -97,6 +101,8 @@ pub unsafe extern "C" fn portmgr_allocate(pm: *mut portmgr, application: *const 
 
 /// Every allocation on the server, in the server's order: *list gets an array of
 /// *count entries (NULL when there are none). Free it with portmgr_list_free.
+/// -ETIMEDOUT or -EPROTO (also part way through the list) shut the handle down, and
+/// later calls fail with -EPIPE, as for portmgr_allocate.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portmgr_list(pm: *mut portmgr, list: *mut *mut portmgr_allocation, count: *mut usize) -> c_int {
     guard(|| {

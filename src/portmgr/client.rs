@@ -5,7 +5,7 @@
 //! host program.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,8 @@ pub struct Client {
     input: LineBuffer,
     server: String,
     timeout: Option<Duration>,
+    /// Why the connection can no longer be used, once an exchange failed half way.
+    broken: Option<String>,
 }
 
 /// The port the local daemon listens on: the number in the port file
@@ -107,7 +109,7 @@ impl Client {
             match attempt {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    return Ok(Client { stream, input: LineBuffer::new(MAX_REPLY_LINE), server, timeout });
+                    return Ok(Client { stream, input: LineBuffer::new(MAX_REPLY_LINE), server, timeout, broken: None });
                 }
                 Err(e) => last = Error::new(errno_of(&e), format!("cannot connect to the port manager at {addr}: {e}")),
             }
@@ -136,13 +138,14 @@ impl Client {
             }
         }
         let context = format!("allocating a port for {application} from the port manager at {}", self.server);
+        self.usable(&context)?;
         self.send(&protocol::gimme_request(application.as_bytes(), user.as_bytes()), &context)?;
         let words = self.reply(&context)?;
         match words.first().map(Vec::as_slice) {
             Some(b"OK") => {
                 let text = String::from_utf8_lossy(words.get(1).map_or(&[][..], Vec::as_slice)).into_owned();
-                text.parse::<u16>()
-                    .map_err(|_| Error::new(libc::EPROTO, format!("{context}: the reply {text:?} is not a port number")))
+                let port = text.parse::<u16>();
+                port.map_err(|_| self.break_off(Error::new(libc::EPROTO, format!("{context}: the reply {text:?} is not a port number"))))
             }
             Some(b"FAIL") => {
                 let reason = String::from_utf8_lossy(words.get(1).map_or(&[][..], Vec::as_slice)).into_owned();
@@ -166,6 +169,7 @@ impl Client {
     /// Every allocation on the server, in the server's order and naming.
     pub fn list(&mut self) -> Result<Vec<Allocation>> {
         let context = format!("listing the ports of the port manager at {}", self.server);
+        self.usable(&context)?;
         self.send(b"LIST\n", &context)?;
         let header = self.reply(&context)?;
         let count = match header.as_slice() {
@@ -211,13 +215,49 @@ impl Client {
             })
     }
 
+    /// Fails with `EPIPE` once an earlier exchange broke off (see [`Client::break_off`]).
+    fn usable(&self, context: &str) -> Result<()> {
+        match &self.broken {
+            None => Ok(()),
+            Some(why) => Err(Error::new(
+                libc::EPIPE,
+                format!(
+                    "{context}: this connection was shut down after an earlier failure ({why}), and the ports it held \
+                     were released; close it and open a new one"
+                ),
+            )),
+        }
+    }
+
+    /// An exchange failed half way (no reply in time, a reply that is not the protocol,
+    /// a broken stream): a late or partial reply may still arrive, and the next request
+    /// would read it as its own (the previous request's port for a new allocation). The
+    /// connection is shut down, so the server releases its ports at once rather than
+    /// leaving them allocated to a handle that can no longer be trusted, and every later
+    /// call fails with `EPIPE`.
+    fn break_off(&mut self, err: Error) -> Error {
+        if self.broken.is_none() {
+            let _ = self.stream.shutdown(Shutdown::Both);
+            self.input = LineBuffer::new(MAX_REPLY_LINE);
+            self.broken = Some(err.message().to_string());
+        }
+        err
+    }
+
     fn send(&mut self, request: &[u8], context: &str) -> Result<()> {
         let _ = self.stream.set_write_timeout(self.timeout);
-        self.stream.write_all(request).map_err(|e| Error::new(errno_of(&e), format!("{context}: {e}")))
+        // A partial write leaves half a request on the wire: that breaks the stream too.
+        let sent = self.stream.write_all(request);
+        sent.map_err(|e| self.break_off(Error::new(errno_of(&e), format!("{context}: {e}"))))
     }
 
     /// The next reply line as a Tcl list.
     fn reply(&mut self, context: &str) -> Result<Vec<Vec<u8>>> {
+        let line = self.read_reply(context);
+        line.map_err(|e| self.break_off(e))
+    }
+
+    fn read_reply(&mut self, context: &str) -> Result<Vec<Vec<u8>>> {
         let deadline = self.timeout.map(|t| Instant::now() + t);
         let mut chunk = [0u8; 8192];
         loop {
@@ -257,8 +297,8 @@ impl Client {
         Error::new(libc::ETIMEDOUT, format!("{context}: no reply within {ms} ms"))
     }
 
-    fn not_protocol(&self, context: &str, words: &[Vec<u8>]) -> Error {
+    fn not_protocol(&mut self, context: &str, words: &[Vec<u8>]) -> Error {
         let shown: Vec<_> = words.iter().map(|w| String::from_utf8_lossy(w).into_owned()).collect();
-        Error::new(libc::EPROTO, format!("{context}: unexpected reply {shown:?}"))
+        self.break_off(Error::new(libc::EPROTO, format!("{context}: unexpected reply {shown:?}")))
     }
 }
