@@ -172,9 +172,12 @@ fn backslash(line: &[u8], i: usize, out: &mut Vec<u8>) -> usize {
             i + 2 + digits
         }
         b'0'..=b'7' => {
-            let digits = line[i + 1..].iter().take(3).take_while(|b| (b'0'..=b'7').contains(b)).count();
+            // Tcl reads a third digit only when the first is 0-3, so the value is at most
+            // 0o377 and names that code point (`\447` is `$` then `7`, not 0o447 & 0xff).
+            let max = if c <= b'3' { 3 } else { 2 };
+            let digits = line[i + 1..].iter().take(max).take_while(|b| (b'0'..=b'7').contains(b)).count();
             let value = line[i + 1..i + 1 + digits].iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
-            push_code_point(value & 0xff, out);
+            push_code_point(value, out);
             i + 1 + digits
         }
         // Any other character stands for itself (a multi-byte one is copied whole by the
@@ -314,6 +317,13 @@ mod tests {
         assert_eq!(parse("a\\ b c").unwrap(), ["a b", "c"]);
         assert_eq!(parse("a\\x41z \\x4142 \\u00e9 \\101 \\q").unwrap(), ["aAz", "A42", "é", "A", "q"]);
         assert_eq!(parse("{a\\{b}").unwrap(), ["a\\{b"]);
+        // Octal escapes: a third digit only after 0-3, the code point unmasked (tclsh
+        // 8.6.13: \447 is "$7", \740 "<0", \777 "?7", \1234 "S4", \08 NUL then "8",
+        // \377 the single character U+00FF).
+        assert_eq!(
+            parse("\\447 \\740 \\101 a\\0b \\777 \\1234 \\08 \\377 \\400").unwrap(),
+            ["$7", "<0", "A", "a\0b", "?7", "S4", "\08", "\u{ff}", " 0"]
+        );
         assert_eq!(parse("a{b c").unwrap(), ["a{b", "c"]);
         assert_eq!(parse("a\"b c").unwrap(), ["a\"b", "c"]);
         assert_eq!(parse("  x   ").unwrap(), ["x"]);
