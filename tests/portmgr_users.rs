@@ -63,3 +63,19 @@ fn the_check_can_be_switched_off() {
     c.ask("LIST\n", "OK 1\r\n40009 app someone-else\r\n");
     assert!(daemon.read("log").contains("user verification off"));
 }
+
+#[test]
+fn names_match_the_owner_byte_for_byte() {
+    // The daemon compares with the owner's own name and decimal uid; it never resolves the
+    // name a client sends (no passwd or LDAP lookup per request), so other spellings of
+    // the number are not the owner.
+    let daemon = Daemon::start("40000-40009", &[]);
+    let uid = geteuid().as_raw();
+    let mut c = daemon.connect();
+    for other in [format!("0{uid}"), format!("+{uid}"), format!("{} ", calling_user()).replace(' ', "\\x20")] {
+        let sent = other.replace("\\x20", " ");
+        c.ask(&format!("GIMME app \"{other}\"\n"), &refusal(&sent, uid));
+    }
+    c.ask(&format!("GIMME app {uid}\n"), "OK 40009\r\n");
+    c.ask(&format!("GIMME app {}\n", calling_user()), "OK 40008\r\n");
+}

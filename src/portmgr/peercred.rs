@@ -7,12 +7,10 @@
 //! round trip, independent of how many sockets the host has, which scanning
 //! `/proc/net/tcp` is not.
 
-use std::collections::HashMap;
 use std::io;
 use std::mem::size_of;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::time::{Duration, Instant};
 
 use nix::unistd::{Uid, User};
 
@@ -147,58 +145,36 @@ fn parse_reply(msg: &[u8], seq: u32) -> Option<io::Result<u32>> {
     })
 }
 
-/// How long a user-name lookup is trusted: the passwd database changes rarely, and a
-/// directory service (LDAP) can be slow, so the request path should not ask every time.
-const NAME_TTL: Duration = Duration::from_secs(60);
-const NAME_CACHE_MAX: usize = 4096;
-
-/// Resolves user names to uids, with a small cache.
-#[derive(Debug, Default)]
-pub struct UserDirectory {
-    cache: HashMap<Vec<u8>, (Option<u32>, Instant)>,
+/// The owner of a connection's client socket, with its login name looked up once (per
+/// connection, at its first GIMME) by uid: no name is ever resolved per request, so a
+/// slow directory service (LDAP) costs the event loop at most one lookup per client, and
+/// a client cannot make the daemon look up names of its choosing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    uid: u32,
+    /// The passwd name of `uid`, when it has one.
+    name: Option<Vec<u8>>,
 }
 
-impl UserDirectory {
-    /// The uid the name `user` stands for: a passwd name, or a decimal uid (what a
-    /// client without a passwd entry can send).
-    pub fn uid_of(&mut self, user: &[u8]) -> Option<u32> {
-        if let Some((uid, at)) = self.cache.get(user) {
-            if at.elapsed() < NAME_TTL {
-                return *uid;
-            }
-        }
-        let uid = resolve(user);
-        if self.cache.len() >= NAME_CACHE_MAX {
-            self.cache.clear();
-        }
-        self.cache.insert(user.to_vec(), (uid, Instant::now()));
-        uid
+impl Owner {
+    pub fn lookup(uid: u32) -> Owner {
+        let name = User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name.into_bytes());
+        Owner { uid, name }
     }
 
-    /// Checks that `user` names `owner`; the refusal reason otherwise.
-    pub fn verify(&mut self, user: &[u8], owner: u32) -> Result<(), String> {
-        if self.uid_of(user) == Some(owner) {
+    /// Checks that `user` names this owner: its login name or its uid in decimal (what a
+    /// client without a passwd entry sends), byte for byte; the refusal reason otherwise.
+    pub fn verify(&self, user: &[u8]) -> Result<(), String> {
+        if self.name.as_deref() == Some(user) || user == self.uid.to_string().as_bytes() {
             return Ok(());
         }
-        let owner_name = User::from_uid(Uid::from_raw(owner)).ok().flatten().map(|u| u.name);
         Err(format!(
-            "user {} is not the owner of this connection (uid {owner}{})",
+            "user {} is not the owner of this connection (uid {}{})",
             printable(user),
-            owner_name.map(|n| format!(", {n}")).unwrap_or_default()
+            self.uid,
+            self.name.as_ref().map(|n| format!(", {}", printable(n))).unwrap_or_default()
         ))
     }
-}
-
-fn resolve(user: &[u8]) -> Option<u32> {
-    let name = std::str::from_utf8(user).ok()?;
-    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
-        return name.parse().ok();
-    }
-    // A NUL would make getpwnam look up a different name.
-    if name.is_empty() || name.contains('\0') {
-        return None;
-    }
-    User::from_name(name).ok().flatten().map(|u| u.uid.as_raw())
 }
 
 #[cfg(test)]
@@ -221,14 +197,21 @@ mod tests {
     }
 
     #[test]
-    fn names_and_uids() {
-        let mut users = UserDirectory::default();
-        assert_eq!(users.uid_of(b"root"), Some(0));
-        assert_eq!(users.uid_of(b"0"), Some(0));
-        assert_eq!(users.uid_of(b"no-such-user-here"), None);
-        assert_eq!(users.uid_of(b""), None);
-        assert!(users.verify(b"root", 0).is_ok());
-        let refusal = users.verify(b"nobody", 0).unwrap_err();
+    fn names_and_uids_match_byte_for_byte() {
+        let root = Owner::lookup(0);
+        assert!(root.verify(b"root").is_ok());
+        assert!(root.verify(b"0").is_ok());
+        // Only the exact decimal form and the exact name: no parsing, no other lookup.
+        for other in [&b"00"[..], b"+0", b" 0", b"Root", b"root ", b"", b"no-such-user-here"] {
+            assert!(root.verify(other).is_err(), "{:?}", String::from_utf8_lossy(other));
+        }
+        let refusal = root.verify(b"nobody").unwrap_err();
         assert_eq!(refusal, "user nobody is not the owner of this connection (uid 0, root)");
+        let refusal = root.verify(b"x\ny").unwrap_err();
+        assert!(!refusal.contains('\n'), "{refusal}");
+        // A uid without a passwd entry is known by its number only.
+        let nameless = Owner::lookup(3_999_999_999);
+        assert!(nameless.verify(b"3999999999").is_ok());
+        assert_eq!(nameless.verify(b"x").unwrap_err(), "user x is not the owner of this connection (uid 3999999999)");
     }
 }

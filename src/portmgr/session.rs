@@ -12,7 +12,7 @@ use mio::net::TcpStream;
 use super::lines::{LineBuffer, MAX_LINE};
 use super::listing;
 use super::log::{Log, printable};
-use super::peercred::{OwnerLookup, UserDirectory};
+use super::peercred::{Owner, OwnerLookup};
 use super::pool::Pool;
 use super::protocol::{self, Request, CONTROL_CHARACTER, NO_FREE_PORTS, ONLY_LOCAL};
 
@@ -35,8 +35,8 @@ pub struct Conn {
     /// Held ports in allocation order (released in that order, as the legacy server did,
     /// so the last one allocated is the next one handed out).
     ports: Vec<u16>,
-    /// The uid owning the client's socket, once looked up.
-    owner: Option<u32>,
+    /// Who owns the client's socket, looked up at its first GIMME.
+    owner: Option<Owner>,
     eof: bool,
     /// The connection has ended or been refused: its ports are released, it reads no
     /// more, and it closes once its output is written.
@@ -113,7 +113,6 @@ pub struct Core {
     pub log: Log,
     /// `None` when user verification is switched off.
     pub owners: Option<OwnerLookup>,
-    pub users: UserDirectory,
     /// The allocations changed since ports.txt was last written.
     pub dirty: bool,
     /// The last LIST reply, valid until the allocations change.
@@ -122,7 +121,7 @@ pub struct Core {
 
 impl Core {
     pub fn new(pool: Pool<Key>, log: Log, owners: Option<OwnerLookup>) -> Core {
-        Core { pool, log, owners, users: UserDirectory::default(), dirty: false, list_cache: None }
+        Core { pool, log, owners, dirty: false, list_cache: None }
     }
 
     /// Reads and answers everything `conn` has sent, until its socket has no more, the
@@ -265,17 +264,18 @@ impl Core {
         let Some(owners) = self.owners.as_mut() else {
             return Ok(());
         };
-        let owner = match conn.owner {
-            Some(uid) => uid,
+        let owner = match conn.owner.take() {
+            Some(owner) => owner,
             None => {
                 let uid = owners.tcp_owner(conn.peer, conn.local).map_err(|e| {
                     format!("cannot verify user {}: the owner of this connection is unknown ({e})", printable(user))
                 })?;
-                conn.owner = Some(uid);
-                uid
+                Owner::lookup(uid)
             }
         };
-        self.users.verify(user, owner)
+        let verdict = owner.verify(user);
+        conn.owner = Some(owner);
+        verdict
     }
 }
 
