@@ -160,3 +160,58 @@ fn bind_address_limits_where_it_listens() {
         assert!(v6.is_err(), "listening on ::1 despite -bind 127.0.0.1");
     }
 }
+
+#[test]
+fn sighup_reopens_the_log_for_logrotate() {
+    let mut daemon = Daemon::start("40000-40009", &[]);
+    let mut c = daemon.connect();
+    c.gimme("before", &calling_user());
+    daemon.eventually("the first allocation logged", || daemon.read("log").contains("allocated to before"));
+    // What logrotate does: rename the file, then SIGHUP.
+    std::fs::rename(daemon.path("log"), daemon.path("log.1")).unwrap();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(daemon.pid(), libc::SIGHUP) };
+    daemon.eventually("a new log file", || daemon.read("log").contains("log file reopened on SIGHUP"));
+    assert!(daemon.child.try_wait().unwrap().is_none(), "SIGHUP stopped the daemon");
+    // The connection and its port survived; new lines go to the new file only.
+    c.gimme("after", &calling_user());
+    daemon.eventually("the second allocation logged", || daemon.read("log").contains("allocated to after"));
+    assert!(daemon.read("log.1").contains("reopening log file"));
+    assert!(!daemon.read("log.1").contains("after"));
+    assert_eq!(c.list().len(), 2);
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn accept_failures_are_logged_at_most_once_a_second() {
+    use std::os::unix::process::CommandExt;
+    let dir = portmgr_support::TempDir::new("emfile");
+    let mut command = Command::new(DAEMON);
+    command.args(["-listen", "0", "-ports", "40000-40009", "-bind", "127.0.0.1", "-log"]).arg(dir.0.join("log"));
+    command.arg("-portfile").arg(dir.0.join("listen.port")).arg("-pidfile").arg(dir.0.join("pid"));
+    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe; the child runs nothing else before exec.
+    unsafe {
+        command.pre_exec(|| {
+            // Room for the daemon's own descriptors and a few clients, no more.
+            let limit = libc::rlimit { rlim_cur: 24, rlim_max: 24 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let child = command.spawn().unwrap();
+    let mut daemon = Daemon { child, port: 0, dir };
+    daemon.eventually("listen.port", || daemon.read("listen.port").trim().parse::<u16>().is_ok());
+    daemon.port = daemon.read("listen.port").trim().parse().unwrap();
+    // More connections than descriptors: the daemon retries accepting every 100 ms.
+    let held: Vec<_> = (0..40).map(|_| std::net::TcpStream::connect(daemon.addr()).unwrap()).collect();
+    daemon.eventually("an accept failure logged", || daemon.read("log").contains("cannot accept a connection"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = daemon.read("log");
+    let lines = log.matches("cannot accept a connection").count();
+    assert!((1..=3).contains(&lines), "{lines} accept failure lines in 1.5 s:\n{log}");
+    drop(held);
+    assert!(daemon.stop().success());
+}

@@ -48,6 +48,15 @@ impl Log {
         let _ = writeln!(self.out, "{} {} {}", timestamp(), self.host, message);
     }
 
+    /// Writes to `path` from now on (for logrotate, on SIGHUP: the old file has been
+    /// renamed). On failure the log keeps its current destination.
+    pub fn reopen(&mut self, path: &Path) -> io::Result<()> {
+        let fresh = Log::file(path)?;
+        self.flush();
+        self.out = fresh.out;
+        Ok(())
+    }
+
     pub fn flush(&mut self) {
         let _ = self.out.flush();
     }

@@ -12,7 +12,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
@@ -75,6 +75,9 @@ const FIRST_LISTENER: usize = 1;
 const FIRST_CONNECTION: Key = 64;
 /// How soon to retry accepting after running out of file descriptors.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// At most one "cannot accept" log line per listener per this interval: the retries
+/// above would otherwise log ten lines a second for as long as descriptors run short.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs the daemon until SIGTERM or SIGINT. Fails before touching any file when the
 /// listen port is taken or another instance holds the state files.
@@ -113,6 +116,7 @@ pub fn run(config: &Config) -> Result<()> {
 
     let core = Core::new(Pool::new(config.range), log, owners);
     let mut daemon = Daemon::new(listeners, signals, core, usage_file)?;
+    daemon.log_path = config.log_file.clone();
     // Readiness is worth a log line when it fails, never a reason to stop.
     if let Err(e) = sdnotify::notify(&format!("READY=1\nMAINPID={}", std::process::id())) {
         daemon.core.log.line(format_args!("cannot notify systemd: {e}"));
@@ -137,12 +141,13 @@ fn raise_fd_limit() {
     }
 }
 
-/// SIGTERM and SIGINT become readable events on a signalfd, so the loop can stop
-/// between requests and clean up.
+/// SIGTERM and SIGINT (stop) and SIGHUP (reopen the log, for logrotate) become readable
+/// events on a signalfd, so the loop handles them between requests.
 fn block_signals() -> Result<SignalFd> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGTERM);
     mask.add(Signal::SIGINT);
+    mask.add(Signal::SIGHUP);
     mask.thread_block().map_err(|e| Error::sys(e, "cannot block SIGTERM"))?;
     SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| Error::sys(e, "cannot create a signalfd"))
@@ -213,6 +218,10 @@ struct Daemon {
     /// Connections with replies to write or to close, in this loop turn.
     queue: Vec<Key>,
     accept_paused: bool,
+    /// Per listener: when a failed accept was last logged, and how many since were not.
+    accept_failures: Vec<(Option<Instant>, u64)>,
+    /// The log file to reopen on SIGHUP (`None`: logging to stderr).
+    log_path: Option<PathBuf>,
     usage_file: SwapFile,
     /// ports.txt's contents, rebuilt in place on every change.
     usage_buf: Vec<u8>,
@@ -233,6 +242,8 @@ impl Daemon {
         }
         Ok(Daemon {
             poll,
+            accept_failures: vec![(None, 0); listeners.len()],
+            log_path: None,
             listeners,
             signals,
             conns: HashMap::new(),
@@ -265,10 +276,16 @@ impl Daemon {
             for event in events.iter() {
                 match event.token() {
                     SIGNAL => {
-                        if let Ok(Some(info)) = self.signals.read_signal() {
-                            let name = Signal::try_from(info.ssi_signo as i32).map_or("a signal", |s| s.as_str());
-                            self.core.log.line(format_args!("daqportmgr stopping on {name}"));
-                            return Ok(());
+                        // Edge-triggered: take every pending signal.
+                        while let Ok(Some(info)) = self.signals.read_signal() {
+                            match Signal::try_from(info.ssi_signo as i32) {
+                                Ok(Signal::SIGHUP) => self.reopen_log(),
+                                signal => {
+                                    let name = signal.map_or("a signal", |s| s.as_str());
+                                    self.core.log.line(format_args!("daqportmgr stopping on {name}"));
+                                    return Ok(());
+                                }
+                            }
                         }
                     }
                     Token(t) if t < FIRST_CONNECTION => self.accept(t - FIRST_LISTENER),
@@ -310,12 +327,34 @@ impl Daemon {
                 Err(e) => {
                     // Out of descriptors or memory: the backlog keeps the clients waiting;
                     // try again shortly instead of spinning.
-                    self.core.log.line(format_args!("cannot accept a connection ({e}); retrying"));
+                    if let Some((last, suppressed)) = self.accept_failures.get_mut(index) {
+                        if last.is_none_or(|at| at.elapsed() >= ACCEPT_LOG_INTERVAL) {
+                            let more = if *suppressed > 0 { format!(" ({suppressed} more failures not logged)") } else { String::new() };
+                            self.core.log.line(format_args!("cannot accept a connection ({e}); retrying{more}"));
+                            *last = Some(Instant::now());
+                            *suppressed = 0;
+                        } else {
+                            *suppressed += 1;
+                        }
+                    }
                     self.accept_paused = true;
                     return;
                 }
             }
         }
+    }
+
+    /// SIGHUP: logrotate has renamed the log file; write to a new one at the same path.
+    fn reopen_log(&mut self) {
+        let Some(path) = self.log_path.clone() else {
+            return; // stderr (or the journal) needs no reopening
+        };
+        self.core.log.line(format_args!("reopening log file {} on SIGHUP", path.display()));
+        match self.core.log.reopen(&path) {
+            Ok(()) => self.core.log.line(format_args!("log file reopened on SIGHUP")),
+            Err(e) => self.core.log.line(format_args!("cannot reopen log file {} ({e}); still logging here", path.display())),
+        }
+        self.core.log.flush();
     }
 
     fn service(&mut self, key: Key) {
