@@ -72,3 +72,28 @@ fn other_connections_keep_their_ports() {
     daemon.eventually("release", || held_ports(&daemon) == 1);
     assert_eq!(keep.list(), [format!("40009 keep {me}")]);
 }
+
+#[test]
+fn release_on_half_close_while_replies_wait_unread() {
+    let daemon = Daemon::start("40000-40009", &[]);
+    let me = calling_user();
+    // A small receive window, so the daemon's output backs up soon.
+    let socket = std::net::TcpStream::connect(daemon.addr()).unwrap();
+    setsockopt(&socket.as_fd(), sockopt::RcvBuf, &4096).unwrap();
+    let mut c = portmgr_support::Raw::new(socket);
+    for i in 0..8 {
+        c.gimme(&format!("held-with-a-long-name-to-make-the-list-replies-larger-{i}"), &me);
+    }
+    // Pipeline LISTs without reading: their replies (about 3 MB) back up past the socket
+    // buffers and the daemon's 64 KiB limit, so it holds back the rest unanswered. The
+    // requests themselves (25 KB) fit in its receive buffer: a FIN cannot overtake data
+    // the daemon has not taken in, so only then can it see the half-close at all.
+    c.send(&b"LIST\n".repeat(5000));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(held_ports(&daemon), 8);
+    // The client ends its side without reading: its ports must not stay allocated.
+    c.half_close();
+    daemon.eventually("release on half-close while throttled", || held_ports(&daemon) == 0);
+    // Released in allocation order: the last one allocated is the next handed out.
+    assert_eq!(daemon.connect().gimme("again", &me), 40002);
+}

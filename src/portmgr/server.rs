@@ -289,7 +289,14 @@ impl Daemon {
                         }
                     }
                     Token(t) if t < FIRST_CONNECTION => self.accept(t - FIRST_LISTENER),
-                    Token(key) => self.service(key),
+                    Token(key) => {
+                        if event.is_read_closed() || event.is_error() {
+                            if let Some(conn) = self.conns.get_mut(&key) {
+                                conn.peer_closed = true;
+                            }
+                        }
+                        self.service(key)
+                    }
                 }
             }
             self.settle();

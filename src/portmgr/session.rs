@@ -38,6 +38,9 @@ pub struct Conn {
     /// Who owns the client's socket, looked up at its first GIMME.
     owner: Option<Owner>,
     eof: bool,
+    /// The peer has shut down its sending side or hung up (epoll's RDHUP/HUP), seen
+    /// even while its requests wait unread.
+    pub peer_closed: bool,
     /// The connection has ended or been refused: its ports are released, it reads no
     /// more, and it closes once its output is written.
     pub closing: bool,
@@ -59,6 +62,7 @@ impl Conn {
             ports: Vec::new(),
             owner: None,
             eof: false,
+            peer_closed: false,
             closing: false,
             throttled: false,
             queued: false,
@@ -149,6 +153,18 @@ impl Core {
                 break;
             }
             if conn.unsent() >= OUTPUT_HIGH_WATER {
+                if conn.peer_closed {
+                    // The client stopped reading and then ended its side: its EOF sits
+                    // behind requests that would wait for it to read, perhaps forever.
+                    // A half-close ends a connection, so its ports go now, as they would
+                    // have if it had read its replies; what is queued is still written.
+                    self.log.line(format_args!(
+                        "{} closed its side with replies unread; releasing its ports",
+                        conn.peer.ip()
+                    ));
+                    self.end(conn);
+                    break;
+                }
                 conn.throttled = true;
                 break;
             }
