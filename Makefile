@@ -42,12 +42,21 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 	    pkgconfig/daqflow.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/daqflow.pc
+	install -d $(DESTDIR)$(PREFIX)/share/doc/daqflow $(DESTDIR)$(PREFIX)/share/daqflow
+	install -m 0644 docs/portmanager.md $(DESTDIR)$(PREFIX)/share/doc/daqflow/portmanager.md
+	install -m 0644 dist/daqportmgr.service dist/daqportmgr.tmpfiles $(DESTDIR)$(PREFIX)/share/daqflow/
+	install -m 0755 dist/daqportmgr.init $(DESTDIR)$(PREFIX)/share/daqflow/daqportmgr.init
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libdaqflow.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libdaqflow.so.$(MAJOR) \
 	      $(DESTDIR)$(LIBDIR)/libdaqflow.so $(DESTDIR)$(LIBDIR)/libdaqflow.a \
 	      $(DESTDIR)$(INCLUDEDIR)/daqflow.h $(DESTDIR)$(PKGCONFIGDIR)/daqflow.pc
 	for b in $(BINS); do rm -f $(DESTDIR)$(BINDIR)/$$b; done
+	rm -f $(DESTDIR)$(PREFIX)/share/doc/daqflow/portmanager.md
+	rm -f $(DESTDIR)$(PREFIX)/share/daqflow/daqportmgr.service \
+	      $(DESTDIR)$(PREFIX)/share/daqflow/daqportmgr.tmpfiles \
+	      $(DESTDIR)$(PREFIX)/share/daqflow/daqportmgr.init
+	-rmdir $(DESTDIR)$(PREFIX)/share/doc/daqflow $(DESTDIR)$(PREFIX)/share/daqflow 2>/dev/null
 
 check: check-rust check-c
 
