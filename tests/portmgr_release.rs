@@ -82,13 +82,13 @@ fn release_on_half_close_while_replies_wait_unread() {
     setsockopt(&socket.as_fd(), sockopt::RcvBuf, &4096).unwrap();
     let mut c = portmgr_support::Raw::new(socket);
     for i in 0..8 {
-        c.gimme(&format!("held-with-a-long-name-to-make-the-list-replies-larger-{i}"), &me);
+        c.gimme(&format!("{}-{i}", "long-name-for-large-list-replies-".repeat(6)), &me);
     }
-    // Pipeline LISTs without reading: their replies (about 3 MB) back up past the socket
-    // buffers and the daemon's 64 KiB limit, so it holds back the rest unanswered. The
-    // requests themselves (25 KB) fit in its receive buffer: a FIN cannot overtake data
-    // the daemon has not taken in, so only then can it see the half-close at all.
-    c.send(&b"LIST\n".repeat(5000));
+    // Pipeline LISTs without reading: their replies (about 36 MB) back up past the socket
+    // buffers (at most 4 MB here) and the daemon's 64 KiB limit, so it holds back the rest
+    // unanswered. The requests themselves (100 KB) fit in its receive buffer: a FIN cannot
+    // overtake data the daemon has not taken in, so only then can it see the half-close.
+    c.send(&b"LIST\n".repeat(20_000));
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(held_ports(&daemon), 8);
     // The client ends its side without reading: its ports must not stay allocated.
