@@ -1,12 +1,12 @@
 //! Sleeping until a condition on the ring holds, woken by the other side.
 //!
-//! One side publishes (a put or get pointer) and then calls `Signal::notify`; the other
-//! side checks its condition, and before sleeping announces itself in a shared "sleepers"
-//! word and checks again. Both the publish and the announcement are sequentially
-//! consistent, so either the notifier sees the sleeper or the sleeper sees the new
-//! pointer: no lost wake-up. The notifier makes a system call only when someone
-//! announced a sleep, and clears the word as it wakes, so a burst of small records costs
-//! one wake, not one per record.
+//! One side publishes (a put or get pointer) and then looks at the peer's announcement
+//! word; the other side checks its condition, and before sleeping announces itself in
+//! that word, issues the heavy half of an asymmetric fence (see `fence`) and checks
+//! again. So either the notifier sees the sleeper or the sleeper sees the new pointer: no
+//! lost wake-up. The notifier makes a system call only when someone announced a sleep,
+//! and clears the word as it wakes, so a burst of small records costs one wake, not one
+//! per record.
 //!
 //! Peers that never notify (NSCLDAQ's C++ clients poll) are still noticed because every
 //! sleep is a slice of at most a few milliseconds unless the peer is known to wake us.
