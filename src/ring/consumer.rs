@@ -58,7 +58,7 @@ impl Consumer {
 
     #[inline]
     fn check_owner(&self) -> Result<()> {
-        if self.ring.consumer(self.slot).pid.load(Ordering::Relaxed) == self.pid && !self.claim.revoked() {
+        if self.claim.holds(self.ring.consumer(self.slot).pid, self.pid) {
             Ok(())
         } else {
             Err(self.disconnected())
@@ -229,7 +229,7 @@ impl Consumer {
         let avail = self.wait_for(min, max, timeout)?;
         let n = avail.min(max);
         self.borrowed = n;
-        Ok(self.spans(n).map(|(off, len)| Span { ptr: self.ring.map.bytes(off, len), len: len as usize }))
+        Ok(self.ring.lend(self.get, n))
     }
 
     /// Consumes the first `n` borrowed bytes and ends the borrow.

@@ -4,7 +4,7 @@
 //! with it. Each claim revokes any older handle of this process on that slot.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use parking_lot::Mutex;
 
@@ -38,6 +38,13 @@ impl Claim {
     #[inline]
     pub fn revoked(&self) -> bool {
         self.revoked.load(Ordering::Relaxed)
+    }
+
+    /// Whether the slot whose pid word is `slot_pid` is still this handle's: it still
+    /// carries our pid, and no later handle of this process has claimed it.
+    #[inline]
+    pub fn holds(&self, slot_pid: &AtomicI32, pid: i32) -> bool {
+        slot_pid.load(Ordering::SeqCst) == pid && !self.revoked()
     }
 }
 

@@ -87,7 +87,7 @@ impl Producer {
 
     #[inline]
     fn check_owner(&self) -> Result<()> {
-        if self.ring.producer().pid.load(Ordering::Relaxed) == self.pid && !self.claim.revoked() {
+        if self.claim.holds(self.ring.producer().pid, self.pid) {
             Ok(())
         } else {
             Err(self.disconnected())
@@ -180,7 +180,7 @@ impl Producer {
         self.check_owner()?;
         self.wait_space(len, timeout)?;
         self.reserved = len;
-        Ok(self.ring.geo.spans(self.put, len).map(|(off, n)| Span { ptr: self.ring.map.bytes(off, n), len: n as usize }))
+        Ok(self.ring.lend(self.put, len))
     }
 
     /// Publishes the first `len` bytes of the open reservation (the rest is dropped).
@@ -220,9 +220,6 @@ impl Producer {
         self.attached = false;
         // After fork() the child holds a copy of this handle; the slot is the parent's.
         if my_pid() != self.pid {
-            return;
-        }
-        if self.claim.revoked() {
             return;
         }
         slots::release_own(&self.ring, self.ring.producer(), self.pid, &self.claim);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::layout::{self, Geometry};
 use super::mem::Mapping;
 use super::shm::{LOCK_WAIT, RingFile, RingLock};
+use super::span::Span;
 use super::wait::{Signal, SpaceSignal};
 use crate::error::{Error, Result};
 
@@ -118,6 +119,12 @@ impl Shared {
     #[inline]
     pub fn get_pos(&self, slot: u32) -> Result<u64> {
         self.checked_pos(self.consumer(slot), || format!("consumer {slot} get"))
+    }
+
+    /// The `n` bytes at `pos` as one or two spans of ring memory (two across the top),
+    /// for the zero-copy calls.
+    pub fn lend(&self, pos: u64, n: u64) -> [Span; 2] {
+        self.geo.spans(pos, n).map(|(off, len)| Span { ptr: self.map.bytes(off, len), len: len as usize })
     }
 
     /// Writes a freshly formatted header and free client records.

@@ -116,7 +116,7 @@ pub fn claim_consumer(ring: &Shared, me: i32) -> Result<(u32, u64, Claim)> {
 /// legacy peers see the same sequence they would from NSCLDAQ.
 pub fn release_own(ring: &Shared, record: Record<'_>, me: i32, claim: &Claim) {
     let _lock = ring.lock_for(std::time::Duration::from_millis(500));
-    if record.pid.load(Ordering::SeqCst) == me && !claim.revoked() {
+    if claim.holds(record.pid, me) {
         release_record(record);
     }
 }
