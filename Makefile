@@ -21,9 +21,12 @@ BUILD   := build
 STAGE   := $(abspath $(BUILD)/stage)
 BINS    := daqportmgr lsservices daqflow-demo
 
-.PHONY: all header install uninstall check check-rust check-c bench demo clean
+.PHONY: all rust header install install-core uninstall uninstall-core check check-rust check-c \
+        bench demo clean
 
-all:
+all: rust
+
+rust:
 	$(CARGO) build --release --lib --bins
 	ln -sf libdaqflow.so $(REL)/libdaqflow.so.$(MAJOR)
 
@@ -31,7 +34,9 @@ all:
 header:
 	DAQFLOW_WRITE_HEADER=1 $(CARGO) build --release --lib
 
-install: all
+install: install-core
+
+install-core: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 0755 $(REL)/libdaqflow.so $(DESTDIR)$(LIBDIR)/libdaqflow.so.$(VERSION)
 	ln -sf libdaqflow.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libdaqflow.so.$(MAJOR)
@@ -47,7 +52,9 @@ install: all
 	install -m 0644 dist/daqportmgr.service dist/daqportmgr.tmpfiles $(DESTDIR)$(PREFIX)/share/daqflow/
 	install -m 0755 dist/daqportmgr.init $(DESTDIR)$(PREFIX)/share/daqflow/daqportmgr.init
 
-uninstall:
+uninstall: uninstall-core
+
+uninstall-core:
 	rm -f $(DESTDIR)$(LIBDIR)/libdaqflow.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libdaqflow.so.$(MAJOR) \
 	      $(DESTDIR)$(LIBDIR)/libdaqflow.so $(DESTDIR)$(LIBDIR)/libdaqflow.a \
 	      $(DESTDIR)$(INCLUDEDIR)/daqflow.h $(DESTDIR)$(PKGCONFIGDIR)/daqflow.pc
@@ -80,3 +87,7 @@ demo: all
 clean:
 	$(CARGO) clean
 	rm -rf $(BUILD)
+
+# Each further component (Tcl packages, C++ headers, tools) keeps its rules in mk/*.mk
+# and hooks into all, install, uninstall and check by adding prerequisites to them.
+include $(sort $(wildcard mk/*.mk))
