@@ -135,6 +135,13 @@ const char *daqflow_version(void);
 int portmgr_open(const char *host, int port, struct portmgr **out);
 
 /**
+ * The port portmgr_open uses when given port <= 0: the number in the port file
+ * ($DAQPORTMGR_PORTFILE, else /var/tmp/daqportmgr/listen.port), or 30000 when there is
+ * no such file. -EINVAL when the file does not hold a port number.
+ */
+int portmgr_default_port(void);
+
+/**
  * How long each request waits for the server's reply: timeout_ms > 0, or -1 to wait
  * forever (default 5000). 0 is -EINVAL: every request waits for its reply.
  */
@@ -318,6 +325,15 @@ ssize_t ring_borrow(struct ring_client *consumer,
  * Zero-copy get, step 2: consumes the first len borrowed bytes and ends the borrow.
  */
 int ring_release(struct ring_client *consumer, size_t len);
+
+/**
+ * Where the client stands in ring memory, for code that reads or writes in place the
+ * NSCLDAQ way: *at gets the address of the next byte a consumer reads (or a producer
+ * writes) and *to_top the bytes from there to the end of the data area, after which
+ * the ring continues at its start. A consumer then consumes with ring_skip. Refused
+ * (-EBUSY) while a borrow or reservation is open.
+ */
+int ring_position(struct ring_client *client, void **at, size_t *to_top);
 
 #ifdef __cplusplus
 }  // extern "C"

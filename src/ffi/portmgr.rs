@@ -60,6 +60,14 @@ pub unsafe extern "C" fn portmgr_open(host: *const c_char, port: c_int, out: *mu
     })
 }
 
+/// The port portmgr_open uses when given port <= 0: the number in the port file
+/// ($DAQPORTMGR_PORTFILE, else /var/tmp/daqportmgr/listen.port), or 30000 when there is
+/// no such file. -EINVAL when the file does not hold a port number.
+#[unsafe(no_mangle)]
+pub extern "C" fn portmgr_default_port() -> c_int {
+    guard(|| crate::portmgr::client::default_port().map(c_int::from))
+}
+
 /// How long each request waits for the server's reply: timeout_ms > 0, or -1 to wait
 /// forever (default 5000). 0 is -EINVAL: every request waits for its reply.
 #[unsafe(no_mangle)]

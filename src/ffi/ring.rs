@@ -379,3 +379,38 @@ pub unsafe extern "C" fn ring_borrow(
 pub unsafe extern "C" fn ring_release(consumer: *mut ring_client, len: usize) -> c_int {
     guard(|| as_consumer(consumer)?.release(len as u64).map(|()| 0))
 }
+
+/// Where the client stands in ring memory, for code that reads or writes in place the
+/// NSCLDAQ way: *at gets the address of the next byte a consumer reads (or a producer
+/// writes) and *to_top the bytes from there to the end of the data area, after which
+/// the ring continues at its start. A consumer then consumes with ring_skip. Refused
+/// (-EBUSY) while a borrow or reservation is open.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_position(client: *mut ring_client, at: *mut *mut c_void, to_top: *mut usize) -> c_int {
+    guard(|| {
+        let at = out_arg(at, "at")?;
+        let to_top = out_arg(to_top, "to_top")?;
+        // A zero-byte lend names both the client's position (first span) and the start
+        // of the data area (second span), without moving anything.
+        let ([here, base], data_bytes) = match unsafe { client.as_mut() } {
+            Some(ring_client { side: Side::Consumer(c) }) => {
+                let spans = c.borrow(0, 0, Some(Duration::ZERO))?;
+                c.release(0)?;
+                (spans, c.geometry().data_bytes())
+            }
+            Some(ring_client { side: Side::Producer(p) }) => {
+                let spans = p.reserve(0, Some(Duration::ZERO))?;
+                p.commit(0)?;
+                (spans, p.geometry().data_bytes())
+            }
+            None => return Err(Error::new(libc::EINVAL, "ring client is NULL")),
+        };
+        let offset = (here.ptr as usize) - (base.ptr as usize);
+        // SAFETY: both out-pointers are non-NULL.
+        unsafe {
+            *at = here.ptr.cast();
+            *to_top = data_bytes as usize - offset;
+        }
+        Ok(0)
+    })
+}

@@ -1,0 +1,2 @@
+// Another name NSCLDAQ code uses for ErrnoException.h.
+#include "ErrnoException.h"

@@ -1,0 +1,2 @@
+// Another name NSCLDAQ code uses for Exception.h.
+#include "Exception.h"

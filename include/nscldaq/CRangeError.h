@@ -1,0 +1,2 @@
+// Another name NSCLDAQ code uses for RangeError.h.
+#include "RangeError.h"

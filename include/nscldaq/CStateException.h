@@ -1,0 +1,2 @@
+// Another name NSCLDAQ code uses for StateException.h.
+#include "StateException.h"

@@ -1,0 +1,50 @@
+// CErrnoException: a failed system-level operation. ReasonCode() is the errno value
+// current when the exception was constructed and ReasonText() its strerror text, so
+// code written for NSCLDAQ can test `e.ReasonCode() == ENOENT`.
+#ifndef DAQFLOW_NSCLDAQ_ERRNOEXCEPTION_H
+#define DAQFLOW_NSCLDAQ_ERRNOEXCEPTION_H
+
+#include "Exception.h"
+
+#include <errno.h>
+#include <string.h>
+#include <string>
+
+namespace daqflow_nscldaq {
+
+// strerror_r comes in two flavours (GNU returns the text, XSI fills the buffer and
+// returns a status); overloads on the result type accept whichever the C library has.
+inline const char* strerror_text(const char* text, const char*) { return text; }
+inline const char* strerror_text(int status, const char* buffer) { return status == 0 ? buffer : "Unknown error"; }
+
+inline std::string errno_text(int error)
+{
+    char buffer[256] = "";
+    return strerror_text(strerror_r(error, buffer, sizeof buffer), buffer);
+}
+
+}  // namespace daqflow_nscldaq
+
+class CErrnoException : public CException
+{
+    int m_nErrno;
+    std::string m_reason;
+
+public:
+    CErrnoException(const char* pszAction)
+        : CException(pszAction), m_nErrno(errno), m_reason(daqflow_nscldaq::errno_text(m_nErrno)) {}
+    CErrnoException(const std::string& rsAction)
+        : CException(rsAction), m_nErrno(errno), m_reason(daqflow_nscldaq::errno_text(m_nErrno)) {}
+    virtual ~CErrnoException() {}
+
+    int operator==(const CErrnoException& rhs) const
+    {
+        return CException::operator==(rhs) && m_nErrno == rhs.m_nErrno;
+    }
+    int operator!=(const CErrnoException& rhs) const { return !operator==(rhs); }
+
+    virtual const char* ReasonText() const { return m_reason.c_str(); }
+    virtual int ReasonCode() const { return m_nErrno; }
+};
+
+#endif
