@@ -1,7 +1,10 @@
 #!/bin/sh
 # Builds every C and C++ program in c-tests/ against the installed library found through
 # pkg-config (PKG_CONFIG_PATH points at a scratch install), the way a user's Makefile
-# would, with warnings as errors, then runs each one. Programs that need the port manager
+# would, with warnings as errors, then runs each one. C++ programs build with
+# daqflow-nscldaq (the NSCLDAQ compatibility headers; it pulls in daqflow). Programs
+# named peer_* are built but not run on their own: other tests start them (from
+# $DAQFLOW_PEER_DIR) as the other side of a pair. Programs that need the port manager
 # start their own daqportmgr from $STAGE/bin (on PATH here).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -10,8 +13,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$BUILD"
 cflags=$(pkg-config --cflags daqflow)
 libs=$(pkg-config --libs daqflow)
+cxxflags=$(pkg-config --cflags daqflow-nscldaq)
+cxxlibs=$(pkg-config --libs daqflow-nscldaq)
 export LD_LIBRARY_PATH="$STAGE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="$STAGE/bin:$PATH"
+export DAQFLOW_PEER_DIR="$BUILD"
 
 failed=0
 run() {
@@ -24,18 +30,26 @@ run() {
     fi
 }
 
+# Everything is built before anything runs, so that pairs find their peers.
+programs=
 for src in "$here"/*.c; do
     [ -e "$src" ] || continue
     name=$(basename "$src" .c)
     # Once strictly as C99 (a user may compile that way), once with the defaults we link.
     gcc -std=c99 -pedantic -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror $cflags -fsyntax-only "$src"
     gcc -std=gnu11 -Wall -Wextra -Werror -O2 $cflags -o "$BUILD/$name" "$src" $libs -lpthread
-    run "$name" "$BUILD/$name"
+    programs="$programs $name"
 done
 for src in "$here"/*.cpp; do
     [ -e "$src" ] || continue
     name=$(basename "$src" .cpp)
-    g++ -std=c++17 -Wall -Wextra -Werror -O2 $cflags -o "$BUILD/$name" "$src" $libs -lpthread
+    # Legacy readout code is often C++11: the headers must compile there too.
+    g++ -std=c++11 -Wall -Wextra -Werror $cxxflags -fsyntax-only "$src"
+    g++ -std=c++17 -Wall -Wextra -Werror -O2 $cxxflags -o "$BUILD/$name" "$src" $cxxlibs -lpthread
+    programs="$programs $name"
+done
+for name in $programs; do
+    case $name in peer_*) continue ;; esac
     run "$name" "$BUILD/$name"
 done
 exit $failed
