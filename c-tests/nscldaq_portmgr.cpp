@@ -1,0 +1,299 @@
+// CPortManager used the way NSCLDAQ servers use it, against a real daqportmgr (started
+// here from PATH on a port the kernel picks, with a scratch state directory and a pool
+// of three ports, and stopped at the end): allocation, listing, what destruction does
+// to held ports, and every CPortManagerException reason, none of which may abort.
+#include <CPortManager.h>
+#include <CPortManagerException.h>
+#include <Exception.h>
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+int failures = 0;
+char dir[64] = "/tmp/daqflow-nscldaq-XXXXXX";
+pid_t daemonPid = -1;
+
+#define CHECK(cond)                                                                      \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);     \
+            failures++;                                                                  \
+        }                                                                                \
+    } while (0)
+
+#define EXPECT_REASON(expected, statement)                                                          \
+    do {                                                                                            \
+        bool caught = false;                                                                        \
+        try {                                                                                       \
+            statement;                                                                              \
+        } catch (CPortManagerException & e) {                                                       \
+            caught = true;                                                                          \
+            lastError = e;                                                                          \
+            if (e.ReasonCode() != (expected)) {                                                     \
+                fprintf(stderr, "%s:%d: %s: reason %d, expected %d (%s : %s)\n", __FILE__, __LINE__, \
+                        #statement, e.ReasonCode(), (expected), e.ReasonText(), e.WasDoing());      \
+                failures++;                                                                         \
+            }                                                                                       \
+        }                                                                                           \
+        if (!caught) {                                                                              \
+            fprintf(stderr, "%s:%d: %s did not throw\n", __FILE__, __LINE__, #statement);          \
+            failures++;                                                                             \
+        }                                                                                           \
+    } while (0)
+
+CPortManagerException lastError("", CPortManagerException::ConnectionFailed, "");
+
+bool contains(const char* text, const std::string& part) { return strstr(text, part.c_str()) != 0; }
+
+void sleepMs(long ms)
+{
+    struct timespec pause = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&pause, 0);
+}
+
+void cleanup()
+{
+    if (daemonPid > 0) {
+        kill(daemonPid, SIGKILL);
+        waitpid(daemonPid, 0, 0);
+    }
+    std::string command = std::string("rm -rf ") + dir;
+    if (system(command.c_str()) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+// Starts daqportmgr on a port of the kernel's choosing; returns it (from listen.port).
+int startDaemon(const std::string& portfile)
+{
+    std::string log = std::string(dir) + "/log", pidfile = std::string(dir) + "/pid";
+    daemonPid = fork();
+    if (daemonPid == 0) {
+        execlp("daqportmgr", "daqportmgr", "-listen", "0", "-ports", "45020-45022", "-log", log.c_str(),
+               "-portfile", portfile.c_str(), "-pidfile", pidfile.c_str(), (char*)0);
+        perror("exec daqportmgr");
+        _exit(127);
+    }
+    for (int i = 0; i < 1000; i++) {
+        FILE* f = fopen(portfile.c_str(), "r");
+        int port = 0;
+        if (f) {
+            bool ok = fscanf(f, "%d", &port) == 1;
+            fclose(f);
+            if (ok && port > 0) return port;
+        }
+        if (waitpid(daemonPid, 0, WNOHANG) == daemonPid) break;
+        sleepMs(10);
+    }
+    fprintf(stderr, "daqportmgr did not start\n");
+    exit(1);
+}
+
+// The number of allocations, once it has settled on `expected` (releases are
+// asynchronous: the server sees the connection close a moment later).
+size_t settledCount(CPortManager& lister, size_t expected)
+{
+    size_t n = 0;
+    for (int i = 0; i < 300; i++) {
+        n = lister.getPortUsage().size();
+        if (n == expected) break;
+        sleepMs(10);
+    }
+    return n;
+}
+
+// A local address that is not loopback, from which the server must refuse allocations.
+std::string nonLocalAddress()
+{
+    struct ifaddrs* all = 0;
+    std::string found;
+    if (getifaddrs(&all) != 0) return found;
+    for (struct ifaddrs* a = all; a && found.empty(); a = a->ifa_next) {
+        if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET) continue;
+        char text[INET_ADDRSTRLEN];
+        const struct sockaddr_in* in = reinterpret_cast<const struct sockaddr_in*>(a->ifa_addr);
+        if (inet_ntop(AF_INET, &in->sin_addr, text, sizeof text) && strncmp(text, "127.", 4) != 0) found = text;
+    }
+    freeifaddrs(all);
+    return found;
+}
+
+// A listening socket that never accepts: the kernel completes connections, nothing
+// ever answers.
+int silentServer(int* port)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (s < 0 || bind(s, reinterpret_cast<struct sockaddr*>(&a), sizeof a) != 0 || listen(s, 4) != 0 ||
+        getsockname(s, reinterpret_cast<struct sockaddr*>(&a), &len) != 0) {
+        perror("silent server");
+        exit(1);
+    }
+    *port = ntohs(a.sin_port);
+    return s;
+}
+
+}  // namespace
+
+int main()
+{
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    atexit(cleanup);
+    const std::string portfile = std::string(dir) + "/listen.port";
+    const int listenPort = startDaemon(portfile);
+
+    // The default port comes from the port file the daemon wrote.
+    setenv("DAQPORTMGR_PORTFILE", portfile.c_str(), 1);
+    CPortManager byDefault;
+    CPortManager lister("localhost", listenPort);
+    CHECK(byDefault == lister);
+    CHECK(!(byDefault != lister));
+    CHECK(CPortManager("localhost", listenPort + 1) != lister);
+    CHECK(CPortManager("127.0.0.1", listenPort) != lister);
+
+    struct passwd* me = getpwuid(geteuid());
+    CHECK(me && CPortManager::GetUsername() == me->pw_name);
+
+    try {
+        CHECK(lister.getPortUsage().empty());
+
+        // releasePorts gives the ports back at once.
+        {
+            CPortManager brief("localhost", listenPort);
+            CHECK(brief.allocatePort("released") == 45022);
+            CHECK(settledCount(lister, 1) == 1);
+            brief.releasePorts();
+            CHECK(settledCount(lister, 0) == 0);
+            brief.releasePorts();  // nothing left: harmless
+        }
+
+        // One port held for the whole test, through the default-port constructor.
+        CPortManager holder;
+        CHECK(holder.allocatePort("holder") == 45022);
+
+        // Destroying a manager keeps its ports for the life of the process.
+        {
+            CPortManager scoped("localhost", listenPort);
+            CHECK(scoped.allocatePort("my server") == 45021);
+            CHECK(scoped.allocatePort("my server") == 45020);
+        }
+        sleepMs(300);
+        std::vector<CPortManager::portInfo> usage = lister.getPortUsage();
+        CHECK(usage.size() == 3);
+        bool first = false, second = false;
+        for (size_t i = 0; i < usage.size(); i++) {
+            CHECK(usage[i].s_User == CPortManager::GetUsername());
+            first = first || (usage[i].s_Port == 45020 && usage[i].s_Application == "my server");
+            second = second || (usage[i].s_Port == 45021 && usage[i].s_Application == "my server_1");
+        }
+        CHECK(first && second);
+
+        // The pool is empty: NoPorts, thrown (NSCLDAQ's class aborted here).
+        CPortManager unlucky("localhost", listenPort);
+        EXPECT_REASON(CPortManagerException::NoPorts, unlucky.allocatePort("late"));
+        CHECK(contains(lastError.ReasonText(), "localhost"));
+        CHECK(contains(lastError.ReasonText(), CPortManagerException::ReasonCodeToText(CPortManagerException::NoPorts)));
+        CHECK(contains(lastError.WasDoing(), "no free ports"));
+        std::ostringstream printed;
+        printed << lastError;
+        CHECK(printed.str() == std::string(lastError.ReasonText()) + " : " + lastError.WasDoing());
+        // A holder that hits NoPorts keeps what it had.
+        EXPECT_REASON(CPortManagerException::NoPorts, holder.allocatePort("more"));
+        CHECK(settledCount(lister, 3) == 3);
+        // Also caught as the legacy base class.
+        try {
+            unlucky.allocatePort("late");
+            CHECK(!"allocated from an empty pool");
+        } catch (CException& e) {
+            CHECK(e.ReasonCode() == CPortManagerException::NoPorts);
+        }
+
+        // NotLocal: the server gives ports only to programs on loopback addresses.
+        std::string outside = nonLocalAddress();
+        if (outside.empty()) {
+            fprintf(stderr, "note: no non-loopback IPv4 address here; NotLocal not exercised\n");
+        } else {
+            CPortManager remote(outside, listenPort);
+            EXPECT_REASON(CPortManagerException::NotLocal, remote.allocatePort("far"));
+            CHECK(contains(lastError.ReasonText(), outside));
+            CHECK(remote.getPortUsage().size() == 3);  // anyone may list
+        }
+
+        // ConnectionFailed: no server, a host that does not resolve, a bad port file,
+        // and a server that never answers (the request times out, nothing hangs).
+        int closedPort = 0;
+        close(silentServer(&closedPort));
+        CPortManager nobody("127.0.0.1", closedPort);
+        EXPECT_REASON(CPortManagerException::ConnectionFailed, nobody.allocatePort("x"));
+        CHECK(contains(lastError.WasDoing(), "refused"));
+        EXPECT_REASON(CPortManagerException::ConnectionFailed, nobody.getPortUsage());
+        CPortManager nowhere("no-such-host.invalid", listenPort);
+        EXPECT_REASON(CPortManagerException::ConnectionFailed, nowhere.getPortUsage());
+
+        std::string junk = std::string(dir) + "/junk.port";
+        FILE* f = fopen(junk.c_str(), "w");
+        if (f) {
+            fputs("junk\n", f);
+            fclose(f);
+        }
+        setenv("DAQPORTMGR_PORTFILE", junk.c_str(), 1);
+        CPortManager misconfigured;
+        EXPECT_REASON(CPortManagerException::ConnectionFailed, misconfigured.allocatePort("x"));
+        CHECK(contains(lastError.WasDoing(), "junk.port"));
+        setenv("DAQPORTMGR_PORTFILE", portfile.c_str(), 1);
+
+        int silentPort = 0;
+        int silent = silentServer(&silentPort);
+        CPortManager mute("127.0.0.1", silentPort);
+        std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+        EXPECT_REASON(CPortManagerException::ConnectionFailed, mute.allocatePort("x"));
+        double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        CHECK(waited >= 4 && waited < 15);
+        close(silent);
+
+        // The server goes away under a holder: its next calls fail cleanly.
+        kill(daemonPid, SIGTERM);
+        int status = 0;
+        CHECK(waitpid(daemonPid, &status, 0) == daemonPid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        daemonPid = -1;
+        EXPECT_REASON(CPortManagerException::ConnectionFailed, holder.getPortUsage());
+        EXPECT_REASON(CPortManagerException::ConnectionFailed, holder.allocatePort("again"));
+    } catch (CException& e) {
+        fprintf(stderr, "unexpected exception: %s : %s\n", e.ReasonText(), e.WasDoing());
+        failures++;
+    }
+
+    CHECK(CPortManagerException::ReasonCodeToText(CPortManagerException::ConnectionFailed) ==
+          "Connection to port management server failed");
+    CHECK(CPortManagerException::ReasonCodeToText(7) == "ReasonCodeToText: Invalid reason code");
+    CPortManagerException a("h", CPortManagerException::NotLocal, "doing");
+    CPortManagerException b(a);
+    CHECK(a == b && !(a != b));
+    CHECK(a.ReasonCode() == CPortManagerException::NotLocal && std::string(a.WasDoing()) == "doing");
+    CHECK(a != CPortManagerException("h", CPortManagerException::NoPorts, "doing"));
+
+    if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
+    return failures ? 1 : 0;
+}
