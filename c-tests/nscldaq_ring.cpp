@@ -146,6 +146,7 @@ void creation(const std::string& name)
     CHECK(!CRingBuffer::isRing(other));
     EXPECT_THROW(CErrnoException, CRingBuffer::create(other), CHECK(e.ReasonCode() == EEXIST));
     EXPECT_THROW(CErrnoException, CRingBuffer ring(other), CHECK(e.ReasonCode() != 0));
+    EXPECT_THROW(CErrnoException, CRingBuffer::remove(other), CHECK(e.ReasonCode() == ENOENT));
     shm_unlink(("/" + other).c_str());
 
     // Defaults apply to rings created without sizes; the (4096, 2) row of the layout
