@@ -177,6 +177,11 @@ void creation(const std::string& name)
         CHECK(manager.getUsage().s_maxConsumers == 3);
     }
     EXPECT_THROW(CErrnoException, CRingBuffer::format(small, 0), CHECK(e.ReasonCode() == EINVAL));
+    CRingBuffer::unsynchedFormat(small, 2);
+    {
+        CRingBuffer manager(small, CRingBuffer::manager);
+        CHECK(manager.getUsage().s_maxConsumers == 2);
+    }
     CRingBuffer::remove(small);
     CHECK(!CRingBuffer::isRing(small));
 

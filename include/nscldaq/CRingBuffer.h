@@ -169,6 +169,10 @@ public:
         if (rc < 0) daqflow_nscldaq::throw_errno(rc, doing);
     }
 
+    // NSCLDAQ's format without its lock, for callers that held it already. daqflow
+    // callers never hold it, so this is format().
+    static void unsynchedFormat(std::string name, size_t maxConsumer) { format(name, maxConsumer); }
+
     static bool isRing(std::string name) { return ring_exists(name.c_str()) == 1; }
 
     static void setDefaultRingSize(size_t byteCount) { defaultDataSize() = byteCount; }
