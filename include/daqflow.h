@@ -330,8 +330,9 @@ int ring_release(struct ring_client *consumer, size_t len);
  * Where the client stands in ring memory, for code that reads or writes in place the
  * NSCLDAQ way: *at gets the address of the next byte a consumer reads (or a producer
  * writes) and *to_top the bytes from there to the end of the data area, after which
- * the ring continues at its start. A consumer then consumes with ring_skip. Refused
- * (-EBUSY) while a borrow or reservation is open.
+ * the ring continues at its start. A consumer then consumes with ring_skip; a producer
+ * publishes bytes written there with ring_reserve and ring_commit of their length.
+ * Refused (-EBUSY) while a borrow or reservation is open.
  */
 int ring_position(struct ring_client *client, void **at, size_t *to_top);
 

@@ -383,8 +383,9 @@ pub unsafe extern "C" fn ring_release(consumer: *mut ring_client, len: usize) ->
 /// Where the client stands in ring memory, for code that reads or writes in place the
 /// NSCLDAQ way: *at gets the address of the next byte a consumer reads (or a producer
 /// writes) and *to_top the bytes from there to the end of the data area, after which
-/// the ring continues at its start. A consumer then consumes with ring_skip. Refused
-/// (-EBUSY) while a borrow or reservation is open.
+/// the ring continues at its start. A consumer then consumes with ring_skip; a producer
+/// publishes bytes written there with ring_reserve and ring_commit of their length.
+/// Refused (-EBUSY) while a borrow or reservation is open.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_position(client: *mut ring_client, at: *mut *mut c_void, to_top: *mut usize) -> c_int {
     guard(|| {
