@@ -478,7 +478,11 @@ int main()
         fprintf(stderr, "unexpected exception: %s: %s\n", e.ReasonText(), e.WasDoing());
         failures++;
     }
-    if (CRingBuffer::isRing(base)) CRingBuffer::remove(base);
+    // Whatever a failure left behind.
+    const char* suffixes[] = {"", "-small", "-gone"};
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++)
+        if (CRingBuffer::isRing(base + suffixes[i])) CRingBuffer::remove(base + suffixes[i]);
+    shm_unlink(("/" + base + "-other").c_str());
     if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
     return failures ? 1 : 0;
 }
