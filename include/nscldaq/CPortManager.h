@@ -55,8 +55,8 @@ namespace daqflow_nscldaq {
 inline void keep_until_exit(portmgr* connection) noexcept
 {
     static std::mutex lock;
-    static std::vector<portmgr*>* kept = new std::vector<portmgr*>;  // outlives static destructors
     try {
+        static std::vector<portmgr*>* kept = new std::vector<portmgr*>;  // outlives static destructors
         std::lock_guard<std::mutex> hold(lock);
         kept->push_back(connection);
     } catch (...) {
