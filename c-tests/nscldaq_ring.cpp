@@ -435,9 +435,15 @@ void management(const std::string& name)
     manager.forceConsumerRelease(0);
     char byte;
     EXPECT_THROW(CStateException, consumer->get(&byte, 1, 1, 0), CHECK(contains(e.WasDoing(), name)));
+    // The inquiries legacy code polls on say so too, rather than report no data (or no
+    // space) for ever: CRingItem::blockUntilData waits with no timeout.
+    EXPECT_THROW(CStateException, consumer->availableData(), CHECK(contains(e.WasDoing(), name)));
+    WaitForData any(1);
+    EXPECT_THROW(CStateException, consumer->blockWhile(any, 2), CHECK(e.ReasonCode() == -1));
     manager.forceProducerRelease();
     CHECK(manager.getUsage().s_producer == -1);
     EXPECT_THROW(CStateException, producer->put("x", 1), CHECK(e.ReasonCode() == -1));
+    EXPECT_THROW(CStateException, producer->availablePutSpace(), CHECK(contains(e.WasDoing(), name)));
     delete consumer;
     delete producer;
 

@@ -11,7 +11,9 @@
 //   n > data bytes - 1 (the most a ring can ever hold), get() with minBytes above that,
 //   skip(n) past the available data (NSCLDAQ skipped into unread or unwritten bytes),
 //   and a producer's skip(n) beyond the free space.
-// - A client whose slot someone else freed gets CStateException from every transfer.
+// - A client whose slot someone else freed gets CStateException from every transfer
+//   and from availableData() and availablePutSpace(), which legacy code polls without
+//   a timeout (NSCLDAQ went on counting; answering 0 would make such code wait for ever).
 // - create() with 0 consumers is refused (EINVAL); 0 data bytes makes the smallest ring,
 //   as in NSCLDAQ. The tempMasterConnection argument is accepted and unused: daqflow
 //   rings need no ring master to be created or attached.
@@ -315,15 +317,22 @@ public:
 
     // --- Inquiry ---
 
+    // A producer or consumer whose slot someone else freed gets CStateException here too
+    // (NSCLDAQ went on counting): legacy code polls these without a timeout.
     virtual size_t availablePutSpace()
     {
-        if (m_mode == producer) return static_cast<size_t>(ring_available_put_space(m_client));
-        return static_cast<size_t>(usage(0).first.put_space);
+        if (m_mode != producer) return static_cast<size_t>(usage(0).first.put_space);
+        size_t space = static_cast<size_t>(ring_available_put_space(m_client));
+        if (space == 0) requireSlot("CRingBuffer::availablePutSpace");
+        return space;
     }
 
     virtual size_t availableData()
     {
-        return m_mode == consumer ? static_cast<size_t>(ring_available_data(m_client)) : 0;
+        if (m_mode != consumer) return 0;
+        size_t data = static_cast<size_t>(ring_available_data(m_client));
+        if (data == 0) requireSlot("CRingBuffer::availableData");
+        return data;
     }
 
     Usage getUsage()
@@ -448,14 +457,18 @@ private:
         throw CRangeError(0, most, daqflow_nscldaq::clamp_int(requested), std::string(doing) + " " + m_ringName);
     }
 
-    std::pair<void*, size_t> position()
+    std::pair<void*, size_t> position(const char* doing = "CRingBuffer::getPointer")
     {
-        if (m_mode == manager) throw CStateException("manager", "producer or consumer", ("CRingBuffer::getPointer " + m_ringName).c_str());
+        if (m_mode == manager) throw CStateException("manager", "producer or consumer", (doing + (" " + m_ringName)).c_str());
         void* at = 0;
         size_t toTop = 0;
-        check(ring_position(m_client, &at, &toTop), "CRingBuffer::getPointer");
+        check(ring_position(m_client, &at, &toTop), doing);
         return std::make_pair(at, toTop);
     }
+
+    // ring_available_data and ring_available_put_space return 0 both for "none" and for
+    // a failure: after a 0, this throws if the slot is no longer ours.
+    void requireSlot(const char* doing) { position(doing); }
 };
 
 #endif
