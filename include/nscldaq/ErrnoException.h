@@ -1,6 +1,7 @@
 // CErrnoException: a failed system-level operation. ReasonCode() is the errno value
-// current when the exception was constructed and ReasonText() its strerror text, so
-// code written for NSCLDAQ can test `e.ReasonCode() == ENOENT`.
+// current when the exception was constructed (also getErrno(); derived classes may
+// setErrno()) and ReasonText() its strerror text, so code written for NSCLDAQ can test
+// `e.ReasonCode() == ENOENT`.
 #ifndef DAQFLOW_NSCLDAQ_ERRNOEXCEPTION_H
 #define DAQFLOW_NSCLDAQ_ERRNOEXCEPTION_H
 
@@ -43,8 +44,17 @@ public:
     }
     int operator!=(const CErrnoException& rhs) const { return !operator==(rhs); }
 
+    int getErrno() const { return m_nErrno; }
+
     virtual const char* ReasonText() const { return m_reason.c_str(); }
     virtual int ReasonCode() const { return m_nErrno; }
+
+protected:
+    void setErrno(int error)
+    {
+        m_nErrno = error;
+        m_reason = daqflow_nscldaq::errno_text(error);
+    }
 };
 
 #endif

@@ -13,6 +13,12 @@
 
 #include <string>
 
+// The size of NSCLDAQ's action buffer, which legacy code uses for its own buffers. The
+// action text here has no such limit.
+#ifndef kACTIONSIZE
+#define kACTIONSIZE 1024
+#endif
+
 class CException
 {
     std::string m_action;
