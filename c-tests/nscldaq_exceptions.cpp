@@ -9,10 +9,26 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <new>
 #include <sstream>
 #include <string>
+
+// An allocator that changes errno even when it succeeds (as any allocator may): the
+// errno a CErrnoException keeps must be the one from before it copied its action.
+static bool clobberErrno = false;
+
+void* operator new(size_t size)
+{
+    void* p = malloc(size ? size : 1);
+    if (!p) throw std::bad_alloc();
+    if (clobberErrno) errno = EILSEQ;
+    return p;
+}
+void operator delete(void* p) noexcept { free(p); }
+void operator delete(void* p, size_t) noexcept { free(p); }
 
 namespace {
 
@@ -55,6 +71,15 @@ void errnoExceptions()
     CHECK(e.ReasonCode() == ENOENT && e.getErrno() == ENOENT);
     CHECK(std::string(e.ReasonText()) == strerror(ENOENT));
     CHECK(std::string(e.WasDoing()) == "opening the ring" && std::string(e.getAction()) == "opening the ring");
+
+    const std::string longAction(200, 'x');  // too long to be stored without allocating
+    clobberErrno = true;
+    errno = ENOENT;
+    CErrnoException kept(longAction.c_str());
+    errno = ENOENT;
+    CErrnoException keptToo(longAction);
+    clobberErrno = false;
+    CHECK(kept.ReasonCode() == ENOENT && keptToo.ReasonCode() == ENOENT);
 
     errno = 0;
     CPipeBroken broken("writing");

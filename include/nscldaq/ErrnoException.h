@@ -31,11 +31,15 @@ class CErrnoException : public CException
     int m_nErrno;
     std::string m_reason;
 
+    // errno is read before the base class copies the action: allocating may change it.
+    CErrnoException(int error, const char* pszAction)
+        : CException(pszAction), m_nErrno(error), m_reason(daqflow_nscldaq::errno_text(error)) {}
+    CErrnoException(int error, const std::string& rsAction)
+        : CException(rsAction), m_nErrno(error), m_reason(daqflow_nscldaq::errno_text(error)) {}
+
 public:
-    CErrnoException(const char* pszAction)
-        : CException(pszAction), m_nErrno(errno), m_reason(daqflow_nscldaq::errno_text(m_nErrno)) {}
-    CErrnoException(const std::string& rsAction)
-        : CException(rsAction), m_nErrno(errno), m_reason(daqflow_nscldaq::errno_text(m_nErrno)) {}
+    CErrnoException(const char* pszAction) : CErrnoException(errno, pszAction) {}
+    CErrnoException(const std::string& rsAction) : CErrnoException(errno, rsAction) {}
     virtual ~CErrnoException() {}
 
     int operator==(const CErrnoException& rhs) const
