@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds every C and C++ program in c-tests/ against the installed library found through
 # pkg-config (PKG_CONFIG_PATH points at a scratch install), the way a user's Makefile
-# would, with warnings as errors, then runs each one. C++ programs build with
+# would, with warnings as errors, then runs each one (a directory holds one C++ program
+# of several translation units). C++ programs build with
 # daqflow-nscldaq (the NSCLDAQ compatibility headers; it pulls in daqflow). Programs
 # named peer_* are built but not run on their own: other tests start them (from
 # $DAQFLOW_PEER_DIR) as the other side of a pair. Programs that need the port manager
@@ -46,6 +47,23 @@ for src in "$here"/*.cpp; do
     # Legacy readout code is often C++11: the headers must compile there too.
     g++ -std=c++11 -Wall -Wextra -Werror $cxxflags -fsyntax-only "$src"
     g++ -std=c++17 -Wall -Wextra -Werror -O2 $cxxflags -o "$BUILD/$name" "$src" $cxxlibs -lpthread
+    programs="$programs $name"
+done
+# A directory is one C++ program of several translation units: each unit is built on
+# its own, alternately as C++11 without and C++17 with optimisation, then all linked.
+for dir in "$here"/*/; do
+    [ -d "$dir" ] || continue
+    name=$(basename "$dir")
+    objects=
+    i=0
+    for src in "$dir"*.cpp; do
+        obj="$BUILD/$name.$(basename "$src" .cpp).o"
+        if [ $((i % 2)) -eq 0 ]; then std="-std=c++11 -O0"; else std="-std=c++17 -O2"; fi
+        g++ $std -Wall -Wextra -Werror $cxxflags -c -o "$obj" "$src"
+        objects="$objects $obj"
+        i=$((i + 1))
+    done
+    g++ -o "$BUILD/$name" $objects $cxxlibs -lpthread
     programs="$programs $name"
 done
 for name in $programs; do
