@@ -197,7 +197,9 @@ int main()
         {
             CPortManager scoped("localhost", listenPort);
             CHECK(scoped.allocatePort("my server") == 45021);
-            CHECK(scoped.allocatePort("my server") == 45020);
+            // Quoted by the caller, as NSCLDAQ's class asked for names with spaces: the
+            // server registers the same name as without the braces.
+            CHECK(scoped.allocatePort("{my server}") == 45020);
         }
         sleepMs(300);
         std::vector<CPortManager::portInfo> usage = lister.getPortUsage();

@@ -29,8 +29,10 @@
 //   ($DAQPORTMGR_PORTFILE, else /var/tmp/daqportmgr/listen.port), else 30000. NSCLDAQ
 //   read a misspelt directory and always used 30000. If the file does not hold a port
 //   number, connecting throws ConnectionFailed saying so.
-// - Application names are quoted for the server, so names with spaces work; a name that
-//   old code quoted itself ("{my app}") keeps its braces as part of the name.
+// - Application names are quoted for the server, so names with spaces work as they are.
+//   NSCLDAQ's class sent the name unquoted and asked callers to brace a name with spaces
+//   themselves ("{my app}"); such a name is unbraced here, so that it is registered as
+//   "my app", as before. Any other name is taken literally.
 // - IPv6 hosts work.
 #ifndef DAQFLOW_NSCLDAQ_CPORTMANAGER_H
 #define DAQFLOW_NSCLDAQ_CPORTMANAGER_H
@@ -61,6 +63,24 @@ inline void keep_until_exit(portmgr* connection) noexcept
         kept->push_back(connection);
     } catch (...) {
     }
+}
+
+// `name` without its outer braces when it is one brace-quoted Tcl word ("{my app}"),
+// else `name` as it is.
+inline std::string unbraced(const std::string& name)
+{
+    if (name.size() < 2 || name[0] != '{') return name;
+    size_t depth = 0;
+    for (size_t i = 0; i < name.size(); ++i) {
+        if (name[i] == '\\') {
+            ++i;  // an escaped brace does not count
+        } else if (name[i] == '{') {
+            ++depth;
+        } else if (name[i] == '}' && --depth == 0) {
+            return i == name.size() - 1 ? name.substr(1, name.size() - 2) : name;
+        }
+    }
+    return name;
 }
 
 }  // namespace daqflow_nscldaq
@@ -110,7 +130,7 @@ public:
         const bool fresh = m_holder == 0;
         if (fresh) m_holder = connect("Allocating a port for " + application);
         int port = 0;
-        int rc = portmgr_allocate(m_holder, application.c_str(), &port);
+        int rc = portmgr_allocate(m_holder, daqflow_nscldaq::unbraced(application).c_str(), &port);
         if (rc == 0) return port;
 
         std::string why = daqflow_last_error();
