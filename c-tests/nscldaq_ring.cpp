@@ -146,7 +146,13 @@ void creation(const std::string& name)
     close(fd);
     CHECK(!CRingBuffer::isRing(other));
     EXPECT_THROW(CErrnoException, CRingBuffer::create(other), CHECK(e.ReasonCode() == EEXIST));
-    EXPECT_THROW(CErrnoException, CRingBuffer ring(other), CHECK(e.ReasonCode() != 0));
+    // Attaching to it is ENOENT, "not a ring", in every mode (spec section 8).
+    EXPECT_THROW(CErrnoException, CRingBuffer ring(other), CHECK(e.ReasonCode() == ENOENT));
+    EXPECT_THROW(CErrnoException, CRingBuffer ring(other, CRingBuffer::producer), {
+        CHECK(e.ReasonCode() == ENOENT);
+        CHECK(contains(e.WasDoing(), "not a ring"));
+    });
+    EXPECT_THROW(CErrnoException, CRingBuffer ring(other, CRingBuffer::manager), CHECK(e.ReasonCode() == ENOENT));
     EXPECT_THROW(CErrnoException, CRingBuffer::remove(other), CHECK(e.ReasonCode() == ENOENT));
     shm_unlink(("/" + other).c_str());
 

@@ -190,8 +190,8 @@ public:
 
     // Attaches to ring `name` as its producer or as a consumer (which sees data put from
     // now on), or as a manager, which holds no slot and may force others' release.
-    // CErrnoException: ENOENT not a ring, EACCES it has a producer, ENOMEM no free
-    // consumer slot, EINVAL an unknown mode.
+    // CErrnoException: ENOENT not a ring (also a shared-memory object that is something
+    // else), EACCES it has a producer, ENOMEM no free consumer slot, EINVAL an unknown mode.
     CRingBuffer(std::string name, ClientMode mode = consumer)
         : m_ringName(name), m_mode(mode), m_client(0), m_pollInterval(3)
     {
@@ -215,6 +215,8 @@ public:
             errno = EINVAL;
             throw CErrnoException(doing + ": invalid connection mode");
         }
+        // The C ABI says EBADMSG for an object that is not a ring; NSCLDAQ said ENOENT.
+        if (rc == -EBADMSG) rc = -ENOENT;
         if (rc < 0) daqflow_nscldaq::throw_errno(rc, doing);
     }
 
