@@ -1,0 +1,94 @@
+# The Tcl packages `ring` and `portAllocator`: stubs-enabled shared objects
+# libdaqflowring.so and libdaqflowportallocator.so (Tcl 8.6 loads one init prefix per
+# file), linked to libdaqflow.so.1, with a pkgIndex.tcl naming each init.
+#
+#   make tcl           build/tcl/ (in-tree copy, finds target/release/libdaqflow.so.1)
+#   make install-tcl   $(TCLPKGDIR), which Debian's tclsh searches with no TCLLIBPATH;
+#                      that copy finds libdaqflow.so.1 in $(LIBDIR) through its RUNPATH
+#   make check-tcl     tcl/tests/all.tcl against the in-tree build, then a staged install
+
+TCLCONFIG ?= /usr/lib/tcl8.6/tclConfig.sh
+TCLSH     ?= tclsh
+TCLPKGDIR ?= $(PREFIX)/lib/tcltk/daqflow
+
+TCL_INCLUDE_SPEC  := $(shell . $(TCLCONFIG) && echo "$$TCL_INCLUDE_SPEC")
+TCL_STUB_LIB_SPEC := $(shell . $(TCLCONFIG) && echo "$$TCL_STUB_LIB_SPEC")
+
+TCLBUILD   := $(BUILD)/tcl
+TCL_SRCS   := tcl/ring.c tcl/portallocator.c tcl/dferror.c
+TCL_LIBS   := libdaqflowring.so libdaqflowportallocator.so
+TCL_HDRS   := tcl/dferror.h include/daqflow.h
+TCL_CFLAGS := -O2 -g -fPIC -fvisibility=hidden -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror \
+              -DUSE_TCL_STUBS $(TCL_INCLUDE_SPEC) -Iinclude -Itcl
+# The library is linked by its SONAME; only the RUNPATH differs between the copies.
+TCL_LINK   = $(CC) -shared -o $@ $(filter %.o,$^) -L$(REL) -ldaqflow \
+             $(TCL_STUB_LIB_SPEC) -Wl,-z,defs -Wl,-rpath,$(1)
+TCL_TESTPROGS := $(TCLBUILD)/tests/ring_producer $(TCLBUILD)/tests/ring_consumer
+
+.PHONY: tcl install-tcl uninstall-tcl check-tcl check-tcl-install
+
+all: tcl
+install: install-tcl
+uninstall: uninstall-tcl
+check: check-tcl
+
+tcl: $(TCL_LIBS:%=$(TCLBUILD)/%) $(TCLBUILD)/pkgIndex.tcl
+
+$(TCLBUILD)/obj/%.o: %.c $(TCL_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(TCL_CFLAGS) -c -o $@ $<
+
+$(TCLBUILD)/obj/%.o: mk/tcl.mk
+
+# Relinked whenever cargo ran, which is cheap and keeps them in step with the library.
+RING_OBJS := $(TCLBUILD)/obj/tcl/ring.o $(TCLBUILD)/obj/tcl/dferror.o
+PA_OBJS   := $(TCLBUILD)/obj/tcl/portallocator.o $(TCLBUILD)/obj/tcl/dferror.o
+$(TCLBUILD)/libdaqflowring.so $(TCLBUILD)/install/libdaqflowring.so: $(RING_OBJS) rust
+$(TCLBUILD)/libdaqflowportallocator.so $(TCLBUILD)/install/libdaqflowportallocator.so: $(PA_OBJS) rust
+$(TCLBUILD)/lib%.so:
+	$(call TCL_LINK,$(abspath $(REL)))
+
+$(TCLBUILD)/pkgIndex.tcl: tcl/pkgIndex.tcl
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+# The installed copies differ only in their RUNPATH ($(LIBDIR)); always relinked, since
+# LIBDIR can change from one make to the next.
+$(TCLBUILD)/install/lib%.so:
+	@mkdir -p $(dir $@)
+	$(call TCL_LINK,$(LIBDIR))
+
+install-tcl: tcl $(TCL_LIBS:%=$(TCLBUILD)/install/%)
+	install -d $(DESTDIR)$(TCLPKGDIR) $(DESTDIR)$(PREFIX)/share/doc/daqflow
+	for l in $(TCL_LIBS); do install -m 0755 $(TCLBUILD)/install/$$l $(DESTDIR)$(TCLPKGDIR)/$$l; done
+	install -m 0644 tcl/pkgIndex.tcl $(DESTDIR)$(TCLPKGDIR)/pkgIndex.tcl
+	install -m 0644 docs/tcl.md $(DESTDIR)$(PREFIX)/share/doc/daqflow/tcl.md
+
+uninstall-tcl:
+	rm -f $(TCL_LIBS:%=$(DESTDIR)$(TCLPKGDIR)/%) $(DESTDIR)$(TCLPKGDIR)/pkgIndex.tcl \
+	      $(DESTDIR)$(PREFIX)/share/doc/daqflow/tcl.md
+	-rmdir $(DESTDIR)$(TCLPKGDIR) 2>/dev/null
+
+# C programs the tests run as a ring's producer and consumer.
+$(TCLBUILD)/tests/%: tcl/tests/%.c include/daqflow.h rust
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Iinclude -o $@ $< \
+	    -L$(REL) -ldaqflow -Wl,-rpath,$(abspath $(REL))
+
+check-tcl: tcl $(TCL_TESTPROGS)
+	DAQFLOW_TCL_DIR=$(abspath $(TCLBUILD)) DAQFLOW_LIB_DIR=$(abspath $(REL)) \
+	DAQFLOW_TEST_BIN=$(abspath $(TCLBUILD)/tests) DAQPORTMGR=$(abspath $(REL)/daqportmgr) \
+	    $(TCLSH) tcl/tests/all.tcl
+	$(MAKE) --no-print-directory check-tcl-install
+
+# The installed copy: staged, it must load the staged libdaqflow.so.1 through its RUNPATH.
+TCLSTAGE := $(abspath $(BUILD)/tcl-stage)
+check-tcl-install:
+	rm -rf $(TCLSTAGE)
+	$(MAKE) --no-print-directory install-core install-tcl PREFIX=$(TCLSTAGE)
+	echo 'package require ring 1.1; package require portAllocator 1.0; ringbuffer list; \
+	      set f [open /proc/self/maps]; set m [read $$f]; close $$f; \
+	      if {![string match "*$(TCLSTAGE)/lib/libdaqflow.so*" $$m]} {puts "staged libdaqflow not loaded"; exit 1}; \
+	      puts "staged install: ring [package present ring], portAllocator [package present portAllocator]"' \
+	    | TCLLIBPATH=$(TCLSTAGE)/lib/tcltk $(TCLSH)
+	rm -rf $(TCLSTAGE)
