@@ -276,11 +276,11 @@ static int ExistsCmd(void *cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv
     return TCL_OK;
 }
 
-static int64_t MonotonicMs(void)
+static int64_t MonotonicUs(void)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
 }
 
 /* ringbuffer wait name ?timeout-ms?: 1 once the ring exists, 0 if timeout-ms (default -1,
@@ -302,7 +302,7 @@ static int WaitCmd(void *cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[]
         return TCL_ERROR;
     }
     name = Tcl_GetString(objv[1]);
-    deadline = MonotonicMs() + timeout;
+    deadline = MonotonicUs() + timeout * 1000;
     for (;;) {
         int rc = ring_exists(name);
         if (rc < 0) {
@@ -313,11 +313,13 @@ static int WaitCmd(void *cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[]
             return TCL_OK;
         }
         if (timeout >= 0) {
-            int64_t left = deadline - MonotonicMs();
+            int64_t left = deadline - MonotonicUs();
             if (left <= 0) {
                 Tcl_SetObjResult(interp, Tcl_NewBooleanObj(0));
                 return TCL_OK;
             }
+            /* Rounded up: never report a timeout before it has passed. */
+            left = (left + 999) / 1000;
             Tcl_Sleep(left < step ? (int)left : step);
         } else {
             Tcl_Sleep(step);
