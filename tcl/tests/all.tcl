@@ -6,7 +6,7 @@ configure -testdir $::dftest::here -tmpdir [file join $::dftest::top build tcl t
 file mkdir [configure -tmpdir]
 
 # The pool must be bindable: the seed's example 1 listens on the port it gets.
-lassign [freePortRange 20] lo hi
+lassign [freePortRange 200] lo hi
 set daemon [startDaemon -ports $lo-$hi]
 set env(DAQPORTMGR_PORTFILE) [dict get $daemon portfile]
 set env(DAQFLOW_TEST_PM_PORT) [dict get $daemon port]
