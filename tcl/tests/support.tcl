@@ -12,6 +12,8 @@ namespace eval ::dftest {
     variable bindir [expr {[info exists ::env(DAQFLOW_TEST_BIN)] ? $::env(DAQFLOW_TEST_BIN) : "$top/build/tcl/tests"}]
     variable daemon [expr {[info exists ::env(DAQPORTMGR)] ? $::env(DAQPORTMGR) : "$top/target/release/daqportmgr"}]
     variable tclsh [info nameofexecutable]
+    # Daemons started by this process and not yet stopped: pid -> startDaemon's dict.
+    variable running {}
 }
 
 # The legacy way scripts find the packages.
@@ -23,6 +25,9 @@ proc ringName {tag} {
 }
 
 proc cleanupRings {} {
+    if {[namespace which ::ringbuffer] eq ""} {
+        return
+    }
     foreach r [ringbuffer list] {
         if {[string match "tcltest-[pid]-*" $r]} {
             catch {ringbuffer remove $r}
@@ -79,13 +84,25 @@ proc startDaemon {args} {
     set f [open $portfile]
     set port [string trim [read $f]]
     close $f
-    return [dict create chan $chan pid [pid $chan] port $port dir $dir portfile $portfile]
+    set d [dict create chan $chan pid [pid $chan] port $port dir $dir portfile $portfile]
+    dict set ::dftest::running [pid $chan] $d
+    return $d
 }
 
 proc stopDaemon {d} {
     catch {exec kill [dict get $d pid]}
     catch {close [dict get $d chan]}
     file delete -force [dict get $d dir]
+    dict unset ::dftest::running [dict get $d pid]
+}
+
+# Ends a test file: no daemon or ring of ours outlives it, even after a failed cleanup.
+proc finishTests {} {
+    dict for {pid d} $::dftest::running {
+        stopDaemon $d
+    }
+    cleanupRings
+    cleanupTests
 }
 
 # The daemon all.tcl started for every file (its port file is in the environment, so
