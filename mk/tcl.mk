@@ -67,7 +67,8 @@ install-tcl: tcl $(TCL_LIBS:%=$(TCLBUILD)/install/%)
 uninstall-tcl:
 	rm -f $(TCL_LIBS:%=$(DESTDIR)$(TCLPKGDIR)/%) $(DESTDIR)$(TCLPKGDIR)/pkgIndex.tcl \
 	      $(DESTDIR)$(PREFIX)/share/doc/daqflow/tcl.md
-	-rmdir $(DESTDIR)$(TCLPKGDIR) 2>/dev/null
+	-rmdir $(DESTDIR)$(TCLPKGDIR) $(DESTDIR)$(dir $(TCLPKGDIR)) 2>/dev/null
+	-rmdir $(DESTDIR)$(PREFIX)/share/doc/daqflow 2>/dev/null
 
 # C programs the tests run as a ring's producer and consumer.
 $(TCLBUILD)/tests/%: tcl/tests/%.c include/daqflow.h rust

@@ -16,8 +16,14 @@ namespace eval ::dftest {
     variable running {}
 }
 
-# The legacy way scripts find the packages.
-lappend auto_path $::dftest::pkgdir
+# First on auto_path: for equal versions, package unknown lets earlier entries win, and
+# an installed copy (/usr/local/lib/tcltk/daqflow) must not shadow the build under test.
+set auto_path [linsert $auto_path 0 $::dftest::pkgdir]
+
+# Puts the build under test first on a child interpreter's auto_path (see above).
+proc usePkgdir {interp} {
+    $interp eval [list set ::auto_path [linsert [$interp eval {set ::auto_path}] 0 $::dftest::pkgdir]]
+}
 
 # A ring name no other test run uses: removed by cleanupRings.
 proc ringName {tag} {
@@ -115,7 +121,7 @@ proc testPort {} {
 # a channel open for reading and writing its standard input and output. The script is
 # written to file name (in the temporary directory) so [info script] has a name.
 proc childTclsh {name script} {
-    set path [makeFile "lappend auto_path [list $::dftest::pkgdir]\n$script" $name]
+    set path [makeFile "set auto_path \[linsert \$auto_path 0 [list $::dftest::pkgdir]\]\n$script" $name]
     set chan [open |[list $::dftest::tclsh $path 2>@1] r+]
     fconfigure $chan -buffering line
     return $chan
