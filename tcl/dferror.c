@@ -21,7 +21,7 @@ int DfPosixError(Tcl_Interp *interp, int rc, const char *what)
     if (detail == NULL || detail[0] == '\0') {
         detail = Tcl_ErrnoMsg(errnum);
     }
-    Tcl_SetObjResult(interp, Tcl_ObjPrintf("%s: %s", what, detail));
+    Tcl_SetObjResult(interp, what != NULL ? Tcl_ObjPrintf("%s: %s", what, detail) : Tcl_NewStringObj(detail, -1));
     SetPosixCode(interp, errnum);
     return TCL_ERROR;
 }

@@ -8,7 +8,8 @@
 #include <tcl.h>
 
 /*
- * Sets the result to "<what>: <daqflow_last_error()>" and the errorCode to
+ * Sets the result to "<what>: <daqflow_last_error()>" (what NULL: the library's message
+ * alone, when it already says what failed) and the errorCode to
  * {POSIX <ERRNO-ID> <errno message>}, the form Tcl's own file and socket commands use,
  * so scripts can `try ... trap {POSIX ENOENT}`. rc is the negated errno a daqflow call
  * returned. Returns TCL_ERROR.

@@ -48,7 +48,6 @@ typedef struct {
 } ClassData;
 
 typedef struct {
-    Tcl_Interp *interp;
     Tcl_Command token;
     char *hostname;
     int port;        /* 0: whatever the port file says when connecting */
@@ -122,7 +121,7 @@ static int Connect(Tcl_Interp *interp, const Allocator *a, portmgr **pm)
 {
     int rc = portmgr_open(a->hostname, a->port, pm);
     if (rc < 0) {
-        return DfPosixError(interp, rc, "cannot connect to the port manager");
+        return DfPosixError(interp, rc, NULL);
     }
     return TCL_OK;
 }
@@ -261,7 +260,7 @@ static int ListAllocations(Tcl_Interp *interp, const Allocator *a, portmgr_alloc
     }
     rc = portmgr_list(pm, list, count);
     if (rc < 0) {
-        DfPosixError(interp, rc, "cannot list the port manager's ports");
+        DfPosixError(interp, rc, NULL);
     }
     portmgr_close(pm);
     return rc < 0 ? TCL_ERROR : TCL_OK;
@@ -507,7 +506,6 @@ static int Create(Tcl_Interp *interp, ClassData *cls, Tcl_Obj *nameObj, int objc
     }
     a = (Allocator *)ckalloc(sizeof *a);
     memset(a, 0, sizeof *a);
-    a->interp = interp;
     SetHostname(a, DEFAULT_HOST);
     if (Configure(interp, a, objc, objv) != TCL_OK) {
         ObjectDeleted(a);

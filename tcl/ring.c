@@ -324,9 +324,7 @@ static int WaitCmd(void *cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[]
         } else {
             Tcl_Sleep(step);
         }
-        if (step < 50) {
-            step *= 2;
-        }
+        step = step * 2 > 50 ? 50 : step * 2;
         /* An interpreter limit (interp limit ... -time) must be able to end the wait. */
         if (Tcl_LimitCheck(interp) != TCL_OK) {
             return TCL_ERROR;
