@@ -21,8 +21,8 @@ TCL_HDRS   := tcl/dferror.h include/daqflow.h
 TCL_CFLAGS := -O2 -g -fPIC -fvisibility=hidden -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror \
               -DUSE_TCL_STUBS $(TCL_INCLUDE_SPEC) -Iinclude -Itcl
 # The library is linked by its SONAME; only the RUNPATH differs between the copies.
-TCL_LINK   = $(CC) -shared -o $@ $(filter %.o,$^) -L$(REL) -ldaqflow \
-             $(TCL_STUB_LIB_SPEC) -Wl,-z,defs -Wl,-rpath,$(1)
+TCL_LINK_LIBS := -L$(REL) -ldaqflow $(TCL_STUB_LIB_SPEC) -Wl,-z,defs
+TCL_LINK   = $(CC) -shared -o $@ $(filter %.o,$^) $(TCL_LINK_LIBS) -Wl,-rpath,$(1)
 TCL_TESTPROGS := $(TCLBUILD)/tests/ring_producer $(TCLBUILD)/tests/ring_consumer
 
 .PHONY: tcl install-tcl uninstall-tcl check-tcl check-tcl-install
@@ -43,24 +43,23 @@ $(TCLBUILD)/obj/%.o: mk/tcl.mk
 # Relinked whenever cargo ran, which is cheap and keeps them in step with the library.
 RING_OBJS := $(TCLBUILD)/obj/tcl/ring.o $(TCLBUILD)/obj/tcl/dferror.o
 PA_OBJS   := $(TCLBUILD)/obj/tcl/portallocator.o $(TCLBUILD)/obj/tcl/dferror.o
-$(TCLBUILD)/libdaqflowring.so $(TCLBUILD)/install/libdaqflowring.so: $(RING_OBJS) rust
-$(TCLBUILD)/libdaqflowportallocator.so $(TCLBUILD)/install/libdaqflowportallocator.so: $(PA_OBJS) rust
-$(TCLBUILD)/lib%.so:
+$(TCLBUILD)/libdaqflowring.so: $(RING_OBJS) rust
+	$(call TCL_LINK,$(abspath $(REL)))
+$(TCLBUILD)/libdaqflowportallocator.so: $(PA_OBJS) rust
 	$(call TCL_LINK,$(abspath $(REL)))
 
 $(TCLBUILD)/pkgIndex.tcl: tcl/pkgIndex.tcl
 	@mkdir -p $(dir $@)
 	cp $< $@
 
-# The installed copies differ only in their RUNPATH ($(LIBDIR)); always relinked, since
-# LIBDIR can change from one make to the next.
-$(TCLBUILD)/install/lib%.so:
-	@mkdir -p $(dir $@)
-	$(call TCL_LINK,$(LIBDIR))
-
-install-tcl: tcl $(TCL_LIBS:%=$(TCLBUILD)/install/%)
+# The installed copies differ only in their RUNPATH ($(LIBDIR)), so they are linked
+# straight into place: no intermediate file that two installs with different LIBDIRs
+# (make -j check runs two) could share.
+install-tcl: tcl
 	install -d $(DESTDIR)$(TCLPKGDIR) $(DESTDIR)$(PREFIX)/share/doc/daqflow
-	for l in $(TCL_LIBS); do install -m 0755 $(TCLBUILD)/install/$$l $(DESTDIR)$(TCLPKGDIR)/$$l; done
+	$(CC) -shared -o $(DESTDIR)$(TCLPKGDIR)/libdaqflowring.so $(RING_OBJS) $(TCL_LINK_LIBS) -Wl,-rpath,$(LIBDIR)
+	$(CC) -shared -o $(DESTDIR)$(TCLPKGDIR)/libdaqflowportallocator.so $(PA_OBJS) $(TCL_LINK_LIBS) -Wl,-rpath,$(LIBDIR)
+	chmod 0755 $(TCL_LIBS:%=$(DESTDIR)$(TCLPKGDIR)/%)
 	install -m 0644 tcl/pkgIndex.tcl $(DESTDIR)$(TCLPKGDIR)/pkgIndex.tcl
 	install -m 0644 docs/tcl.md $(DESTDIR)$(PREFIX)/share/doc/daqflow/tcl.md
 
