@@ -53,6 +53,7 @@ typedef struct {
     int port;        /* 0: whatever the port file says when connecting */
     portmgr *holder; /* the connection allocatePort uses; NULL until the first one */
     int held;        /* ports allocated through holder */
+    int deleted;     /* the command is gone; the struct lives on while a method runs */
 } Allocator;
 
 static void SetHostname(Allocator *a, const char *host)
@@ -402,11 +403,21 @@ static int AllocatePortMethod(Tcl_Interp *interp, Allocator *a, int objc, Tcl_Ob
         Tcl_WrongNumArgs(interp, 2, objv, "?application?");
         return TCL_ERROR;
     }
-    if (a->holder == NULL && Connect(interp, a, &a->holder) != TCL_OK) {
-        return TCL_ERROR;
-    }
+    /* Looking up the script's name runs scripts (a trace on argv0, a redefined info)
+     * that may destroy this object: find it before touching the connection. */
     application = objc == 3 ? objv[2] : DefaultApplication(interp);
     Tcl_IncrRefCount(application);
+    if (a->deleted) {
+        Tcl_DecrRefCount(application);
+        Tcl_SetObjResult(interp, Tcl_ObjPrintf("portAllocator \"%s\" was destroyed while allocating a port",
+                                               Tcl_GetString(objv[0])));
+        Tcl_SetErrorCode(interp, "PORTALLOCATOR", "DESTROYED", Tcl_GetString(objv[0]), (char *)NULL);
+        return TCL_ERROR;
+    }
+    if (a->holder == NULL && Connect(interp, a, &a->holder) != TCL_OK) {
+        Tcl_DecrRefCount(application);
+        return TCL_ERROR;
+    }
     rc = portmgr_allocate(a->holder, Tcl_GetString(application), &port);
     Tcl_DecrRefCount(application);
     if (rc >= 0) {
@@ -428,12 +439,24 @@ static int AllocatePortMethod(Tcl_Interp *interp, Allocator *a, int objc, Tcl_Ob
 
 /* ---- the object command ----------------------------------------------------------- */
 
+static int ObjectMethod(Allocator *a, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[]);
+
+/* A method may run scripts that delete this command; the struct must outlive the call. */
 static int ObjectCmd(void *cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
+{
+    Allocator *a = (Allocator *)cd;
+    int result;
+    Tcl_Preserve(a);
+    result = ObjectMethod(a, interp, objc, objv);
+    Tcl_Release(a);
+    return result;
+}
+
+static int ObjectMethod(Allocator *a, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
 {
     static const char *const methods[] = {"allocatePort", "cget", "configure", "destroy",
                                           "findServer", "findServerAllUsers", "listPorts", NULL};
     enum { M_ALLOCATE, M_CGET, M_CONFIGURE, M_DESTROY, M_FIND, M_FINDALL, M_LIST };
-    Allocator *a = (Allocator *)cd;
     int method;
     if (objc < 2) {
         Tcl_WrongNumArgs(interp, 1, objv, "method ?arg ...?");
@@ -466,13 +489,21 @@ static int ObjectCmd(void *cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv
     }
 }
 
-/* Runs however the command goes: destroy, rename to "", or the interpreter's deletion. */
+static void FreeAllocator(char *cd)
+{
+    Allocator *a = (Allocator *)cd;
+    ckfree(a->hostname);
+    ckfree(a);
+}
+
+/* Runs however the command goes: destroy, rename to "", or the interpreter's deletion.
+ * A method still running sees `deleted` and the struct until it returns. */
 static void ObjectDeleted(void *cd)
 {
     Allocator *a = (Allocator *)cd;
+    a->deleted = 1;
     ReleaseHolder(a);
-    ckfree(a->hostname);
-    ckfree(a);
+    Tcl_EventuallyFree(a, FreeAllocator);
 }
 
 /* name with %AUTO% replaced and qualified by the caller's namespace, as snit does. */
