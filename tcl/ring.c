@@ -283,6 +283,31 @@ static int64_t MonotonicUs(void)
     return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
 }
 
+/* TCL_ERROR (with the interpreter's message) once the script running wait is cancelled
+ * (interp cancel, thread::cancel) or its time limit has passed. A cancel from another
+ * thread, like a signal caught by a Tcl extension, arrives as an async handler that Tcl
+ * runs only between commands: run them here. Tcl looks at the clock
+ * for a time limit only on every granularity-th check and counts those checks per
+ * command, so a check from one long command must ask for a full one. */
+static int Interrupted(Tcl_Interp *interp)
+{
+    int granularity, rc;
+    if (Tcl_AsyncReady() && Tcl_AsyncInvoke(interp, TCL_OK) != TCL_OK) {
+        return TCL_ERROR;
+    }
+    if (Tcl_Canceled(interp, TCL_LEAVE_ERR_MSG) != TCL_OK) {
+        return TCL_ERROR;
+    }
+    if (!Tcl_LimitTypeEnabled(interp, TCL_LIMIT_TIME)) {
+        return TCL_OK;
+    }
+    granularity = Tcl_LimitGetGranularity(interp, TCL_LIMIT_TIME);
+    Tcl_LimitSetGranularity(interp, TCL_LIMIT_TIME, 1);
+    rc = Tcl_LimitCheck(interp);
+    Tcl_LimitSetGranularity(interp, TCL_LIMIT_TIME, granularity);
+    return rc;
+}
+
 /* ringbuffer wait name ?timeout-ms?: 1 once the ring exists, 0 if timeout-ms (default -1,
  * forever; 0 looks once) passes first. Polls: a ring appears as a file in /dev/shm and
  * there is nothing to block on portably; the interval grows from 1 ms to 50 ms so a ring
@@ -325,8 +350,7 @@ static int WaitCmd(void *cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[]
             Tcl_Sleep(step);
         }
         step = step * 2 > 50 ? 50 : step * 2;
-        /* An interpreter limit (interp limit ... -time) must be able to end the wait. */
-        if (Tcl_LimitCheck(interp) != TCL_OK) {
+        if (Interrupted(interp) != TCL_OK) {
             return TCL_ERROR;
         }
     }
