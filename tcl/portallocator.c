@@ -22,7 +22,11 @@
 #define DEFAULT_HOST "localhost"
 #define DEFAULT_PORT 30000
 #define DEFAULT_PORT_FILE "/var/tmp/daqportmgr/listen.port"
-/* What libdaqflow's client prefixes to the reason of a FAIL reply. */
+/* How libdaqflow's client words a FAIL reply to GIMME:
+ * "allocating a port for <application> from the port manager at <server>: the server
+ * refused: <reason>". The C ABI has no call for the reason, so it is taken from there. */
+#define ALLOCATING_MARK "allocating a port for "
+#define SERVER_MARK " from the port manager at "
 #define REFUSED_MARK ": the server refused: "
 
 /* Connections that outlived their objects because they hold ports (see above). They are
@@ -377,18 +381,36 @@ static Tcl_Obj *DefaultApplication(Tcl_Interp *interp)
     return name;
 }
 
+/* The reason of the FAIL reply the last portmgr_allocate of `application` got, or NULL
+ * when it failed otherwise. Only the errnos the library gives a FAIL count, and the
+ * reason is looked for after the application name, which may contain anything. The
+ * server part is a host name that resolved, so it cannot contain the mark. */
+static const char *RefusalReason(int rc, const char *application)
+{
+    const char *message = daqflow_last_error(), *mark;
+    size_t n = strlen(ALLOCATING_MARK), app = strlen(application);
+    if (rc != -EADDRNOTAVAIL && rc != -EPERM && rc != -EACCES && rc != -EINVAL && rc != -EIO) {
+        return NULL;
+    }
+    if (strncmp(message, ALLOCATING_MARK, n) != 0 || strncmp(message + n, application, app) != 0 ||
+        strncmp(message + n + app, SERVER_MARK, strlen(SERVER_MARK)) != 0) {
+        return NULL;
+    }
+    mark = strstr(message + n + app + strlen(SERVER_MARK), REFUSED_MARK);
+    return mark != NULL ? mark + strlen(REFUSED_MARK) : NULL;
+}
+
 /* A FAIL reply becomes an error whose message is the server's reply line, e.g.
  * `FAIL {no free ports}`, with errorCode {PORTALLOCATOR FAIL <ERRNO-ID> <reason>}. */
-static int AllocationError(Tcl_Interp *interp, int rc)
+static int AllocationError(Tcl_Interp *interp, int rc, const char *application)
 {
-    const char *message = daqflow_last_error();
-    const char *mark = strstr(message, REFUSED_MARK);
+    const char *reason = RefusalReason(rc, application);
     Tcl_Obj *line[2];
-    if (mark == NULL) {
+    if (reason == NULL) {
         return DfPosixError(interp, rc, "cannot allocate a port");
     }
     line[0] = Tcl_NewStringObj("FAIL", -1);
-    line[1] = Tcl_NewStringObj(mark + strlen(REFUSED_MARK), -1);
+    line[1] = Tcl_NewStringObj(reason, -1);
     errno = -rc;
     Tcl_SetErrorCode(interp, "PORTALLOCATOR", "FAIL", Tcl_ErrnoId(), Tcl_GetString(line[1]), (char *)NULL);
     Tcl_SetObjResult(interp, Tcl_NewListObj(2, line));
@@ -419,13 +441,14 @@ static int AllocatePortMethod(Tcl_Interp *interp, Allocator *a, int objc, Tcl_Ob
         return TCL_ERROR;
     }
     rc = portmgr_allocate(a->holder, Tcl_GetString(application), &port);
-    Tcl_DecrRefCount(application);
     if (rc >= 0) {
+        Tcl_DecrRefCount(application);
         a->held++;
         Tcl_SetObjResult(interp, Tcl_NewIntObj(port));
         return TCL_OK;
     }
-    result = AllocationError(interp, rc);
+    result = AllocationError(interp, rc, Tcl_GetString(application));
+    Tcl_DecrRefCount(application);
     /* After these the connection is still open with its ports (the server said so, or
      * nothing was sent). Any other failure shut it down, or the server closed it (a
      * non-local peer), and its ports went with it: drop it, the next call reconnects. */
