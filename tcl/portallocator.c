@@ -552,6 +552,13 @@ static int Create(Tcl_Interp *interp, ClassData *cls, Tcl_Obj *nameObj, int objc
     Tcl_Obj *name = ObjectName(interp, cls, Tcl_GetString(nameObj));
     Allocator *a;
     Tcl_IncrRefCount(name);
+    /* An %AUTO% name is ours to choose: take the next number until one is free. */
+    while (strstr(Tcl_GetString(nameObj), "%AUTO%") != NULL &&
+           Tcl_FindCommand(interp, Tcl_GetString(name), NULL, TCL_GLOBAL_ONLY) != NULL) {
+        Tcl_DecrRefCount(name);
+        name = ObjectName(interp, cls, Tcl_GetString(nameObj));
+        Tcl_IncrRefCount(name);
+    }
     if (Tcl_FindCommand(interp, Tcl_GetString(name), NULL, TCL_GLOBAL_ONLY) != NULL) {
         Tcl_SetObjResult(interp, Tcl_ObjPrintf("command \"%s\" already exists", Tcl_GetString(name)));
         Tcl_SetErrorCode(interp, "PORTALLOCATOR", "EXISTS", Tcl_GetString(name), (char *)NULL);
