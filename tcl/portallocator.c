@@ -85,15 +85,41 @@ static void ReleaseHolder(Allocator *a)
     a->held = 0;
 }
 
+/* The number in a port file's text as the library reads it: decimal, surrounding
+ * white space and a leading '+' allowed, 1-65535; else 0. */
+static int ParsePortFile(const char *text)
+{
+    long value = 0;
+    int digits = 0;
+    while (*text == ' ' || (*text >= '\t' && *text <= '\r')) {
+        text++;
+    }
+    if (*text == '+') {
+        text++;
+    }
+    for (; *text >= '0' && *text <= '9'; text++, digits++) {
+        value = value * 10 + (*text - '0');
+        if (value > 65535) {
+            return 0;
+        }
+    }
+    while (*text == ' ' || (*text >= '\t' && *text <= '\r')) {
+        text++;
+    }
+    return digits > 0 && *text == '\0' ? (int)value : 0;
+}
+
 /* The port a connection with port 0 goes to, by the rule portmgr_open documents: the
- * number in $DAQPORTMGR_PORTFILE or /var/tmp/daqportmgr/listen.port, else 30000. Only
- * for showing with cget; connections pass 0 and let the library read the file. */
+ * number in $DAQPORTMGR_PORTFILE or /var/tmp/daqportmgr/listen.port, 30000 when there is
+ * no such file, an error when it cannot be read or holds no port. Only for showing with
+ * cget; connections pass 0 and let the library read the file. (Mirrors the library's
+ * rule until its C ABI offers it.) */
 static int EffectivePort(Tcl_Interp *interp, const Allocator *a, int *port)
 {
     const char *path;
     Tcl_Channel chan;
     Tcl_Obj *text;
-    int value;
+    int value, err = 0;
 
     if (a->port > 0) {
         *port = a->port;
@@ -105,19 +131,28 @@ static int EffectivePort(Tcl_Interp *interp, const Allocator *a, int *port)
     }
     chan = Tcl_OpenFileChannel(NULL, path, "r", 0);
     if (chan == NULL) {
-        *port = DEFAULT_PORT;
-        return TCL_OK;
+        err = Tcl_GetErrno();
+        if (err == ENOENT) {
+            *port = DEFAULT_PORT;
+            return TCL_OK;
+        }
+        return DfArgError(interp, err, Tcl_ObjPrintf("cannot read port file %s: %s", path, Tcl_ErrnoMsg(err)));
     }
     text = Tcl_NewObj();
     Tcl_IncrRefCount(text);
-    Tcl_ReadChars(chan, text, 64, 0);
-    Tcl_Close(NULL, chan);
-    if (Tcl_GetIntFromObj(NULL, text, &value) != TCL_OK || value < 1 || value > 65535) {
-        Tcl_Obj *msg = Tcl_ObjPrintf("port file %s does not hold a port number", path);
-        Tcl_DecrRefCount(text);
-        return DfArgError(interp, EINVAL, msg);
+    if (Tcl_ReadChars(chan, text, -1, 0) < 0) {
+        err = Tcl_GetErrno();
     }
+    Tcl_Close(NULL, chan);
+    if (err != 0) {
+        Tcl_DecrRefCount(text);
+        return DfArgError(interp, err, Tcl_ObjPrintf("cannot read port file %s: %s", path, Tcl_ErrnoMsg(err)));
+    }
+    value = ParsePortFile(Tcl_GetString(text));
     Tcl_DecrRefCount(text);
+    if (value == 0) {
+        return DfArgError(interp, EINVAL, Tcl_ObjPrintf("port file %s does not hold a port number", path));
+    }
     *port = value;
     return TCL_OK;
 }
