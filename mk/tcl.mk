@@ -6,10 +6,28 @@
 #   make install-tcl   $(TCLPKGDIR), which Debian's tclsh searches with no TCLLIBPATH;
 #                      that copy finds libdaqflow.so.1 in $(LIBDIR) through its RUNPATH
 #   make check-tcl     tcl/tests/all.tcl against the in-tree build, then a staged install
+#
+# Tcl is optional (the top Makefile: "and Tcl when present"): without Tcl 8.6's
+# development files (Debian: tcl-dev) every target here says so and does nothing, and
+# the rest of make, make install and make check work as before.
 
 TCLCONFIG ?= /usr/lib/tcl8.6/tclConfig.sh
 TCLSH     ?= tclsh
 TCLPKGDIR ?= $(PREFIX)/lib/tcltk/daqflow
+
+.PHONY: tcl install-tcl uninstall-tcl check-tcl check-tcl-install check-tcl-absent
+
+all: tcl
+install: install-tcl
+uninstall: uninstall-tcl
+check: check-tcl
+
+ifeq ($(wildcard $(TCLCONFIG)),)
+
+tcl install-tcl uninstall-tcl check-tcl:
+	@echo "Tcl packages skipped: no $(TCLCONFIG) (install tcl-dev, or set TCLCONFIG=.../tclConfig.sh)"
+
+else
 
 TCL_INCLUDE_SPEC  := $(shell . $(TCLCONFIG) && echo "$$TCL_INCLUDE_SPEC")
 TCL_STUB_LIB_SPEC := $(shell . $(TCLCONFIG) && echo "$$TCL_STUB_LIB_SPEC")
@@ -24,13 +42,6 @@ TCL_CFLAGS := -O2 -g -fPIC -fvisibility=hidden -std=c99 -D_POSIX_C_SOURCE=200809
 TCL_LINK_LIBS := -L$(REL) -ldaqflow $(TCL_STUB_LIB_SPEC) -Wl,-z,defs
 TCL_LINK   = $(CC) -shared -o $@ $(filter %.o,$^) $(TCL_LINK_LIBS) -Wl,-rpath,$(1)
 TCL_TESTPROGS := $(TCLBUILD)/tests/ring_producer $(TCLBUILD)/tests/ring_consumer
-
-.PHONY: tcl install-tcl uninstall-tcl check-tcl check-tcl-install
-
-all: tcl
-install: install-tcl
-uninstall: uninstall-tcl
-check: check-tcl
 
 tcl: $(TCL_LIBS:%=$(TCLBUILD)/%) $(TCLBUILD)/pkgIndex.tcl
 
@@ -80,6 +91,7 @@ check-tcl: tcl $(TCL_TESTPROGS)
 	DAQFLOW_TEST_BIN=$(abspath $(TCLBUILD)/tests) DAQPORTMGR=$(abspath $(REL)/daqportmgr) \
 	    $(TCLSH) tcl/tests/all.tcl
 	$(MAKE) --no-print-directory check-tcl-install
+	$(MAKE) --no-print-directory check-tcl-absent
 
 # The installed copy: staged, it must load the staged libdaqflow.so.1 through its RUNPATH.
 TCLSTAGE := $(abspath $(BUILD)/tcl-stage)
@@ -92,3 +104,13 @@ check-tcl-install:
 	      puts "staged install: ring [package present ring], portAllocator [package present portAllocator]"' \
 	    | TCLLIBPATH=$(TCLSTAGE)/lib/tcltk $(TCLSH)
 	rm -rf $(TCLSTAGE)
+
+# Without Tcl's development files the build goes on without the packages.
+check-tcl-absent:
+	out=$$($(MAKE) --no-print-directory tcl install-tcl TCLCONFIG=/nonexistent/tclConfig.sh \
+	    BUILD=$(BUILD)/tcl-absent PREFIX=$(abspath $(BUILD)/tcl-absent/stage)) && \
+	    echo "$$out" | grep "Tcl packages skipped" >/dev/null
+	test ! -e $(BUILD)/tcl-absent/stage
+	rm -rf $(BUILD)/tcl-absent
+
+endif
