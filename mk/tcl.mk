@@ -45,11 +45,11 @@ TCL_TESTPROGS := $(TCLBUILD)/tests/ring_producer $(TCLBUILD)/tests/ring_consumer
 
 tcl: $(TCL_LIBS:%=$(TCLBUILD)/%) $(TCLBUILD)/pkgIndex.tcl
 
-$(TCLBUILD)/obj/%.o: %.c $(TCL_HDRS)
+# mk/tcl.mk holds the flags. (A separate recipe-less pattern rule cannot add it: make
+# ignores pattern rules without a recipe.)
+$(TCLBUILD)/obj/%.o: %.c $(TCL_HDRS) mk/tcl.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(TCL_CFLAGS) -c -o $@ $<
-
-$(TCLBUILD)/obj/%.o: mk/tcl.mk
 
 # Relinked whenever cargo ran, which is cheap and keeps them in step with the library.
 RING_OBJS := $(TCLBUILD)/obj/tcl/ring.o $(TCLBUILD)/obj/tcl/dferror.o
