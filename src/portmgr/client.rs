@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::{User, geteuid};
 
-use super::lines::LineBuffer;
+use super::lines::{LineBuffer, MAX_LINE};
 use super::protocol::{self, CONTROL_CHARACTER, NO_FREE_PORTS, ONLY_LOCAL};
 use super::server::{DEFAULT_LISTEN_PORT, DEFAULT_PORT_FILE};
 use super::tcl::parse_list;
@@ -137,9 +137,20 @@ impl Client {
                 return Err(Error::new(libc::EINVAL, format!("{what} {value:?} {CONTROL_CHARACTER}")));
             }
         }
+        let request = protocol::gimme_request(application.as_bytes(), user.as_bytes());
+        // The daemon hangs up on a longer line, and with the connection go its ports.
+        if request.len() - 1 > MAX_LINE {
+            return Err(Error::new(
+                libc::EINVAL,
+                format!(
+                    "the request for an application name of {} bytes is longer than the port manager's limit of {MAX_LINE} bytes",
+                    application.len()
+                ),
+            ));
+        }
         let context = format!("allocating a port for {application} from the port manager at {}", self.server);
         self.usable(&context)?;
-        self.send(&protocol::gimme_request(application.as_bytes(), user.as_bytes()), &context)?;
+        self.send(&request, &context)?;
         let words = self.reply(&context)?;
         match words.first().map(Vec::as_slice) {
             Some(b"OK") => {
