@@ -22,6 +22,7 @@
 #define DEFAULT_HOST "localhost"
 #define DEFAULT_PORT 30000
 #define DEFAULT_PORT_FILE "/var/tmp/daqportmgr/listen.port"
+#define PORT_FILE_MAX 4096
 /* How libdaqflow's client words a FAIL reply to GIMME:
  * "allocating a port for <application> from the port manager at <server>: the server
  * refused: <reason>". The C ABI has no call for the reason, so it is taken from there. */
@@ -138,10 +139,14 @@ static int EffectivePort(Tcl_Interp *interp, const Allocator *a, int *port)
         }
         return DfArgError(interp, err, Tcl_ObjPrintf("cannot read port file %s: %s", path, Tcl_ErrnoMsg(err)));
     }
+    /* A port file is a few bytes: read a bounded amount, so that a device or a huge
+     * file named by $DAQPORTMGR_PORTFILE cannot make cget hang. */
     text = Tcl_NewObj();
     Tcl_IncrRefCount(text);
-    if (Tcl_ReadChars(chan, text, -1, 0) < 0) {
+    if (Tcl_ReadChars(chan, text, PORT_FILE_MAX, 0) < 0) {
         err = Tcl_GetErrno();
+    } else if (!Tcl_Eof(chan)) {
+        Tcl_SetStringObj(text, "", 0);
     }
     Tcl_Close(NULL, chan);
     if (err != 0) {
