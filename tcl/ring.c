@@ -286,9 +286,9 @@ static int64_t MonotonicUs(void)
 /* TCL_ERROR (with the interpreter's message) once the script running wait is cancelled
  * (interp cancel, thread::cancel) or its time limit has passed. A cancel from another
  * thread, like a signal caught by a Tcl extension, arrives as an async handler that Tcl
- * runs only between commands: run them here. Tcl looks at the clock
- * for a time limit only on every granularity-th check and counts those checks per
- * command, so a check from one long command must ask for a full one. */
+ * runs only between commands: run them here. Tcl looks at the clock for a time limit
+ * only on every granularity-th check and counts those checks per command, so a check
+ * from one long command must ask for a full one. */
 static int Interrupted(Tcl_Interp *interp)
 {
     int granularity, rc;
