@@ -153,10 +153,11 @@ int portmgr_set_timeout(struct portmgr *pm, int timeout_ms);
  * -EADDRNOTAVAIL no free ports; -EPERM the server only gives ports to local programs;
  * -EACCES the server does not believe we are the calling user; -ETIMEDOUT no reply;
  * -EPROTO a reply that is not the protocol; -EINVAL a name with a control character
- * (a line break, TAB, ...). After -ETIMEDOUT, -EPROTO or a broken connection the handle
- * is shut down (the server releases its ports; a late reply can never be taken for the
- * answer to a later request) and every later call on it fails with -EPIPE: close it
- * and open a new one.
+ * (a line break, TAB, ...) or too long for the server's 4096-byte request line (both
+ * refused before sending; the handle keeps its ports). After -ETIMEDOUT, -EPROTO or a
+ * broken connection the handle is shut down (the server releases its ports; a late
+ * reply can never be taken for the answer to a later request) and every later call on
+ * it fails with -EPIPE: close it and open a new one.
  */
 int portmgr_allocate(struct portmgr *pm, const char *application, int *port_out);
 

@@ -41,6 +41,24 @@ fn allocate_list_find_and_release_on_drop() {
     daemon.eventually("release on drop", || viewer.list().unwrap().is_empty());
 }
 
+#[test]
+fn a_request_too_long_for_the_server_is_refused_before_it_costs_the_ports() {
+    // The daemon answers a line over its limit by hanging up, which releases every port
+    // the connection holds: such a name must never be sent.
+    let daemon = Daemon::start("40100-40109", &[]);
+    let me = calling_user();
+    let mut holder = Client::connect(Some("localhost"), Some(daemon.port)).unwrap();
+    let kept = holder.allocate("kept").unwrap();
+    let err = holder.allocate(&"x".repeat(5000)).unwrap_err();
+    assert_eq!(err.errno(), libc::EINVAL, "{err}");
+    // The longest line the server takes (4096 bytes before the line end) still works.
+    let longest = "y".repeat(4096 - "GIMME  ".len() - me.len());
+    let port = holder.allocate(&longest).unwrap();
+    let mut viewer = Client::connect(Some("localhost"), Some(daemon.port)).unwrap();
+    let listed: Vec<_> = viewer.list().unwrap().into_iter().map(|a| a.port).collect();
+    assert!(listed.contains(&kept) && listed.contains(&port), "{listed:?}");
+}
+
 /// A server that answers every line with `reply`.
 fn fake_server(reply: &'static str) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

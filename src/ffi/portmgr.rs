@@ -89,10 +89,11 @@ pub unsafe extern "C" fn portmgr_set_timeout(pm: *mut portmgr, timeout_ms: c_int
 /// -EADDRNOTAVAIL no free ports; -EPERM the server only gives ports to local programs;
 /// -EACCES the server does not believe we are the calling user; -ETIMEDOUT no reply;
 /// -EPROTO a reply that is not the protocol; -EINVAL a name with a control character
-/// (a line break, TAB, ...). After -ETIMEDOUT, -EPROTO or a broken connection the handle
-/// is shut down (the server releases its ports; a late reply can never be taken for the
-/// answer to a later request) and every later call on it fails with -EPIPE: close it
-/// and open a new one.
+/// (a line break, TAB, ...) or too long for the server's 4096-byte request line (both
+/// refused before sending; the handle keeps its ports). After -ETIMEDOUT, -EPROTO or a
+/// broken connection the handle is shut down (the server releases its ports; a late
+/// reply can never be taken for the answer to a later request) and every later call on
+/// it fails with -EPIPE: close it and open a new one.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portmgr_allocate(pm: *mut portmgr, application: *const c_char, port_out: *mut c_int) -> c_int {
     guard(|| {

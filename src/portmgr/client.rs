@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::{User, geteuid};
 
-use super::lines::LineBuffer;
+use super::lines::{LineBuffer, MAX_LINE};
 use super::protocol::{self, CONTROL_CHARACTER, NO_FREE_PORTS, ONLY_LOCAL};
 use super::server::{DEFAULT_LISTEN_PORT, DEFAULT_PORT_FILE};
 use super::tcl::parse_list;
@@ -50,16 +50,51 @@ pub struct Client {
 /// no such file.
 pub fn default_port() -> Result<u16> {
     let path = std::env::var_os(PORT_FILE_ENV).map_or_else(|| PathBuf::from(DEFAULT_PORT_FILE), PathBuf::from);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => match text.trim().parse::<u16>() {
+    port_in_file(&path)
+}
+
+/// The longest port file read: a port number is a few bytes, and the path comes from the
+/// environment, so it may name a device that never ends.
+const PORT_FILE_MAX: u64 = 4096;
+
+fn port_in_file(path: &std::path::Path) -> Result<u16> {
+    let not_a_port = |shown: &str| {
+        Error::new(libc::EINVAL, format!("port file {} does not hold a port number: {shown}", path.display()))
+    };
+    let mut text = String::new();
+    let read = std::fs::File::open(path).and_then(|file| file.take(PORT_FILE_MAX + 1).read_to_string(&mut text));
+    match read {
+        Ok(n) if n as u64 > PORT_FILE_MAX => Err(not_a_port(&format!("more than {PORT_FILE_MAX} bytes"))),
+        Ok(_) => match text.trim().parse::<u16>() {
             Ok(port) if port > 0 => Ok(port),
-            _ => Err(Error::new(
-                libc::EINVAL,
-                format!("port file {} does not hold a port number: {:?}", path.display(), text.trim()),
-            )),
+            _ => Err(not_a_port(&format!("{:?}", text.trim()))),
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(DEFAULT_LISTEN_PORT),
         Err(e) => Err(Error::io(&e, format!("cannot read port file {}", path.display()))),
+    }
+}
+
+#[cfg(test)]
+mod port_file_tests {
+    use super::*;
+
+    #[test]
+    fn an_endless_port_file_is_not_a_port_number() {
+        let err = port_in_file(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(err.errno(), libc::EINVAL, "{err}");
+    }
+
+    #[test]
+    fn a_port_file_holds_a_decimal_port_or_is_missing() {
+        let dir = std::env::temp_dir().join(format!("daqflow-portfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("listen.port");
+        std::fs::write(&file, " 040123\n").unwrap();
+        assert_eq!(port_in_file(&file).unwrap(), 40123);
+        std::fs::write(&file, "0").unwrap();
+        assert_eq!(port_in_file(&file).unwrap_err().errno(), libc::EINVAL);
+        assert_eq!(port_in_file(&dir.join("missing")).unwrap(), DEFAULT_LISTEN_PORT);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
@@ -137,9 +172,20 @@ impl Client {
                 return Err(Error::new(libc::EINVAL, format!("{what} {value:?} {CONTROL_CHARACTER}")));
             }
         }
+        let request = protocol::gimme_request(application.as_bytes(), user.as_bytes());
+        // The daemon hangs up on a longer line, and with the connection go its ports.
+        if request.len() - 1 > MAX_LINE {
+            return Err(Error::new(
+                libc::EINVAL,
+                format!(
+                    "the request for an application name of {} bytes is longer than the port manager's limit of {MAX_LINE} bytes",
+                    application.len()
+                ),
+            ));
+        }
         let context = format!("allocating a port for {application} from the port manager at {}", self.server);
         self.usable(&context)?;
-        self.send(&protocol::gimme_request(application.as_bytes(), user.as_bytes()), &context)?;
+        self.send(&request, &context)?;
         let words = self.reply(&context)?;
         match words.first().map(Vec::as_slice) {
             Some(b"OK") => {
