@@ -100,16 +100,20 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* Opens a client on port, checks what one request against the fake server gives. */
-static void expect_allocate(const char *reply, int expected, const char *text)
+/* Opens a client on port, checks what one request against the fake server gives, and
+ * the server's own reason (refusal; NULL when the server did not refuse). */
+static void expect_allocate(const char *reply, int expected, const char *text, const char *refusal)
 {
     int port, got = -77;
+    const char *reason = NULL;
     portmgr *pm = NULL;
     pid_t pid = fake_server(reply, &port);
     CHECK(portmgr_open("127.0.0.1", port, &pm) == 0);
     CHECK(portmgr_allocate(pm, "app", &got) == expected);
     CHECK(strstr(daqflow_last_error(), text) != NULL);
     CHECK(got == -77);
+    CHECK(portmgr_refusal(pm, &reason) == (refusal != NULL));
+    CHECK(refusal == NULL ? reason == NULL : strcmp(reason, refusal) == 0);
     CHECK(portmgr_close(pm) == 0);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
@@ -140,14 +144,15 @@ int main(void)
         close(s);
     }
 
-    expect_allocate("HELLO\r\n", -EPROTO, "HELLO");
-    expect_allocate("OK notaport\r\n", -EPROTO, "notaport");
-    expect_allocate("FAIL {unbalanced\r\n", -EPROTO, "not a Tcl list");
+    expect_allocate("HELLO\r\n", -EPROTO, "HELLO", NULL);
+    expect_allocate("OK notaport\r\n", -EPROTO, "notaport", NULL);
+    expect_allocate("FAIL {unbalanced\r\n", -EPROTO, "not a Tcl list", NULL);
     /* The legacy server's texts map to the documented codes, its text kept. */
     expect_allocate("FAIL {somehost (10.1.2.3) : Only local applications get ports}\r\n", -EPERM,
+                    "somehost (10.1.2.3) : Only local applications get ports",
                     "somehost (10.1.2.3) : Only local applications get ports");
-    expect_allocate("FAIL {no free ports}\r\n", -EADDRNOTAVAIL, "no free ports");
-    expect_allocate("", -ECONNRESET, "closed the connection");
+    expect_allocate("FAIL {no free ports}\r\n", -EADDRNOTAVAIL, "no free ports", "no free ports");
+    expect_allocate("", -ECONNRESET, "closed the connection", NULL);
 
     /* A LIST cut short. */
     {

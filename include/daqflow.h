@@ -162,6 +162,13 @@ int portmgr_set_timeout(struct portmgr *pm, int timeout_ms);
 int portmgr_allocate(struct portmgr *pm, const char *application, int *port_out);
 
 /**
+ * The server's own reason when the last portmgr_allocate on pm got a FAIL reply (e.g.
+ * "no free ports"): returns 1 and points *reason at it (valid until the next call on pm).
+ * Returns 0, leaving *reason alone, when that allocation succeeded or failed otherwise.
+ */
+int portmgr_refusal(struct portmgr *pm, const char **reason);
+
+/**
  * Every allocation on the server, in the server's order: *list gets an array of
  * *count entries (NULL when there are none). Free it with portmgr_list_free.
  * -ETIMEDOUT or -EPROTO (also part way through the list) shut the handle down, and

@@ -21,14 +21,6 @@
 #define PORTALLOCATOR_VERSION "1.0"
 #define DEFAULT_HOST "localhost"
 #define DEFAULT_PORT 30000
-#define DEFAULT_PORT_FILE "/var/tmp/daqportmgr/listen.port"
-#define PORT_FILE_MAX 4096
-/* How libdaqflow's client words a FAIL reply to GIMME:
- * "allocating a port for <application> from the port manager at <server>: the server
- * refused: <reason>". The C ABI has no call for the reason, so it is taken from there. */
-#define ALLOCATING_MARK "allocating a port for "
-#define SERVER_MARK " from the port manager at "
-#define REFUSED_MARK ": the server refused: "
 
 /* Connections that outlived their objects because they hold ports (see above). They are
  * C handles, not Tcl objects, so any thread's interpreter may add to the list. */
@@ -86,79 +78,19 @@ static void ReleaseHolder(Allocator *a)
     a->held = 0;
 }
 
-/* The number in a port file's text as the library reads it: decimal, surrounding
- * white space and a leading '+' allowed, 1-65535; else 0. */
-static int ParsePortFile(const char *text)
-{
-    long value = 0;
-    int digits = 0;
-    while (*text == ' ' || (*text >= '\t' && *text <= '\r')) {
-        text++;
-    }
-    if (*text == '+') {
-        text++;
-    }
-    for (; *text >= '0' && *text <= '9'; text++, digits++) {
-        value = value * 10 + (*text - '0');
-        if (value > 65535) {
-            return 0;
-        }
-    }
-    while (*text == ' ' || (*text >= '\t' && *text <= '\r')) {
-        text++;
-    }
-    return digits > 0 && *text == '\0' ? (int)value : 0;
-}
-
-/* The port a connection with port 0 goes to, by the rule portmgr_open documents: the
- * number in $DAQPORTMGR_PORTFILE or /var/tmp/daqportmgr/listen.port, 30000 when there is
- * no such file, an error when it cannot be read or holds no port. Only for showing with
- * cget; connections pass 0 and let the library read the file. (Mirrors the library's
- * rule until its C ABI offers it.) */
+/* The port a connection with port 0 goes to (the library reads the daemon's port file). */
 static int EffectivePort(Tcl_Interp *interp, const Allocator *a, int *port)
 {
-    const char *path;
-    Tcl_Channel chan;
-    Tcl_Obj *text;
-    int value, err = 0;
-
+    int rc;
     if (a->port > 0) {
         *port = a->port;
         return TCL_OK;
     }
-    path = getenv("DAQPORTMGR_PORTFILE");
-    if (path == NULL) {
-        path = DEFAULT_PORT_FILE;
+    rc = portmgr_default_port();
+    if (rc < 0) {
+        return DfPosixError(interp, rc, NULL);
     }
-    chan = Tcl_OpenFileChannel(NULL, path, "r", 0);
-    if (chan == NULL) {
-        err = Tcl_GetErrno();
-        if (err == ENOENT) {
-            *port = DEFAULT_PORT;
-            return TCL_OK;
-        }
-        return DfArgError(interp, err, Tcl_ObjPrintf("cannot read port file %s: %s", path, Tcl_ErrnoMsg(err)));
-    }
-    /* A port file is a few bytes: read a bounded amount, so that a device or a huge
-     * file named by $DAQPORTMGR_PORTFILE cannot make cget hang. */
-    text = Tcl_NewObj();
-    Tcl_IncrRefCount(text);
-    if (Tcl_ReadChars(chan, text, PORT_FILE_MAX, 0) < 0) {
-        err = Tcl_GetErrno();
-    } else if (!Tcl_Eof(chan)) {
-        Tcl_SetStringObj(text, "", 0);
-    }
-    Tcl_Close(NULL, chan);
-    if (err != 0) {
-        Tcl_DecrRefCount(text);
-        return DfArgError(interp, err, Tcl_ObjPrintf("cannot read port file %s: %s", path, Tcl_ErrnoMsg(err)));
-    }
-    value = ParsePortFile(Tcl_GetString(text));
-    Tcl_DecrRefCount(text);
-    if (value == 0) {
-        return DfArgError(interp, EINVAL, Tcl_ObjPrintf("port file %s does not hold a port number", path));
-    }
-    *port = value;
+    *port = rc;
     return TCL_OK;
 }
 
@@ -421,32 +353,13 @@ static Tcl_Obj *DefaultApplication(Tcl_Interp *interp)
     return name;
 }
 
-/* The reason of the FAIL reply the last portmgr_allocate of `application` got, or NULL
- * when it failed otherwise. Only the errnos the library gives a FAIL count, and the
- * reason is looked for after the application name, which may contain anything. The
- * server part is a host name that resolved, so it cannot contain the mark. */
-static const char *RefusalReason(int rc, const char *application)
-{
-    const char *message = daqflow_last_error(), *mark;
-    size_t n = strlen(ALLOCATING_MARK), app = strlen(application);
-    if (rc != -EADDRNOTAVAIL && rc != -EPERM && rc != -EACCES && rc != -EINVAL && rc != -EIO) {
-        return NULL;
-    }
-    if (strncmp(message, ALLOCATING_MARK, n) != 0 || strncmp(message + n, application, app) != 0 ||
-        strncmp(message + n + app, SERVER_MARK, strlen(SERVER_MARK)) != 0) {
-        return NULL;
-    }
-    mark = strstr(message + n + app + strlen(SERVER_MARK), REFUSED_MARK);
-    return mark != NULL ? mark + strlen(REFUSED_MARK) : NULL;
-}
-
 /* A FAIL reply becomes an error whose message is the server's reply line, e.g.
  * `FAIL {no free ports}`, with errorCode {PORTALLOCATOR FAIL <ERRNO-ID> <reason>}. */
-static int AllocationError(Tcl_Interp *interp, int rc, const char *application)
+static int AllocationError(Tcl_Interp *interp, portmgr *pm, int rc)
 {
-    const char *reason = RefusalReason(rc, application);
+    const char *reason = NULL;
     Tcl_Obj *line[2];
-    if (reason == NULL) {
+    if (portmgr_refusal(pm, &reason) != 1) {
         return DfPosixError(interp, rc, "cannot allocate a port");
     }
     line[0] = Tcl_NewStringObj("FAIL", -1);
@@ -487,7 +400,7 @@ static int AllocatePortMethod(Tcl_Interp *interp, Allocator *a, int objc, Tcl_Ob
         Tcl_SetObjResult(interp, Tcl_NewIntObj(port));
         return TCL_OK;
     }
-    result = AllocationError(interp, rc, Tcl_GetString(application));
+    result = AllocationError(interp, a->holder, rc);
     Tcl_DecrRefCount(application);
     /* After these the connection is still open with its ports (the server said so, or
      * nothing was sent). Any other failure shut it down, or the server closed it (a

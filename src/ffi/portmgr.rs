@@ -15,6 +15,8 @@ use crate::portmgr::Client;
 /// allocated until portmgr_close.
 pub struct portmgr {
     client: Client,
+    /// portmgr_refusal's answer, kept so the pointer it returns stays valid.
+    refusal: Option<CString>,
 }
 
 /// One allocation as the server lists it.
@@ -32,9 +34,14 @@ fn handle<'a>(pm: *mut portmgr) -> Result<&'a mut portmgr> {
     unsafe { pm.as_mut() }.ok_or_else(|| Error::new(libc::EINVAL, "portmgr handle is NULL"))
 }
 
-/// A C string for text from the server (a NUL inside would cut it short).
+/// Text from the server as a C string (a NUL inside would cut it short).
+fn c_text(text: &str) -> CString {
+    CString::new(text.replace('\0', "\u{fffd}")).unwrap_or_default()
+}
+
+/// As [`c_text`], handed to C to free with portmgr_list_free.
 fn c_string(text: &str) -> *mut c_char {
-    CString::new(text.replace('\0', "\u{fffd}")).unwrap_or_default().into_raw()
+    c_text(text).into_raw()
 }
 
 /// Connects to the port manager on host (NULL: "localhost"; a name, an IPv4 or an IPv6
@@ -55,7 +62,7 @@ pub unsafe extern "C" fn portmgr_open(host: *const c_char, port: c_int, out: *mu
         };
         let client = Client::connect(host, port)?;
         // SAFETY: `out` is non-NULL.
-        unsafe { *out = Box::into_raw(Box::new(portmgr { client })) };
+        unsafe { *out = Box::into_raw(Box::new(portmgr { client, refusal: None })) };
         Ok(0)
     })
 }
@@ -105,6 +112,26 @@ pub unsafe extern "C" fn portmgr_allocate(pm: *mut portmgr, application: *const 
         // SAFETY: `port_out` is non-NULL.
         unsafe { *port_out = c_int::from(port) };
         Ok(0)
+    })
+}
+
+/// The server's own reason when the last portmgr_allocate on pm got a FAIL reply (e.g.
+/// "no free ports"): returns 1 and points *reason at it (valid until the next call on pm).
+/// Returns 0, leaving *reason alone, when that allocation succeeded or failed otherwise.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portmgr_refusal(pm: *mut portmgr, reason: *mut *const c_char) -> c_int {
+    guard(|| {
+        let pm = handle(pm)?;
+        let reason = out_arg(reason, "reason")?;
+        pm.refusal = pm.client.refusal().map(c_text);
+        Ok(match &pm.refusal {
+            Some(text) => {
+                // SAFETY: `reason` is non-NULL.
+                unsafe { *reason = text.as_ptr() };
+                1
+            }
+            None => 0,
+        })
     })
 }
 

@@ -43,6 +43,9 @@ pub struct Client {
     timeout: Option<Duration>,
     /// Why the connection can no longer be used, once an exchange failed half way.
     broken: Option<String>,
+    /// The reason of the FAIL reply the last allocation got, for callers (the Tcl
+    /// package) that show the server's own words.
+    refusal: Option<String>,
 }
 
 /// The port the local daemon listens on: the number in the port file
@@ -144,7 +147,7 @@ impl Client {
             match attempt {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    return Ok(Client { stream, input: LineBuffer::new(MAX_REPLY_LINE), server, timeout, broken: None });
+                    return Ok(Client { stream, input: LineBuffer::new(MAX_REPLY_LINE), server, timeout, broken: None, refusal: None });
                 }
                 Err(e) => last = Error::new(errno_of(&e), format!("cannot connect to the port manager at {addr}: {e}")),
             }
@@ -163,8 +166,15 @@ impl Client {
         self.allocate_as(application, &calling_user())
     }
 
+    /// The reason of the FAIL reply the last allocation on this connection got; None when
+    /// it succeeded or failed for another reason.
+    pub fn refusal(&self) -> Option<&str> {
+        self.refusal.as_deref()
+    }
+
     /// Allocates a port under an explicit user name (the daemon checks that it is ours).
     pub fn allocate_as(&mut self, application: &str, user: &str) -> Result<u16> {
+        self.refusal = None;
         for (what, value) in [("application name", application), ("user name", user)] {
             // The daemon refuses such names (they would break LIST and ports.txt lines);
             // say so before sending anything.
@@ -206,7 +216,9 @@ impl Client {
                 } else {
                     libc::EIO
                 };
-                Err(Error::new(errno, format!("{context}: the server refused: {reason}")))
+                let error = Error::new(errno, format!("{context}: the server refused: {reason}"));
+                self.refusal = Some(reason);
+                Err(error)
             }
             _ => Err(self.not_protocol(&context, &words)),
         }
