@@ -105,7 +105,7 @@ pub fn run(config: &Config) -> Result<()> {
         std::process::id(),
         shared.access
     ));
-    let Some((registration, listeners)) = register(config, &shared, &mut signals) else {
+    let Some((registration, Some(listeners))) = register(config, &shared, &mut signals, None) else {
         shared.log(format_args!("ringmaster stopped before it was registered"));
         return Ok(());
     };
@@ -168,18 +168,28 @@ fn stop_signalled(signals: &mut SignalFd, wait: Duration) -> bool {
 
 /// Gets a port from the local port manager under `RingMaster` and listens on it,
 /// retrying every second until both work; `None` when a stop signal came first.
-fn register(config: &Config, shared: &Shared, signals: &mut SignalFd) -> Option<(portmgr::Client, Vec<TcpListener>)> {
+/// `current`: the port already listened on (when registering again); if the port
+/// manager hands out that one again, the listeners are kept (`None` in the result).
+fn register(
+    config: &Config,
+    shared: &Shared,
+    signals: &mut SignalFd,
+    current: Option<u16>,
+) -> Option<(portmgr::Client, Option<Vec<TcpListener>>)> {
     let mut complained = false;
     loop {
         let attempt = portmgr::Client::connect_timeout(Some("localhost"), config.portmgr_port, Some(PORTMGR_TIMEOUT))
             .and_then(|mut client| client.allocate(SERVICE).map(|port| (client, port)))
-            .and_then(|(client, port)| bind_listeners(&config.listen, port).map(|l| (client, port, l)));
+            .and_then(|(client, port)| match current {
+                Some(same) if same == port => Ok((client, port, None)),
+                _ => bind_listeners(&config.listen, port).map(|l| (client, port, Some(l))),
+            });
         match attempt {
             Ok((client, port, listeners)) => {
                 let addresses: Vec<String> =
-                    listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
-                shared
-                    .log(format_args!("registered as {SERVICE} on port {port}; listening on {}", addresses.join(" ")));
+                    listeners.iter().flatten().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
+                let listening = if listeners.is_some() { addresses.join(" ") } else { "as before".to_string() };
+                shared.log(format_args!("registered as {SERVICE} on port {port}; listening {listening}"));
                 return Some((client, listeners));
             }
             Err(e) => {
@@ -327,13 +337,16 @@ impl Daemon {
             return true;
         }
         self.shared.log(format_args!("lost the port manager connection; registering again"));
-        let Some((registration, listeners)) = register(&self.config, &self.shared, &mut self.signals) else {
+        let current = self.listeners.first().and_then(|l| l.local_addr().ok()).map(|a| a.port());
+        let Some((registration, listeners)) = register(&self.config, &self.shared, &mut self.signals, current) else {
             self.shared.log(format_args!("ringmaster stopping on a signal"));
             return false;
         };
         self.registration = registration;
-        if let Err(e) = self.watch(listeners) {
-            self.shared.log(format_args!("{e}"));
+        if let Some(listeners) = listeners {
+            if let Err(e) = self.watch(listeners) {
+                self.shared.log(format_args!("{e}"));
+            }
         }
         true
     }
