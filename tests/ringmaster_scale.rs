@@ -33,3 +33,20 @@ fn a_thousand_idle_connections() {
     drop(idle);
     master.wait_log("Socket connection lost");
 }
+
+#[test]
+fn running_out_of_descriptors_delays_clients_but_loses_none() {
+    // Room for about a dozen connections (each costs the daemon two descriptors).
+    let master = Master::start_limited(&[], Some(40));
+    let mut first: Vec<_> = (0..30).map(|_| master.connect()).collect();
+    let mut waiting: Vec<_> = (0..10).map(|_| master.connect()).collect();
+    for c in first.iter_mut().chain(waiting.iter_mut()) {
+        c.send(b"LIST\n");
+    }
+    master.wait_log("cannot accept a connection");
+    // Once the early ones leave, every waiting client is served.
+    drop(first);
+    for c in waiting.iter_mut() {
+        c.expect(b"OK\r\n");
+    }
+}

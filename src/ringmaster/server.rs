@@ -84,6 +84,8 @@ const REGISTRATION_RETRY: Duration = Duration::from_secs(1);
 const PORTMGR_TIMEOUT: Duration = Duration::from_secs(5);
 /// Thread stacks: requests need little; a thousand idle clients then cost little.
 const STACK: usize = 256 * 1024;
+/// How soon to retry accepting after running out of descriptors.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// How long a stop waits for connection threads to finish.
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
@@ -247,6 +249,10 @@ struct Daemon {
     registration: portmgr::Client,
     listeners: Vec<TcpListener>,
     next_key: AtomicU64,
+    /// Accepting failed for want of resources: retry after ACCEPT_RETRY.
+    accept_paused: bool,
+    /// The failure is logged: no line per retry.
+    accept_failing: bool,
 }
 
 impl Daemon {
@@ -261,8 +267,17 @@ impl Daemon {
         poll.registry()
             .register(&mut SourceFd(&signals.as_raw_fd()), SIGNAL, Interest::READABLE)
             .map_err(|e| Error::io(&e, "cannot watch the signalfd"))?;
-        let mut daemon =
-            Daemon { config, shared, poll, signals, registration, listeners: Vec::new(), next_key: AtomicU64::new(0) };
+        let mut daemon = Daemon {
+            config,
+            shared,
+            poll,
+            signals,
+            registration,
+            listeners: Vec::new(),
+            next_key: AtomicU64::new(0),
+            accept_paused: false,
+            accept_failing: false,
+        };
         daemon.watch(listeners)?;
         Ok(daemon)
     }
@@ -285,12 +300,21 @@ impl Daemon {
         let mut events = Events::with_capacity(256);
         let mut next_check = Instant::now() + REGISTRATION_CHECK;
         loop {
-            let wait = next_check.saturating_duration_since(Instant::now());
+            let mut wait = next_check.saturating_duration_since(Instant::now());
+            if self.accept_paused {
+                wait = wait.min(ACCEPT_RETRY);
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(Error::io(&e, "event loop failed"));
+            }
+            if std::mem::take(&mut self.accept_paused) {
+                // Edge-triggered: the connections left waiting raise no new event.
+                for i in 0..self.listeners.len() {
+                    self.accept(i);
+                }
             }
             for event in events.iter() {
                 match event.token() {
@@ -358,6 +382,7 @@ impl Daemon {
         loop {
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    self.accept_failing = false;
                     let stream = TcpStream::from(OwnedFd::from(stream));
                     if let Err(e) = stream.set_nonblocking(false) {
                         self.shared.log(format_args!("cannot serve the connection from {peer}: {e}"));
@@ -369,10 +394,13 @@ impl Daemon {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
                 Err(e) => {
-                    // Out of descriptors: the backlog keeps clients waiting; mio tells us
-                    // again when the listener is readable on the next turn.
-                    self.shared.log(format_args!("cannot accept a connection: {e}"));
-                    std::thread::sleep(Duration::from_millis(100));
+                    // Out of descriptors or memory: the backlog keeps clients waiting;
+                    // try again shortly instead of spinning (logged once per pause).
+                    if !self.accept_failing {
+                        self.shared.log(format_args!("cannot accept a connection: {e}; retrying shortly"));
+                        self.accept_failing = true;
+                    }
+                    self.accept_paused = true;
                     return;
                 }
             }

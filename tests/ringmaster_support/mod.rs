@@ -28,12 +28,17 @@ pub struct Master {
 
 impl Master {
     pub fn start(extra: &[&str]) -> Master {
+        Master::start_limited(extra, None)
+    }
+
+    /// As `start`, with the daemon's descriptor limit (soft and hard) set to `fds`.
+    pub fn start_limited(extra: &[&str], fds: Option<u64>) -> Master {
         // A pool of one port that is free now: parallel tests each get their own.
         let free = free_port();
         let portmgr = portmgr_support::Daemon::start(&format!("{free}-{free}"), &[]);
         let dir = TempDir::new("rm");
         let log = dir.0.join("ringmaster.log");
-        let child = spawn(portmgr.port, &log, extra);
+        let child = spawn_limited(portmgr.port, &log, extra, fds);
         let mut master = Master { portmgr, child, port: 0, log, dir };
         master.port = master.wait_registered();
         master
@@ -95,7 +100,26 @@ impl Drop for Master {
 }
 
 pub fn spawn(portmgr_port: u16, log: &std::path::Path, extra: &[&str]) -> Child {
-    Command::new(RINGMASTER)
+    spawn_limited(portmgr_port, log, extra, None)
+}
+
+fn spawn_limited(portmgr_port: u16, log: &std::path::Path, extra: &[&str], fds: Option<u64>) -> Child {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(RINGMASTER);
+    if let Some(fds) = fds {
+        // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit { rlim_cur: fds, rlim_max: fds };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    command
         .arg("--portmgr-port")
         .arg(portmgr_port.to_string())
         .arg("--log")
