@@ -392,3 +392,33 @@ fn a_stuck_joiner_does_not_stop_the_daemon() {
     let reply = waiting.line();
     assert!(reply == "OK BINARY FOLLOWS\r\n" || reply.starts_with("ERROR "), "{reply:?}");
 }
+
+#[test]
+fn list_on_a_host_without_rings_is_ok_and_an_empty_line() {
+    // A /dev/shm of its own (a private mount namespace): nothing else's rings in it.
+    let probe = std::process::Command::new("unshare").args(["-m", "true"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("cannot create a mount namespace here (needs root and unshare); skipping");
+        return;
+    }
+    let free = ringmaster_support::free_port();
+    let portmgr = portmgr_support::Daemon::start(&format!("{free}-{free}"), &[]);
+    let dir = portmgr_support::TempDir::new("rm-empty");
+    let script = format!(
+        "mount --make-rprivate / && mount -t tmpfs tmpfs /dev/shm && exec {} --portmgr-port {} --log {}",
+        ringmaster_support::RINGMASTER,
+        portmgr.port,
+        dir.0.join("log").display()
+    );
+    let _master = ringmaster_support::KillOnDrop(
+        std::process::Command::new("unshare").args(["-m", "sh", "-c", &script]).spawn().unwrap(),
+    );
+    let mut port = None;
+    eventually("registration", || {
+        port = ringmaster_support::ringmaster_port(portmgr.port);
+        port.is_some()
+    });
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port.unwrap())).unwrap();
+    let mut c = portmgr_support::Raw::new(stream);
+    c.ask("LIST\n", "OK\r\n\r\n");
+}
