@@ -36,7 +36,7 @@ fn a_thousand_idle_connections() {
 
 #[test]
 fn running_out_of_descriptors_delays_clients_but_loses_none() {
-    // Room for about a dozen connections (each costs the daemon two descriptors).
+    // Room for a couple of dozen connections (each costs the daemon a descriptor).
     let master = Master::start_limited(&[], Some(40));
     let mut first: Vec<_> = (0..30).map(|_| master.connect()).collect();
     let mut waiting: Vec<_> = (0..10).map(|_| master.connect()).collect();

@@ -55,8 +55,8 @@ pub struct Shared {
     log: Mutex<Log>,
     pub stop: AtomicBool,
     pub access: Access,
-    /// A second handle on each open connection, so a stop can wake its thread.
-    conns: Mutex<HashMap<u64, TcpStream>>,
+    /// Every open connection, so a stop can wake its thread.
+    conns: Mutex<HashMap<u64, Arc<TcpStream>>>,
 }
 
 impl Shared {
@@ -411,14 +411,9 @@ impl Daemon {
 /// Serves a new connection on a thread of its own.
 fn spawn(shared: &Arc<Shared>, next_key: &AtomicU64, stream: TcpStream, peer: SocketAddr) {
     let key = next_key.fetch_add(1, Ordering::Relaxed);
-    let waker = match stream.try_clone() {
-        Ok(waker) => waker,
-        Err(e) => {
-            shared.log(format_args!("cannot serve the connection from {peer}: {e}"));
-            return;
-        }
-    };
-    lock(&shared.conns).insert(key, waker);
+    // One descriptor, two owners: the thread, and the registry a stop wakes it through.
+    let stream = Arc::new(stream);
+    lock(&shared.conns).insert(key, stream.clone());
     shared.log(format_args!("New socket connection from {}", peer.ip()));
     let mine = shared.clone();
     let spawned = std::thread::Builder::new().name("ringmaster-conn".into()).stack_size(STACK).spawn(move || {

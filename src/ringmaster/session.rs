@@ -7,6 +7,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -38,7 +39,8 @@ enum Next {
 }
 
 pub struct Session<'a> {
-    stream: TcpStream,
+    /// Shared with the daemon, which shuts it down to wake this thread on a stop.
+    stream: Arc<TcpStream>,
     peer: SocketAddr,
     shared: &'a Shared,
     claims: Vec<Claim>,
@@ -46,7 +48,7 @@ pub struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    pub fn new(stream: TcpStream, peer: SocketAddr, shared: &'a Shared) -> Session<'a> {
+    pub fn new(stream: Arc<TcpStream>, peer: SocketAddr, shared: &'a Shared) -> Session<'a> {
         Session { stream, peer, shared, claims: Vec::new(), out: Vec::new() }
     }
 
@@ -96,7 +98,7 @@ impl<'a> Session<'a> {
                     stream @ Next::Stream(..) => return if flushed { stream } else { Next::Close },
                 }
             }
-            match self.stream.read(&mut chunk) {
+            match (&*self.stream).read(&mut chunk) {
                 Ok(0) => {
                     if input.pending() > 0 {
                         self.shared.log(format_args!("{} closed in the middle of a request", self.ip()));
@@ -120,7 +122,7 @@ impl<'a> Session<'a> {
         if self.out.is_empty() {
             return true;
         }
-        let result = self.stream.write_all(&self.out);
+        let result = (&*self.stream).write_all(&self.out);
         self.out.clear();
         match result {
             Ok(()) => true,
@@ -228,7 +230,11 @@ impl<'a> Session<'a> {
                 Next::Close
             }
             Request::List { exact: true } => {
-                let rings = list_rings(self.shared);
+                // No listing at all (out of descriptors, say) is not an empty one: a
+                // C++ client would take it for "no rings". Close; it may ask again.
+                let Some(rings) = list_rings(self.shared) else {
+                    return Next::Close;
+                };
                 self.reply(OK);
                 let line = protocol::list_line(&rings);
                 self.reply(line);
@@ -335,15 +341,15 @@ impl<'a> Session<'a> {
 /// Every ring in /dev/shm with its usage, sorted by name (rings that vanish or fail to
 /// read in between are left out and logged). Read-only and lock-free: a ring whose
 /// lock is held by a stuck client is still listed, at once.
-fn list_rings(shared: &Shared) -> Vec<(String, RingUsage)> {
+fn list_rings(shared: &Shared) -> Option<Vec<(String, RingUsage)>> {
     let names = match ring::list() {
         Ok(names) => names,
         Err(e) => {
-            shared.log(format_args!("cannot list rings: {e}"));
-            return Vec::new();
+            shared.log(format_args!("cannot list rings: {e}; closing the connection"));
+            return None;
         }
     };
-    names
+    let rings = names
         .into_iter()
         .filter_map(|name| match ring::peek_usage(&name) {
             Ok(usage) => Some((name, RingUsage::from(&usage))),
@@ -354,5 +360,6 @@ fn list_rings(shared: &Shared) -> Vec<(String, RingUsage)> {
                 None
             }
         })
-        .collect()
+        .collect();
+    Some(rings)
 }
