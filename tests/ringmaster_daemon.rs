@@ -68,3 +68,32 @@ fn sighup_reopens_the_log() {
     master.wait_log("CONNECT: ring after-rotation");
     assert!(!std::fs::read_to_string(&rotated).unwrap().contains("after-rotation"));
 }
+
+#[test]
+fn tells_systemd_when_ready_and_when_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let free = ringmaster_support::free_port();
+    let portmgr = portmgr_support::Daemon::start(&format!("{free}-{free}"), &[]);
+    let dir = portmgr_support::TempDir::new("rm-notify");
+    let socket_path = dir.0.join("notify");
+    let listener = UnixDatagram::bind(&socket_path).unwrap();
+    listener.set_read_timeout(Some(portmgr_support::TIMEOUT)).unwrap();
+    let mut child = ringmaster_support::KillOnDrop(
+        Command::new(RINGMASTER)
+            .args(["--portmgr-port", &portmgr.port.to_string(), "--log"])
+            .arg(dir.0.join("log"))
+            .env("NOTIFY_SOCKET", &socket_path)
+            .spawn()
+            .unwrap(),
+    );
+    let mut buf = [0u8; 256];
+    let n = listener.recv(&mut buf).unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), format!("READY=1\nMAINPID={}", child.id()));
+    // Ready means registered: clients find it at once.
+    assert!(ringmaster_support::ringmaster_port(portmgr.port).is_some());
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let n = listener.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert!(portmgr_support::wait_with_timeout(&mut child).success());
+}
