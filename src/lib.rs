@@ -6,5 +6,6 @@ pub mod error;
 pub mod ffi;
 pub mod portmgr;
 pub mod ring;
+pub mod ringmaster;
 
 pub use error::{Error, Result};
