@@ -36,7 +36,12 @@ pub struct Consumer {
 }
 
 impl Consumer {
+    /// Attaches to ring `name`, or, for `tcp://host/ring`, to that host's ring through
+    /// its local proxy (see `crate::remote`).
     pub fn attach(name: &str) -> Result<Consumer> {
+        if let Some(url) = crate::remote::url::parse(name)? {
+            return crate::remote::attach_consumer(&url);
+        }
         super::name::validate(name)?;
         let ring = Shared::open(name, true)?;
         let pid = my_pid();
