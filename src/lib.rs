@@ -7,5 +7,6 @@ pub mod ffi;
 pub mod portmgr;
 pub mod remote;
 pub mod ring;
+pub mod ringmaster;
 
 pub use error::{Error, Result};
