@@ -6,6 +6,7 @@
 //! reached from `Consumer::attach` for any name that is a `tcp://` URL.
 
 pub mod feeder;
+pub mod master;
 pub mod framing;
 pub mod source;
 pub mod spawn;
