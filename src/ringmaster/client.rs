@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::protocol::{
     self, BINARY_FOLLOWS, DATA_FORBIDDEN, INVALID_FORMAT, NO_SUCH_RING, NOT_A_RING, REGISTRATION_FORBIDDEN,
-    REMOTE_FORBIDDEN, Role, RingUsage, SERVICE,
+    REMOTE_FORBIDDEN, RingUsage, Role, SERVICE,
 };
 use crate::error::{Error, Result};
 use crate::portmgr::lines::LineBuffer;
@@ -63,8 +63,7 @@ pub fn find_port(host: &str, portmgr_port: Option<u16>, timeout: Duration) -> Re
 
 /// Maps an `ERROR ...` (or FRIB's `FAIL ...`) reply to an errno.
 fn refusal(line: &str) -> i32 {
-    if line.starts_with(REMOTE_FORBIDDEN) || line.starts_with(REGISTRATION_FORBIDDEN) || line.contains(DATA_FORBIDDEN)
-    {
+    if line.starts_with(REMOTE_FORBIDDEN) || line.starts_with(REGISTRATION_FORBIDDEN) || line.contains(DATA_FORBIDDEN) {
         libc::EPERM
     } else if line.ends_with(NO_SUCH_RING) || line.ends_with(NOT_A_RING) {
         libc::ENOENT
@@ -106,9 +105,8 @@ impl Client {
     }
 
     fn open(addr: SocketAddr, connect_timeout: Duration, timeout: Duration) -> Result<Client> {
-        let stream = TcpStream::connect_timeout(&addr, connect_timeout).map_err(|e| {
-            Error::new(errno_of(&e), format!("cannot connect to the {SERVICE} at {addr}: {e}"))
-        })?;
+        let stream = TcpStream::connect_timeout(&addr, connect_timeout)
+            .map_err(|e| Error::new(errno_of(&e), format!("cannot connect to the {SERVICE} at {addr}: {e}")))?;
         let _ = stream.set_nodelay(true);
         Ok(Client { stream, input: LineBuffer::new(MAX_REPLY_LINE), server: addr, timeout, broken: None })
     }
@@ -194,7 +192,10 @@ impl Client {
             let mut byte = [0u8; 1];
             match self.stream.read(&mut byte) {
                 Ok(0) => {
-                    let e = Error::new(libc::ECONNRESET, format!("{}: {context}: the server closed the connection", self.describe()));
+                    let e = Error::new(
+                        libc::ECONNRESET,
+                        format!("{}: {context}: the server closed the connection", self.describe()),
+                    );
                     return Err(self.break_off(e));
                 }
                 Ok(_) if byte[0] == b'\n' => break,
@@ -230,11 +231,7 @@ impl Client {
     fn simple(&mut self, request: &str, context: &str) -> Result<()> {
         let deadline = self.start(request.as_bytes(), context)?;
         let line = self.line(deadline, context)?;
-        if line == OK_LINE {
-            Ok(())
-        } else {
-            Err(self.refused_or_unexpected(context, &line))
-        }
+        if line == OK_LINE { Ok(()) } else { Err(self.refused_or_unexpected(context, &line)) }
     }
 
     fn refused_or_unexpected(&mut self, context: &str, line: &[u8]) -> Error {
@@ -291,7 +288,10 @@ impl Client {
             let _ = self.stream.set_read_timeout(Some(wait));
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
-                    let e = Error::new(libc::ECONNRESET, format!("{}: {context}: the server closed the connection", self.describe()));
+                    let e = Error::new(
+                        libc::ECONNRESET,
+                        format!("{}: {context}: the server closed the connection", self.describe()),
+                    );
                     return Err(self.break_off(e));
                 }
                 Ok(n) => self.input.extend(&chunk[..n]),

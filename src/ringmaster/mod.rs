@@ -5,8 +5,13 @@
 //! slots when its connection closes; anyone allowed may LIST the rings, and hosts allowed
 //! by `--allow-remote` may ask for a ring's data as a byte stream (REMOTE).
 
+pub mod access;
 pub mod client;
 pub mod protocol;
+pub mod sender;
+pub mod server;
+pub mod session;
 
 pub use client::Client;
-pub use protocol::{Role, RingUsage};
+pub use protocol::{RingUsage, Role};
+pub use server::Config;

@@ -100,7 +100,8 @@ impl RingUsage {
 
     fn from_list(bytes: &[u8]) -> Option<RingUsage> {
         let fields = parse_list(bytes).ok()?;
-        let [data_bytes, put_space, max_consumers, producer_pid, max_get, min_get, consumers] = fields.as_slice() else {
+        let [data_bytes, put_space, max_consumers, producer_pid, max_get, min_get, consumers] = fields.as_slice()
+        else {
             return None;
         };
         let mut pairs = Vec::new();
@@ -159,7 +160,9 @@ pub enum Request {
     Register(Option<String>),
     Unregister(Option<String>),
     /// `LIST`, and nothing else on the line (anything else closes the connection).
-    List { exact: bool },
+    List {
+        exact: bool,
+    },
     Remote(Option<String>),
     /// An unknown command or a line that is not a Tcl list: the connection is closed.
     Invalid,
@@ -280,7 +283,12 @@ mod tests {
         assert_eq!(Request::parse(connect.trim_end().as_bytes()), Request::Connect(Some(expected)));
         assert_eq!(
             Request::parse(disconnect_request("fox", Role::Producer, 9).trim_end().as_bytes()),
-            Request::Disconnect(Some(Claim { ring: "fox".into(), role: Role::Producer, pid: 9, comment: String::new() }))
+            Request::Disconnect(Some(Claim {
+                ring: "fox".into(),
+                role: Role::Producer,
+                pid: 9,
+                comment: String::new()
+            }))
         );
         for bad in [
             "CONNECT fox producer 1",
