@@ -6,6 +6,8 @@
 //!   remote_role create RING
 //!   remote_role produce RING SIZE COUNT CONSUMERS   waits for CONSUMERS consumers, puts
 //!                                                   COUNT items (SIZE 0: 24 B..70 KiB), then an end item
+//!                                                   (earlier once the file $DF_STOP exists; $DF_PAUSE_US
+//!                                                   microseconds between items)
 //!   remote_role consume URL [gaps]                  reads to the end item, checks every byte
 //!   remote_role producer-pid RING                   prints the ring's producer pid
 //!   remote_role tcp-send ADDR:PORT SIZE COUNT       the same items down a plain socket
@@ -64,7 +66,17 @@ fn produce(ring: &str, size: usize, count: u64, consumers: usize) -> Result<Stri
     let start = Instant::now();
     let mut item = Vec::new();
     let mut bytes = 0u64;
+    let stop = std::env::var_os("DF_STOP").map(std::path::PathBuf::from);
+    let pause = std::env::var("DF_PAUSE_US").ok().and_then(|p| p.parse().ok()).map(Duration::from_micros);
+    let mut count = count;
     for seq in 0..count {
+        if seq % 64 == 0 && stop.as_ref().is_some_and(|f| f.exists()) {
+            count = seq;
+            break;
+        }
+        if let Some(pause) = pause {
+            std::thread::sleep(pause);
+        }
         let n = if size == 0 { size_of(seq) } else { size };
         encode(&mut item, PHYSICS, seq, n);
         producer.put(&item, None).map_err(|e| format!("put {seq}: {e}"))?;
