@@ -91,6 +91,8 @@ pub fn run(plan: &Plan, mut ready: Ready) -> Result<()> {
     let mut source = match Source::open(&plan.host, plan.portmgr_port, &plan.ring, STEP_TIMEOUT) {
         Ok(s) => s,
         Err(e) => {
+            // Free the slot first: whoever reads the report may start another feeder.
+            drop(producer);
             ready.say(&format!("{READY_ERROR} {} {}", e.errno(), e.message()));
             return Err(e);
         }

@@ -1,0 +1,169 @@
+//! The feeder against a ring master that speaks the legacy REMOTE protocol byte for byte
+//! (as NSCLDAQ's does: `OK BINARY FOLLOWS` CR LF, then the raw ring bytes, no framing):
+//! only whole items ever reach the proxy, whatever pieces the stream arrives in; swapped
+//! headers are framed; a broken stream is reconnected at an item boundary; a second
+//! feeder for the same proxy stands down; the starter is left with no zombie.
+
+mod portmgr_support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use daqflow::portmgr::Client as PortManager;
+use daqflow::remote::feeder::Plan;
+use daqflow::remote::spawn::{Started, start_feeder};
+use daqflow::ring::{self, Consumer, CreateOptions};
+use portmgr_support::Daemon;
+
+fn item(size: usize, seq: u8, swapped: bool) -> Vec<u8> {
+    let mut v = if swapped {
+        [(size as u32).to_be_bytes(), 30u32.to_be_bytes()].concat()
+    } else {
+        [(size as u32).to_le_bytes(), 30u32.to_le_bytes()].concat()
+    };
+    v.extend((8..size).map(|i| seq.wrapping_add(i as u8)));
+    v
+}
+
+/// A legacy-speaking ring master: each accepted REMOTE connection gets the reply and
+/// then whatever chunks the test sends; `None` closes that connection.
+fn fake_ring_master(listener: TcpListener, ring: String) -> mpsc::Sender<Option<Vec<u8>>> {
+    let (tx, rx) = mpsc::channel::<Option<Vec<u8>>>();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut request = String::new();
+            if BufReader::new(&conn).read_line(&mut request).is_err() || request != format!("REMOTE {ring}\n") {
+                continue;
+            }
+            let mut first = true;
+            while let Ok(Some(chunk)) = rx.recv() {
+                // The first data travels in the same segment as the reply line.
+                let bytes = if first { [b"OK BINARY FOLLOWS\r\n".to_vec(), chunk].concat() } else { chunk };
+                first = false;
+                if conn.write_all(&bytes).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    tx
+}
+
+fn zombies_of_me() -> usize {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+                .filter(|stat| {
+                    let rest = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect::<Vec<_>>()).unwrap_or_default();
+                    rest.first() == Some(&"Z") && rest.get(1) == Some(&me.as_str())
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until the consumer has exactly `want` bytes; it must never see more (a partial item).
+fn settle(c: &Consumer, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let have = c.available().expect("available");
+        assert!(have <= want, "the proxy shows {have} bytes, more than the {want} of whole items sent");
+        if have == want {
+            // And it stays there: the partial rest is not published later either.
+            std::thread::sleep(Duration::from_millis(150));
+            assert_eq!(c.available().expect("available"), want);
+            return;
+        }
+        assert!(Instant::now() < deadline, "the proxy has {have} of {want} bytes");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn whole_items_from_a_legacy_stream() {
+    let pm = Daemon::start("47300-47399", &[]);
+    let mut manager = PortManager::connect(Some("127.0.0.1"), Some(pm.port)).expect("port manager");
+    let listener = loop {
+        let port = manager.allocate("RingMaster").expect("allocate");
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            break l;
+        }
+    };
+    let source = format!("src{}", std::process::id());
+    let proxy = format!("t-feeder-{}", std::process::id());
+    let _ = ring::remove(&proxy);
+    ring::create(&proxy, CreateOptions::default()).expect("proxy");
+    let mut c = Consumer::attach(&proxy).expect("consumer");
+    let tx = fake_ring_master(listener, source.clone());
+
+    let plan = Plan { host: "127.0.0.1".into(), portmgr_port: Some(pm.port), ring: source.clone(), proxy: proxy.clone() };
+    // The fake answers REMOTE only with the first chunk: queue it before the feeder asks.
+    let items: Vec<Vec<u8>> = vec![item(100, 1, false), item(3 << 20, 2, false), item(40, 3, true), item(65536, 4, false), item(8, 5, true)];
+    let stream: Vec<u8> = items.concat();
+    let ends: Vec<usize> = items.iter().scan(0, |end, i| {
+        *end += i.len();
+        Some(*end)
+    }).collect();
+    // Cut the stream inside headers, inside bodies and right on boundaries.
+    let cuts = [3, 50, 100, 105, 200_000, 1 << 20, (3 << 20) + 100, (3 << 20) + 104, ends[2] + 5, ends[3], stream.len() - 3];
+    tx.send(Some(stream[..cuts[0]].to_vec())).expect("queue");
+    assert_eq!(start_feeder(&plan).expect("feeder starts"), Started::Feeding);
+    assert_eq!(zombies_of_me(), 0, "starting the feeder left a zombie in the starting process");
+    let feeder = ring::usage(&proxy).expect("usage").producer_pid;
+    assert!(feeder > 0);
+    // A second start finds the proxy fed.
+    assert_eq!(start_feeder(&plan).expect("second start"), Started::AlreadyFed);
+
+    let whole_at = |n: usize| ends.iter().copied().filter(|&e| e <= n).max().unwrap_or(0) as u64;
+    settle(&c, 0);
+    for pair in cuts.windows(2) {
+        tx.send(Some(stream[pair[0]..pair[1]].to_vec())).expect("send");
+        settle(&c, whole_at(pair[1]));
+    }
+    // The connection breaks with 3 bytes of the last item unsent: its head is dropped,
+    // and the feeder's next connection starts on an item boundary.
+    tx.send(None).expect("close");
+    let after = item(500, 9, false);
+    tx.send(Some(after.clone())).expect("queue for the reconnection");
+    let mut got = vec![0u8; ends[3] + after.len()];
+    let want = got.len();
+    let n = c.get(&mut got, want as u64, Some(Duration::from_secs(20))).expect("items after reconnecting");
+    assert_eq!(n, want);
+    assert_eq!(&got[..ends[3]], &stream[..ends[3]], "the items before the break, byte for byte");
+    assert_eq!(&got[ends[3]..], &after[..], "the first item of the new connection, whole");
+
+    // Removing the proxy stops the feeder.
+    drop(c);
+    ring::remove(&proxy).expect("remove proxy");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{feeder}/stat")).is_ok_and(|s| !s.contains(") Z")) {
+        assert!(Instant::now() < deadline, "the feeder kept running after its proxy was removed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn unreachable_host_is_an_error_not_a_hang() {
+    let pm = Daemon::start("47400-47409", &[]);
+    let proxy = format!("t-feeder-none-{}", std::process::id());
+    let _ = ring::remove(&proxy);
+    // A port manager without a ring master, then no port manager at all.
+    let started = Instant::now();
+    let plan = Plan { host: "127.0.0.1".into(), portmgr_port: Some(pm.port), ring: "r".into(), proxy: proxy.clone() };
+    let err = start_feeder(&plan).expect_err("no ring master");
+    assert_eq!(err.errno(), libc::ECONNREFUSED, "{}", err.message());
+    drop(pm);
+    let gone = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let plan = Plan { portmgr_port: Some(gone), ..plan };
+    let err = start_feeder(&plan).expect_err("no port manager");
+    assert_eq!(err.errno(), libc::ECONNREFUSED, "{}", err.message());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(ring::usage(&proxy).expect("usage").producer_pid, -1, "a failed feeder gives its slot back");
+    assert_eq!(zombies_of_me(), 0);
+    ring::remove(&proxy).expect("remove");
+}
