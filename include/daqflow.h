@@ -223,7 +223,10 @@ int ring_attach_producer(const char *name, struct ring_client **out);
 
 /**
  * Attaches as a consumer of ring `name`; it sees data put from now on. -ENOMEM if
- * every consumer slot is taken by a live process.
+ * every consumer slot is taken by a live process. `name` may be `tcp://host/ring`: a
+ * ring on another host, read through a local proxy ring fed by the daqflow-feeder
+ * program (started if needed; see docs/remote.md); localhost and this host's own names
+ * mean the local ring.
  */
 int ring_attach_consumer(const char *name, struct ring_client **out);
 

@@ -25,15 +25,24 @@ pub fn attach_consumer(url: &RingUrl) -> Result<Consumer> {
         return Consumer::attach(&url.ring);
     }
     let proxy = url::proxy_name(&resolved.canonical, &url.ring)?;
-    match ring::create(&proxy, CreateOptions::default()) {
-        Err(e) if e.errno() != libc::EEXIST => return Err(e),
-        _ => {}
-    }
+    let created = match ring::create(&proxy, CreateOptions::default()) {
+        Ok(()) => true,
+        Err(e) if e.errno() == libc::EEXIST => false,
+        Err(e) => return Err(e),
+    };
     // Attached before the feeder starts, so we see its very first item.
     let consumer = Consumer::attach(&proxy)?;
     if ring::usage(&proxy)?.producer_pid <= 0 {
         let plan = feeder::Plan { host: url.host.clone(), portmgr_port: url.portmgr_port, ring: url.ring.clone(), proxy };
-        spawn::start_feeder(&plan)?;
+        if let Err(e) = spawn::start_feeder(&plan) {
+            drop(consumer);
+            // A proxy made just now for a ring that cannot be fed is debris, unless
+            // someone else has started using it meanwhile.
+            if created && ring::usage(&plan.proxy).is_ok_and(|u| u.producer_pid <= 0 && u.consumers.is_empty()) {
+                let _ = ring::remove(&plan.proxy);
+            }
+            return Err(e);
+        }
     }
     Ok(consumer)
 }

@@ -47,6 +47,9 @@ struct Scan {
 
 impl Producer {
     pub fn attach(name: &str) -> Result<Producer> {
+        if crate::remote::url::parse(name)?.is_some() {
+            return Err(Error::new(libc::EINVAL, format!("cannot produce into {name}: a producer must run on the ring's own host")));
+        }
         super::name::validate(name)?;
         let ring = Shared::open(name, true)?;
         let pid = my_pid();
