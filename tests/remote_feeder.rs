@@ -167,3 +167,60 @@ fn unreachable_host_is_an_error_not_a_hang() {
     assert_eq!(zombies_of_me(), 0);
     ring::remove(&proxy).expect("remove");
 }
+
+/// CPU seconds a process has used (user + system).
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    // After the command: state is field 0, utime 11, stime 12 (in clock ticks).
+    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// A proxy that nobody reads fills up; the feeder then waits without burning CPU, the
+/// stream backs up into TCP, and when the consumer catches up every item is there.
+#[test]
+fn back_pressure_without_spinning() {
+    let pm = Daemon::start("47410-47419", &[]);
+    let mut manager = PortManager::connect(Some("127.0.0.1"), Some(pm.port)).expect("port manager");
+    let listener = loop {
+        let port = manager.allocate("RingMaster").expect("allocate");
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            break l;
+        }
+    };
+    let source = format!("bp{}", std::process::id());
+    let proxy = format!("t-feeder-bp-{}", std::process::id());
+    let _ = ring::remove(&proxy);
+    ring::create(&proxy, CreateOptions { data_bytes: 1 << 20, max_consumers: 4, ..Default::default() }).expect("proxy");
+    let mut c = Consumer::attach(&proxy).expect("consumer");
+    let tx = fake_ring_master(listener, source.clone());
+    // 24 MiB of 60000-byte items: many times the proxy, more than TCP buffers hold.
+    let items: Vec<Vec<u8>> = (0..420).map(|i| item(60_000, i as u8, i % 5 == 0)).collect();
+    tx.send(Some(items[0].clone())).expect("queue");
+    let plan = Plan { host: "127.0.0.1".into(), portmgr_port: Some(pm.port), ring: source, proxy: proxy.clone() };
+    assert_eq!(start_feeder(&plan).expect("feeder"), Started::Feeding);
+    let feeder = ring::usage(&proxy).expect("usage").producer_pid;
+    let sender = std::thread::spawn(move || {
+        for it in &items[1..] {
+            tx.send(Some(it.clone())).expect("send");
+        }
+        tx
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let full = c.available().expect("available");
+    assert!(full > 900_000, "the proxy should be full by now ({full} bytes)");
+    let before = cpu_seconds(feeder);
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_seconds(feeder) - before;
+    assert!(used < 0.3, "a blocked feeder used {used:.2} s of CPU in 3 s");
+    let mut buf = vec![0u8; 60_000];
+    for i in 0..420u32 {
+        c.get(&mut buf, 60_000, Some(Duration::from_secs(20))).unwrap_or_else(|e| panic!("item {i}: {e}"));
+        assert_eq!(buf, item(60_000, i as u8, i % 5 == 0), "item {i}");
+    }
+    drop(sender.join());
+    drop(c);
+    ring::remove(&proxy).expect("remove");
+}

@@ -143,7 +143,12 @@ fn pump(producer: &mut Producer, source: &mut Source, watch: &mut Watch) -> End 
         if let Some(why) = watch.due().then(|| watch.unwanted()).flatten() {
             return End::Done(why);
         }
-        let want = (pending + framer.to_complete().unwrap_or(0).max(CHUNK)).min(capacity);
+        // As much as is free, up to a chunk (or the rest of a large item), and at least
+        // one byte past what is already there: waiting for a whole chunk of space would
+        // stall on a proxy not much larger than a chunk.
+        let most = (pending + framer.to_complete().unwrap_or(0).max(CHUNK)).min(capacity);
+        let free = producer.available_space().unwrap_or(0);
+        let want = if free > pending { most.min(free) } else { pending + 1 };
         // Back-pressure: this sleeps (on the ring's wake-ups) until consumers make room.
         let spans = match producer.reserve(want, Some(TICK)) {
             Ok(spans) => spans,
