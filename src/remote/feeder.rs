@@ -62,8 +62,10 @@ impl Ready {
 enum End {
     /// The stream broke (closed, reset, timed out, garbage): reconnect.
     Lost(Error),
-    /// Nobody reads the proxy any more, or it is gone: stop.
+    /// The proxy is gone or broken: stop.
     Done(String),
+    /// Nobody has read the proxy for a while: stop, unless someone just came.
+    Idle(String),
 }
 
 /// Runs a feeder until its proxy is no longer wanted. Errors before the first byte
@@ -102,13 +104,25 @@ pub fn run(plan: &Plan, mut ready: Ready) -> Result<()> {
     loop {
         let why = match pump(&mut producer, &mut source, &mut watch) {
             End::Done(why) => return log_done(plan, &why),
+            End::Idle(why) => match hand_over(plan, producer, &mut watch) {
+                Some(kept) => {
+                    producer = kept;
+                    continue;
+                }
+                None => return log_done(plan, &why),
+            },
             End::Lost(e) => e,
         };
         log(plan, &format!("stream lost ({}); reconnecting", why.message()));
         let mut delay = RETRY_FIRST;
         source = loop {
-            if let Some(why) = watch.unwanted() {
-                return log_done(plan, &why);
+            match watch.unwanted() {
+                Some(End::Idle(why)) => match hand_over(plan, producer, &mut watch) {
+                    Some(kept) => producer = kept,
+                    None => return log_done(plan, &why),
+                },
+                Some(End::Done(why)) => return log_done(plan, &why),
+                Some(End::Lost(_)) | None => {}
             }
             std::thread::sleep(delay);
             delay = (delay * 2).min(RETRY_MAX);
@@ -123,6 +137,21 @@ pub fn run(plan: &Plan, mut ready: Ready) -> Result<()> {
 
 fn log(plan: &Plan, what: &str) {
     eprintln!("daqflow-feeder {}/{} -> {}: {what}", plan.host, plan.ring, plan.proxy);
+}
+
+/// Gives the proxy's producer slot up, then looks once more for consumers: one that
+/// attached before the slot was free may have seen our producer and started no feeder,
+/// so we carry on for it (unless another feeder took the slot meanwhile). One that
+/// attaches later sees no producer and starts a feeder itself.
+fn hand_over(plan: &Plan, producer: Producer, watch: &mut Watch) -> Option<Producer> {
+    let _ = producer.detach();
+    let readers = ring::usage(&plan.proxy).is_ok_and(|u| u.consumers.iter().any(|c| c.pid > 0));
+    let kept = if readers { Producer::attach(&plan.proxy).ok() } else { None };
+    if kept.is_some() {
+        log(plan, "a consumer came as we were stopping; carrying on");
+        watch.reset();
+    }
+    kept
 }
 
 fn log_done(plan: &Plan, why: &str) -> Result<()> {
@@ -140,8 +169,8 @@ fn pump(producer: &mut Producer, source: &mut Source, watch: &mut Watch) -> End 
         return End::Lost(e);
     }
     loop {
-        if let Some(why) = watch.due().then(|| watch.unwanted()).flatten() {
-            return End::Done(why);
+        if let Some(end) = watch.due().then(|| watch.unwanted()).flatten() {
+            return end;
         }
         // As much as is free, up to a chunk (or the rest of a large item), and at least
         // one byte past what is already there: waiting for a whole chunk of space would
@@ -228,24 +257,28 @@ impl Watch {
         self.last_check.elapsed() >= TICK
     }
 
-    /// Why the feeder should stop, if it should.
-    fn unwanted(&mut self) -> Option<String> {
+    /// Why the feeder should stop, if it should (`Idle` or `Done`).
+    fn unwanted(&mut self) -> Option<End> {
         self.last_check = Instant::now();
         match ring::usage(&self.proxy) {
             // Removed and made again: the consumers are on a ring we no longer feed.
             Ok(usage) if usage.producer_pid != std::process::id() as i32 => {
-                Some(format!("proxy ring {} was replaced (its producer is now {})", self.proxy, usage.producer_pid))
+                Some(End::Done(format!("proxy ring {} was replaced (its producer is now {})", self.proxy, usage.producer_pid)))
             }
             Ok(usage) if usage.consumers.iter().any(|c| c.pid > 0) => {
                 self.last_reader = Instant::now();
                 None
             }
             Ok(_) if self.last_reader.elapsed() >= IDLE_EXIT => {
-                Some(format!("proxy ring {} has had no consumer for {} s", self.proxy, IDLE_EXIT.as_secs()))
+                Some(End::Idle(format!("proxy ring {} has had no consumer for {} s", self.proxy, IDLE_EXIT.as_secs())))
             }
             Ok(_) => None,
-            Err(e) if e.errno() == libc::ENOENT => Some(format!("proxy ring {} was removed", self.proxy)),
+            Err(e) if e.errno() == libc::ENOENT => Some(End::Done(format!("proxy ring {} was removed", self.proxy))),
             Err(_) => None,
         }
+    }
+
+    fn reset(&mut self) {
+        self.last_reader = Instant::now();
     }
 }
