@@ -231,7 +231,9 @@ int ring_attach_producer(const char *name, struct ring_client **out);
 int ring_attach_consumer(const char *name, struct ring_client **out);
 
 /**
- * Releases the slot and frees the handle. NULL is allowed.
+ * Releases the slot and frees the handle. NULL is allowed. When a ring master is
+ * advertised on the local port manager it is told first; if that fails, the slot is
+ * still released and the handle freed, and the error is returned.
  */
 int ring_detach(struct ring_client *client);
 

@@ -208,7 +208,9 @@ pub unsafe extern "C" fn ring_attach_consumer(name: *const c_char, out: *mut *mu
     attach(name, out, |n| Consumer::attach(n).map(Side::Consumer))
 }
 
-/// Releases the slot and frees the handle. NULL is allowed.
+/// Releases the slot and frees the handle. NULL is allowed. When a ring master is
+/// advertised on the local port manager it is told first; if that fails, the slot is
+/// still released and the handle freed, and the error is returned.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_detach(client: *mut ring_client) -> c_int {
     if client.is_null() {
