@@ -4,6 +4,7 @@
 //! headers are framed; a broken stream is reconnected at an item boundary; a second
 //! feeder for the same proxy stands down; the starter is left with no zombie.
 
+mod common;
 mod portmgr_support;
 
 use std::io::{BufRead, BufReader, Write};
@@ -95,8 +96,8 @@ fn whole_items_from_a_legacy_stream() {
         }
     };
     let source = format!("src{}", std::process::id());
-    let proxy = format!("t-feeder-{}", std::process::id());
-    let _ = ring::remove(&proxy);
+    let guard = common::RingName::new("feeder");
+    let proxy = guard.s().to_string();
     ring::create(&proxy, CreateOptions::default()).expect("proxy");
     let mut c = Consumer::attach(&proxy).expect("consumer");
     let tx = fake_ring_master(listener, source.clone());
@@ -150,8 +151,8 @@ fn whole_items_from_a_legacy_stream() {
 #[test]
 fn unreachable_host_is_an_error_not_a_hang() {
     let pm = Daemon::start("47400-47409", &[]);
-    let proxy = format!("t-feeder-none-{}", std::process::id());
-    let _ = ring::remove(&proxy);
+    let guard = common::RingName::new("feeder-none");
+    let proxy = guard.s().to_string();
     // A port manager without a ring master, then no port manager at all.
     let started = Instant::now();
     let plan = Plan { host: "127.0.0.1".into(), portmgr_port: Some(pm.port), ring: "r".into(), proxy: proxy.clone() };
@@ -191,8 +192,8 @@ fn back_pressure_without_spinning() {
         }
     };
     let source = format!("bp{}", std::process::id());
-    let proxy = format!("t-feeder-bp-{}", std::process::id());
-    let _ = ring::remove(&proxy);
+    let guard = common::RingName::new("feeder-bp");
+    let proxy = guard.s().to_string();
     ring::create(&proxy, CreateOptions { data_bytes: 1 << 20, max_consumers: 4, ..Default::default() }).expect("proxy");
     let mut c = Consumer::attach(&proxy).expect("consumer");
     let tx = fake_ring_master(listener, source.clone());

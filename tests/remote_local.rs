@@ -2,6 +2,7 @@
 //! proxy, no feeder); a host that cannot serve the ring fails the attach in bounded time
 //! and leaves neither a proxy ring nor a zombie; producers and malformed URLs are refused.
 
+mod common;
 use std::time::{Duration, Instant};
 
 use daqflow::remote::url::hostname;
@@ -13,8 +14,8 @@ fn shm_names() -> Vec<String> {
 
 #[test]
 fn own_names_mean_the_local_ring() {
-    let name = format!("t-rlocal-{}", std::process::id());
-    let _ = ring::remove(&name);
+    let guard = common::RingName::new("rlocal");
+    let name = guard.s().to_string();
     ring::create(&name, CreateOptions { data_bytes: 65536, max_consumers: 4, ..Default::default() }).expect("create");
     let me = hostname().expect("hostname");
     for host in ["localhost", "LOCALHOST", "127.0.0.1", "[::1]", me.as_str()] {

@@ -7,6 +7,7 @@
 //! One test function: the port manager is chosen through an environment variable,
 //! which is process-wide.
 
+mod common;
 mod portmgr_support;
 
 use std::io::{BufRead, BufReader, Write};
@@ -82,8 +83,8 @@ fn timed<T>(limit: Duration, what: &str, f: impl FnOnce() -> T) -> T {
 
 #[test]
 fn ring_master_cooperation() {
-    let ring_name = format!("t-master-{}", std::process::id());
-    let _ = ring::remove(&ring_name);
+    let guard = common::RingName::new("master");
+    let ring_name = guard.s().to_string();
     let dir = portmgr_support::TempDir::new("rmaster");
     let port_file = dir.0.join("listen.port");
     // SAFETY (env): this test binary has one test, so no other thread reads the environment.
