@@ -113,10 +113,25 @@ fn whole_items_from_a_legacy_stream() {
     // Cut the stream inside headers, inside bodies and right on boundaries.
     let cuts = [3, 50, 100, 105, 200_000, 1 << 20, (3 << 20) + 100, (3 << 20) + 104, ends[2] + 5, ends[3], stream.len() - 3];
     tx.send(Some(stream[..cuts[0]].to_vec())).expect("queue");
+    // A descriptor a careless host program leaves inheritable must not reach the feeder.
+    let marker = std::env::temp_dir().join(format!("daqflow-feeder-marker-{}", std::process::id()));
+    std::fs::write(&marker, b"").expect("marker");
+    let c_marker = std::ffi::CString::new(marker.to_string_lossy().as_bytes()).expect("path");
+    // SAFETY: a valid path; the descriptor is closed below.
+    let inheritable = unsafe { libc::open(c_marker.as_ptr(), libc::O_RDONLY) };
+    assert!(inheritable >= 0);
     assert_eq!(start_feeder(&plan).expect("feeder starts"), Started::Feeding);
+    unsafe { libc::close(inheritable) };
     assert_eq!(zombies_of_me(), 0, "starting the feeder left a zombie in the starting process");
     let feeder = ring::usage(&proxy).expect("usage").producer_pid;
     assert!(feeder > 0);
+    let open: Vec<_> = std::fs::read_dir(format!("/proc/{feeder}/fd"))
+        .expect("feeder fds")
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .collect();
+    assert!(!open.contains(&marker), "the feeder inherited a descriptor of the starting process: {open:?}");
+    let _ = std::fs::remove_file(&marker);
     // A second start finds the proxy fed.
     assert_eq!(start_feeder(&plan).expect("second start"), Started::AlreadyFed);
 

@@ -117,6 +117,7 @@ pub fn start_feeder(plan: &Plan) -> Result<Started> {
     let (null, log, ready) = (high(null.as_raw_fd())?, high(log.as_raw_fd())?, high(ready.as_raw_fd())?);
     let fds = [null.as_raw_fd(), null.as_raw_fd(), log.as_raw_fd(), ready.as_raw_fd()];
     let exec_failed = b"ERROR 2 the feeder program could not be executed\n";
+    let max_fd = open_max();
 
     // SAFETY: the child only calls async-signal-safe functions on data prepared above.
     let pid = unsafe { libc::fork() };
@@ -124,7 +125,7 @@ pub fn start_feeder(plan: &Plan) -> Result<Started> {
         return Err(Error::sys(nix::errno::Errno::last(), "cannot fork to start the feeder"));
     }
     if pid == 0 {
-        unsafe { middle_child(&fds, path.as_ptr(), argv.as_ptr(), exec_failed) }
+        unsafe { middle_child(&fds, max_fd, path.as_ptr(), argv.as_ptr(), exec_failed) }
     }
     drop((null, log, ready));
     reap(pid);
@@ -133,7 +134,7 @@ pub fn start_feeder(plan: &Plan) -> Result<Started> {
 }
 
 /// The intermediate child: new session, fork the feeder, exit.
-unsafe fn middle_child(fds: &[RawFd; 4], path: *const libc::c_char, argv: *const *const libc::c_char, exec_failed: &[u8]) -> ! {
+unsafe fn middle_child(fds: &[RawFd; 4], max_fd: RawFd, path: *const libc::c_char, argv: *const *const libc::c_char, exec_failed: &[u8]) -> ! {
     unsafe {
         libc::setsid();
         let pid = libc::fork();
@@ -146,17 +147,33 @@ unsafe fn middle_child(fds: &[RawFd; 4], path: *const libc::c_char, argv: *const
             }
         }
         // Nothing else of the user's process (sockets, files, pipes) goes with us.
-        libc::syscall(libc::SYS_close_range, (READY_FD + 1) as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint);
+        if libc::syscall(libc::SYS_close_range, (READY_FD + 1) as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint) != 0 {
+            // Kernels before 5.9: one by one.
+            for fd in READY_FD + 1..max_fd {
+                libc::close(fd);
+            }
+        }
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGCHLD] {
-            libc::signal(sig, libc::SIG_DFL);
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGCHLD, libc::SIGPIPE] {
+            libc::sigaction(sig, &default, std::ptr::null_mut());
         }
         libc::execv(path, argv);
         libc::write(READY_FD, exec_failed.as_ptr().cast(), exec_failed.len());
         libc::_exit(127)
     }
+}
+
+/// Descriptors to close when close_range is missing (read before forking: getrlimit is
+/// not async-signal-safe).
+fn open_max() -> RawFd {
+    // SAFETY: a zeroed rlimit is a valid out-parameter.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if ok { limit.rlim_cur.min(65536) as RawFd } else { 1024 }
 }
 
 /// Reaps the intermediate child (it exits at once). A host program that reaps every
