@@ -339,7 +339,7 @@ fn registers_once_the_port_manager_appears() {
     let portmgr_port = ringmaster_support::free_port();
     let dir = portmgr_support::TempDir::new("rm-late");
     let log = dir.0.join("log");
-    let mut child = ringmaster_support::spawn(portmgr_port, &log, &[]);
+    let mut child = ringmaster_support::KillOnDrop(ringmaster_support::spawn(portmgr_port, &log, &[]));
     std::thread::sleep(Duration::from_millis(1500));
     assert!(child.try_wait().unwrap().is_none(), "ringmaster gave up without a port manager");
     let free = ringmaster_support::free_port();
@@ -357,4 +357,68 @@ fn registers_once_the_port_manager_appears() {
     assert!(portmgr_support::wait_with_timeout(&mut child).success());
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("lost the port manager connection; registering again"), "{text}");
+}
+
+#[test]
+fn a_stuck_joiner_does_not_stop_the_daemon() {
+    // The legacy daemon hung for good on a consumer stuck at pid 0 holding the ring lock.
+    let master = Master::start(&[]);
+    let ring = TestRing::new("stuck", 65536, 4);
+    let mut joiner = ringmaster_support::KillOnDrop(
+        std::process::Command::new(ringmaster_support::role_exe())
+            .args(["join-and-die", ring.s(), "1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut said = [0u8; 8];
+    std::io::Read::read_exact(joiner.stdout.as_mut().unwrap(), &mut said).unwrap();
+    assert_eq!(&said, b"joining\n");
+    // A REMOTE on that ring waits for the lock on its own thread...
+    let mut waiting = master.connect();
+    waiting.send(format!("REMOTE {}\n", ring.s()).as_bytes());
+    // ...while everyone else is served, LIST included (it reads the ring without the lock).
+    let start = std::time::Instant::now();
+    let mut c = master.connect();
+    c.ask("LIST\n", "OK\r\n");
+    let line = c.line();
+    assert!(line.contains(&format!("{{{} ", ring.s())), "{line}");
+    c.ask("CONNECT {x} producer 5 {c}\n", "OK\r\n");
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+    joiner.kill().unwrap();
+    joiner.wait().unwrap();
+    // With the joiner gone, the REMOTE gets an answer (data or a clear error), not silence.
+    let reply = waiting.line();
+    assert!(reply == "OK BINARY FOLLOWS\r\n" || reply.starts_with("ERROR "), "{reply:?}");
+}
+
+#[test]
+fn list_on_a_host_without_rings_is_ok_and_an_empty_line() {
+    // A /dev/shm of its own (a private mount namespace): nothing else's rings in it.
+    let probe = std::process::Command::new("unshare").args(["-m", "true"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("cannot create a mount namespace here (needs root and unshare); skipping");
+        return;
+    }
+    let free = ringmaster_support::free_port();
+    let portmgr = portmgr_support::Daemon::start(&format!("{free}-{free}"), &[]);
+    let dir = portmgr_support::TempDir::new("rm-empty");
+    let script = format!(
+        "mount --make-rprivate / && mount -t tmpfs tmpfs /dev/shm && exec {} --portmgr-port {} --log {}",
+        ringmaster_support::RINGMASTER,
+        portmgr.port,
+        dir.0.join("log").display()
+    );
+    let _master = ringmaster_support::KillOnDrop(
+        std::process::Command::new("unshare").args(["-m", "sh", "-c", &script]).spawn().unwrap(),
+    );
+    let mut port = None;
+    eventually("registration", || {
+        port = ringmaster_support::ringmaster_port(portmgr.port);
+        port.is_some()
+    });
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port.unwrap())).unwrap();
+    let mut c = portmgr_support::Raw::new(stream);
+    c.ask("LIST\n", "OK\r\n\r\n");
 }

@@ -182,3 +182,17 @@ fn several_readers_each_get_the_whole_stream() {
     }
     producer.detach().unwrap();
 }
+
+#[test]
+fn removing_the_ring_ends_the_stream() {
+    let master = Master::start(&[]);
+    let ring = TestRing::new("removed", 65536, 4);
+    let mut s = remote(&master, ring.s());
+    eventually("the sender to attach", || sender_attached(&ring));
+    ring::remove(ring.s()).unwrap();
+    // The reader sees the end of the stream instead of waiting forever on a dead ring.
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    master.wait_log(&format!("ring {} was removed or replaced", ring.s()));
+}

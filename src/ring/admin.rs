@@ -198,6 +198,20 @@ pub fn usage(name: &str) -> Result<Usage> {
             slots::reap_dead(&ring, &lock);
         }
     }
+    usage_of(&ring)
+}
+
+/// [`usage`] read-only and without the ring's lock: for a daemon listing every ring,
+/// which must neither wait on a ring whose lock is held (a joiner stuck at pid 0) nor
+/// change anything. A ring being created at that very moment may fail its header check.
+pub fn peek_usage(name: &str) -> Result<Usage> {
+    validate(name)?;
+    let file = RingFile::open(name, false)?;
+    let (map, geo) = file.map_ring()?;
+    usage_of(&Shared { file, map, geo })
+}
+
+fn usage_of(ring: &Shared) -> Result<Usage> {
     let geo = &ring.geo;
     let put = ring.put_pos()?;
     let mut consumers = Vec::new();

@@ -76,7 +76,8 @@ fn refusal(line: &str) -> i32 {
 
 impl Client {
     /// Finds the ring master of `host` through its port manager and connects to it.
-    /// `timeout` bounds the whole search and connection, and later each exchange.
+    /// `timeout` bounds each step (the port manager connection and LIST, then the ring
+    /// master connection, within what is left), and later each exchange.
     pub fn locate(host: &str, portmgr_port: Option<u16>, timeout: Duration) -> Result<Client> {
         let deadline = Instant::now() + timeout;
         let port = find_port(host, portmgr_port, timeout)?;

@@ -10,7 +10,7 @@
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{setsockopt, sockopt};
@@ -21,6 +21,8 @@ use crate::ring::Consumer;
 const CHUNK: u64 = 1024 * 1024;
 /// How often a sender with nothing to do checks the peer and the stop flag.
 const IDLE_CHECK: Duration = Duration::from_millis(200);
+/// How often an idle sender checks that its ring is still the one under that name.
+const RING_CHECK: Duration = Duration::from_secs(1);
 /// Dead-peer detection on an idle stream: probes after 10 s of silence, every 5 s, 3 of
 /// them (a peer cut off is noticed within about 25 s).
 const KEEPALIVE_IDLE: u32 = 10;
@@ -78,9 +80,19 @@ fn socket_fd(socket: &TcpStream) -> std::os::fd::BorrowedFd<'_> {
     socket.as_fd()
 }
 
-/// Streams the ring to the socket until the peer goes, `stop` is set, or an error.
-/// Returns why, and how many bytes were sent. The consumer is detached on return.
+/// The ring's /dev/shm object as it was when the sender attached: (device, inode).
+pub fn identity(ring: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/dev/shm/{ring}")).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Streams the ring to the socket until the peer goes, `stop` is set, the ring is
+/// removed (or replaced by a new one of the same name: this stream would never see its
+/// data), or an error. Returns why, and how many bytes were sent. The consumer is
+/// detached on return.
 pub fn stream(mut consumer: Consumer, socket: &TcpStream, stop: &AtomicBool) -> (End, u64) {
+    let attached_to = identity(consumer.name());
+    let mut checked = Instant::now();
     let mut sent_total = 0u64;
     let end = loop {
         if stop.load(Ordering::Relaxed) {
@@ -91,6 +103,12 @@ pub fn stream(mut consumer: Consumer, socket: &TcpStream, stop: &AtomicBool) -> 
             Err(e) if e.errno() == libc::ETIMEDOUT => {
                 if peer_gone(socket) {
                     break End::PeerClosed;
+                }
+                if checked.elapsed() >= RING_CHECK {
+                    checked = Instant::now();
+                    if identity(consumer.name()) != attached_to {
+                        break End::Failed(format!("ring {} was removed or replaced", consumer.name()));
+                    }
                 }
                 continue;
             }

@@ -204,7 +204,7 @@ impl<'a> Session<'a> {
                 Next::Close
             }
             Request::Register(Some(ring)) => {
-                match ring::validate_name(&ring).and_then(|()| ring::usage(&ring)) {
+                match ring::validate_name(&ring).and_then(|()| ring::peek_usage(&ring)) {
                     Ok(_) => {
                         self.shared.log(format_args!("REGISTER: ring {ring}"));
                         self.reply(OK);
@@ -333,7 +333,8 @@ impl<'a> Session<'a> {
 }
 
 /// Every ring in /dev/shm with its usage, sorted by name (rings that vanish or fail to
-/// read in between are left out and logged).
+/// read in between are left out and logged). Read-only and lock-free: a ring whose
+/// lock is held by a stuck client is still listed, at once.
 fn list_rings(shared: &Shared) -> Vec<(String, RingUsage)> {
     let names = match ring::list() {
         Ok(names) => names,
@@ -344,7 +345,7 @@ fn list_rings(shared: &Shared) -> Vec<(String, RingUsage)> {
     };
     names
         .into_iter()
-        .filter_map(|name| match ring::usage(&name) {
+        .filter_map(|name| match ring::peek_usage(&name) {
             Ok(usage) => Some((name, RingUsage::from(&usage))),
             Err(e) => {
                 if e.errno() != libc::ENOENT {

@@ -191,7 +191,7 @@ pub fn role_exe() -> PathBuf {
 
 /// A process attached to `ring` as a consumer and waiting for data; returns it and its
 /// slot.
-pub fn consumer_process(ring: &str) -> (Child, u32) {
+pub fn consumer_process(ring: &str) -> (KillOnDrop, u32) {
     let mut child = Command::new(role_exe())
         .args(["consume", ring, "1"])
         .stdin(Stdio::null())
@@ -210,7 +210,7 @@ pub fn consumer_process(ring: &str) -> (Child, u32) {
         .strip_prefix("attached ")
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("ring_role said {text:?}"));
-    (child, slot)
+    (KillOnDrop(child), slot)
 }
 
 /// Polls `condition` until it holds or the timeout passes.
@@ -242,4 +242,28 @@ pub fn rss_kib(pid: i32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// A child process killed and reaped when the test ends, even by a panic (a helper left
+/// running would hold the test's output pipes open and stall the run).
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
