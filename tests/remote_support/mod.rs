@@ -167,7 +167,7 @@ impl Net {
             .spawn()
             .expect("start daqportmgr");
         self.daemons.push((i, "daqportmgr", portmgr));
-        self.wait_until(i, "port manager", |net| net.listening(i, 30000));
+        self.wait_until(i, "port manager", |net| net.answering(i));
         if ringmaster {
             self.start_ringmaster(i);
         }
@@ -196,9 +196,9 @@ impl Net {
         }
     }
 
-    fn listening(&self, i: usize, port: u16) -> bool {
-        let out = Command::new("ip").args(["netns", "exec", &self.hosts[i].ns, "ss", "-ltnH"]).output();
-        out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(":{port} ")))
+    /// The port manager answers (lsservices reads the port file and LISTs).
+    fn answering(&self, i: usize) -> bool {
+        self.command(i, &bin("lsservices"), &[]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
     }
 
     fn services(&self, i: usize) -> String {
