@@ -44,18 +44,16 @@ fn refusals() {
 
 #[test]
 fn a_host_that_cannot_serve_fails_cleanly() {
-    // 192.0.2.0/24 is reserved for documentation: nothing answers there.
+    // 198.51.100.0/24 is reserved for documentation: no port manager of ours is there
+    // (CI hosts may live on 192.0.2.0/24, so not that one).
     let ring_name = format!("gone{}", std::process::id());
-    let url = format!("tcp://192.0.2.1/{ring_name}");
+    let url = format!("tcp://198.51.100.1/{ring_name}");
     let start = Instant::now();
     let err = Consumer::attach(&url).map(|_| ()).expect_err("nothing serves it");
     assert!(start.elapsed() < Duration::from_secs(25), "took {:?}", start.elapsed());
-    assert!(
-        [libc::ECONNREFUSED, libc::ETIMEDOUT, libc::EHOSTUNREACH, libc::ENETUNREACH].contains(&err.errno()),
-        "{}: {}",
-        err.errno(),
-        err.message()
-    );
+    // Refused, unreachable, timed out, or (behind an intercepting proxy) garbage: any
+    // error will do, as long as it says what failed.
+    assert!(err.errno() > 0 && err.message().contains("feeder"), "{}: {}", err.errno(), err.message());
     assert!(!shm_names().iter().any(|n| n.ends_with(&ring_name)), "a proxy ring was left behind");
     let me = std::process::id().to_string();
     let zombies = std::fs::read_dir("/proc")

@@ -232,9 +232,9 @@ mod tests {
         let me = hostname().unwrap();
         let r = resolve(&me).unwrap();
         assert!(is_local(&me, &r), "{me}");
-        // 192.0.2.0/24 is reserved for documentation: never ours.
-        let r = resolve("192.0.2.7").unwrap();
-        assert!(!is_local("192.0.2.7", &r));
+        // 203.0.113.0/24 is reserved for documentation (CI hosts may live on 192.0.2.0/24).
+        let r = resolve("203.0.113.7").unwrap();
+        assert!(!is_local("203.0.113.7", &r));
     }
 
     #[test]
