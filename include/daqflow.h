@@ -238,12 +238,17 @@ int ring_attach_producer(const char *name, struct ring_client **out);
 
 /**
  * Attaches as a consumer of ring `name`; it sees data put from now on. -ENOMEM if
- * every consumer slot is taken by a live process.
+ * every consumer slot is taken by a live process. `name` may be `tcp://host/ring`: a
+ * ring on another host, read through a local proxy ring fed by the daqflow-feeder
+ * program (started if needed; see docs/remote.md); localhost and this host's own names
+ * mean the local ring.
  */
 int ring_attach_consumer(const char *name, struct ring_client **out);
 
 /**
- * Releases the slot and frees the handle. NULL is allowed.
+ * Releases the slot and frees the handle. NULL is allowed. When a ring master is
+ * advertised on the local port manager it is told first; if that fails, the slot is
+ * still released and the handle freed, and the error is returned.
  */
 int ring_detach(struct ring_client *client);
 

@@ -5,6 +5,7 @@
 pub mod error;
 pub mod ffi;
 pub mod portmgr;
+pub mod remote;
 pub mod ring;
 pub mod ringmaster;
 

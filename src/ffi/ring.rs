@@ -199,13 +199,18 @@ pub unsafe extern "C" fn ring_attach_producer(name: *const c_char, out: *mut *mu
 }
 
 /// Attaches as a consumer of ring `name`; it sees data put from now on. -ENOMEM if
-/// every consumer slot is taken by a live process.
+/// every consumer slot is taken by a live process. `name` may be `tcp://host/ring`: a
+/// ring on another host, read through a local proxy ring fed by the daqflow-feeder
+/// program (started if needed; see docs/remote.md); localhost and this host's own names
+/// mean the local ring.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_attach_consumer(name: *const c_char, out: *mut *mut ring_client) -> c_int {
     attach(name, out, |n| Consumer::attach(n).map(Side::Consumer))
 }
 
-/// Releases the slot and frees the handle. NULL is allowed.
+/// Releases the slot and frees the handle. NULL is allowed. When a ring master is
+/// advertised on the local port manager it is told first; if that fails, the slot is
+/// still released and the handle freed, and the error is returned.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_detach(client: *mut ring_client) -> c_int {
     if client.is_null() {

@@ -77,6 +77,8 @@ pub fn create(name: &str, options: CreateOptions) -> Result<()> {
         Shared::format(&map, &geo);
         Ok(())
     })();
+    // A ring master that is advertised but cannot be told fails the create.
+    let made = made.and_then(|()| crate::remote::master::registered(name));
     if made.is_err() {
         let _ = RingFile::unlink(name);
     }
@@ -126,6 +128,8 @@ fn refuse_if_attached(name: &str, map: &Mapping, geo: &Geometry) -> Result<()> {
 pub fn remove(name: &str) -> Result<()> {
     validate(name)?;
     let file = RingFile::open_best(name)?;
+    // Before the lock: a legacy ring master reads the ring's slots when told.
+    crate::remote::master::unregistering(name)?;
     let _lock = if file.writable { Some(file.lock(file.legacy_lock_len(), LOCK_WAIT)?) } else { None };
     if !shm::has_magic(&file.file) {
         return Err(Error::new(libc::ENOENT, format!("cannot remove {name}: /dev/shm/{name} exists but is not a ring")));

@@ -11,6 +11,8 @@ use super::slots;
 use super::span::Span;
 use super::wait::{self, POLL_SLICE, WOKEN_SLICE, Waiter};
 use crate::error::{Error, Result};
+use crate::remote::master;
+use crate::ringmaster::Role;
 
 /// Reads that find less than this already available count as keeping pace.
 const SMALL_BATCH: u64 = 4096;
@@ -33,15 +35,27 @@ pub struct Consumer {
     /// Publish with plain stores (see `fence`).
     light: bool,
     attached: bool,
+    /// The local ring master (if any) was told about us.
+    announced: bool,
 }
 
 impl Consumer {
+    /// Attaches to ring `name`, or, for `tcp://host/ring`, to that host's ring through
+    /// its local proxy (see `crate::remote`).
     pub fn attach(name: &str) -> Result<Consumer> {
+        if let Some(url) = crate::remote::url::parse(name)? {
+            return crate::remote::attach_consumer(&url);
+        }
         super::name::validate(name)?;
         let ring = Shared::open(name, true)?;
         let pid = my_pid();
         let (slot, get, claim) = slots::claim_consumer(&ring, pid)?;
-        Ok(Consumer { ring, pid, slot, get, avail_hint: 0, borrowed: 0, pacing: false, claim, light: fence::light_publish(), attached: true })
+        let mut consumer =
+            Consumer { ring, pid, slot, get, avail_hint: 0, borrowed: 0, pacing: false, claim, light: fence::light_publish(), attached: true, announced: false };
+        // On failure the slot is given back as `consumer` drops.
+        master::connected(name, Role::Consumer(slot))?;
+        consumer.announced = true;
+        Ok(consumer)
     }
 
     pub fn name(&self) -> &str {
@@ -248,29 +262,32 @@ impl Consumer {
         Ok(())
     }
 
-    /// Gives the slot back (also done on drop).
+    /// Gives the slot back (also done on drop). An error telling the ring master comes
+    /// back after the slot is released.
     pub fn detach(mut self) -> Result<()> {
-        self.release_slot();
-        Ok(())
+        self.release_slot()
     }
 
-    fn release_slot(&mut self) {
+    fn release_slot(&mut self) -> Result<()> {
         if !self.attached {
-            return;
+            return Ok(());
         }
         self.attached = false;
         // After fork() the child holds a copy of this handle; the slot is the parent's.
-        if my_pid() == self.pid {
-            slots::release_own(&self.ring, self.ring.consumer(self.slot), self.pid, &self.claim);
-            // Our backlog no longer holds the producer back.
-            self.ring.space_signal().notify();
+        if my_pid() != self.pid {
+            return Ok(());
         }
+        let told = if self.announced { master::disconnecting(self.name(), Role::Consumer(self.slot)) } else { Ok(()) };
+        slots::release_own(&self.ring, self.ring.consumer(self.slot), self.pid, &self.claim);
+        // Our backlog no longer holds the producer back.
+        self.ring.space_signal().notify();
+        told
     }
 }
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        self.release_slot();
+        let _ = self.release_slot();
     }
 }
 

@@ -16,6 +16,8 @@ use super::slots;
 use super::span::Span;
 use super::wait::{self, POLL_SLICE, WOKEN_SLICE, Waiter};
 use crate::error::{Error, Result};
+use crate::remote::master;
+use crate::ringmaster::Role;
 
 /// How often a producer blocked on space looks for dead consumers holding it back.
 const REAP_EVERY: Duration = Duration::from_millis(200);
@@ -32,6 +34,8 @@ pub struct Producer {
     /// Publish with plain stores (see `fence`).
     light: bool,
     attached: bool,
+    /// The local ring master (if any) was told about us.
+    announced: bool,
 }
 
 /// The result of one scan of the consumer records.
@@ -43,12 +47,19 @@ struct Scan {
 
 impl Producer {
     pub fn attach(name: &str) -> Result<Producer> {
+        if crate::remote::url::parse(name)?.is_some() {
+            return Err(Error::new(libc::EINVAL, format!("cannot produce into {name}: a producer must run on the ring's own host")));
+        }
         super::name::validate(name)?;
         let ring = Shared::open(name, true)?;
         let pid = my_pid();
         let claim = slots::claim_producer(&ring, pid)?;
         let put = ring.put_pos()?;
-        Ok(Producer { ring, pid, put, free_hint: 0, reserved: 0, claim, light: fence::light_publish(), attached: true })
+        let mut producer = Producer { ring, pid, put, free_hint: 0, reserved: 0, claim, light: fence::light_publish(), attached: true, announced: false };
+        // On failure the slot is given back as `producer` drops.
+        master::connected(name, Role::Producer)?;
+        producer.announced = true;
+        Ok(producer)
     }
 
     pub fn name(&self) -> &str {
@@ -207,28 +218,30 @@ impl Producer {
         self.ring.data_signal().notify();
     }
 
-    /// Gives the producer slot back (also done on drop). The put pointer stays.
+    /// Gives the producer slot back (also done on drop). The put pointer stays. An
+    /// error telling the ring master comes back after the slot is released.
     pub fn detach(mut self) -> Result<()> {
-        self.release();
-        Ok(())
+        self.release()
     }
 
-    fn release(&mut self) {
+    fn release(&mut self) -> Result<()> {
         if !self.attached {
-            return;
+            return Ok(());
         }
         self.attached = false;
         // After fork() the child holds a copy of this handle; the slot is the parent's.
         if my_pid() != self.pid {
-            return;
+            return Ok(());
         }
+        let told = if self.announced { master::disconnecting(self.name(), Role::Producer) } else { Ok(()) };
         slots::release_own(&self.ring, self.ring.producer(), self.pid, &self.claim);
+        told
     }
 }
 
 impl Drop for Producer {
     fn drop(&mut self) {
-        self.release();
+        let _ = self.release();
     }
 }
 

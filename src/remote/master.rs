@@ -1,0 +1,98 @@
+//! Telling the local ring master (ours or NSCLDAQ's) about this process's rings and
+//! clients, so that it and NSCLDAQ's tools see them: CONNECT/DISCONNECT around attach
+//! and detach, REGISTER/UNREGISTER around create and remove.
+//!
+//! Only when a `RingMaster` is advertised on the local port manager; otherwise rings
+//! work daemonless and this costs one refused connect (no port manager) or one LIST.
+//! One connection per process, kept open: a legacy ring master frees a client's slots
+//! when its connection closes. Every exchange is time-boxed by the client; a ring master
+//! that dies or talks garbage costs the call an error, never a hang.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::ringmaster::client::find_port;
+use crate::ringmaster::{Client, Role};
+
+/// Environment variable: `off` keeps this process away from any ring master.
+pub const RINGMASTER_ENV: &str = "DAQFLOW_RINGMASTER";
+/// Bound on each exchange (and on finding the ring master).
+pub const TIMEOUT: Duration = Duration::from_secs(2);
+/// What CONNECT says about us.
+const COMMENT: &str = "daqflow";
+
+/// The open connection and the process it belongs to (a forked child must open its own).
+struct Link {
+    pid: u32,
+    client: Client,
+}
+
+static LINK: Mutex<Option<Link>> = Mutex::new(None);
+static DISABLED: AtomicBool = AtomicBool::new(false);
+
+/// Stops this process from talking to any ring master (a ring master itself, whose
+/// senders attach to rings, must not announce them to itself).
+pub fn disable() {
+    DISABLED.store(true, Ordering::SeqCst);
+}
+
+fn enabled() -> bool {
+    !DISABLED.load(Ordering::Relaxed) && std::env::var_os(RINGMASTER_ENV).is_none_or(|v| v != "off")
+}
+
+/// Runs `exchange` with the local ring master, if one is advertised. A kept connection
+/// that turns out broken (the ring master restarted or went away) is replaced once:
+/// only a ring master found just now and failing costs an error.
+fn with_master(exchange: impl Fn(&mut Client) -> Result<()>) -> Result<()> {
+    if !enabled() {
+        return Ok(());
+    }
+    let mut link = LINK.lock();
+    let me = std::process::id();
+    if let Some(kept) = link.as_mut().filter(|l| l.pid == me) {
+        match exchange(&mut kept.client) {
+            Ok(()) => return Ok(()),
+            Err(e) if !matches!(e.errno(), libc::EPIPE | libc::ECONNRESET | libc::ETIMEDOUT | libc::EPROTO) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    *link = None;
+    let port = match find_port("localhost", None, TIMEOUT) {
+        Ok(port) => port,
+        // No port manager, or no ring master registered with it: daemonless.
+        Err(e) if e.errno() == libc::ECONNREFUSED => return Ok(()),
+        Err(e) => return Err(Error::new(e.errno(), format!("looking for the local ring master: {}", e.message()))),
+    };
+    let mut client = Client::connect_addr(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), TIMEOUT)?;
+    exchange(&mut client)?;
+    *link = Some(Link { pid: me, client });
+    Ok(())
+}
+
+fn pid() -> i32 {
+    std::process::id() as i32
+}
+
+/// After claiming `role` in `ring`.
+pub fn connected(ring: &str, role: Role) -> Result<()> {
+    with_master(|c| c.connect(ring, role, pid(), COMMENT))
+}
+
+/// Before releasing `role` in `ring`.
+pub fn disconnecting(ring: &str, role: Role) -> Result<()> {
+    with_master(|c| c.disconnect(ring, role, pid()))
+}
+
+/// After creating `ring`.
+pub fn registered(ring: &str) -> Result<()> {
+    with_master(|c| c.register(ring))
+}
+
+/// Before removing `ring`.
+pub fn unregistering(ring: &str) -> Result<()> {
+    with_master(|c| c.unregister(ring))
+}

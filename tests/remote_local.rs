@@ -1,0 +1,68 @@
+//! tcp:// URLs that need no second host: this host's own names mean the local ring (no
+//! proxy, no feeder); a host that cannot serve the ring fails the attach in bounded time
+//! and leaves neither a proxy ring nor a zombie; producers and malformed URLs are refused.
+
+mod common;
+use std::time::{Duration, Instant};
+
+use daqflow::remote::url::hostname;
+use daqflow::ring::{self, Consumer, CreateOptions, Producer};
+
+fn shm_names() -> Vec<String> {
+    std::fs::read_dir("/dev/shm").map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+}
+
+#[test]
+fn own_names_mean_the_local_ring() {
+    let guard = common::RingName::new("rlocal");
+    let name = guard.s().to_string();
+    ring::create(&name, CreateOptions { data_bytes: 65536, max_consumers: 4, ..Default::default() }).expect("create");
+    let me = hostname().expect("hostname");
+    for host in ["localhost", "LOCALHOST", "127.0.0.1", "[::1]", me.as_str()] {
+        let url = format!("tcp://{host}/{name}");
+        let c = Consumer::attach(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(c.name(), name, "{url} is the local ring itself");
+        let usage = ring::usage(&name).expect("usage");
+        assert_eq!(usage.consumers.len(), 1, "{url}");
+        drop(c);
+    }
+    let mine: Vec<String> = shm_names().into_iter().filter(|n| n.contains(&name)).collect();
+    assert_eq!(mine, vec![name.clone()], "no proxy ring for a local URL");
+    ring::remove(&name).expect("remove");
+}
+
+#[test]
+fn refusals() {
+    for bad in ["tcp://", "tcp://host", "tcp://host/", "tcp://h/a/b", "tcp://host:99999/r"] {
+        let err = Consumer::attach(bad).map(|_| ()).expect_err(bad);
+        assert_eq!(err.errno(), libc::EINVAL, "{bad}: {}", err.message());
+    }
+    let err = Producer::attach("tcp://localhost/ring").map(|_| ()).expect_err("producer");
+    assert_eq!(err.errno(), libc::EINVAL);
+    assert!(err.message().contains("own host"), "{}", err.message());
+}
+
+#[test]
+fn a_host_that_cannot_serve_fails_cleanly() {
+    // 198.51.100.0/24 is reserved for documentation: no port manager of ours is there
+    // (CI hosts may live on 192.0.2.0/24, so not that one).
+    let ring_name = format!("gone{}", std::process::id());
+    let url = format!("tcp://198.51.100.1/{ring_name}");
+    let start = Instant::now();
+    let err = Consumer::attach(&url).map(|_| ()).expect_err("nothing serves it");
+    assert!(start.elapsed() < Duration::from_secs(25), "took {:?}", start.elapsed());
+    // Refused, unreachable, timed out, or (behind an intercepting proxy) garbage: any
+    // error will do, as long as it says what failed.
+    assert!(err.errno() > 0 && err.message().contains("feeder"), "{}: {}", err.errno(), err.message());
+    assert!(!shm_names().iter().any(|n| n.ends_with(&ring_name)), "a proxy ring was left behind");
+    let me = std::process::id().to_string();
+    let zombies = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+                .filter(|s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z') && r.split_whitespace().nth(1) == Some(&me)))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(zombies, 0, "the feeder start left a zombie");
+}
