@@ -91,6 +91,9 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: &Config) -> Result<()> {
+    // REMOTE senders attach to rings through the library, which would otherwise announce
+    // them to the ring master advertised here: this very daemon.
+    crate::remote::master::disable();
     raise_fd_limit();
     // Blocked before any thread starts, so every thread inherits the mask.
     let mut signals = block_signals()?;
