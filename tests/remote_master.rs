@@ -103,6 +103,12 @@ fn ring_master_cooperation() {
         ring::remove(&ring_name).expect("remove");
     });
 
+    // A port file that names no port: no port manager, so daemonless too.
+    std::fs::write(&port_file, "not a port\n").unwrap();
+    ring::create(&ring_name, CreateOptions { data_bytes: 65536, max_consumers: 4, ..Default::default() }).expect("create with a junk port file");
+    Consumer::attach(&ring_name).expect("consumer with a junk port file").detach().expect("detach");
+    ring::remove(&ring_name).expect("remove with a junk port file");
+
     // A port manager with no ring master: the same.
     let pm = Daemon::start("47500-47599", &[]);
     std::fs::write(&port_file, format!("{}\n", pm.port)).unwrap();

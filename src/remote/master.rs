@@ -61,7 +61,12 @@ fn with_master(exchange: impl Fn(&mut Client) -> Result<()>) -> Result<()> {
         }
     }
     *link = None;
-    let port = match find_port("localhost", None, TIMEOUT) {
+    // A port file that cannot be read names no port manager, so no ring master either;
+    // the rings themselves do not depend on it.
+    let Ok(portmgr_port) = crate::portmgr::client::default_port() else {
+        return Ok(());
+    };
+    let port = match find_port("localhost", Some(portmgr_port), TIMEOUT) {
         Ok(port) => port,
         // No port manager, or no ring master registered with it: daemonless.
         Err(e) if e.errno() == libc::ECONNREFUSED => return Ok(()),
