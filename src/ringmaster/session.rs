@@ -338,11 +338,28 @@ impl<'a> Session<'a> {
     }
 }
 
+/// Runs `read` again while the process is out of descriptors, for up to two seconds:
+/// the accept loop resumes as soon as one descriptor frees, so a request may arrive
+/// before the connections that were closing have given theirs back. Failing at once
+/// would drop the client or leave rings out of a LIST.
+fn short_of_descriptors_retry<T>(read: impl Fn() -> crate::Result<T>) -> crate::Result<T> {
+    const PATIENCE: Duration = Duration::from_secs(2);
+    let start = Instant::now();
+    loop {
+        match read() {
+            Err(e) if matches!(e.errno(), libc::EMFILE | libc::ENFILE) && start.elapsed() < PATIENCE => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Every ring in /dev/shm with its usage, sorted by name (rings that vanish or fail to
 /// read in between are left out and logged). Read-only and lock-free: a ring whose
 /// lock is held by a stuck client is still listed, at once.
 fn list_rings(shared: &Shared) -> Option<Vec<(String, RingUsage)>> {
-    let names = match ring::list() {
+    let names = match short_of_descriptors_retry(ring::list) {
         Ok(names) => names,
         Err(e) => {
             shared.log(format_args!("cannot list rings: {e}; closing the connection"));
@@ -351,7 +368,7 @@ fn list_rings(shared: &Shared) -> Option<Vec<(String, RingUsage)>> {
     };
     let rings = names
         .into_iter()
-        .filter_map(|name| match ring::peek_usage(&name) {
+        .filter_map(|name| match short_of_descriptors_retry(|| ring::peek_usage(&name)) {
             Ok(usage) => Some((name, RingUsage::from(&usage))),
             Err(e) => {
                 if e.errno() != libc::ENOENT {

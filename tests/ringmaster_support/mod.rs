@@ -132,10 +132,23 @@ fn spawn_limited(portmgr_port: u16, log: &std::path::Path, extra: &[&str], fds: 
         .expect("start ringmaster")
 }
 
-/// A port nobody listens on at the moment (the kernel's choice).
+/// A port nobody listens on at the moment, below the kernel's ephemeral range (32768 up):
+/// a port the kernel chose could be handed out again at once as the local port of some
+/// other test's outgoing connection, and the ring master could then not listen on it.
+/// Each call in this process gives another port; the pid spreads parallel test binaries.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20000;
+    const SPAN: u32 = 12000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::process::id().wrapping_mul(97) % SPAN;
+    for _ in 0..SPAN {
+        let port = (FIRST + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
 /// The port of the first RingMaster the port manager LISTs.
