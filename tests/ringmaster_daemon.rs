@@ -89,8 +89,9 @@ fn tells_systemd_when_ready_and_when_stopping() {
     let mut buf = [0u8; 256];
     let n = listener.recv(&mut buf).unwrap();
     assert_eq!(String::from_utf8_lossy(&buf[..n]), format!("READY=1\nMAINPID={}", child.id()));
-    // Ready means registered: clients find it at once.
-    assert!(ringmaster_support::ringmaster_port(portmgr.port).is_some());
+    // Ready means registered and listening: clients find it and are served at once.
+    let port = ringmaster_support::ringmaster_port(portmgr.port).expect("registered once ready");
+    Raw::new(TcpStream::connect(("127.0.0.1", port)).unwrap()).ask("LIST\n", "OK\r\n");
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let n = listener.recv(&mut buf).unwrap();

@@ -410,15 +410,17 @@ fn list_on_a_host_without_rings_is_ok_and_an_empty_line() {
         portmgr.port,
         dir.0.join("log").display()
     );
-    let _master = ringmaster_support::KillOnDrop(
-        std::process::Command::new("unshare").args(["-m", "sh", "-c", &script]).spawn().unwrap(),
+    let ready = ringmaster_support::ReadySocket::new(&dir.0);
+    let mut master = ringmaster_support::KillOnDrop(
+        std::process::Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .env("NOTIFY_SOCKET", &ready.path)
+            .spawn()
+            .unwrap(),
     );
-    let mut port = None;
-    eventually("registration", || {
-        port = ringmaster_support::ringmaster_port(portmgr.port);
-        port.is_some()
-    });
-    let stream = std::net::TcpStream::connect(("127.0.0.1", port.unwrap())).unwrap();
+    ready.wait(&mut master, &dir.0.join("log"));
+    let port = ringmaster_support::ringmaster_port(portmgr.port).expect("registered once ready");
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut c = portmgr_support::Raw::new(stream);
     c.ask("LIST\n", "OK\r\n\r\n");
 }

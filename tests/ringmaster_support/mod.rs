@@ -7,7 +7,8 @@
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,25 +39,13 @@ impl Master {
         let portmgr = portmgr_support::Daemon::start(&format!("{free}-{free}"), &[]);
         let dir = TempDir::new("rm");
         let log = dir.0.join("ringmaster.log");
-        let child = spawn_limited(portmgr.port, &log, extra, fds);
+        let ready = ReadySocket::new(&dir.0);
+        let child = spawn_limited(portmgr.port, &log, extra, fds, Some(&ready.path));
         let mut master = Master { portmgr, child, port: 0, log, dir };
-        master.port = master.wait_registered();
+        ready.wait(&mut master.child, &master.log);
+        master.port = ringmaster_port(master.portmgr.port)
+            .unwrap_or_else(|| panic!("ringmaster ready but not registered: {}", master.log_text()));
         master
-    }
-
-    /// Polls the port manager until a RingMaster is LISTed.
-    pub fn wait_registered(&mut self) -> u16 {
-        let start = Instant::now();
-        loop {
-            if let Some(port) = ringmaster_port(self.portmgr.port) {
-                return port;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("ringmaster exited at start ({status}): {}", self.log_text());
-            }
-            assert!(start.elapsed() < TIMEOUT, "ringmaster did not register: {}", self.log_text());
-            std::thread::sleep(Duration::from_millis(10));
-        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -94,16 +83,20 @@ impl Master {
 
 impl Drop for Master {
     fn drop(&mut self) {
+        // The log lives in a directory removed with us: a failed test shows it here.
+        if std::thread::panicking() {
+            eprintln!("--- ringmaster log ---\n{}--- end of ringmaster log ---", self.log_text());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-pub fn spawn(portmgr_port: u16, log: &std::path::Path, extra: &[&str]) -> Child {
-    spawn_limited(portmgr_port, log, extra, None)
+pub fn spawn(portmgr_port: u16, log: &Path, extra: &[&str]) -> Child {
+    spawn_limited(portmgr_port, log, extra, None, None)
 }
 
-fn spawn_limited(portmgr_port: u16, log: &std::path::Path, extra: &[&str], fds: Option<u64>) -> Child {
+fn spawn_limited(portmgr_port: u16, log: &Path, extra: &[&str], fds: Option<u64>, notify: Option<&Path>) -> Child {
     use std::os::unix::process::CommandExt;
     let mut command = Command::new(RINGMASTER);
     if let Some(fds) = fds {
@@ -118,6 +111,9 @@ fn spawn_limited(portmgr_port: u16, log: &std::path::Path, extra: &[&str], fds: 
                 }
             });
         }
+    }
+    if let Some(notify) = notify {
+        command.env("NOTIFY_SOCKET", notify);
     }
     command
         .arg("--portmgr-port")
@@ -149,6 +145,44 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free port in {FIRST}..{}", FIRST + SPAN)
+}
+
+/// The test's end of systemd's readiness protocol. A ring master is ready for clients
+/// when it says READY=1, not when the port manager lists it: the port manager lists the
+/// port as it hands it out, and only then can the ring master listen on it, so a client
+/// that connects in between is refused.
+pub struct ReadySocket {
+    socket: UnixDatagram,
+    /// For `NOTIFY_SOCKET`.
+    pub path: PathBuf,
+}
+
+impl ReadySocket {
+    pub fn new(dir: &Path) -> ReadySocket {
+        let path = dir.join("notify");
+        let socket = UnixDatagram::bind(&path).expect("bind the readiness socket");
+        // Short waits, so a daemon that died at start is noticed at once.
+        socket.set_read_timeout(Some(Duration::from_millis(50))).expect("readiness socket timeout");
+        ReadySocket { socket, path }
+    }
+
+    /// Waits for READY=1 from `child` (whose log is `log`).
+    pub fn wait(&self, child: &mut Child, log: &Path) {
+        let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+        let start = Instant::now();
+        let mut buf = [0u8; 256];
+        loop {
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1") {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("ringmaster exited at start ({status}): {}", log_text());
+            }
+            assert!(start.elapsed() < TIMEOUT, "ringmaster never said it was ready: {}", log_text());
+        }
+    }
 }
 
 /// The port of the first RingMaster the port manager LISTs.
