@@ -360,6 +360,26 @@ fn registers_once_the_port_manager_appears() {
 }
 
 #[test]
+fn a_port_manager_that_stalls_does_not_cost_the_port_or_the_clients() {
+    // Stopped past the daemon's 5 s check and 5 s wait for an answer, the port manager
+    // looks gone; it is not, and still holds the pool's one port for the old connection.
+    let master = Master::start(&[]);
+    let portmgr_pid = master.portmgr.child.id() as i32;
+    // SAFETY: kill(2) on a child of this test.
+    unsafe { libc::kill(portmgr_pid, libc::SIGSTOP) };
+    let start = std::time::Instant::now();
+    while !master.log_text().contains("lost the port manager connection; registering again") {
+        assert!(start.elapsed() < Duration::from_secs(30), "the daemon never noticed: {}", master.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(portmgr_pid, libc::SIGCONT) };
+    master.wait_log(&format!("registered as RingMaster on port {}; listening as before", master.port));
+    assert_eq!(ringmaster_support::ringmaster_port(master.portmgr.port), Some(master.port));
+    master.connect().ask("LIST\n", "OK\r\n");
+}
+
+#[test]
 fn a_stuck_joiner_does_not_stop_the_daemon() {
     // The legacy daemon hung for good on a consumer stuck at pid 0 holding the ring lock.
     let master = Master::start(&[]);
