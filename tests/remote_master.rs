@@ -173,5 +173,34 @@ fn ring_master_cooperation() {
     drop(manager);
     std::thread::sleep(Duration::from_millis(200));
     Consumer::attach(&ring_name).expect("attach once the ring master is gone").detach().expect("detach");
+
+    // A ring master that is listed but not listening yet (it is starting): the attach
+    // waits for it instead of failing.
+    // (The first fake still listens on its port: take another, and list only that one.)
+    let mut taken = Vec::new();
+    let (manager, port) = loop {
+        let mut manager = PortManager::connect(Some("127.0.0.1"), Some(pm.port)).expect("port manager");
+        let port = manager.allocate("RingMaster").expect("allocate");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            break (manager, port);
+        }
+        taken.push(manager);
+    };
+    drop(taken);
+    std::thread::sleep(Duration::from_millis(100));
+    let late = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        Fake::start(TcpListener::bind(("127.0.0.1", port)).expect("bind the late ring master"))
+    });
+    let c = timed(Duration::from_secs(2), "attach while the ring master starts", || {
+        Consumer::attach(&ring_name).expect("attach while the ring master starts")
+    });
+    let fake = late.join().expect("late ring master");
+    c.detach().expect("detach");
+    assert_eq!(
+        fake.take(),
+        vec![format!("CONNECT {{{ring_name}}} consumer.0 {pid} {{daqflow}}"), format!("DISCONNECT {{{ring_name}}} consumer.0 {pid}")]
+    );
+    drop(manager);
     ring::remove(&ring_name).expect("remove");
 }

@@ -72,10 +72,26 @@ fn with_master(exchange: impl Fn(&mut Client) -> Result<()>) -> Result<()> {
         Err(e) if e.errno() == libc::ECONNREFUSED => return Ok(()),
         Err(e) => return Err(Error::new(e.errno(), format!("looking for the local ring master: {}", e.message()))),
     };
-    let mut client = Client::connect_addr(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), TIMEOUT)?;
+    let mut client = connect_advertised(port)?;
     exchange(&mut client)?;
     *link = Some(Link { pid: me, client });
     Ok(())
+}
+
+/// Connects to the advertised ring master. The port manager lists a service the moment
+/// it hands out the port, a little before the server listens on it: a ring master that
+/// is starting refuses for a few milliseconds, so a refusal is retried for a while.
+fn connect_advertised(port: u16) -> Result<Client> {
+    const STARTING: Duration = Duration::from_millis(500);
+    let start = std::time::Instant::now();
+    loop {
+        match Client::connect_addr(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), TIMEOUT) {
+            Err(e) if e.errno() == libc::ECONNREFUSED && start.elapsed() < STARTING => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn pid() -> i32 {
