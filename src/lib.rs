@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod ffi;
+pub mod glob;
 pub mod portmgr;
 pub mod ring;
 
