@@ -215,7 +215,7 @@ mod tests {
         let lines = screen("top", &[Entry::Ring(ring(7, &[10, 950]))], 80, 24);
         let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(text[2], "r  1001 B  producer 7 at 1.0 MB/s");
-        assert!(text[3].starts_with("  [#########################...]  95% full  free 50 B  producer short of space"), "{}", text[3]);
+        assert!(text[3].starts_with("  [###########################.]  95% full  free 50 B  producer short of space"), "{}", text[3]);
         assert_eq!(lines[6].style, Style::Alert);
         assert!(text[6].ends_with("950 B  <- holding the producer back"), "{}", text[6]);
         assert!(text[6].contains(" 2.5 "), "{}", text[6]);
@@ -228,7 +228,7 @@ mod tests {
         let lines = screen("title", &entries, 40, 10);
         assert_eq!(lines.len(), 10);
         assert!(lines.iter().all(|l| l.text.chars().count() <= 40));
-        assert_eq!(lines[9].text, "... 24 more lines: enlarge the window");
+        assert_eq!(lines[9].text, "... 27 more lines: enlarge the window");
         let wide = screen("title", &entries[..1], 200, 50);
         let narrow = screen("title", &entries[..1], 60, 50);
         let bar_len = |ls: &[Line]| ls[3].text.find(']').unwrap();
