@@ -123,7 +123,7 @@ fn ring_lines(r: &RingView, cols: usize, out: &mut Vec<Line>) {
         let mut text =
             format!("  {:>4}  {:>8}  {command:<15}  {:>9}  {:>10}", c.slot, c.pid, rate(c.rate), bytes(c.backlog));
         let style = if Some(c.slot) == bottleneck {
-            text.push_str("  <- holding the producer back");
+            text.push_str("  << bottleneck");
             Style::Alert
         } else {
             Style::Plain
@@ -217,7 +217,7 @@ mod tests {
         assert_eq!(text[2], "r  1001 B  producer 7 at 1.0 MB/s");
         assert!(text[3].starts_with("  [###########################.]  95% full  free 50 B  producer short of space"), "{}", text[3]);
         assert_eq!(lines[6].style, Style::Alert);
-        assert!(text[6].ends_with("950 B  <- holding the producer back"), "{}", text[6]);
+        assert!(text[6].ends_with("950 B  << bottleneck"), "{}", text[6]);
         assert!(text[6].contains(" 2.5 "), "{}", text[6]);
         assert_eq!(lines[5].style, Style::Plain);
     }
