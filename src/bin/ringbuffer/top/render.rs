@@ -108,7 +108,8 @@ fn ring_lines(r: &RingView, cols: usize, out: &mut Vec<Line>) {
     let percent = if r.capacity() == 0 { 0 } else { fill * 100 / r.capacity() };
     let bottleneck = r.bottleneck();
     let warning = if bottleneck.is_some() { "  producer short of space" } else { "" };
-    let width = cols.saturating_sub(52).clamp(10, 100);
+    // What follows the bar takes at most 56 columns ("] 100% full  free 1023.9 KiB  producer short of space").
+    let width = cols.saturating_sub(58).clamp(10, 100);
     out.push(line(
         Style::Plain,
         format!("  {} {percent:>3}% full  free {}{warning}", bar(fill, r.capacity(), width), bytes(r.free())),
@@ -215,7 +216,7 @@ mod tests {
         let lines = screen("top", &[Entry::Ring(ring(7, &[10, 950]))], 80, 24);
         let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(text[2], "r  1001 B  producer 7 at 1.0 MB/s");
-        assert!(text[3].starts_with("  [###########################.]  95% full  free 50 B  producer short of space"), "{}", text[3]);
+        assert!(text[3].starts_with("  [#####################.]  95% full  free 50 B  producer short of space"), "{}", text[3]);
         assert_eq!(lines[6].style, Style::Alert);
         assert!(text[6].ends_with("950 B  << bottleneck"), "{}", text[6]);
         assert!(text[6].contains(" 2.5 "), "{}", text[6]);
