@@ -7,5 +7,6 @@ pub mod ffi;
 pub mod glob;
 pub mod portmgr;
 pub mod ring;
+pub mod ringmaster;
 
 pub use error::{Error, Result};

@@ -243,3 +243,38 @@ pub fn disconnect_consumer(name: &str, slot: u32) -> Result<()> {
     ring.space_signal().notify();
     Ok(())
 }
+
+/// What [`release_if_gone`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotCheck {
+    Freed,
+    /// The slot is free or held by another pid: left alone.
+    NotHeld,
+    /// `pid` still holds it and is still running: left alone.
+    StillRunning,
+}
+
+/// Frees a slot (the producer's when `slot` is `None`) if `pid` still holds it and that
+/// process is gone. For a ring master cleaning up after a client whose connection
+/// closed: a slot re-taken by another process, or still used by a live one, is kept.
+pub fn release_if_gone(name: &str, slot: Option<u32>, pid: i32) -> Result<SlotCheck> {
+    validate(name)?;
+    let ring = Shared::open(name, true)?;
+    let record = match slot {
+        None => ring.producer(),
+        Some(slot) if slot < ring.geo.max_consumers => ring.consumer(slot),
+        Some(slot) => {
+            return Err(Error::new(libc::ERANGE, format!("ring {name} has no consumer slot {slot}")));
+        }
+    };
+    let _lock = ring.lock()?;
+    if pid <= 0 || record.pid.load(Ordering::SeqCst) != pid {
+        return Ok(SlotCheck::NotHeld);
+    }
+    if super::liveness::alive(pid) {
+        return Ok(SlotCheck::StillRunning);
+    }
+    slots::release_record(record);
+    ring.space_signal().notify();
+    Ok(SlotCheck::Freed)
+}

@@ -25,7 +25,7 @@ mod watch;
 
 pub use admin::{
     ConsumerUsage, CreateOptions, DEFAULT_MODE, Usage, create, disconnect_consumer, disconnect_producer, exists,
-    format, list, remove, usage,
+    format, list, release_if_gone, remove, usage, SlotCheck,
 };
 pub use consumer::Consumer;
 pub use layout::{DEFAULT_DATA_BYTES, DEFAULT_MAX_CONSUMERS};

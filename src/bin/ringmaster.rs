@@ -1,0 +1,97 @@
+//! ringmaster: the ring master daemon, a drop-in for NSCLDAQ's RingMaster.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use daqflow::ringmaster::access::{Access, Rule};
+use daqflow::ringmaster::server::{self, Config};
+
+const USAGE: &str = "\
+Usage: ringmaster [--listen address]... [--allow-remote rule]... [--portmgr-port port]
+                  [--log file]
+
+Tracks which local processes use which ring slots and frees a dead client's slots when
+its connection closes; lists the rings for anyone; streams a ring's data to allowed hosts
+(the NSCLDAQ RingMaster protocol). Gets its port from the local port manager as service
+RingMaster. Runs in the foreground until SIGTERM or SIGINT; SIGHUP reopens the log.
+
+  --listen address     listen on this address only (repeatable; default every IPv4 and
+                       IPv6 address: other hosts must reach it for LIST and REMOTE).
+                       NSCLDAQ's local clients connect to 127.0.0.1, so keep it.
+  --allow-remote rule  who may ask for ring data (REMOTE); repeatable, the first one
+                       replaces the default. A rule is an address, a CIDR network
+                       (10.1.0.0/16, fd00::/8), loopback, local-subnets (the networks
+                       of this host's interfaces), any, or none.
+                       Default: loopback local-subnets.
+  --portmgr-port port  the local port manager's port (default: as in its listen.port
+                       file, else 30000)
+  --log file           log file (default /var/log/nscldaq/ringmaster.log; - for stderr)
+  --help               this text
+";
+
+/// Exit status for usage errors, as the port manager daemon uses.
+const USAGE_ERROR: u8 = 255;
+
+fn parse(args: &[String]) -> Result<Option<Config>, String> {
+    let mut config = Config::default();
+    let mut access: Option<Access> = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        // One dash or two, like daqportmgr.
+        let switch = arg.strip_prefix('-').map(|s| s.strip_prefix('-').unwrap_or(s));
+        let mut value = |name: &str| args.next().cloned().ok_or_else(|| format!("--{name} needs a value"));
+        match switch {
+            Some("help" | "h") => return Ok(None),
+            Some("listen") => {
+                let text = value("listen")?;
+                let ip: IpAddr = text.parse().map_err(|_| format!("--listen {text:?} is not an IP address"))?;
+                config.listen.push(ip);
+            }
+            Some("allow-remote") => {
+                let text = value("allow-remote")?;
+                let rules = &mut access.get_or_insert_with(|| Access { rules: Vec::new() }).rules;
+                if text != "none" {
+                    rules.push(text.parse::<Rule>().map_err(|e| format!("--allow-remote: {e}"))?);
+                }
+            }
+            Some("portmgr-port") => {
+                let text = value("portmgr-port")?;
+                let port = text.parse::<u16>().ok().filter(|&p| p > 0);
+                config.portmgr_port =
+                    Some(port.ok_or_else(|| format!("--portmgr-port {text:?} is not a port number"))?);
+            }
+            Some("log") => {
+                let file = value("log")?;
+                config.log_file = if file == "-" { None } else { Some(PathBuf::from(file)) };
+            }
+            _ => return Err(format!("unknown argument {arg:?}")),
+        }
+    }
+    if let Some(access) = access {
+        config.access = access;
+    }
+    Ok(Some(config))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match parse(&args) {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(why) => {
+            eprintln!("ringmaster: {why}\n\n{USAGE}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    match server::run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringmaster: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! The blocking RingMaster client: what the library uses to tell a ring master (ours or
+//! NSCLDAQ's) about its clients, and what a feeder uses to ask for a remote ring's data.
+//!
+//! Plain blocking sockets, no runtime. Every exchange has a deadline: a daemon that dies,
+//! stalls or answers garbage costs an error, never a hang or a spin. After an exchange
+//! fails half way the connection is shut down and every later call fails with `EPIPE`,
+//! so a late reply can never be taken for the answer to the next request.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use super::protocol::{
+    self, BINARY_FOLLOWS, DATA_FORBIDDEN, INVALID_FORMAT, NO_SUCH_RING, NOT_A_RING, REGISTRATION_FORBIDDEN,
+    REMOTE_FORBIDDEN, RingUsage, Role, SERVICE,
+};
+use crate::error::{Error, Result};
+use crate::portmgr::lines::LineBuffer;
+use crate::ring::validate_name;
+
+/// Longest reply line accepted: a LIST line of many rings with many consumers.
+const MAX_REPLY_LINE: usize = 4 * 1024 * 1024;
+/// Longest reply to REMOTE (read a byte at a time so no ring data is swallowed).
+const MAX_REMOTE_REPLY: usize = 4096;
+
+#[derive(Debug)]
+pub struct Client {
+    stream: TcpStream,
+    input: LineBuffer,
+    server: SocketAddr,
+    timeout: Duration,
+    /// Why the connection can no longer be used, once an exchange failed half way.
+    broken: Option<String>,
+}
+
+/// The errno for an I/O failure, including the ones std reports without one.
+fn errno_of(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => libc::ETIMEDOUT,
+        io::ErrorKind::UnexpectedEof => libc::ECONNRESET,
+        _ => libc::EIO,
+    })
+}
+
+/// Time left before `deadline`, or a timeout error.
+fn left(deadline: Instant, context: &dyn Fn() -> String) -> Result<Duration> {
+    match deadline.checked_duration_since(Instant::now()) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(Error::new(libc::ETIMEDOUT, format!("{}: no answer in time", context()))),
+    }
+}
+
+/// The port the ring master on `host` listens on: the first `RingMaster` entry in the
+/// LIST of the port manager on `host` (at `portmgr_port`, default as the port manager
+/// client finds it), whatever its user. None: `ECONNREFUSED`, as NSCLDAQ's client says.
+pub fn find_port(host: &str, portmgr_port: Option<u16>, timeout: Duration) -> Result<u16> {
+    let mut portmgr = crate::portmgr::Client::connect_timeout(Some(host), portmgr_port, Some(timeout))?;
+    let listing = portmgr.list()?;
+    listing.iter().find(|a| a.application == SERVICE).map(|a| a.port).ok_or_else(|| {
+        Error::new(libc::ECONNREFUSED, format!("no {SERVICE} is registered with the port manager on {host}"))
+    })
+}
+
+/// Maps an `ERROR ...` (or FRIB's `FAIL ...`) reply to an errno.
+fn refusal(line: &str) -> i32 {
+    if line.starts_with(REMOTE_FORBIDDEN) || line.starts_with(REGISTRATION_FORBIDDEN) || line.contains(DATA_FORBIDDEN) {
+        libc::EPERM
+    } else if line.ends_with(NO_SUCH_RING) || line.ends_with(NOT_A_RING) {
+        libc::ENOENT
+    } else if line == INVALID_FORMAT {
+        libc::EINVAL
+    } else {
+        libc::EIO
+    }
+}
+
+impl Client {
+    /// Finds the ring master of `host` through its port manager and connects to it.
+    /// `timeout` bounds the whole search and connection, and later each exchange.
+    pub fn locate(host: &str, portmgr_port: Option<u16>, timeout: Duration) -> Result<Client> {
+        let deadline = Instant::now() + timeout;
+        let port = find_port(host, portmgr_port, timeout)?;
+        let context = || format!("connecting to the {SERVICE} of {host} (port {port})");
+        let mut addresses: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| Error::new(libc::EHOSTUNREACH, format!("{}: cannot resolve {host}: {e}", context())))?
+            .collect();
+        // NSCLDAQ's client only ever uses IPv4; try that first, as a legacy daemon expects.
+        addresses.sort_by_key(|a| a.is_ipv6());
+        let mut last = Error::new(libc::EHOSTUNREACH, format!("{}: {host} has no address", context()));
+        for addr in addresses {
+            let wait = left(deadline, &context)?;
+            match Client::open(addr, wait, timeout) {
+                Ok(client) => return Ok(client),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Connects to a ring master at a known address; `timeout` bounds the connection and
+    /// each later exchange.
+    pub fn connect_addr(addr: SocketAddr, timeout: Duration) -> Result<Client> {
+        Client::open(addr, timeout, timeout)
+    }
+
+    fn open(addr: SocketAddr, connect_timeout: Duration, timeout: Duration) -> Result<Client> {
+        let stream = TcpStream::connect_timeout(&addr, connect_timeout)
+            .map_err(|e| Error::new(errno_of(&e), format!("cannot connect to the {SERVICE} at {addr}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Client { stream, input: LineBuffer::new(MAX_REPLY_LINE), server: addr, timeout, broken: None })
+    }
+
+    /// The ring master's address.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// How long each later exchange may take.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// `REGISTER ring`: tells the ring master a ring was created.
+    pub fn register(&mut self, ring: &str) -> Result<()> {
+        validate_name(ring)?;
+        self.simple(&format!("REGISTER {ring}\n"), &format!("registering ring {ring}"))
+    }
+
+    /// `UNREGISTER ring`: tells the ring master a ring is about to be removed.
+    pub fn unregister(&mut self, ring: &str) -> Result<()> {
+        validate_name(ring)?;
+        self.simple(&format!("UNREGISTER {ring}\n"), &format!("unregistering ring {ring}"))
+    }
+
+    /// `CONNECT`: process `pid` has claimed `role` in `ring`. The ring master frees the
+    /// slot when this connection closes and the process is gone.
+    pub fn connect(&mut self, ring: &str, role: Role, pid: i32, comment: &str) -> Result<()> {
+        validate_name(ring)?;
+        check_pid(pid)?;
+        if let Some(c) = comment.chars().find(|&c| matches!(c, '{' | '}' | '\\') || c.is_control()) {
+            return Err(Error::new(
+                libc::EINVAL,
+                format!("comment {comment:?} contains {c:?}: no braces, backslashes or control characters"),
+            ));
+        }
+        let request = protocol::connect_request(ring, role, pid, comment);
+        self.simple(&request, &format!("announcing {} of ring {ring} (pid {pid})", role.word()))
+    }
+
+    /// `DISCONNECT`: process `pid` is about to release `role` in `ring`.
+    pub fn disconnect(&mut self, ring: &str, role: Role, pid: i32) -> Result<()> {
+        validate_name(ring)?;
+        check_pid(pid)?;
+        let request = protocol::disconnect_request(ring, role, pid);
+        self.simple(&request, &format!("announcing the release of {} of ring {ring} (pid {pid})", role.word()))
+    }
+
+    /// `LIST`: every ring the ring master knows, with its usage, sorted by name.
+    pub fn list(&mut self) -> Result<Vec<(String, RingUsage)>> {
+        let context = "listing rings".to_string();
+        let deadline = self.start(b"LIST\n", &context)?;
+        let status = self.line(deadline, &context)?;
+        if status != OK_LINE {
+            return Err(self.unexpected(&context, &status));
+        }
+        let line = self.line(deadline, &context)?;
+        match protocol::parse_list_line(&line) {
+            Some(rings) => Ok(rings),
+            None => Err(self.unexpected(&context, &line)),
+        }
+    }
+
+    /// `REMOTE ring`: asks for the ring's data. On `OK BINARY FOLLOWS` the connection
+    /// becomes the data stream (returned with no timeouts set: the caller chooses its
+    /// own); the bytes after the reply line are the ring's, from about now on.
+    pub fn remote(mut self, ring: &str) -> Result<TcpStream> {
+        validate_name(ring)?;
+        let context = format!("asking for the data of ring {ring}");
+        if self.input.pending() != 0 {
+            return Err(self.break_off(Error::new(
+                libc::EPROTO,
+                format!("{}: {context}: unread bytes from an earlier reply", self.describe()),
+            )));
+        }
+        let deadline = self.start(format!("REMOTE {ring}\n").as_bytes(), &context)?;
+        // One byte at a time: anything read past the line end would be ring data lost.
+        let mut line = Vec::new();
+        loop {
+            let wait = left(deadline, &|| format!("{}: {context}", self.describe())).map_err(|e| self.break_off(e))?;
+            let _ = self.stream.set_read_timeout(Some(wait));
+            let mut byte = [0u8; 1];
+            match self.stream.read(&mut byte) {
+                Ok(0) => {
+                    let e = Error::new(
+                        libc::ECONNRESET,
+                        format!("{}: {context}: the server closed the connection", self.describe()),
+                    );
+                    return Err(self.break_off(e));
+                }
+                Ok(_) if byte[0] == b'\n' => break,
+                Ok(_) if line.len() >= MAX_REMOTE_REPLY => {
+                    let e = Error::new(libc::EPROTO, format!("{}: {context}: reply line too long", self.describe()));
+                    return Err(self.break_off(e));
+                }
+                Ok(_) => line.push(byte[0]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let e = self.io_error(&context, &e);
+                    return Err(self.break_off(e));
+                }
+            }
+        }
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if line == BINARY_FOLLOWS.as_bytes() {
+            let _ = self.stream.set_read_timeout(None);
+            let _ = self.stream.set_write_timeout(None);
+            let _ = self.stream.set_nodelay(false);
+            return Ok(self.stream);
+        }
+        Err(self.refused_or_unexpected(&context, &line))
+    }
+
+    fn describe(&self) -> String {
+        format!("{SERVICE} at {}", self.server)
+    }
+
+    /// A request whose only good answer is `OK`.
+    fn simple(&mut self, request: &str, context: &str) -> Result<()> {
+        let deadline = self.start(request.as_bytes(), context)?;
+        let line = self.line(deadline, context)?;
+        if line == OK_LINE { Ok(()) } else { Err(self.refused_or_unexpected(context, &line)) }
+    }
+
+    fn refused_or_unexpected(&mut self, context: &str, line: &[u8]) -> Error {
+        let text = String::from_utf8_lossy(line).into_owned();
+        if text.starts_with("ERROR ") || text.starts_with("FAIL") {
+            // A legacy daemon closes the connection after some refusals: start afresh.
+            let e = Error::new(refusal(&text), format!("{}: {context}: refused: {text}", self.describe()));
+            return self.break_off(e);
+        }
+        self.unexpected(context, line)
+    }
+
+    fn unexpected(&mut self, context: &str, line: &[u8]) -> Error {
+        let e = Error::new(
+            libc::EPROTO,
+            format!("{}: {context}: unexpected reply {:?}", self.describe(), String::from_utf8_lossy(line)),
+        );
+        self.break_off(e)
+    }
+
+    /// Sends a request; returns the deadline for its reply.
+    fn start(&mut self, request: &[u8], context: &str) -> Result<Instant> {
+        if let Some(why) = &self.broken {
+            return Err(Error::new(
+                libc::EPIPE,
+                format!(
+                    "{}: {context}: this connection was shut down after an earlier failure ({why}); open a new one",
+                    self.describe()
+                ),
+            ));
+        }
+        let deadline = Instant::now() + self.timeout;
+        let _ = self.stream.set_write_timeout(Some(self.timeout.max(Duration::from_millis(1))));
+        if let Err(e) = self.stream.write_all(request) {
+            let e = self.io_error(context, &e);
+            return Err(self.break_off(e));
+        }
+        Ok(deadline)
+    }
+
+    /// The next reply line, without its line end.
+    fn line(&mut self, deadline: Instant, context: &str) -> Result<Vec<u8>> {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match self.input.next_line() {
+                Some(Ok(line)) => return Ok(line.to_vec()),
+                Some(Err(_)) => {
+                    let e = Error::new(libc::EPROTO, format!("{}: {context}: reply line too long", self.describe()));
+                    return Err(self.break_off(e));
+                }
+                None => {}
+            }
+            let wait = left(deadline, &|| format!("{}: {context}", self.describe())).map_err(|e| self.break_off(e))?;
+            let _ = self.stream.set_read_timeout(Some(wait));
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    let e = Error::new(
+                        libc::ECONNRESET,
+                        format!("{}: {context}: the server closed the connection", self.describe()),
+                    );
+                    return Err(self.break_off(e));
+                }
+                Ok(n) => self.input.extend(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let e = self.io_error(context, &e);
+                    return Err(self.break_off(e));
+                }
+            }
+        }
+    }
+
+    fn io_error(&self, context: &str, e: &io::Error) -> Error {
+        if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+            return Error::new(
+                libc::ETIMEDOUT,
+                format!("{}: {context}: no answer within {} ms", self.describe(), self.timeout.as_millis()),
+            );
+        }
+        Error::new(errno_of(e), format!("{}: {context}: {e}", self.describe()))
+    }
+
+    /// An exchange failed half way: shut the connection down so nothing late is misread.
+    fn break_off(&mut self, err: Error) -> Error {
+        if self.broken.is_none() {
+            let _ = self.stream.shutdown(Shutdown::Both);
+            self.input = LineBuffer::new(MAX_REPLY_LINE);
+            self.broken = Some(err.message().to_string());
+        }
+        err
+    }
+}
+
+const OK_LINE: &[u8] = protocol::OK.as_bytes();
+
+fn check_pid(pid: i32) -> Result<()> {
+    if pid <= 0 {
+        return Err(Error::new(libc::EINVAL, format!("{pid} is not a process id")));
+    }
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! Ring master: the NSCLDAQ RingMaster protocol, its client and the ringmaster daemon.
+//!
+//! Compatible with NSCLDAQ's Tcl `RingMaster` (see docs/ringmaster.md): local clients
+//! announce the ring slots they claim and release, so the daemon can free a dead client's
+//! slots when its connection closes; anyone allowed may LIST the rings, and hosts allowed
+//! by `--allow-remote` may ask for a ring's data as a byte stream (REMOTE).
+
+pub mod access;
+pub mod client;
+pub mod protocol;
+pub mod sender;
+pub mod server;
+pub mod session;
+
+pub use client::Client;
+pub use protocol::{RingUsage, Role};
+pub use server::Config;

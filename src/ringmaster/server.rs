@@ -1,0 +1,413 @@
+//! The ringmaster daemon's life cycle: its port from the port manager, its listeners, a
+//! thread per connection, and a clean stop on SIGTERM.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, sockopt};
+
+use super::access::Access;
+use super::protocol::SERVICE;
+use super::session::Session;
+use crate::error::{Error, Result};
+use crate::portmgr::log::Log;
+use crate::portmgr::{self, sdnotify};
+
+pub const DEFAULT_LOG_FILE: &str = "/var/log/nscldaq/ringmaster.log";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses to listen on; empty means every IPv4 and IPv6 address.
+    pub listen: Vec<IpAddr>,
+    /// The local port manager's port (`None`: found as its clients find it).
+    pub portmgr_port: Option<u16>,
+    /// Who may ask for ring data.
+    pub access: Access,
+    /// `None` logs to stderr.
+    pub log_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: Vec::new(),
+            portmgr_port: None,
+            access: Access::default(),
+            log_file: Some(PathBuf::from(DEFAULT_LOG_FILE)),
+        }
+    }
+}
+
+/// What every connection thread shares with the daemon.
+pub struct Shared {
+    log: Mutex<Log>,
+    pub stop: AtomicBool,
+    pub access: Access,
+    /// A second handle on each open connection, so a stop can wake its thread.
+    conns: Mutex<HashMap<u64, TcpStream>>,
+}
+
+impl Shared {
+    /// One log line, written at once (threads interleave whole lines only).
+    pub fn log(&self, message: std::fmt::Arguments<'_>) {
+        let mut log = lock(&self.log);
+        log.line(message);
+        log.flush();
+    }
+}
+
+/// A poisoned lock only means another thread panicked while logging or bookkeeping;
+/// the data is still usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+const SIGNAL: Token = Token(0);
+const FIRST_LISTENER: usize = 1;
+/// How often the port manager registration is checked (a restarted port manager has
+/// forgotten it, and clients would no longer find us).
+const REGISTRATION_CHECK: Duration = Duration::from_secs(5);
+/// The legacy daemon's retry interval for getting its port.
+const REGISTRATION_RETRY: Duration = Duration::from_secs(1);
+const PORTMGR_TIMEOUT: Duration = Duration::from_secs(5);
+/// Thread stacks: requests need little; a thousand idle clients then cost little.
+const STACK: usize = 256 * 1024;
+/// How long a stop waits for connection threads to finish.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(config: &Config) -> Result<()> {
+    raise_fd_limit();
+    // Blocked before any thread starts, so every thread inherits the mask.
+    let mut signals = block_signals()?;
+    let log = open_log(config.log_file.as_deref());
+    let shared = Arc::new(Shared {
+        log: Mutex::new(log),
+        stop: AtomicBool::new(false),
+        access: config.access.clone(),
+        conns: Mutex::new(HashMap::new()),
+    });
+    shared.log(format_args!(
+        "ringmaster {} starting (pid {}); REMOTE allowed for: {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        shared.access
+    ));
+    let Some((registration, listeners)) = register(config, &shared, &mut signals) else {
+        shared.log(format_args!("ringmaster stopped before it was registered"));
+        return Ok(());
+    };
+    let mut daemon = Daemon::new(config.clone(), shared.clone(), signals, registration, listeners)?;
+    if let Err(e) = sdnotify::notify(&format!("READY=1\nMAINPID={}", std::process::id())) {
+        shared.log(format_args!("cannot notify systemd: {e}"));
+    }
+    let result = daemon.serve();
+    let _ = sdnotify::notify("STOPPING=1");
+    daemon.shut_down();
+    result
+}
+
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a pointer to our own struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+fn block_signals() -> Result<SignalFd> {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGTERM);
+    mask.add(Signal::SIGINT);
+    mask.add(Signal::SIGHUP);
+    mask.thread_block().map_err(|e| Error::sys(e, "cannot block SIGTERM"))?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| Error::sys(e, "cannot create a signalfd"))
+}
+
+fn open_log(path: Option<&Path>) -> Log {
+    let Some(path) = path else {
+        return Log::stderr();
+    };
+    let opened = portmgr::statefiles::make_parent(path)
+        .map_err(|e| e.to_string())
+        .and_then(|()| Log::file(path).map_err(|e| e.to_string()));
+    opened.unwrap_or_else(|why| {
+        let mut log = Log::stderr();
+        log.line(format_args!("cannot open log file {} ({why}); logging to stderr", path.display()));
+        log
+    })
+}
+
+/// Waits for a signal for up to `wait`; true when it is a stop signal.
+fn stop_signalled(signals: &mut SignalFd, wait: Duration) -> bool {
+    let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(signals), nix::poll::PollFlags::POLLIN)];
+    let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+    let mut stop = false;
+    while let Ok(Some(info)) = signals.read_signal() {
+        stop |= Signal::try_from(info.ssi_signo as i32).is_ok_and(|s| s != Signal::SIGHUP);
+    }
+    stop
+}
+
+/// Gets a port from the local port manager under `RingMaster` and listens on it,
+/// retrying every second until both work; `None` when a stop signal came first.
+fn register(config: &Config, shared: &Shared, signals: &mut SignalFd) -> Option<(portmgr::Client, Vec<TcpListener>)> {
+    let mut complained = false;
+    loop {
+        let attempt = portmgr::Client::connect_timeout(Some("localhost"), config.portmgr_port, Some(PORTMGR_TIMEOUT))
+            .and_then(|mut client| client.allocate(SERVICE).map(|port| (client, port)))
+            .and_then(|(client, port)| bind_listeners(&config.listen, port).map(|l| (client, port, l)));
+        match attempt {
+            Ok((client, port, listeners)) => {
+                let addresses: Vec<String> =
+                    listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
+                shared
+                    .log(format_args!("registered as {SERVICE} on port {port}; listening on {}", addresses.join(" ")));
+                return Some((client, listeners));
+            }
+            Err(e) => {
+                if !complained {
+                    shared.log(format_args!("cannot register with the port manager ({e}); retrying every second"));
+                    complained = true;
+                }
+                if stop_signalled(signals, REGISTRATION_RETRY) {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn bind_listeners(addresses: &[IpAddr], port: u16) -> Result<Vec<TcpListener>> {
+    let explicit = !addresses.is_empty();
+    let addresses = if explicit {
+        addresses.to_vec()
+    } else {
+        vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)]
+    };
+    let mut listeners = Vec::new();
+    for ip in addresses {
+        let addr = SocketAddr::new(ip, port);
+        match listen_on(addr) {
+            Ok(listener) => listeners.push(listener),
+            // A host without IPv6 still serves IPv4 by default.
+            Err(e) if !explicit && ip.is_ipv6() && matches!(e, Errno::EAFNOSUPPORT | Errno::EADDRNOTAVAIL) => {}
+            Err(e) => return Err(Error::sys(e, format!("cannot listen on {addr}"))),
+        }
+    }
+    Ok(listeners)
+}
+
+fn listen_on(addr: SocketAddr) -> std::result::Result<TcpListener, Errno> {
+    let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let fd: OwnedFd = socket::socket(family, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    if addr.is_ipv6() {
+        // IPv4 clients must arrive with their real address: ::ffff:127.0.0.1 is not local.
+        socket::setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+    }
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    socket::listen(&fd, Backlog::new(1024).unwrap_or(Backlog::MAXCONN))?;
+    Ok(TcpListener::from_std(std::net::TcpListener::from(fd)))
+}
+
+struct Daemon {
+    config: Config,
+    shared: Arc<Shared>,
+    poll: Poll,
+    signals: SignalFd,
+    /// The port manager connection that holds our port.
+    registration: portmgr::Client,
+    listeners: Vec<TcpListener>,
+    next_key: AtomicU64,
+}
+
+impl Daemon {
+    fn new(
+        config: Config,
+        shared: Arc<Shared>,
+        signals: SignalFd,
+        registration: portmgr::Client,
+        listeners: Vec<TcpListener>,
+    ) -> Result<Daemon> {
+        let poll = Poll::new().map_err(|e| Error::io(&e, "cannot create the event loop"))?;
+        poll.registry()
+            .register(&mut SourceFd(&signals.as_raw_fd()), SIGNAL, Interest::READABLE)
+            .map_err(|e| Error::io(&e, "cannot watch the signalfd"))?;
+        let mut daemon =
+            Daemon { config, shared, poll, signals, registration, listeners: Vec::new(), next_key: AtomicU64::new(0) };
+        daemon.watch(listeners)?;
+        Ok(daemon)
+    }
+
+    fn watch(&mut self, listeners: Vec<TcpListener>) -> Result<()> {
+        for mut old in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut old);
+        }
+        for (i, mut listener) in listeners.into_iter().enumerate() {
+            self.poll
+                .registry()
+                .register(&mut listener, Token(FIRST_LISTENER + i), Interest::READABLE)
+                .map_err(|e| Error::io(&e, "cannot watch a listening socket"))?;
+            self.listeners.push(listener);
+        }
+        Ok(())
+    }
+
+    fn serve(&mut self) -> Result<()> {
+        let mut events = Events::with_capacity(256);
+        let mut next_check = Instant::now() + REGISTRATION_CHECK;
+        loop {
+            let wait = next_check.saturating_duration_since(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Error::io(&e, "event loop failed"));
+            }
+            for event in events.iter() {
+                match event.token() {
+                    SIGNAL => {
+                        while let Ok(Some(info)) = self.signals.read_signal() {
+                            match Signal::try_from(info.ssi_signo as i32) {
+                                Ok(Signal::SIGHUP) => self.reopen_log(),
+                                signal => {
+                                    let name = signal.map_or("a signal", |s| s.as_str());
+                                    self.shared.log(format_args!("ringmaster stopping on {name}"));
+                                    return Ok(());
+                                }
+                            }
+                        }
+                    }
+                    Token(t) => self.accept(t - FIRST_LISTENER),
+                }
+            }
+            if Instant::now() >= next_check {
+                if !self.check_registration() {
+                    return Ok(());
+                }
+                next_check = Instant::now() + REGISTRATION_CHECK;
+            }
+        }
+    }
+
+    fn reopen_log(&mut self) {
+        let Some(path) = self.config.log_file.clone() else {
+            return;
+        };
+        let result = lock(&self.shared.log).reopen(&path);
+        match result {
+            Ok(()) => self.shared.log(format_args!("log file reopened on SIGHUP")),
+            Err(e) => self.shared.log(format_args!("cannot reopen log file {} ({e})", path.display())),
+        }
+    }
+
+    /// A port manager that restarted has forgotten our port: register again (the new
+    /// port may differ; connections already open stay). False when a stop signal
+    /// arrived meanwhile.
+    fn check_registration(&mut self) -> bool {
+        if self.registration.list().is_ok() {
+            return true;
+        }
+        self.shared.log(format_args!("lost the port manager connection; registering again"));
+        let Some((registration, listeners)) = register(&self.config, &self.shared, &mut self.signals) else {
+            self.shared.log(format_args!("ringmaster stopping on a signal"));
+            return false;
+        };
+        self.registration = registration;
+        if let Err(e) = self.watch(listeners) {
+            self.shared.log(format_args!("{e}"));
+        }
+        true
+    }
+
+    fn accept(&mut self, index: usize) {
+        let Some(listener) = self.listeners.get(index) else {
+            return;
+        };
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    let stream = TcpStream::from(OwnedFd::from(stream));
+                    if let Err(e) = stream.set_nonblocking(false) {
+                        self.shared.log(format_args!("cannot serve the connection from {peer}: {e}"));
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    spawn(&self.shared, &self.next_key, stream, peer);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
+                Err(e) => {
+                    // Out of descriptors: the backlog keeps clients waiting; mio tells us
+                    // again when the listener is readable on the next turn.
+                    self.shared.log(format_args!("cannot accept a connection: {e}"));
+                    std::thread::sleep(Duration::from_millis(100));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Serves a new connection on a thread of its own.
+fn spawn(shared: &Arc<Shared>, next_key: &AtomicU64, stream: TcpStream, peer: SocketAddr) {
+    let key = next_key.fetch_add(1, Ordering::Relaxed);
+    let waker = match stream.try_clone() {
+        Ok(waker) => waker,
+        Err(e) => {
+            shared.log(format_args!("cannot serve the connection from {peer}: {e}"));
+            return;
+        }
+    };
+    lock(&shared.conns).insert(key, waker);
+    shared.log(format_args!("New socket connection from {}", peer.ip()));
+    let mine = shared.clone();
+    let spawned = std::thread::Builder::new().name("ringmaster-conn".into()).stack_size(STACK).spawn(move || {
+        Session::new(stream, peer, &mine).run();
+        lock(&mine.conns).remove(&key);
+    });
+    if let Err(e) = spawned {
+        shared.log(format_args!("cannot start a thread for the connection from {peer}: {e}"));
+        if let Some(conn) = lock(&shared.conns).remove(&key) {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Daemon {
+    /// Wakes every connection thread and waits (bounded) for them to finish: senders
+    /// detach from their rings, clients' slots stay theirs.
+    fn shut_down(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for conn in lock(&self.shared.conns).values() {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+        let deadline = Instant::now() + STOP_WAIT;
+        while !lock(&self.shared.conns).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = lock(&self.shared.conns).len();
+        if left > 0 {
+            self.shared.log(format_args!("{left} connections still busy at exit"));
+        }
+        self.shared.log(format_args!("ringmaster stopped"));
+    }
+}

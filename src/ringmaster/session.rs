@@ -1,0 +1,349 @@
+//! One client connection of the daemon, served by its own thread: its requests, its
+//! announced slots, and their clean-up when it closes.
+//!
+//! A thread per connection keeps a slow request (a ring lock held by someone else, a
+//! REMOTE stream) from stopping anyone else; an idle connection costs a sleeping thread
+//! with a small stack.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::protocol::{
+    self, BINARY_FOLLOWS, Claim, DATA_FORBIDDEN, INVALID_FORMAT, NO_SUCH_RING, NOT_A_RING, OK, REGISTRATION_FORBIDDEN,
+    REMOTE_FORBIDDEN, Request, RingUsage, Role,
+};
+use super::sender::{self, End};
+use super::server::Shared;
+use crate::portmgr::lines::{LineBuffer, MAX_LINE};
+use crate::portmgr::log::printable;
+use crate::portmgr::session::is_local;
+use crate::ring::{self, SlotCheck};
+
+/// A client that does not read its replies for this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Slots one connection may announce (a real client holds a handful).
+const MAX_CLAIMS: usize = 4096;
+/// After a connection closes, how long a claimed slot's process is given to finish
+/// exiting: its socket closes before it is a zombie, so a first look can find it alive.
+const EXIT_GRACE: Duration = Duration::from_secs(3);
+
+/// What to do after a request.
+enum Next {
+    Continue,
+    Close,
+    /// The connection now carries the ring's data.
+    Stream(ring::Consumer, String),
+}
+
+pub struct Session<'a> {
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &'a Shared,
+    claims: Vec<Claim>,
+    out: Vec<u8>,
+}
+
+impl<'a> Session<'a> {
+    pub fn new(stream: TcpStream, peer: SocketAddr, shared: &'a Shared) -> Session<'a> {
+        Session { stream, peer, shared, claims: Vec::new(), out: Vec::new() }
+    }
+
+    fn ip(&self) -> IpAddr {
+        self.peer.ip()
+    }
+
+    /// Serves the connection to its end, then frees what its client left behind.
+    pub fn run(mut self) {
+        let _ = self.stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        let next = self.requests();
+        if let Next::Stream(consumer, ring) = next {
+            self.shared.log(format_args!("sending ring {ring} to {}", self.ip()));
+            sender::prepare(&self.stream);
+            let (end, bytes) = sender::stream(consumer, &self.stream, &self.shared.stop);
+            let why = match end {
+                End::PeerClosed => "the peer closed".to_string(),
+                End::Stopped => "the daemon is stopping".to_string(),
+                End::Failed(e) => e,
+            };
+            self.shared.log(format_args!("stopped sending ring {ring} to {} after {bytes} bytes: {why}", self.ip()));
+        }
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        self.release_claims();
+    }
+
+    fn requests(&mut self) -> Next {
+        let mut input = LineBuffer::new(MAX_LINE);
+        let mut chunk = [0u8; 4096];
+        loop {
+            while let Some(line) = input.next_line() {
+                let next = match line {
+                    Ok(line) => {
+                        let line = line.to_vec();
+                        self.request(&line)
+                    }
+                    Err(_) => {
+                        self.shared
+                            .log(format_args!("{} sent a line longer than {MAX_LINE} bytes; closing", self.ip()));
+                        Next::Close
+                    }
+                };
+                let flushed = self.flush();
+                match next {
+                    Next::Continue if flushed => {}
+                    Next::Continue | Next::Close => return Next::Close,
+                    stream @ Next::Stream(..) => return if flushed { stream } else { Next::Close },
+                }
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    if input.pending() > 0 {
+                        self.shared.log(format_args!("{} closed in the middle of a request", self.ip()));
+                    } else {
+                        self.shared.log(format_args!("Socket connection lost from {}", self.ip()));
+                    }
+                    return Next::Close;
+                }
+                Ok(n) => input.extend(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.shared.log(format_args!("connection from {} failed: {e}", self.ip()));
+                    return Next::Close;
+                }
+            }
+        }
+    }
+
+    /// Writes queued replies; false when the client is gone or does not read them.
+    fn flush(&mut self) -> bool {
+        if self.out.is_empty() {
+            return true;
+        }
+        let result = self.stream.write_all(&self.out);
+        self.out.clear();
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                self.shared.log(format_args!("cannot reply to {}: {e}", self.ip()));
+                false
+            }
+        }
+    }
+
+    fn reply(&mut self, text: impl AsRef<[u8]>) {
+        protocol::reply(text, &mut self.out);
+    }
+
+    fn request(&mut self, line: &[u8]) -> Next {
+        let local = is_local(self.ip());
+        match Request::parse(line) {
+            Request::Empty => Next::Continue,
+            Request::Invalid => {
+                self.shared.log(format_args!("Invalid request {:?} from {}; closing", printable(line), self.ip()));
+                Next::Close
+            }
+            Request::Connect(claim) => {
+                if !local {
+                    self.shared.log(format_args!("CONNECT from remote host {} refused", self.ip()));
+                    self.reply(REMOTE_FORBIDDEN);
+                    return Next::Close;
+                }
+                let Some(claim) = claim else {
+                    self.shared.log(format_args!("{:?} from {} is not a valid CONNECT", printable(line), self.ip()));
+                    self.reply(INVALID_FORMAT);
+                    return Next::Close;
+                };
+                if self.claims.len() >= MAX_CLAIMS {
+                    self.shared.log(format_args!("{} announced more than {MAX_CLAIMS} slots; closing", self.ip()));
+                    self.reply(INVALID_FORMAT);
+                    return Next::Close;
+                }
+                self.shared.log(format_args!(
+                    "CONNECT: ring {} {} pid {} ({})",
+                    claim.ring,
+                    claim.role.word(),
+                    claim.pid,
+                    printable(claim.comment.as_bytes())
+                ));
+                self.claims.push(claim);
+                self.reply(OK);
+                Next::Continue
+            }
+            Request::Disconnect(claim) => {
+                // The legacy daemon closes without a word on both of these.
+                let Some(claim) = claim.filter(|_| local) else {
+                    self.shared.log(format_args!("{:?} from {} refused; closing", printable(line), self.ip()));
+                    return Next::Close;
+                };
+                let known =
+                    self.claims.iter().position(|c| c.ring == claim.ring && c.role == claim.role && c.pid == claim.pid);
+                if let Some(i) = known {
+                    self.claims.remove(i);
+                }
+                self.shared.log(format_args!(
+                    "DISCONNECT: ring {} {} pid {}{}",
+                    claim.ring,
+                    claim.role.word(),
+                    claim.pid,
+                    if known.is_some() { "" } else { " (not announced on this connection)" }
+                ));
+                // Answered OK even when unknown: NSCLDAQ's C++ client aborts otherwise.
+                self.reply(OK);
+                Next::Continue
+            }
+            Request::Register(ring) | Request::Unregister(ring) if !local => {
+                let what = ring.unwrap_or_default();
+                self.shared.log(format_args!("(UN)REGISTER {what} from remote host {} refused", self.ip()));
+                self.reply(REGISTRATION_FORBIDDEN);
+                Next::Close
+            }
+            Request::Register(None) | Request::Unregister(None) => {
+                self.shared.log(format_args!("{:?} from {} is not a valid message", printable(line), self.ip()));
+                self.reply(INVALID_FORMAT);
+                Next::Close
+            }
+            Request::Register(Some(ring)) => {
+                match ring::validate_name(&ring).and_then(|()| ring::usage(&ring)) {
+                    Ok(_) => {
+                        self.shared.log(format_args!("REGISTER: ring {ring}"));
+                        self.reply(OK);
+                    }
+                    Err(e) => {
+                        self.shared.log(format_args!("REGISTER {} refused: {e}", printable(ring.as_bytes())));
+                        self.reply(format!("ERROR {ring}{NOT_A_RING}"));
+                    }
+                }
+                Next::Continue
+            }
+            Request::Unregister(Some(ring)) => {
+                // Nothing to forget (LIST reads /dev/shm) and nothing to kill: the legacy
+                // kill -9 of every pid in the ring's slots is exactly what must not happen.
+                self.shared.log(format_args!("UNREGISTER: ring {}", printable(ring.as_bytes())));
+                self.reply(OK);
+                Next::Continue
+            }
+            Request::List { exact: false } => {
+                self.shared.log(format_args!("{:?} from {} is not a valid LIST; closing", printable(line), self.ip()));
+                Next::Close
+            }
+            Request::List { exact: true } => {
+                let rings = list_rings(self.shared);
+                self.reply(OK);
+                let line = protocol::list_line(&rings);
+                self.reply(line);
+                Next::Continue
+            }
+            Request::Remote(None) => {
+                self.shared.log(format_args!("{:?} from {} is not a valid REMOTE", printable(line), self.ip()));
+                self.reply(INVALID_FORMAT);
+                Next::Close
+            }
+            Request::Remote(Some(ring)) => self.remote(ring),
+        }
+    }
+
+    fn remote(&mut self, ring: String) -> Next {
+        let ip = self.ip();
+        if !self.shared.access.allows(ip) {
+            self.shared.log(format_args!(
+                "REMOTE {} from {ip} refused: not allowed by --allow-remote",
+                printable(ring.as_bytes())
+            ));
+            self.reply(format!("ERROR {ip} {DATA_FORBIDDEN}"));
+            return Next::Close;
+        }
+        match ring::validate_name(&ring).and_then(|()| ring::Consumer::attach(&ring)) {
+            Ok(consumer) => {
+                self.reply(BINARY_FOLLOWS);
+                Next::Stream(consumer, ring)
+            }
+            Err(e) => {
+                self.shared.log(format_args!("REMOTE {} from {ip} refused: {e}", printable(ring.as_bytes())));
+                if matches!(e.errno(), libc::ENOENT | libc::EINVAL | libc::EBADMSG) {
+                    self.reply(format!("ERROR {ring}{NO_SUCH_RING}"));
+                } else {
+                    self.reply(format!("ERROR cannot read ring {ring}: {}", e.message().replace(['\r', '\n'], " ")));
+                }
+                Next::Continue
+            }
+        }
+    }
+
+    /// Frees the announced slots whose process is gone and which that process still
+    /// holds. A process still running keeps its slot: only it may give it back.
+    fn release_claims(&mut self) {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(10);
+        let mut pending = std::mem::take(&mut self.claims);
+        while !pending.is_empty() {
+            pending.retain(|claim| {
+                let slot = match claim.role {
+                    Role::Producer => None,
+                    Role::Consumer(slot) => Some(slot),
+                };
+                match ring::release_if_gone(&claim.ring, slot, claim.pid) {
+                    Ok(SlotCheck::Freed) => {
+                        self.shared.log(format_args!(
+                            "released {} of ring {} left by exited pid {}",
+                            claim.role.word(),
+                            claim.ring,
+                            claim.pid
+                        ));
+                        false
+                    }
+                    Ok(SlotCheck::NotHeld) => false,
+                    Ok(SlotCheck::StillRunning) => true,
+                    Err(e) => {
+                        self.shared.log(format_args!(
+                            "cannot release {} of ring {}: {e}",
+                            claim.role.word(),
+                            claim.ring
+                        ));
+                        false
+                    }
+                }
+            });
+            if pending.is_empty() {
+                break;
+            }
+            if started.elapsed() >= EXIT_GRACE || self.shared.stop.load(Ordering::Relaxed) {
+                for claim in &pending {
+                    self.shared.log(format_args!(
+                        "pid {} still runs after closing its connection: it keeps {} of ring {}",
+                        claim.pid,
+                        claim.role.word(),
+                        claim.ring
+                    ));
+                }
+                break;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+}
+
+/// Every ring in /dev/shm with its usage, sorted by name (rings that vanish or fail to
+/// read in between are left out and logged).
+fn list_rings(shared: &Shared) -> Vec<(String, RingUsage)> {
+    let names = match ring::list() {
+        Ok(names) => names,
+        Err(e) => {
+            shared.log(format_args!("cannot list rings: {e}"));
+            return Vec::new();
+        }
+    };
+    names
+        .into_iter()
+        .filter_map(|name| match ring::usage(&name) {
+            Ok(usage) => Some((name, RingUsage::from(&usage))),
+            Err(e) => {
+                if e.errno() != libc::ENOENT {
+                    shared.log(format_args!("Failed while retrieving usage information for ring {name}: {e}"));
+                }
+                None
+            }
+        })
+        .collect()
+}
