@@ -187,10 +187,87 @@ fn a_corrupt_ring_is_reported_and_the_others_still_shown() {
 }
 
 #[test]
-fn another_host_without_a_ring_master_is_exit_6() {
+fn an_unreachable_host_is_exit_6() {
     let out = rb(&["list", "--host=no-such-host.invalid"]);
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
     assert!(stderr(&out).contains("no-such-host.invalid"), "{}", stderr(&out));
     let out = rb(&["status", "--host=no-such-host.invalid", "--user=ann"]);
     assert_ne!(out.status.code(), Some(0));
+}
+
+/// A daemon this test started, stopped with SIGTERM on drop.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn another_hosts_rings_come_from_its_ring_master() {
+    let name = Name::new("remote");
+    let n = name.0.as_str();
+    assert_eq!(rb(&["create", "--datasize=16k", "--maxconsumers=2", n]).status.code(), Some(0));
+    let consumer = Consumer::attach(n).unwrap();
+    let dir = std::env::temp_dir().join(format!("t-rb-remote-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port_file = dir.join("listen.port");
+    let _portmgr = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_daqportmgr"))
+            .args(["-listen", "0", "-log", "-", "-portfile"])
+            .arg(&port_file)
+            .arg("-pidfile")
+            .arg(dir.join("pid"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = std::time::Instant::now();
+    let port = loop {
+        if let Some(p) = std::fs::read_to_string(&port_file).ok().and_then(|t| t.trim().parse::<u16>().ok()) {
+            break p;
+        }
+        assert!(start.elapsed().as_secs() < 10, "daqportmgr did not start");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let _ringmaster = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_ringmaster"))
+            .args(["--portmgr-port", &port.to_string(), "--log", "-"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // 127.0.0.2 is this machine, but not a name ringbuffer takes for "here": it goes
+    // through the port manager and the ring master as for any other host.
+    let remote = |args: &[&str]| Command::new(RINGBUFFER).args(args).env("DAQPORTMGR_PORTFILE", &port_file).output().unwrap();
+    let listed = loop {
+        let out = remote(&["list", "--host=127.0.0.2"]);
+        if out.status.success() {
+            break stdout(&out);
+        }
+        assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+        assert!(start.elapsed().as_secs() < 20, "the ring master never answered: {}", stderr(&out));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(listed.lines().any(|l| l == n), "{listed}");
+
+    let out = remote(&["status", "--host=127.0.0.2", "--json", n]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let local = ring::usage(n).unwrap();
+    let json = stdout(&out);
+    let expect = format!(
+        "{{\"host\":\"127.0.0.2\",\"rings\":[{{\"name\":\"{n}\",\"owner\":null,\"data_bytes\":{},\"free\":{},\"max_consumers\":2,\"producer_pid\":null,\"max_backlog\":0,\"min_backlog\":0,\"consumers\":[{{\"slot\":null,\"pid\":{},\"backlog\":0,\"command\":null}}]}}],\"errors\":[]}}\n",
+        local.data_bytes,
+        local.put_space,
+        std::process::id()
+    );
+    assert_eq!(json, expect);
+    let out = remote(&["status", "--host=127.0.0.2", "--user=root", n]);
+    assert_eq!(out.status.code(), Some(1), "owners are unknown remotely: {}", stderr(&out));
+    consumer.detach().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,9 +1,12 @@
 //! `--host`: another host's rings come from its ring master's LIST. This host's own
 //! names are served from /dev/shm directly, with no daemon.
 
-use daqflow::Error;
+use std::time::Duration;
 
-use crate::rings::RingStatus;
+use daqflow::Error;
+use daqflow::ringmaster;
+
+use crate::rings::{Client, RingStatus};
 
 /// Whether `host` names this host (then /dev/shm is read directly).
 pub fn is_local(host: &str) -> bool {
@@ -25,10 +28,30 @@ fn hostname() -> Option<String> {
     String::from_utf8(buf[..end].to_vec()).ok()
 }
 
-/// Every ring of `host`, as its ring master lists them, sorted by name.
+/// Bounds finding the ring master through the port manager, connecting, and the LIST.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Every ring of `host`, as its ring master lists them (sorted by name). The LIST
+/// carries no owners, slots or commands.
 pub fn status(host: &str) -> Result<Vec<RingStatus>, Error> {
-    Err(Error::new(
-        libc::EPROTONOSUPPORT,
-        format!("--host={host}: asking another host's ring master is not available yet in this build"),
-    ))
+    let mut ringmaster = ringmaster::Client::locate(host, None, TIMEOUT)?;
+    let rings = ringmaster.list()?;
+    Ok(rings
+        .into_iter()
+        .map(|(name, u)| RingStatus {
+            name,
+            owner: None,
+            data_bytes: u.data_bytes,
+            free: u.put_space,
+            max_consumers: u.max_consumers,
+            producer_pid: u.producer_pid,
+            max_backlog: u.max_get,
+            min_backlog: u.min_get,
+            clients: u
+                .consumers
+                .into_iter()
+                .map(|(pid, backlog)| Client { slot: None, pid, backlog, command: None })
+                .collect(),
+        })
+        .collect())
 }
