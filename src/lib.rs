@@ -6,6 +6,7 @@ pub mod error;
 pub mod ffi;
 pub mod glob;
 pub mod portmgr;
+pub mod progress;
 pub mod ring;
 pub mod ringmaster;
 
