@@ -152,9 +152,9 @@ fn status_selects_by_pattern_and_owner() {
     };
     let pid = std::process::id();
     assert_eq!(names(&["status", &format!("t-rb-sel-?-{pid}")]), [a.0.clone(), b.0.clone()]);
-    assert_eq!(names(&["status", &format!("*-b-{pid}")]), [b.0.clone()]);
-    assert_eq!(names(&["status", "--all", &a.0]), [a.0.clone()]);
-    assert_eq!(names(&["status", &format!("--user=nosuchuser,{}", me()), &a.0]), [a.0.clone()]);
+    assert_eq!(names(&["status", &format!("*-b-{pid}")]), [b.0.as_str()]);
+    assert_eq!(names(&["status", "--all", &a.0]), [a.0.as_str()]);
+    assert_eq!(names(&["status", &format!("--user=nosuchuser,{}", me()), &a.0]), [a.0.as_str()]);
     assert!(names(&["status", "--user=nosuchuser", &a.0]).is_empty(), "another user's selection shows my ring");
 
     let list = stdout(&rb(&["list"]));
