@@ -164,7 +164,7 @@ fn top_in_a_terminal() {
     let _ = ring::remove(&name);
     let _flow = Flow::start(name.clone());
     let tmux = Tmux::start(100, 30).expect("tmux starts a session");
-    let command = format!("{RINGBUFFER} top --interval=200 '{name}'; echo EXIT=$?");
+    let command = format!("{RINGBUFFER} top --interval=200 '{name}*'; echo EXIT=$?");
     tmux.keys(&[&command, "Enter"]);
 
     // The slow consumer (slot 1) fills the ring and is marked; rates are measured.
@@ -198,6 +198,13 @@ fn top_in_a_terminal() {
     assert!(tmux.run(&["resize-window", "-t", "t", "-x", "70", "-y", "20"]).unwrap().status.success());
     let screen = tmux.wait_for("a 70-column layout", |s| bar_width(s) == Some(12));
     assert!(screen.lines().all(|l| l.chars().count() <= 70), "{screen}");
+
+    // Rings come and go while the view runs.
+    let extra = format!("{name}-extra");
+    ring::create(&extra, CreateOptions { data_bytes: 4096, max_consumers: 1, ..Default::default() }).expect("create");
+    tmux.wait_for("a ring created meanwhile", |s| s.contains(&extra) && s.contains("no consumers"));
+    ring::remove(&extra).expect("remove");
+    tmux.wait_for("a removed ring gone", |s| !s.contains(&extra) && s.contains(": 1 ring matching"));
 
     tmux.keys(&["q"]);
     tmux.wait_for("exit status after q", |s| s.contains("EXIT=0"));

@@ -116,11 +116,8 @@ fn draw(terminal: &Terminal, rings: &Rings, pattern: &str, interval: Duration) -
     let (cols, rows) = terminal.size();
     let entries = rings.entries();
     let matching = if pattern == "*" { String::new() } else { format!(" matching {pattern}") };
-    let title = format!(
-        "ringbuffer top: {} rings{matching}, every {} ms; q or Ctrl-C quits",
-        entries.len(),
-        interval.as_millis()
-    );
+    let rings = if entries.len() == 1 { "1 ring".to_string() } else { format!("{} rings", entries.len()) };
+    let title = format!("ringbuffer top: {rings}{matching}, every {} ms; q or Ctrl-C quits", interval.as_millis());
     terminal.write(&render::paint(&render::screen(&title, &entries, cols, rows)))
 }
 
