@@ -36,6 +36,24 @@ impl Drop for Name {
     }
 }
 
+/// Checks `text` is one valid JSON document with a real parser (python3's), when there
+/// is one; the exact-text checks elsewhere pin the shape.
+fn assert_json(text: &str) {
+    use std::io::Write;
+    let child = Command::new("python3")
+        .args(["-c", "import json, sys; json.load(sys.stdin)"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("NOTE: no python3, so the JSON was not parsed");
+        return;
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "not JSON ({}):\n{text}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn me() -> String {
     let uid = nix::unistd::geteuid();
     nix::unistd::User::from_uid(uid).ok().flatten().map_or_else(|| uid.to_string(), |u| u.name)
@@ -69,6 +87,11 @@ fn create_delete_and_their_exit_statuses() {
     assert_eq!(out.status.code(), Some(2), "delete of a missing ring");
     assert!(stderr(&out).contains(n));
     assert_eq!(rb(&["format", n]).status.code(), Some(2));
+    // status of a plain name that is no ring: 2, but a pattern matching nothing is fine.
+    let out = rb(&["status", n]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("no ring named {n}")), "{}", stderr(&out));
+    assert_eq!(rb(&["status", &format!("{n}*")]).status.code(), Some(0));
 }
 
 #[test]
@@ -130,6 +153,7 @@ fn status_shows_each_consumer_and_its_backlog() {
     assert!(json.contains(&expect), "{json}\nwanted {expect}");
     assert!(json.contains(&format!("{{\"slot\":1,\"pid\":{pid},\"backlog\":0,")), "{json}");
     assert!(json.starts_with("{\"host\":\"localhost\",\"rings\":[") && json.ends_with("\"errors\":[]}\n"), "{json}");
+    assert_json(&json);
     // localhost is this host: no ring master needed.
     assert_eq!(stdout(&rb(&["status", "--host=localhost", "--json", n])), json);
 
@@ -161,6 +185,7 @@ fn status_selects_by_pattern_and_owner() {
     assert!(list.lines().any(|l| l == a.0) && list.lines().any(|l| l == b.0), "{list}");
     let json = stdout(&rb(&["list", "--json"]));
     assert!(json.contains(&format!("\"{}\",\"{}\"", a.0, b.0)), "sorted, both present: {json}");
+    assert_json(&json);
 }
 
 #[test]
@@ -184,6 +209,7 @@ fn a_corrupt_ring_is_reported_and_the_others_still_shown() {
     let json = stdout(&out);
     assert!(json.contains(&format!("\"errors\":[{{\"name\":\"{}\",\"errno\":{},\"error\":\"", bad.0, libc::EBADMSG)), "{json}");
     assert!(json.contains(&format!("\"name\":\"{}\",\"owner\"", good.0)), "{json}");
+    assert_json(&json);
 }
 
 #[test]

@@ -11,7 +11,7 @@ mod top;
 use std::process::ExitCode;
 
 use args::{Command, Owners, USAGE};
-use daqflow::Error;
+use daqflow::{Error, glob};
 use daqflow::ring::{self, CreateOptions};
 use rings::RingStatus;
 
@@ -69,6 +69,12 @@ fn list(host: &Option<String>, json: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// A plain name (no glob characters) that names no ring is an error a script can test,
+/// not an empty table.
+fn no_such_ring(name: &str, host: &str) -> Error {
+    Error::new(libc::ENOENT, format!("no ring named {name} on {host}"))
+}
+
 /// Prints the status; Ok(false) when some ring could not be read (reported on stderr,
 /// or in the JSON's "errors").
 fn show_status(host: &Option<String>, owners: &Owners, pattern: &str, json: bool) -> Result<bool, Error> {
@@ -81,10 +87,18 @@ fn show_status(host: &Option<String>, owners: &Owners, pattern: &str, json: bool
                 ));
             }
             let rings: Vec<RingStatus> =
-                remote::status(h)?.into_iter().filter(|r| daqflow::glob::matches(pattern, &r.name)).collect();
+                remote::status(h)?.into_iter().filter(|r| glob::matches(pattern, &r.name)).collect();
+            if !glob::is_pattern(pattern) && rings.is_empty() {
+                return Err(no_such_ring(pattern, h));
+            }
             (rings, Vec::new())
         }
-        None => rings::local_status(pattern, owners)?,
+        None => {
+            if !glob::is_pattern(pattern) && rings::local_names(pattern)?.is_empty() {
+                return Err(no_such_ring(pattern, "this host"));
+            }
+            rings::local_status(pattern, owners)?
+        }
     };
     if json {
         print!("{}", json::status(&host_label(host), &rings, &failures));
