@@ -32,7 +32,11 @@ impl Drop for Prefix {
 }
 
 fn make(target: &str, vars: &[String]) -> Output {
+    // Under `make check` the parent make's jobserver settings would leak into this one.
     let out = Command::new("make")
+        .env_remove("MAKEFLAGS")
+        .env_remove("MFLAGS")
+        .env_remove("MAKELEVEL")
         .args(["--no-print-directory", "-C", ROOT, target])
         .args(vars)
         .output()
