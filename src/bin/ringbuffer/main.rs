@@ -29,19 +29,26 @@ mod status {
     pub const INTERRUPTED: u8 = 130;
 }
 
-fn exit_status(e: &Error) -> u8 {
+/// The exit status for a failure. Asking another host, anything but a missing ring or a
+/// bad request means that host, its port manager or its ring master did not answer as
+/// needed; here, the errno says what went wrong with the ring.
+fn exit_status(e: &Error, remote: bool) -> u8 {
     match e.errno() {
         libc::ENOENT => status::NO_SUCH_RING,
+        libc::EINVAL => status::FAILED,
+        _ if remote => status::UNREACHABLE,
         libc::EEXIST => status::EXISTS,
         libc::EBUSY => status::IN_USE,
         libc::EACCES | libc::EPERM => status::DENIED,
-        libc::ECONNREFUSED
-        | libc::EHOSTUNREACH
-        | libc::ENETUNREACH
-        | libc::ETIMEDOUT
-        | libc::EPROTONOSUPPORT
-        | libc::EPROTO => status::UNREACHABLE,
         _ => status::FAILED,
+    }
+}
+
+/// Whether `command` asks another host.
+fn is_remote(command: &Command) -> bool {
+    match command {
+        Command::List { host, .. } | Command::Status { host, .. } => remote_host(host).is_some(),
+        _ => false,
     }
 }
 
@@ -145,11 +152,12 @@ fn main() -> ExitCode {
             return ExitCode::from(status::USAGE);
         }
     };
+    let remote = is_remote(&command);
     match run(command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("ringbuffer: {e}");
-            ExitCode::from(exit_status(&e))
+            ExitCode::from(exit_status(&e, remote))
         }
     }
 }
