@@ -126,6 +126,7 @@ impl Terminal {
             return Err("the terminal closed".to_string());
         }
         let keys = &keys[..n.max(0) as usize];
+        // Ctrl-C arrives as a byte only on a terminal whose intr key is something else.
         if keys.contains(&3) {
             return Ok(Some(Exit::Interrupted));
         }
