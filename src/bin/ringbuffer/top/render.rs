@@ -43,9 +43,11 @@ pub struct Line {
     pub text: String,
 }
 
-/// The producer counts as short of space below an eighth of the ring free, the point at
-/// which a blocked daqflow producer is woken again.
-const SHORT_FRACTION: u64 = 8;
+/// The producer counts as short of space below a quarter of the ring free. A daqflow
+/// producer blocked on space sleeps until an eighth is free, so with a slow consumer the
+/// free space swings between none and a little over an eighth: a quarter keeps the
+/// bottleneck marked all through that cycle instead of flickering.
+const SHORT_FRACTION: u64 = 4;
 
 impl RingView {
     fn capacity(&self) -> u64 {
