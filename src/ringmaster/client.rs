@@ -162,7 +162,7 @@ impl Client {
         let deadline = self.start(b"LIST\n", &context)?;
         let status = self.line(deadline, &context)?;
         if status != OK_LINE {
-            return Err(self.unexpected(&context, &status));
+            return Err(self.refused_or_unexpected(&context, &status));
         }
         let line = self.line(deadline, &context)?;
         match protocol::parse_list_line(&line) {

@@ -84,6 +84,8 @@ const REGISTRATION_RETRY: Duration = Duration::from_secs(1);
 const PORTMGR_TIMEOUT: Duration = Duration::from_secs(5);
 /// Thread stacks: requests need little; a thousand idle clients then cost little.
 const STACK: usize = 256 * 1024;
+/// How soon to retry accepting after running out of descriptors.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// How long a stop waits for connection threads to finish.
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
@@ -105,7 +107,7 @@ pub fn run(config: &Config) -> Result<()> {
         std::process::id(),
         shared.access
     ));
-    let Some((registration, listeners)) = register(config, &shared, &mut signals) else {
+    let Some((registration, Some(listeners))) = register(config, &shared, &mut signals, None) else {
         shared.log(format_args!("ringmaster stopped before it was registered"));
         return Ok(());
     };
@@ -168,18 +170,28 @@ fn stop_signalled(signals: &mut SignalFd, wait: Duration) -> bool {
 
 /// Gets a port from the local port manager under `RingMaster` and listens on it,
 /// retrying every second until both work; `None` when a stop signal came first.
-fn register(config: &Config, shared: &Shared, signals: &mut SignalFd) -> Option<(portmgr::Client, Vec<TcpListener>)> {
+/// `current`: the port already listened on (when registering again); if the port
+/// manager hands out that one again, the listeners are kept (`None` in the result).
+fn register(
+    config: &Config,
+    shared: &Shared,
+    signals: &mut SignalFd,
+    current: Option<u16>,
+) -> Option<(portmgr::Client, Option<Vec<TcpListener>>)> {
     let mut complained = false;
     loop {
         let attempt = portmgr::Client::connect_timeout(Some("localhost"), config.portmgr_port, Some(PORTMGR_TIMEOUT))
             .and_then(|mut client| client.allocate(SERVICE).map(|port| (client, port)))
-            .and_then(|(client, port)| bind_listeners(&config.listen, port).map(|l| (client, port, l)));
+            .and_then(|(client, port)| match current {
+                Some(same) if same == port => Ok((client, port, None)),
+                _ => bind_listeners(&config.listen, port).map(|l| (client, port, Some(l))),
+            });
         match attempt {
             Ok((client, port, listeners)) => {
                 let addresses: Vec<String> =
-                    listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
-                shared
-                    .log(format_args!("registered as {SERVICE} on port {port}; listening on {}", addresses.join(" ")));
+                    listeners.iter().flatten().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
+                let listening = if listeners.is_some() { addresses.join(" ") } else { "as before".to_string() };
+                shared.log(format_args!("registered as {SERVICE} on port {port}; listening {listening}"));
                 return Some((client, listeners));
             }
             Err(e) => {
@@ -237,6 +249,10 @@ struct Daemon {
     registration: portmgr::Client,
     listeners: Vec<TcpListener>,
     next_key: AtomicU64,
+    /// Accepting failed for want of resources: retry after ACCEPT_RETRY.
+    accept_paused: bool,
+    /// The failure is logged: no line per retry.
+    accept_failing: bool,
 }
 
 impl Daemon {
@@ -251,8 +267,17 @@ impl Daemon {
         poll.registry()
             .register(&mut SourceFd(&signals.as_raw_fd()), SIGNAL, Interest::READABLE)
             .map_err(|e| Error::io(&e, "cannot watch the signalfd"))?;
-        let mut daemon =
-            Daemon { config, shared, poll, signals, registration, listeners: Vec::new(), next_key: AtomicU64::new(0) };
+        let mut daemon = Daemon {
+            config,
+            shared,
+            poll,
+            signals,
+            registration,
+            listeners: Vec::new(),
+            next_key: AtomicU64::new(0),
+            accept_paused: false,
+            accept_failing: false,
+        };
         daemon.watch(listeners)?;
         Ok(daemon)
     }
@@ -275,12 +300,21 @@ impl Daemon {
         let mut events = Events::with_capacity(256);
         let mut next_check = Instant::now() + REGISTRATION_CHECK;
         loop {
-            let wait = next_check.saturating_duration_since(Instant::now());
+            let mut wait = next_check.saturating_duration_since(Instant::now());
+            if self.accept_paused {
+                wait = wait.min(ACCEPT_RETRY);
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(Error::io(&e, "event loop failed"));
+            }
+            if std::mem::take(&mut self.accept_paused) {
+                // Edge-triggered: the connections left waiting raise no new event.
+                for i in 0..self.listeners.len() {
+                    self.accept(i);
+                }
             }
             for event in events.iter() {
                 match event.token() {
@@ -327,13 +361,16 @@ impl Daemon {
             return true;
         }
         self.shared.log(format_args!("lost the port manager connection; registering again"));
-        let Some((registration, listeners)) = register(&self.config, &self.shared, &mut self.signals) else {
+        let current = self.listeners.first().and_then(|l| l.local_addr().ok()).map(|a| a.port());
+        let Some((registration, listeners)) = register(&self.config, &self.shared, &mut self.signals, current) else {
             self.shared.log(format_args!("ringmaster stopping on a signal"));
             return false;
         };
         self.registration = registration;
-        if let Err(e) = self.watch(listeners) {
-            self.shared.log(format_args!("{e}"));
+        if let Some(listeners) = listeners {
+            if let Err(e) = self.watch(listeners) {
+                self.shared.log(format_args!("{e}"));
+            }
         }
         true
     }
@@ -345,6 +382,7 @@ impl Daemon {
         loop {
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    self.accept_failing = false;
                     let stream = TcpStream::from(OwnedFd::from(stream));
                     if let Err(e) = stream.set_nonblocking(false) {
                         self.shared.log(format_args!("cannot serve the connection from {peer}: {e}"));
@@ -356,10 +394,13 @@ impl Daemon {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
                 Err(e) => {
-                    // Out of descriptors: the backlog keeps clients waiting; mio tells us
-                    // again when the listener is readable on the next turn.
-                    self.shared.log(format_args!("cannot accept a connection: {e}"));
-                    std::thread::sleep(Duration::from_millis(100));
+                    // Out of descriptors or memory: the backlog keeps clients waiting;
+                    // try again shortly instead of spinning (logged once per pause).
+                    if !self.accept_failing {
+                        self.shared.log(format_args!("cannot accept a connection: {e}; retrying shortly"));
+                        self.accept_failing = true;
+                    }
+                    self.accept_paused = true;
                     return;
                 }
             }

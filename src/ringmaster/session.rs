@@ -292,7 +292,15 @@ impl<'a> Session<'a> {
                         ));
                         false
                     }
-                    Ok(SlotCheck::NotHeld) => false,
+                    Ok(SlotCheck::NotHeld) => {
+                        self.shared.log(format_args!(
+                            "{} of ring {} is no longer pid {}'s: left alone",
+                            claim.role.word(),
+                            claim.ring,
+                            claim.pid
+                        ));
+                        false
+                    }
                     Ok(SlotCheck::StillRunning) => true,
                     Err(e) => {
                         self.shared.log(format_args!(

@@ -1,0 +1,360 @@
+//! Every RingMaster request against the real daemon (registered with a real daqportmgr),
+//! byte for byte: replies, refusals, garbage, clients that vanish, and the release of a
+//! closed client's slots.
+
+mod portmgr_support;
+mod ringmaster_support;
+
+use std::io::Write;
+use std::time::Duration;
+
+use daqflow::ring::{self, Consumer, Producer};
+use daqflow::ringmaster::protocol::parse_list_line;
+use ringmaster_support::{Master, TestRing, connect_from_127_0_0_2, consumer_process, eventually};
+
+#[test]
+fn registers_as_ringmaster_with_the_port_manager() {
+    let master = Master::start(&[]);
+    let mut client = daqflow::portmgr::Client::connect(Some("127.0.0.1"), Some(master.portmgr.port)).unwrap();
+    let listing = client.list().unwrap();
+    assert_eq!(listing.len(), 1, "{listing:?}");
+    assert_eq!(listing[0].application, "RingMaster");
+    master.connect().ask("LIST\n", "OK\r\n");
+}
+
+#[test]
+fn connect_and_disconnect_as_the_cpp_client_sends_them() {
+    let master = Master::start(&[]);
+    let mut c = master.connect();
+    c.ask("CONNECT {fox} consumer.3 1234 {CRingBuffer:: client connection}\n", "OK\r\n");
+    c.ask("CONNECT {fox} producer 1234 {CRingBuffer:: client connection}\n", "OK\r\n");
+    c.ask("DISCONNECT {fox} consumer.3 1234\n", "OK\r\n");
+    c.ask("DISCONNECT {fox} producer 1234\n", "OK\r\n");
+    // Nothing matches: still OK (FRIB's FAIL made C++ clients abort in their destructor).
+    c.ask("DISCONNECT {fox} consumer.7 99\n", "OK\r\n");
+    c.ask("DISCONNECT {never} producer 5\n", "OK\r\n");
+    // CR LF and bare CR line ends are read too; empty lines are ignored.
+    c.ask("\n\r\nCONNECT {fox} consumer.1 1234 {x}\r\n", "OK\r\n");
+    master.wait_log("CONNECT: ring fox consumer.3 pid 1234 (CRingBuffer:: client connection)");
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let master = Master::start(&[]);
+    let mut c = master.connect();
+    c.send(b"CONNECT {a} producer 7 {c}\nREGISTER nosuch-ring-xyz\nDISCONNECT {a} producer 7\n");
+    c.expect(b"OK\r\nERROR nosuch-ring-xyz shared memory is either corrupt or does not exist\r\nOK\r\n");
+}
+
+#[test]
+fn a_malformed_connect_is_refused_and_closed() {
+    let master = Master::start(&[]);
+    for bad in [
+        "CONNECT {fox} producer 1\n",
+        "CONNECT {fox} producer 1 {c} extra\n",
+        "CONNECT {fox} consumer 1 {c}\n",
+        "CONNECT {fox} consumer.x 1 {c}\n",
+        "CONNECT {fox} producer notapid {c}\n",
+        "CONNECT {fox} producer 0 {c}\n",
+    ] {
+        let mut c = master.connect();
+        c.ask(bad, "ERROR Invalid message format\r\n");
+        c.expect_closed();
+    }
+}
+
+#[test]
+fn a_malformed_disconnect_is_closed_without_a_reply() {
+    let master = Master::start(&[]);
+    for bad in ["DISCONNECT {fox} producer\n", "DISCONNECT {fox} producer 1 2\n", "DISCONNECT {fox} prod 1\n"] {
+        let mut c = master.connect();
+        c.send(bad.as_bytes());
+        c.expect_closed();
+    }
+}
+
+#[test]
+fn register_and_unregister() {
+    let master = Master::start(&[]);
+    let ring = TestRing::new("reg", 65536, 4);
+    let mut c = master.connect();
+    c.ask(&format!("REGISTER {}\n", ring.s()), "OK\r\n");
+    c.ask(&format!("REGISTER {}\n", ring.s()), "OK\r\n");
+    // Not a ring: an error, and the connection stays open.
+    c.ask(
+        "REGISTER no-such-ring-here\n",
+        "ERROR no-such-ring-here shared memory is either corrupt or does not exist\r\n",
+    );
+    c.ask("REGISTER {bad name}\n", "ERROR bad name shared memory is either corrupt or does not exist\r\n");
+    let junk = format!("/dev/shm/rm-junk-{}", std::process::id());
+    std::fs::write(&junk, b"not a ring at all").unwrap();
+    let junk_name = junk.trim_start_matches("/dev/shm/");
+    c.ask(
+        &format!("REGISTER {junk_name}\n"),
+        &format!("ERROR {junk_name} shared memory is either corrupt or does not exist\r\n"),
+    );
+    std::fs::remove_file(&junk).unwrap();
+    c.ask("LIST\n", "OK\r\n");
+    let _ = c.line();
+    // UNREGISTER kills no one: this process holds the producer slot and survives it.
+    let producer = Producer::attach(ring.s()).unwrap();
+    c.ask(&format!("UNREGISTER {}\n", ring.s()), "OK\r\n");
+    c.ask("UNREGISTER never-registered\n", "OK\r\n");
+    assert_eq!(ring.producer_pid(), std::process::id() as i32);
+    producer.detach().unwrap();
+    for bad in ["REGISTER\n", "REGISTER a b\n", "UNREGISTER\n", "UNREGISTER a b\n"] {
+        let mut c = master.connect();
+        c.ask(bad, "ERROR Invalid message format\r\n");
+        c.expect_closed();
+    }
+}
+
+#[test]
+fn list_is_sorted_with_the_legacy_free_space() {
+    let master = Master::start(&[]);
+    // Created in reverse order; LIST sorts by name.
+    let b = TestRing::new("list-b", 65536, 4);
+    let a = TestRing::new("list-a", 4096, 2);
+    let mut consumer = Consumer::attach(b.s()).unwrap();
+    let mut producer = Producer::attach(b.s()).unwrap();
+    producer.put(&[7u8; 100], Some(Duration::from_secs(5))).unwrap();
+    let me = std::process::id() as i32;
+    let mut c = master.connect();
+    c.ask("LIST\n", "OK\r\n");
+    let line = c.line();
+    let line = line.strip_suffix("\r\n").expect("CR LF");
+    // This ring's entry, exactly as the legacy daemon writes it: free space is
+    // dataBytes - 1 - the largest backlog (FRIB's daemon was one byte too large).
+    let ub = ring::usage(b.s()).unwrap();
+    let d = ub.data_bytes;
+    let entry_b = format!("{{{} {{{d} {} 4 {me} 100 100 {{{{{me} 100}}}}}}}}", b.s(), d - 1 - 100);
+    assert!(line.contains(&entry_b), "{entry_b} not in {line}");
+    let da = ring::usage(a.s()).unwrap().data_bytes;
+    let entry_a = format!("{{{} {{{da} {} 2 -1 0 0 {{}}}}}}", a.s(), da - 1);
+    assert!(line.contains(&entry_a), "{entry_a} not in {line}");
+    let rings = parse_list_line(line.as_bytes()).expect("LIST line is a Tcl list");
+    let names: Vec<&str> = rings.iter().map(|(n, _)| n.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    assert!(names.iter().position(|n| *n == a.s()) < names.iter().position(|n| *n == b.s()));
+    let mut buf = [0u8; 100];
+    consumer.get(&mut buf, 100, Some(Duration::from_secs(1))).unwrap();
+    producer.detach().unwrap();
+    consumer.detach().unwrap();
+    // Anything after LIST closes without a reply, as the legacy daemon did.
+    let mut c = master.connect();
+    c.send(b"LIST extra\n");
+    c.expect_closed();
+}
+
+#[test]
+fn garbage_is_closed_and_harms_no_one_else() {
+    let master = Master::start(&[]);
+    let mut bystander = master.connect();
+    bystander.ask("CONNECT {fox} producer 1234 {c}\n", "OK\r\n");
+    for garbage in [
+        &b"HELLO\n"[..],
+        b"list\n",
+        b"CONNECT {fox\n",
+        b"\"unbalanced\n",
+        b"\x00\x01\x02\xff\xfe\n",
+        b"GIMME RingMaster root\n",
+    ] {
+        let mut c = master.connect();
+        c.send(garbage);
+        c.expect_closed();
+    }
+    // An over-long line: closed before it ends, nothing buffered without bound.
+    let mut c = master.connect();
+    let long = vec![b'A'; 64 * 1024];
+    let _ = c.stream.write_all(&long);
+    c.expect_closed();
+    bystander.ask("LIST\n", "OK\r\n");
+    let _ = bystander.line();
+}
+
+#[test]
+fn a_client_that_vanishes_mid_request_costs_nothing() {
+    let master = Master::start(&[]);
+    let ring = TestRing::new("vanish", 65536, 4);
+    let (mut child, slot) = consumer_process(ring.s());
+    {
+        let mut c = master.connect();
+        // Half a CONNECT, then gone: no claim is recorded, so nothing is released.
+        c.send(format!("CONNECT {{{}}} consumer.{slot} {}", ring.s(), child.id()).as_bytes());
+    }
+    master.wait_log("closed in the middle of a request");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ring.consumer_pid(slot), child.id() as i32, "a half request must not free anything");
+    master.connect().ask("LIST\n", "OK\r\n");
+}
+
+#[test]
+fn a_closed_clients_slot_is_freed_once_its_process_is_gone() {
+    let master = Master::start(&[]);
+    let ring = TestRing::new("free", 65536, 4);
+    let (mut child, slot) = consumer_process(ring.s());
+    let pid = child.id() as i32;
+    let mut c = master.connect();
+    c.ask(&format!("CONNECT {{{}}} consumer.{slot} {pid} {{CRingBuffer:: client connection}}\n", ring.s()), "OK\r\n");
+    // The process dies and (as at exit) its connection closes; nobody else looks at the
+    // ring, so only the daemon can free the slot.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(ring.consumer_pid(slot), pid);
+    drop(c);
+    eventually("the daemon to free the dead client's slot", || ring.consumer_pid(slot) == -1);
+    master.wait_log(&format!("released consumer.{slot} of ring {} left by exited pid {pid}", ring.s()));
+}
+
+#[test]
+fn a_slot_retaken_by_another_process_is_left_alone() {
+    let master = Master::start(&[]);
+    // One slot: the second consumer can only get it by reclaiming the first one's.
+    let ring = TestRing::new("retaken", 65536, 1);
+    let (mut first, slot) = consumer_process(ring.s());
+    let first_pid = first.id() as i32;
+    let mut c = master.connect();
+    c.ask(&format!("CONNECT {{{}}} consumer.{slot} {first_pid} {{c}}\n", ring.s()), "OK\r\n");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let (mut second, second_slot) = consumer_process(ring.s());
+    assert_eq!(second_slot, slot);
+    assert_eq!(ring.consumer_pid(slot), second.id() as i32);
+    drop(c);
+    master.wait_log(&format!("consumer.{slot} of ring {} is no longer pid {first_pid}'s: left alone", ring.s()));
+    assert_eq!(ring.consumer_pid(slot), second.id() as i32, "the daemon freed another process's slot");
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
+
+#[test]
+fn a_running_process_keeps_its_slot_when_its_connection_closes() {
+    let master = Master::start(&[]);
+    let ring = TestRing::new("alive", 65536, 4);
+    let (mut child, slot) = consumer_process(ring.s());
+    let pid = child.id() as i32;
+    let mut c = master.connect();
+    c.ask(&format!("CONNECT {{{}}} consumer.{slot} {pid} {{c}}\n", ring.s()), "OK\r\n");
+    c.ask(&format!("CONNECT {{{}}} producer {pid} {{c}}\n", ring.s()), "OK\r\n");
+    drop(c);
+    master.wait_log(&format!("pid {pid} still runs after closing its connection: it keeps consumer.{slot}"));
+    assert_eq!(ring.consumer_pid(slot), pid);
+    // The producer slot was never its (nobody produces): nothing to do there.
+    assert_eq!(ring.producer_pid(), -1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_disconnected_slot_is_not_released_at_close() {
+    let master = Master::start(&[]);
+    let ring = TestRing::new("discon", 65536, 4);
+    let (mut child, slot) = consumer_process(ring.s());
+    let pid = child.id() as i32;
+    let mut c = master.connect();
+    c.ask(&format!("CONNECT {{{}}} consumer.{slot} {pid} {{c}}\n", ring.s()), "OK\r\n");
+    c.ask(&format!("DISCONNECT {{{}}} consumer.{slot} {pid}\n", ring.s()), "OK\r\n");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(c);
+    master.wait_log("Socket connection lost from 127.0.0.1");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(ring.consumer_pid(slot), pid, "a DISCONNECTed claim was still acted on");
+}
+
+#[test]
+fn non_local_peers_may_list_and_nothing_else() {
+    let master = Master::start(&["--allow-remote", "none"]);
+    let mut remote = connect_from_127_0_0_2(master.port);
+    remote.ask("LIST\n", "OK\r\n");
+    let _ = remote.line();
+    remote.ask("CONNECT {fox} producer 1 {c}\n", "ERROR Ring connections from remote hosts are forbidden\r\n");
+    remote.expect_closed();
+    let mut remote = connect_from_127_0_0_2(master.port);
+    remote.send(b"DISCONNECT {fox} producer 1\n");
+    remote.expect_closed();
+    for request in ["REGISTER fox\n", "UNREGISTER fox\n"] {
+        let mut remote = connect_from_127_0_0_2(master.port);
+        remote.ask(request, "ERROR Ring registrations from remote hosts are forbidden\r\n");
+        remote.expect_closed();
+    }
+    let mut remote = connect_from_127_0_0_2(master.port);
+    remote.ask("REMOTE fox\n", "ERROR 127.0.0.2 is not allowed to receive ring data from this host\r\n");
+    remote.expect_closed();
+    master.wait_log("CONNECT from remote host 127.0.0.2 refused");
+}
+
+#[test]
+fn allow_remote_names_who_gets_data() {
+    let ring = TestRing::new("allow", 65536, 4);
+    let master = Master::start(&["--allow-remote", "127.0.0.2/32"]);
+    let mut remote = connect_from_127_0_0_2(master.port);
+    remote.ask(&format!("REMOTE {}\n", ring.s()), "OK BINARY FOLLOWS\r\n");
+    let mut local = master.connect();
+    local.ask(
+        &format!("REMOTE {}\n", ring.s()),
+        "ERROR 127.0.0.1 is not allowed to receive ring data from this host\r\n",
+    );
+    local.expect_closed();
+}
+
+#[test]
+fn remote_refusals() {
+    let master = Master::start(&[]);
+    let mut c = master.connect();
+    c.ask("REMOTE no-such-ring-here\n", "ERROR no-such-ring-here does not exist\r\n");
+    c.ask("REMOTE {a b}\n", "ERROR a b does not exist\r\n");
+    // Still open after a missing ring.
+    c.ask("CONNECT {x} producer 5 {c}\n", "OK\r\n");
+    for bad in ["REMOTE\n", "REMOTE a b\n"] {
+        let mut c = master.connect();
+        c.ask(bad, "ERROR Invalid message format\r\n");
+        c.expect_closed();
+    }
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_clients_connected() {
+    let mut master = Master::start(&[]);
+    let ring = TestRing::new("term", 65536, 4);
+    let mut idle = master.connect();
+    idle.ask("CONNECT {x} producer 5 {c}\n", "OK\r\n");
+    let mut streaming = master.connect();
+    streaming.ask(&format!("REMOTE {}\n", ring.s()), "OK BINARY FOLLOWS\r\n");
+    eventually("the sender to attach", || ring::usage(ring.s()).unwrap().consumers.len() == 1);
+    assert!(master.stop(), "ringmaster did not exit 0 on SIGTERM:\n{}", master.log_text());
+    // The sender detached from the ring on its way out.
+    assert!(ring::usage(ring.s()).unwrap().consumers.is_empty());
+    assert!(master.log_text().contains("ringmaster stopped"));
+    idle.expect_closed();
+}
+
+#[test]
+fn registers_once_the_port_manager_appears() {
+    // Started against a port manager that is not there yet: retries every second.
+    let portmgr_port = ringmaster_support::free_port();
+    let dir = portmgr_support::TempDir::new("rm-late");
+    let log = dir.0.join("log");
+    let mut child = ringmaster_support::spawn(portmgr_port, &log, &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(child.try_wait().unwrap().is_none(), "ringmaster gave up without a port manager");
+    let free = ringmaster_support::free_port();
+    let mut portmgr =
+        portmgr_support::Daemon::start(&format!("{free}-{free}"), &["-listen", &portmgr_port.to_string()]);
+    eventually("registration", || ringmaster_support::ringmaster_port(portmgr_port).is_some());
+    // A restarted port manager has forgotten it: it registers again.
+    assert!(portmgr.stop().success());
+    let _again = portmgr_support::Daemon::start(&format!("{free}-{free}"), &["-listen", &portmgr_port.to_string()]);
+    eventually("registration after a port manager restart", || {
+        ringmaster_support::ringmaster_port(portmgr_port).is_some()
+    });
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(portmgr_support::wait_with_timeout(&mut child).success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("lost the port manager connection; registering again"), "{text}");
+}

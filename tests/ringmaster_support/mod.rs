@@ -1,0 +1,245 @@
+//! Shared by the tests/ringmaster_*.rs files: a real daqportmgr on a port of its own, a
+//! real ringmaster registered with it, rings that clean up after themselves, and raw
+//! slot reads that do not disturb the ring (unlike `ring::usage`, which frees dead
+//! clients' slots itself).
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use daqflow::ring::{self, CreateOptions};
+
+use crate::portmgr_support::{self, Raw, TIMEOUT, TempDir};
+
+pub const RINGMASTER: &str = env!("CARGO_BIN_EXE_ringmaster");
+
+/// A port manager and a ring master registered with it; both killed on drop.
+pub struct Master {
+    pub portmgr: portmgr_support::Daemon,
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+    pub dir: TempDir,
+}
+
+impl Master {
+    pub fn start(extra: &[&str]) -> Master {
+        Master::start_limited(extra, None)
+    }
+
+    /// As `start`, with the daemon's descriptor limit (soft and hard) set to `fds`.
+    pub fn start_limited(extra: &[&str], fds: Option<u64>) -> Master {
+        // A pool of one port that is free now: parallel tests each get their own.
+        let free = free_port();
+        let portmgr = portmgr_support::Daemon::start(&format!("{free}-{free}"), &[]);
+        let dir = TempDir::new("rm");
+        let log = dir.0.join("ringmaster.log");
+        let child = spawn_limited(portmgr.port, &log, extra, fds);
+        let mut master = Master { portmgr, child, port: 0, log, dir };
+        master.port = master.wait_registered();
+        master
+    }
+
+    /// Polls the port manager until a RingMaster is LISTed.
+    pub fn wait_registered(&mut self) -> u16 {
+        let start = Instant::now();
+        loop {
+            if let Some(port) = ringmaster_port(self.portmgr.port) {
+                return port;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("ringmaster exited at start ({status}): {}", self.log_text());
+            }
+            assert!(start.elapsed() < TIMEOUT, "ringmaster did not register: {}", self.log_text());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn connect(&self) -> Raw {
+        Raw::new(TcpStream::connect(self.addr()).expect("connect to ringmaster"))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `text`.
+    pub fn wait_log(&self, text: &str) {
+        let start = Instant::now();
+        while !self.log_text().contains(text) {
+            assert!(start.elapsed() < TIMEOUT, "the log never said {text:?}:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// SIGTERM; true if it exited with status 0.
+    pub fn stop(&mut self) -> bool {
+        // SAFETY: kill(2) on a child we started and have not reaped.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        portmgr_support::wait_with_timeout(&mut self.child).success()
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn spawn(portmgr_port: u16, log: &std::path::Path, extra: &[&str]) -> Child {
+    spawn_limited(portmgr_port, log, extra, None)
+}
+
+fn spawn_limited(portmgr_port: u16, log: &std::path::Path, extra: &[&str], fds: Option<u64>) -> Child {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(RINGMASTER);
+    if let Some(fds) = fds {
+        // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit { rlim_cur: fds, rlim_max: fds };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    command
+        .arg("--portmgr-port")
+        .arg(portmgr_port.to_string())
+        .arg("--log")
+        .arg(log)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ringmaster")
+}
+
+/// A port nobody listens on at the moment (the kernel's choice).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// The port of the first RingMaster the port manager LISTs.
+pub fn ringmaster_port(portmgr_port: u16) -> Option<u16> {
+    let mut client = daqflow::portmgr::Client::connect(Some("127.0.0.1"), Some(portmgr_port)).ok()?;
+    client.list().ok()?.into_iter().find(|a| a.application == "RingMaster").map(|a| a.port)
+}
+
+/// A ring for one test (`rm-<test>-<pid>`), removed on drop.
+pub struct TestRing(pub String);
+
+impl TestRing {
+    pub fn new(test: &str, data: u64, consumers: u32) -> TestRing {
+        let name = format!("rm-{test}-{}", std::process::id());
+        let _ = ring::remove(&name);
+        ring::create(&name, CreateOptions { data_bytes: data, max_consumers: consumers, ..Default::default() })
+            .expect("create ring");
+        TestRing(name)
+    }
+
+    pub fn s(&self) -> &str {
+        &self.0
+    }
+
+    /// The pid in a consumer slot, read straight from the shared memory.
+    pub fn consumer_pid(&self, slot: u32) -> i32 {
+        self.pid_at(96 + 16 * u64::from(slot) + 8)
+    }
+
+    pub fn producer_pid(&self) -> i32 {
+        self.pid_at(80 + 8)
+    }
+
+    fn pid_at(&self, offset: u64) -> i32 {
+        let file = std::fs::File::open(format!("/dev/shm/{}", self.0)).expect("open ring file");
+        let mut word = [0u8; 4];
+        file.read_exact_at(&mut word, offset).expect("read slot");
+        i32::from_le_bytes(word)
+    }
+}
+
+impl Drop for TestRing {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(format!("/dev/shm/{}", self.0));
+    }
+}
+
+/// examples/ring_role (built by `cargo test` next to the test binaries).
+pub fn role_exe() -> PathBuf {
+    let me = std::env::current_exe().expect("test executable path");
+    me.parent().and_then(|deps| deps.parent()).expect("target dir").join("examples").join("ring_role")
+}
+
+/// A process attached to `ring` as a consumer and waiting for data; returns it and its
+/// slot.
+pub fn consumer_process(ring: &str) -> (Child, u32) {
+    let mut child = Command::new(role_exe())
+        .args(["consume", ring, "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ring_role");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while out.read(&mut byte).expect("read ring_role") == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&line).into_owned();
+    let slot = text
+        .strip_prefix("attached ")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("ring_role said {text:?}"));
+    (child, slot)
+}
+
+/// Polls `condition` until it holds or the timeout passes.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < TIMEOUT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A connection from 127.0.0.2: loopback, but not one of the local addresses.
+pub fn connect_from_127_0_0_2(port: u16) -> Raw {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let fd = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    socket::bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 2, 0)).unwrap();
+    let stream = TcpStream::from(fd);
+    let target = SocketAddr::from(([127, 0, 0, 1], port));
+    socket::connect(stream.as_raw_fd(), &socket::SockaddrStorage::from(target)).unwrap();
+    Raw::new(stream)
+}
+
+/// Resident memory of a process in KiB.
+pub fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
