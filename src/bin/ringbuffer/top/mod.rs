@@ -1,6 +1,7 @@
-//! `ringbuffer top`: a live view of this host's rings. Every millisecond it samples each
-//! ring's pointers (read-only, through `ring::Watch`); every refresh it turns the samples
-//! into rates and redraws the screen, at once when the window is resized.
+//! `ringbuffer top`: a live view of this host's rings. It samples each ring's pointers
+//! (read-only, through `ring::Watch`) as often as their moves need (`rates::Pace`: every
+//! millisecond to every 16); every refresh it turns the samples into rates and redraws
+//! the screen, at once when the window is resized.
 
 mod rates;
 mod render;
@@ -12,17 +13,17 @@ use std::time::{Duration, Instant};
 use daqflow::ring::Watch;
 
 use crate::rings::{command_of, local_names};
-use rates::{Rates, Tracker};
+use rates::{Pace, Rates, Tracker};
 use render::{ConsumerView, Entry, RingView};
 pub use terminal::Exit;
 use terminal::Terminal;
 
-/// How often pointers are sampled; see `rates` for why it is short.
-const SAMPLE: Duration = Duration::from_millis(1);
-
 struct Watched {
     watch: Watch,
     tracker: Tracker,
+    pace: Pace,
+    /// When the next sample is due.
+    due: Instant,
     /// The last window's rates; None until one whole window has been watched.
     rates: Option<Rates>,
     /// Set when a sample failed (a corrupt pointer): shown, and the ring reopened.
@@ -52,7 +53,9 @@ impl Rings {
                     if let Ok(p) = watch.sample() {
                         tracker.observe(p);
                     }
-                    self.watched.insert(name, Watched { watch, tracker, rates: None, error: None });
+                    let pace = Pace::new();
+                    let due = now + pace.period();
+                    self.watched.insert(name, Watched { watch, tracker, pace, due, rates: None, error: None });
                 }
                 Err(e) if e.errno() == libc::ENOENT => {}
                 Err(e) => {
@@ -63,13 +66,24 @@ impl Rings {
         Ok(())
     }
 
-    fn sample(&mut self) {
-        for w in self.watched.values_mut().filter(|w| w.error.is_none()) {
+    /// Samples the rings whose sample is due, or nearly (within half their period, so
+    /// that rings sampled equally often are sampled together, in one wake-up).
+    fn sample(&mut self, now: Instant) {
+        for w in self.watched.values_mut().filter(|w| w.error.is_none() && w.due <= now + w.pace.period() / 2) {
             match w.watch.sample() {
-                Ok(p) => w.tracker.observe(p),
+                Ok(p) => {
+                    let data_bytes = p.data_bytes;
+                    let moved = w.tracker.observe(p);
+                    w.due = now + w.pace.after(moved, data_bytes);
+                }
                 Err(e) => w.error = Some(e.to_string()),
             }
         }
+    }
+
+    /// When the next sample is due; None when no ring is being sampled.
+    fn next_due(&self) -> Option<Instant> {
+        self.watched.values().filter(|w| w.error.is_none()).map(|w| w.due).min()
     }
 
     /// Rings opened at the last refresh get their first rates here, over a whole window.
@@ -136,8 +150,9 @@ pub fn run(interval: Duration, pattern: &str) -> Result<Exit, String> {
         } else if terminal.resized() {
             draw(&terminal, &rings, pattern, interval)?;
         }
-        rings.sample();
-        let wait = SAMPLE.min(next_frame.saturating_duration_since(Instant::now()));
+        rings.sample(Instant::now());
+        let wake = rings.next_due().map_or(next_frame, |due| due.min(next_frame));
+        let wait = wake.saturating_duration_since(Instant::now());
         if let Some(exit) = terminal.wait(wait)? {
             return Ok(exit);
         }

@@ -1,9 +1,43 @@
 //! Rates from successive samples of a ring's pointers. A pointer's move between two
-//! samples is known only modulo one turn of the ring, so samples are taken often (every
-//! millisecond): a rate above one ring size per sample interval is under-counted.
+//! samples is known only modulo one turn of the ring, so a ring whose pointers move far
+//! is sampled often (every millisecond), and one whose pointers barely move less and less
+//! often (`Pace`), so that watching an idle host's rings costs next to nothing. A rate
+//! above one ring size per sample interval is under-counted: at worst for the first
+//! `MAX_PERIOD` of a burst on an idle ring.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The shortest and longest time between two samples of one ring.
+pub const MIN_PERIOD: Duration = Duration::from_millis(1);
+pub const MAX_PERIOD: Duration = Duration::from_millis(16);
+
+/// How often one ring is sampled, adapted after each sample to how far its pointers moved.
+pub struct Pace {
+    period: Duration,
+}
+
+impl Pace {
+    pub fn new() -> Pace {
+        Pace { period: MIN_PERIOD }
+    }
+
+    /// The time until the next sample, after one in which the pointers moved at most
+    /// `moved` bytes of a ring of `data_bytes`: back to the shortest period beyond a
+    /// quarter turn, twice as long below a sixteenth (so the move stays far from a turn).
+    pub fn after(&mut self, moved: u64, data_bytes: u64) -> Duration {
+        if moved.saturating_mul(4) > data_bytes {
+            self.period = MIN_PERIOD;
+        } else if moved.saturating_mul(16) < data_bytes {
+            self.period = (self.period * 2).min(MAX_PERIOD);
+        }
+        self.period
+    }
+
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+}
 
 use daqflow::ring::Positions;
 
@@ -28,18 +62,25 @@ impl Tracker {
         Tracker { last: None, window_start: now, produced: 0, consumed: HashMap::new() }
     }
 
-    pub fn observe(&mut self, sample: Positions) {
+    /// Adds the moves since the last sample; returns the longest of them.
+    pub fn observe(&mut self, sample: Positions) -> u64 {
+        let mut longest = 0;
         if let Some(last) = self.last.as_ref().filter(|l| l.data_bytes == sample.data_bytes) {
-            self.produced += sample.advance(last.put, sample.put);
+            let produced = sample.advance(last.put, sample.put);
+            self.produced += produced;
+            longest = produced;
             for c in sample.consumers.iter().filter(|c| c.pid > 0) {
                 // A consumer still joining (pid 0) or new in its slot has no earlier
                 // position of its own: its first get pointer is a copy of the put pointer.
                 if let Some(before) = last.consumers.iter().find(|b| b.slot == c.slot && b.pid == c.pid) {
-                    *self.consumed.entry((c.slot, c.pid)).or_default() += sample.advance(before.get, c.get);
+                    let consumed = sample.advance(before.get, c.get);
+                    *self.consumed.entry((c.slot, c.pid)).or_default() += consumed;
+                    longest = longest.max(consumed);
                 }
             }
         }
         self.last = Some(sample);
+        longest
     }
 
     /// The rates since the last call (or since `new`), and a new window from `now`.
@@ -65,7 +106,6 @@ impl Tracker {
 mod tests {
     use super::*;
     use daqflow::ring::ConsumerPosition;
-    use std::time::Duration;
 
     fn at(put: u64, consumers: &[(u32, i32, u64)]) -> Positions {
         Positions {
@@ -104,5 +144,26 @@ mod tests {
         assert_eq!(r.producer, 700.0);
         assert_eq!(r.consumers.get(&(0, 5)), None);
         assert_eq!(r.consumers[&(0, 6)], 150.0);
+    }
+
+    #[test]
+    fn an_idle_ring_is_sampled_rarely_and_a_busy_one_often() {
+        let mut pace = Pace::new();
+        for _ in 0..10 {
+            pace.after(0, 1000);
+        }
+        assert_eq!(pace.period(), MAX_PERIOD, "idle");
+        assert_eq!(pace.after(300, 1000), MIN_PERIOD, "a quarter turn in one sample");
+        assert_eq!(pace.after(100, 1000), MIN_PERIOD, "a tenth: kept");
+        assert_eq!(pace.after(50, 1000), MIN_PERIOD * 2, "a twentieth: slower");
+        assert_eq!(pace.after(u64::MAX, 1000), MIN_PERIOD);
+    }
+
+    #[test]
+    fn observe_returns_the_longest_move() {
+        let mut t = Tracker::new(Instant::now());
+        assert_eq!(t.observe(at(900, &[(0, 5, 800)])), 0, "nothing to compare with");
+        assert_eq!(t.observe(at(100, &[(0, 5, 950)])), 200);
+        assert_eq!(t.observe(at(150, &[(0, 5, 50)])), 100);
     }
 }

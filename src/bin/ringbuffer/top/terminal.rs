@@ -113,7 +113,9 @@ impl Terminal {
         }
         let stdin = std::io::stdin();
         let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
-        let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+        // Rounded up: a wait cut to 0 ms would spin until the next sample is due.
+        let millis = wait.as_micros().div_ceil(1000);
+        let timeout = i32::try_from(millis).ok().and_then(|ms| PollTimeout::try_from(ms).ok()).unwrap_or(PollTimeout::MAX);
         match poll(&mut fds, timeout) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(stopped()),
             Ok(_) => {}
