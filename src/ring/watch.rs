@@ -8,7 +8,7 @@ use super::layout::Geometry;
 use super::shared::{FREE, Shared};
 use super::shm::RingFile;
 use super::name::validate;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// One ring mapped read-only.
 pub struct Watch {
@@ -69,13 +69,32 @@ impl Watch {
     /// should open the ring afresh.
     pub fn is_current(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
+        if self.intact().is_err() {
+            return false;
+        }
         let same_object = std::fs::metadata(format!("{}/{}", super::shm::SHM_DIR, self.name()))
             .is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
         same_object && Geometry::parse(&self.ring.map.header(), self.ring.geo.map_len).ok().flatten() == Some(self.ring.geo)
     }
 
+    /// Whether the object is still as long as the mapping. Anyone who may write a ring
+    /// (mode 0666 by default: anyone) can truncate it, and reading a mapping past the end
+    /// of its object is SIGBUS; checked before every read of the mapping, this leaves
+    /// only the few microseconds between check and reads for a truncation to strike.
+    fn intact(&self) -> Result<()> {
+        let size = self.ring.file.size()?;
+        if size < self.ring.geo.map_len {
+            return Err(Error::new(
+                libc::EBADMSG,
+                format!("ring {} shrank from {} to {size} bytes while watched", self.name(), self.ring.geo.map_len),
+            ));
+        }
+        Ok(())
+    }
+
     /// The pointers now. Each is checked against the geometry; a corrupt one is an error.
     pub fn sample(&self) -> Result<Positions> {
+        self.intact()?;
         let base = self.ring.geo.data_offset;
         let put = self.ring.put_pos()? - base;
         let mut consumers = Vec::new();
