@@ -70,7 +70,7 @@ fn list(host: &Option<String>, json: bool) -> Result<(), Error> {
         print!("{}", json::list(&host_label(host), &names));
     } else {
         for name in names {
-            println!("{name}");
+            println!("{}", rings::printable(&name));
         }
     }
     Ok(())
@@ -112,7 +112,7 @@ fn show_status(host: &Option<String>, owners: &Owners, pattern: &str, json: bool
     } else {
         print!("{}", table::render(&rings));
         for f in &failures {
-            eprintln!("ringbuffer: {}: {}", f.name, f.error);
+            eprintln!("ringbuffer: {}: {}", rings::printable(&f.name), rings::printable(&f.error.to_string()));
         }
     }
     Ok(failures.is_empty())
@@ -156,7 +156,7 @@ fn main() -> ExitCode {
     match run(command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("ringbuffer: {e}");
+            eprintln!("ringbuffer: {}", rings::printable(&e.to_string()));
             ExitCode::from(exit_status(&e, remote))
         }
     }

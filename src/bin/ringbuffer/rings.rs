@@ -63,6 +63,14 @@ pub fn me() -> String {
     user_name(nix::unistd::geteuid().as_raw())
 }
 
+/// `text` safe to print on a terminal: every control character (an escape sequence's
+/// ESC among them) as `?`, as ps shows them. Any user can name a process anything
+/// (/proc/PID/comm) and attach it to a world-writable ring, and /dev/shm names are
+/// anyone's choice: printed raw, they could rewrite the operator's screen or worse.
+pub fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
 pub fn command_of(pid: i32) -> Option<String> {
     if pid <= 0 {
         return None;

@@ -2,7 +2,7 @@
 //! NSCLDAQ did), one row per ring followed by one row per client, plus the client's
 //! command name.
 
-use crate::rings::RingStatus;
+use crate::rings::{RingStatus, printable};
 
 const HEADERS: [&str; 10] =
     ["name", "size(k)", "free(k)", "max consumers", "producer", "maxget(k)", "minget(k)", "client", "backlog(k)", "command"];
@@ -16,7 +16,7 @@ fn rows(rings: &[RingStatus]) -> Vec<[String; 10]> {
     let mut rows = Vec::new();
     for r in rings {
         rows.push([
-            r.name.clone(),
+            printable(&r.name),
             kib(r.data_bytes),
             kib(r.free),
             r.max_consumers.to_string(),
@@ -38,7 +38,7 @@ fn rows(rings: &[RingStatus]) -> Vec<[String; 10]> {
                 dash(),
                 c.pid.to_string(),
                 kib(c.backlog),
-                c.command.clone().unwrap_or_default(),
+                printable(c.command.as_deref().unwrap_or_default()),
             ]);
         }
     }
@@ -103,5 +103,23 @@ mod tests {
         // Numbers are right-aligned under their headers.
         let col = lines[0].find("backlog(k)").unwrap() + "backlog(k)".len();
         assert_eq!(&lines[3][col - 1..col], "4");
+    }
+
+    #[test]
+    fn control_characters_are_not_printed() {
+        let ring = RingStatus {
+            name: "r\u{1b}[2J".into(),
+            owner: None,
+            data_bytes: 0,
+            free: 0,
+            max_consumers: 1,
+            producer_pid: -1,
+            max_backlog: 0,
+            min_backlog: 0,
+            clients: vec![Client { slot: Some(0), pid: 42, backlog: 0, command: Some("\u{1b}]2;x\u{7}\u{9b}1m".into()) }],
+        };
+        let text = render(&[ring]);
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert!(text.contains("r?[2J") && text.contains("?]2;x??1m"), "{text:?}");
     }
 }

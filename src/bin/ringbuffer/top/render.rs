@@ -156,6 +156,7 @@ pub fn screen(title: &str, entries: &[Entry], cols: usize, rows: usize) -> Vec<L
         lines.push(line(Style::Plain, format!("... {hidden} more lines: enlarge the window")));
     }
     for l in &mut lines {
+        l.text = crate::rings::printable(&l.text);
         if l.text.chars().count() > cols {
             l.text = l.text.chars().take(cols).collect();
         }
@@ -236,6 +237,17 @@ mod tests {
         let narrow = screen("title", &entries[..1], 60, 50);
         let bar_len = |ls: &[Line]| ls[3].text.find(']').unwrap();
         assert!(bar_len(&wide) > bar_len(&narrow));
+    }
+
+    #[test]
+    fn control_characters_are_not_printed() {
+        let mut r = ring(7, &[10]);
+        r.name = "r\u{1b}[2J".into();
+        r.consumers[0].command = Some("\u{1b}]2;x\u{7}".into());
+        let broken = Entry::Broken { name: "b\u{1b}c".into(), error: "bad\u{9b}".into() };
+        let lines = screen("top", &[Entry::Ring(r), broken], 80, 24);
+        assert!(lines.iter().all(|l| !l.text.chars().any(char::is_control)), "{lines:?}");
+        assert!(lines.iter().any(|l| l.text.contains("?]2;x?")), "{lines:?}");
     }
 
     #[test]
