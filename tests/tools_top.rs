@@ -269,3 +269,55 @@ fn top_sleeps_while_rings_are_idle() {
     // 4 redraws a second, about 63 rounds of samples, a few key polls: well under 200.
     assert!(woken < 400, "top woke {woken} times in 2 s watching 20 idle rings");
 }
+
+/// The pid of the shell's child (the view it runs), once there is one.
+fn child_of(shell: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap_or_default();
+        if let Some(pid) = children.split_whitespace().next() {
+            return pid.to_string();
+        }
+        assert!(start.elapsed() < WAIT, "the shell started no view");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// However the view ends or pauses, the shell gets its terminal back: SIGTERM, SIGHUP,
+/// Ctrl-\ (SIGQUIT, which used to leave it raw, so that the shell read end-of-file and
+/// exited), SIGBUS (the view dies of it, the terminal restored first) and Ctrl-Z (the
+/// shell's terminal while stopped; after fg the view again, and q).
+#[test]
+fn top_gives_the_terminal_back_however_it_ends() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    let tmux = Tmux::start_with("signals", 80, 24, &["env", "PS1=$ ", "sh"]).expect("tmux starts a session");
+    let shell = tmux.format("#{pane_pid}");
+    let command = format!("{RINGBUFFER} top; echo EXIT=$?");
+    for (signal, status) in [("TERM", 0), ("HUP", 0), ("QUIT", 0), ("BUS", 128 + libc::SIGBUS)] {
+        tmux.keys(&["clear", "Enter"]);
+        tmux.keys(&[&command, "Enter"]);
+        tmux.wait_for("the view", |s| s.contains("ringbuffer top:"));
+        let view = child_of(&shell);
+        assert!(Command::new("kill").args([&format!("-{signal}"), &view]).status().expect("kill").success());
+        let exit = format!("EXIT={status}");
+        tmux.wait_for(&format!("{exit} after SIG{signal}"), |s| s.contains(&exit));
+        tmux.assert_restored(&format!("AFTER_{signal}"));
+    }
+    // Alone: a shell runs the rest of a list when a job in it stops.
+    tmux.keys(&["clear", "Enter"]);
+    tmux.keys(&[&format!("{RINGBUFFER} top"), "Enter"]);
+    tmux.wait_for("the view", |s| s.contains("ringbuffer top:"));
+    tmux.keys(&["C-z"]);
+    tmux.wait_for("the shell while the view is stopped", |s| s.contains("$ ") && !s.contains("ringbuffer top:"));
+    tmux.assert_restored("STOPPED");
+    tmux.keys(&["fg", "Enter"]);
+    tmux.wait_for("the view after fg", |s| s.contains("ringbuffer top:"));
+    assert_eq!(tmux.format("#{alternate_on}"), "1", "the view is back on the alternate screen");
+    tmux.keys(&["q"]);
+    tmux.keys(&["echo FG=$?", "Enter"]);
+    tmux.wait_for("FG=0 after fg and q", |s| s.contains("FG=0"));
+    tmux.assert_restored("AFTER_FG_Q");
+}

@@ -1,10 +1,12 @@
 //! The terminal for `top`: keys without echo or line buffering, the alternate screen,
-//! the window size, and the signals that end or resize the view. Everything it changes
-//! is put back when the `Terminal` is dropped: on `q`, on Ctrl-C or SIGTERM, on an error
-//! and on a panic (the release profile unwinds).
+//! the window size, and the signals that end, suspend or resize the view. Everything it
+//! changes is put back when the `Terminal` is dropped: on `q`, on Ctrl-C, Ctrl-\,
+//! SIGTERM or SIGHUP, on an error and on a panic (the release profile unwinds); while
+//! suspended (Ctrl-Z) and, by the signal handler, before dying of SIGBUS.
 
 use std::io::Write;
 use std::os::fd::AsFd;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -26,10 +28,51 @@ extern "C" fn on_resize(_: libc::c_int) {
     RESIZED.store(true, Ordering::SeqCst);
 }
 
+/// The terminal settings found (to restore) and the view's own, for signal handlers.
+static MODES: OnceLock<(libc::termios, libc::termios)> = OnceLock::new();
+
+/// Puts the terminal back as it was found; only async-signal-safe calls.
+fn leave() {
+    // SAFETY: write and tcsetattr are async-signal-safe; LEAVE and the termios are statics.
+    unsafe {
+        libc::write(1, LEAVE.as_ptr().cast(), LEAVE.len());
+        if let Some((saved, _)) = MODES.get() {
+            libc::tcsetattr(0, libc::TCSANOW, saved);
+        }
+    }
+}
+
+/// Ctrl-Z: the shell gets its terminal back while the view is stopped; on `fg` the view
+/// takes it again and redraws.
+extern "C" fn on_suspend(_: libc::c_int) {
+    leave();
+    // SAFETY: kill, write and tcsetattr are async-signal-safe. Stops here until SIGCONT.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGSTOP);
+        if let Some((_, raw)) = MODES.get() {
+            libc::tcsetattr(0, libc::TCSANOW, raw);
+        }
+        libc::write(1, ENTER.as_ptr().cast(), ENTER.len());
+    }
+    RESIZED.store(true, Ordering::SeqCst);
+}
+
+/// SIGBUS (a ring truncated between the watcher's size check and its read): the
+/// terminal is restored, then the signal kills the process as it would have.
+extern "C" fn on_fault(signal: libc::c_int) {
+    leave();
+    // SAFETY: signal and raise are async-signal-safe. The raised signal is blocked until
+    // the handler returns, then kills (as the fault would on its next try).
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+}
+
 /// Why the view ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
-    /// `q` (or SIGTERM/SIGHUP).
+    /// `q` (or Ctrl-\, SIGTERM, SIGHUP).
     Quit,
     /// Ctrl-C.
     Interrupted,
@@ -66,16 +109,30 @@ impl Terminal {
         raw.c_lflag &= !(libc::ICANON | libc::ECHO);
         raw.c_cc[libc::VMIN] = 0;
         raw.c_cc[libc::VTIME] = 0;
+        if MODES.set((saved, raw)).is_err() {
+            return Err("the terminal is already taken".to_string());
+        }
         let mut old_actions = Vec::new();
         let stop = SigAction::new(SigHandler::Handler(on_stop), SaFlags::empty(), SigSet::empty());
         let resize = SigAction::new(SigHandler::Handler(on_resize), SaFlags::SA_RESTART, SigSet::empty());
-        for (signal, action) in
-            [(Signal::SIGINT, &stop), (Signal::SIGTERM, &stop), (Signal::SIGHUP, &stop), (Signal::SIGWINCH, &resize)]
-        {
-            // SAFETY: the handlers only store to atomics, which is async-signal-safe.
+        let suspend = SigAction::new(SigHandler::Handler(on_suspend), SaFlags::empty(), SigSet::empty());
+        let fault = SigAction::new(SigHandler::Handler(on_fault), SaFlags::empty(), SigSet::empty());
+        for (signal, action) in [
+            (Signal::SIGINT, &stop),
+            (Signal::SIGQUIT, &stop),
+            (Signal::SIGTERM, &stop),
+            (Signal::SIGHUP, &stop),
+            (Signal::SIGWINCH, &resize),
+            (Signal::SIGTSTP, &suspend),
+            (Signal::SIGBUS, &fault),
+        ] {
+            // SAFETY: the handlers store to atomics and make only async-signal-safe calls.
             match unsafe { sigaction(signal, action) } {
                 Ok(old) => old_actions.push((signal, old)),
-                Err(e) => return Err(format!("cannot handle {signal}: {e}")),
+                Err(e) => {
+                    restore_actions(&old_actions);
+                    return Err(format!("cannot handle {signal}: {e}"));
+                }
             }
         }
         let terminal = Terminal { saved, old_actions };
@@ -154,9 +211,13 @@ impl Drop for Terminal {
         let _ = self.write(LEAVE);
         // SAFETY: restores the settings read in `take` on the same terminal.
         unsafe { libc::tcsetattr(0, libc::TCSANOW, &self.saved) };
-        for (signal, old) in &self.old_actions {
-            // SAFETY: puts back the handlers that were there before.
-            let _ = unsafe { sigaction(*signal, old) };
-        }
+        restore_actions(&self.old_actions);
+    }
+}
+
+fn restore_actions(old_actions: &[(Signal, SigAction)]) {
+    for (signal, old) in old_actions {
+        // SAFETY: puts back the handlers that were there before.
+        let _ = unsafe { sigaction(*signal, old) };
     }
 }
