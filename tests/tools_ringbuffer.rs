@@ -297,3 +297,17 @@ fn another_hosts_rings_come_from_its_ring_master() {
     consumer.detach().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A ring larger than /dev/shm's free space is refused at create: tmpfs objects are
+/// sparse, so it was made, and its producer died of SIGBUS once the ring filled up.
+#[test]
+fn a_ring_larger_than_dev_shm_is_refused() {
+    let n = Name::new("huge");
+    let fs = nix::sys::statvfs::statvfs("/dev/shm").expect("statvfs /dev/shm");
+    let free = u64::from(fs.blocks_available()) * fs.fragment_size();
+    let kib = (free * 2 / 1024).max(1).to_string() + "k";
+    let out = rb(&["create", &format!("--datasize={kib}"), &n.0]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr(&out).contains("no room"), "{}", stderr(&out));
+    assert!(!std::path::Path::new(&format!("/dev/shm/{}", n.0)).exists(), "a refused ring was left behind");
+}
