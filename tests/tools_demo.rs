@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 const DEMO: &str = env!("CARGO_BIN_EXE_daqflow-demo");
 
-/// One demo at a time: each starts its own port manager on the default port range, and
-/// two of them would hand their producers the same port.
+/// One demo at a time, on a machine shared by several test binaries (two at once are
+/// tested on their own).
 static ONE_DEMO: Mutex<()> = Mutex::new(());
 
 fn one_demo() -> MutexGuard<'static, ()> {
@@ -73,4 +73,21 @@ fn on_a_terminal_progress_is_one_line_redrawn() {
     assert!(seen_bar, "no progress bar while the demo ran:\n{screen}");
     assert!(screen.contains("DEMO-EXIT=0"), "{screen}");
     assert!(!screen.lines().any(|l| l.starts_with("daqflow-demo [")), "the progress line was left behind:\n{screen}");
+}
+
+/// Two demos at once: each has its own port manager on the default range, and both used
+/// to hand their producers the same port, on which the second then failed to listen.
+#[test]
+fn two_demos_at_once() {
+    let _one = one_demo();
+    let demo = || Command::new(DEMO).args(["--seconds", "2", "--consumers", "1"]).output();
+    let first = std::thread::spawn(demo);
+    std::thread::sleep(Duration::from_millis(300));
+    let second = demo().expect("run the second demo");
+    let first = first.join().expect("first demo thread").expect("run the first demo");
+    for (which, out) in [("first", &first), ("second", &second)] {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "the {which} demo failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("demo OK: "), "{which}: {text}");
+    }
 }

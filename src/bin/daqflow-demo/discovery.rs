@@ -17,8 +17,18 @@ pub struct Advert {
 
 pub fn advertise(service: &str, ring: &str) -> Result<Advert, String> {
     let mut portmgr = Client::connect(None, None).map_err(|e| format!("port manager: {e}"))?;
-    let port = portmgr.allocate(service).map_err(|e| format!("allocating a port for {service}: {e}"))?;
-    let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("listening on port {port}: {e}"))?;
+    // Another port manager (another demo) may have handed out the same port a moment
+    // ago, before its server bound it; ours skips ports in use, so asking again gets
+    // one that is free. The port lost stays allocated to this connection, harmlessly.
+    let mut tries = 0;
+    let listener = loop {
+        let port = portmgr.allocate(service).map_err(|e| format!("allocating a port for {service}: {e}"))?;
+        match TcpListener::bind(("127.0.0.1", port)) {
+            Ok(listener) => break listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 10 => tries += 1,
+            Err(e) => return Err(format!("listening on port {port}: {e}")),
+        }
+    };
     let reply = format!("{ring}\n");
     std::thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
