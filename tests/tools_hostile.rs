@@ -64,4 +64,11 @@ fn hostile_process_and_ring_names_are_printed_harmlessly() {
     let out = rb(&["list", "--json"]);
     let json = String::from_utf8_lossy(&out.stdout);
     assert!(json.contains(&format!("\"{name}-\\u001b[2J\\u001b]2;pwned\\u0007\"")), "{json}");
+
+    // A name that is not UTF-8 still shows, its bad bytes as U+FFFD.
+    std::fs::write("/proc/self/comm", b"\xff\xfebad").expect("rename this process");
+    let out = rb(&["status", &name]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\u{fffd}\u{fffd}bad"), "{out:?}");
+    let out = rb(&["status", "--json", &name]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"command\":\"\u{fffd}\u{fffd}bad\""), "{out:?}");
 }

@@ -75,8 +75,9 @@ pub fn command_of(pid: i32) -> Option<String> {
     if pid <= 0 {
         return None;
     }
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    Some(comm.trim_end_matches('\n').to_string())
+    // Lossy: a name that is not UTF-8 (anyone can set any bytes) still shows, as U+FFFD.
+    let comm = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
+    Some(String::from_utf8_lossy(&comm).trim_end_matches('\n').to_string())
 }
 
 fn from_usage(name: &str, owner: Option<String>, u: Usage) -> RingStatus {
