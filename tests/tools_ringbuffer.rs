@@ -304,7 +304,7 @@ fn another_hosts_rings_come_from_its_ring_master() {
 fn a_ring_larger_than_dev_shm_is_refused() {
     let n = Name::new("huge");
     let fs = nix::sys::statvfs::statvfs("/dev/shm").expect("statvfs /dev/shm");
-    let free = u64::from(fs.blocks_available()) * fs.fragment_size();
+    let free = fs.blocks_available() * fs.fragment_size();
     let kib = (free * 2 / 1024).max(1).to_string() + "k";
     let out = rb(&["create", &format!("--datasize={kib}"), &n.0]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");

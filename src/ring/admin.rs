@@ -58,7 +58,7 @@ fn check_room(name: &str, size: u64) -> Result<()> {
     let Ok(fs) = nix::sys::statvfs::statvfs(SHM_DIR) else {
         return Ok(()); // nothing to compare with: the create itself reports what fails
     };
-    let free = u64::from(fs.blocks_available()).saturating_mul(fs.fragment_size());
+    let free = fs.blocks_available().saturating_mul(fs.fragment_size());
     if size > free {
         return Err(Error::new(
             libc::ENOSPC,
