@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use daqflow::progress::{Progress, Stream};
 use daqflow::portmgr::client::calling_user;
 
 const REPS: usize = 5;
@@ -169,6 +170,14 @@ fn main() {
     let mut buf = Vec::new();
 
     println!("port manager benchmark: daqportmgr (release) with {HELD} connections holding {HELD} ports");
+    // Five stages of REPS rounds each (the connection rate twice); progress on stderr.
+    let mut progress = Progress::new("port manager bench", Stream::Stderr, Duration::from_secs(10));
+    let total_rounds = 5 * REPS as u64;
+    let mut rounds = 0u64;
+    let mut step = |progress: &mut Progress, what: &str| {
+        progress.update(rounds, Some(total_rounds), what);
+        rounds += 1;
+    };
     let holders: Vec<Conn> = (0..HELD)
         .map(|i| {
             let mut holder = Conn::open(daemon_addr);
@@ -182,6 +191,7 @@ fn main() {
     // daemon writes it before it replies).
     let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
     for _ in 0..REPS {
+        step(&mut progress, "allocation latency");
         let mut conn = Conn::open(daemon_addr);
         let mut samples: Vec<f64> = (0..LATENCY_SAMPLES)
             .map(|_| {
@@ -203,6 +213,7 @@ fn main() {
     for clients in [1, 4] {
         let (mut ours, mut reference, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..REPS {
+            step(&mut progress, &format!("connection rate, {clients} client(s)"));
             let r = connection_rate(trivial_addr, clients, &gimme);
             let d = connection_rate(daemon_addr, clients, &gimme);
             ours.push(d);
@@ -217,6 +228,7 @@ fn main() {
     let mut list_ms = Vec::new();
     let mut listed = 0;
     for _ in 0..REPS {
+        step(&mut progress, "LIST of every allocation");
         let mut samples: Vec<f64> = (0..LIST_SAMPLES / REPS)
             .map(|_| {
                 lister.ask(&gimme, &mut buf);
@@ -239,6 +251,7 @@ fn main() {
     let usage = dir.join("ports.txt");
     let mut free_ms = Vec::new();
     for _ in 0..REPS {
+        step(&mut progress, "close to free");
         let mut samples: Vec<f64> = (0..FREE_SAMPLES)
             .map(|_| {
                 let mut conn = Conn::open(daemon_addr);
@@ -256,6 +269,7 @@ fn main() {
     }
     let free = figure(free_ms);
 
+    progress.finish("");
     println!();
     report("allocation latency p50 (open connection)", "us", &p50, "<= 100 us", p50.median <= 100.0);
     report("allocation latency p99 (open connection)", "us", &p99, "<= 1000 us", p99.median <= 1000.0);

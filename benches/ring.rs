@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
+use daqflow::progress::{Progress, Stream};
 use daqflow::ring::{self, Consumer, CreateOptions, Producer};
 
 /// First argument of a child process; the next one is its role.
@@ -840,6 +841,12 @@ struct Scale {
     lat_samples: u64,
 }
 
+/// A throughput case as RING_BENCH_ONLY names it: record size and consumers, e.g. 1kx4.
+fn case_name(rec: u64, consumers: usize) -> String {
+    let size = if rec >= KIB { format!("{}k", rec / KIB) } else { rec.to_string() };
+    format!("{size}x{consumers}")
+}
+
 fn bytes_for(scale: &Scale, size_idx: usize, consumers: usize) -> u64 {
     // n consumers copy n times the stream on one shared core: a shorter stream keeps a
     // repetition to seconds while still cycling the 8 MiB ring dozens of times.
@@ -884,6 +891,19 @@ fn coordinator() -> Res<()> {
     );
 
     let policies = [Policy::Event, Policy::Legacy];
+    let policy_count = policies.iter().filter(|&&p| policy_wanted(p)).count();
+    let cases = RECORD_SIZES.iter().flat_map(|&rec| CONSUMER_COUNTS.iter().map(move |&nc| case_name(rec, nc)));
+    let runs_per_rep = 1
+        + cases.filter(|c| wanted(c)).count() * policy_count
+        + if wanted("lat") { policy_count + 1 } else { 0 };
+    let total_runs = (runs_per_rep * scale.reps) as u64;
+    let mut progress = Progress::new("ring bench", Stream::Stderr, Duration::from_secs(10));
+    let mut runs_done = 0u64;
+    let mut next_run = |progress: &mut Progress, rep: usize, what: &str| {
+        let detail = format!("repetition {} of {}: {what} ({:.0} s)", rep + 1, scale.reps, t_start.elapsed().as_secs_f64());
+        progress.update(runs_done, Some(total_runs), &detail);
+        runs_done += 1;
+    };
     let mut m64 = Series::default();
     // [policy][size][consumers]
     let mut tput: Vec<Vec<Vec<Series>>> = (0..2)
@@ -896,11 +916,12 @@ fn coordinator() -> Res<()> {
 
     // Repetitions are the outer loop so that a noisy minute hits every configuration.
     for rep in 0..scale.reps {
+        next_run(&mut progress, rep, "M64 memcpy reference");
         m64.add(m64_run(cpus, scale.m64_copies));
         for (si, &rec) in RECORD_SIZES.iter().enumerate() {
             for (ci, &nc) in CONSUMER_COUNTS.iter().enumerate() {
-                let size = if rec >= KIB { format!("{}k", rec / KIB) } else { rec.to_string() };
-                if !wanted(&format!("{size}x{nc}")) {
+                let case = case_name(rec, nc);
+                if !wanted(&case) {
                     continue;
                 }
                 for (pi, &policy) in policies.iter().enumerate() {
@@ -910,6 +931,7 @@ fn coordinator() -> Res<()> {
                     if INTERRUPTED.load(Ordering::Relaxed) {
                         return Err("interrupted".to_string());
                     }
+                    next_run(&mut progress, rep, &format!("throughput {case} {}", policy.arg()));
                     let r = throughput_run(cpus, policy, rec, nc, bytes_for(&scale, si, nc));
                     tput[pi][si][ci].add(r);
                 }
@@ -922,6 +944,7 @@ fn coordinator() -> Res<()> {
             if pi < 2 && !policy_wanted(policies[pi]) {
                 continue;
             }
+            next_run(&mut progress, rep, &format!("latency {}", if pi < 2 { policies[pi].arg() } else { "raw futex" }));
             let run =
                 if pi < 2 { latency_run(cpus, policies[pi], scale.lat_samples) } else { futex_run(cpus, scale.lat_samples) };
             match run {
@@ -932,14 +955,20 @@ fn coordinator() -> Res<()> {
                     lat_all[pi].extend_from_slice(&v);
                 }
                 Err(e) => {
-                    eprintln!("ring bench: latency run failed: {e}");
+                    progress.println(&format!("ring bench: latency run failed: {e}"));
                     lat_p50[pi].errors.push(e.clone());
                     lat_p99[pi].errors.push(e);
                 }
             }
         }
-        eprintln!("ring bench: repetition {} of {} done ({:.0} s)", rep + 1, scale.reps, t_start.elapsed().as_secs_f64());
+        progress.println(&format!(
+            "ring bench: repetition {} of {} done ({:.0} s)",
+            rep + 1,
+            scale.reps,
+            t_start.elapsed().as_secs_f64()
+        ));
     }
+    progress.finish("");
 
     // ---- the table
     let gb = 1e9;

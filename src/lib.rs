@@ -4,7 +4,9 @@
 
 pub mod error;
 pub mod ffi;
+pub mod glob;
 pub mod portmgr;
+pub mod progress;
 pub mod remote;
 pub mod ring;
 pub mod ringmaster;

@@ -215,3 +215,19 @@ fn accept_failures_are_logged_at_most_once_a_second() {
     drop(held);
     assert!(daemon.stop().success());
 }
+
+/// Two port managers on one host (two demos at once) keep separate books over the same
+/// ports: a port something already listens on is skipped, not handed out to a server
+/// that would then fail to bind it; once it is let go it is handed out again.
+#[test]
+fn ports_another_program_listens_on_are_skipped() {
+    let held = std::net::TcpListener::bind("0.0.0.0:0").expect("listen");
+    let port = held.local_addr().expect("address").port();
+    let daemon = Daemon::start(&format!("{port}-{port}"), &[]);
+    let mut c = daemon.connect();
+    c.send(format!("GIMME busy {}\n", calling_user()).as_bytes());
+    let reply = c.line();
+    assert!(reply.starts_with("FAIL"), "port {port}, which another program listens on, was handed out: {reply:?}");
+    drop(held);
+    assert_eq!(c.gimme("free", &calling_user()), port);
+}

@@ -10,6 +10,7 @@ pub mod listing;
 pub mod log;
 pub mod peercred;
 pub mod pool;
+pub mod probe;
 pub mod protocol;
 pub mod sdnotify;
 pub mod server;

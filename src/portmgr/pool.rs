@@ -84,9 +84,12 @@ impl<K: Copy + Eq> Pool<K> {
         port.checked_sub(self.low).and_then(|i| self.rank.get(usize::from(i))).copied()
     }
 
-    /// Takes the next free port for `owner`; `None` when the pool is exhausted.
-    pub fn allocate(&mut self, application: &[u8], user: &[u8], owner: K) -> Option<u16> {
-        let port = self.free.pop()?;
+    /// Takes the next free port for `owner` that `usable` accepts; `None` when there is
+    /// none. Ports `usable` refuses (held by someone outside these books) stay free, in
+    /// their place, for when they are let go.
+    pub fn allocate(&mut self, application: &[u8], user: &[u8], owner: K, mut usable: impl FnMut(u16) -> bool) -> Option<u16> {
+        let index = self.free.iter().rposition(|&port| usable(port))?;
+        let port = self.free.remove(index);
         let rank = self.rank_of(port)?;
         let allocation = Allocation { port, application: application.to_vec(), user: user.to_vec(), owner };
         self.used.insert(rank, allocation);
@@ -127,22 +130,36 @@ mod tests {
     #[test]
     fn highest_first_then_lifo() {
         let mut pool = Pool::new(PortRange { low: 100, high: 103 });
-        assert_eq!(pool.allocate(b"a", b"u", 1), Some(103));
-        assert_eq!(pool.allocate(b"a", b"u", 1), Some(102));
-        assert_eq!(pool.allocate(b"b", b"u", 2), Some(101));
+        assert_eq!(pool.allocate(b"a", b"u", 1, |_| true), Some(103));
+        assert_eq!(pool.allocate(b"a", b"u", 1, |_| true), Some(102));
+        assert_eq!(pool.allocate(b"b", b"u", 2, |_| true), Some(101));
         assert_eq!(pool.release(102).map(|a| a.owner), Some(1));
         assert_eq!(pool.release(102), None);
-        assert_eq!(pool.allocate(b"c", b"u", 3), Some(102));
-        assert_eq!(pool.allocate(b"c", b"u", 3), Some(100));
-        assert_eq!(pool.allocate(b"c", b"u", 3), None);
+        assert_eq!(pool.allocate(b"c", b"u", 3, |_| true), Some(102));
+        assert_eq!(pool.allocate(b"c", b"u", 3, |_| true), Some(100));
+        assert_eq!(pool.allocate(b"c", b"u", 3, |_| true), None);
         assert_eq!(pool.allocated(), 4);
+    }
+
+    #[test]
+    fn ports_in_use_elsewhere_are_skipped_and_stay_free() {
+        let mut pool = Pool::new(PortRange { low: 100, high: 103 });
+        let mut busy = vec![103, 101];
+        assert_eq!(pool.allocate(b"a", b"u", 1, |p| !busy.contains(&p)), Some(102));
+        assert_eq!(pool.allocate(b"a", b"u", 1, |p| !busy.contains(&p)), Some(100));
+        assert_eq!(pool.allocate(b"a", b"u", 1, |p| !busy.contains(&p)), None, "only busy ports left");
+        busy.clear();
+        assert_eq!(pool.allocate(b"a", b"u", 1, |_| true), Some(103), "let go: the highest again");
+        assert_eq!(pool.release(100).map(|a| a.port), Some(100));
+        assert_eq!(pool.allocate(b"a", b"u", 1, |_| true), Some(100), "a freed port is still next out");
+        assert_eq!(pool.allocate(b"a", b"u", 1, |_| true), Some(101));
     }
 
     #[test]
     fn allocations_come_out_in_string_order() {
         let mut pool = Pool::new(PortRange { low: 9998, high: 10001 });
         for _ in 0..4 {
-            pool.allocate(b"a", b"u", 0);
+            pool.allocate(b"a", b"u", 0, |_| true);
         }
         let ports: Vec<u16> = pool.allocations().map(|a| a.port).collect();
         assert_eq!(ports, [10000, 10001, 9998, 9999]);

@@ -14,6 +14,7 @@ use super::listing;
 use super::log::{Log, printable};
 use super::peercred::{Owner, OwnerLookup};
 use super::pool::Pool;
+use super::probe::Probe;
 use super::protocol::{self, Request, CONTROL_CHARACTER, NO_FREE_PORTS, ONLY_LOCAL};
 
 /// Replies a client has not read yet, beyond which its requests wait: a client that
@@ -249,7 +250,8 @@ impl Core {
             self.refuse(conn, application, user, &reason);
             return;
         }
-        match self.pool.allocate(application, user, key) {
+        let mut probe = Probe::default();
+        match self.pool.allocate(application, user, key, |port| !probe.in_use(port)) {
             Some(port) => {
                 conn.ports.push(port);
                 self.dirty = true;

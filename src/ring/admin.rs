@@ -50,6 +50,24 @@ fn check_max_consumers(n: u32) -> Result<u32> {
     }
 }
 
+/// Refuses a ring larger than the free space of /dev/shm. tmpfs objects are sparse, so
+/// sizing one beyond it succeeds, and the producer then dies of SIGBUS when a write
+/// first touches a page there is no room for. (Rings already there but not yet filled
+/// are not counted: their pages are not taken yet, so this is a check, not a promise.)
+fn check_room(name: &str, size: u64) -> Result<()> {
+    let Ok(fs) = nix::sys::statvfs::statvfs(SHM_DIR) else {
+        return Ok(()); // nothing to compare with: the create itself reports what fails
+    };
+    let free = fs.blocks_available().saturating_mul(fs.fragment_size());
+    if size > free {
+        return Err(Error::new(
+            libc::ENOSPC,
+            format!("no room for a {size}-byte ring {name} in {SHM_DIR}: {free} bytes are free"),
+        ));
+    }
+    Ok(())
+}
+
 /// Creates ring `name`: a new /dev/shm object of NSCLDAQ's size, formatted. On any
 /// failure nothing is left behind.
 pub fn create(name: &str, options: CreateOptions) -> Result<()> {
@@ -63,6 +81,7 @@ pub fn create(name: &str, options: CreateOptions) -> Result<()> {
         .filter(|&s| s <= i64::MAX as u64)
         .ok_or_else(|| Error::new(libc::EINVAL, format!("a ring of {data} bytes is too large")))?;
     let geo = Geometry::for_format(size, n)?;
+    check_room(name, size)?;
     let file = RingFile::create(name, options.mode)?;
     let made = (|| {
         let _lock = file.lock(geo.lock_len(), LOCK_WAIT)?;

@@ -21,6 +21,7 @@ mod shm;
 mod slots;
 mod span;
 mod wait;
+mod watch;
 
 pub use admin::{
     ConsumerUsage, CreateOptions, DEFAULT_MODE, Usage, create, disconnect_consumer, disconnect_producer, exists,
@@ -31,3 +32,4 @@ pub use layout::{DEFAULT_DATA_BYTES, DEFAULT_MAX_CONSUMERS};
 pub use name::validate as validate_name;
 pub use producer::Producer;
 pub use span::Span;
+pub use watch::{ConsumerPosition, Positions, Watch};

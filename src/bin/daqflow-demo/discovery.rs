@@ -16,9 +16,20 @@ pub struct Advert {
 }
 
 pub fn advertise(service: &str, ring: &str) -> Result<Advert, String> {
-    let mut portmgr = Client::connect(None, None).map_err(|e| format!("port manager: {e}"))?;
-    let port = portmgr.allocate(service).map_err(|e| format!("allocating a port for {service}: {e}"))?;
-    let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("listening on port {port}: {e}"))?;
+    // Another port manager (another demo, another user's) may have handed out the same
+    // port a moment ago, before its server bound it. Asking again on a new connection
+    // (closing the old one releases the lost port, which must not stay advertised under
+    // this service's name) gets another: ours skips ports in use.
+    let mut tries = 0;
+    let (portmgr, listener) = loop {
+        let mut portmgr = Client::connect(None, None).map_err(|e| format!("port manager: {e}"))?;
+        let port = portmgr.allocate(service).map_err(|e| format!("allocating a port for {service}: {e}"))?;
+        match TcpListener::bind(("127.0.0.1", port)) {
+            Ok(listener) => break (portmgr, listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 10 => tries += 1,
+            Err(e) => return Err(format!("listening on port {port}: {e}")),
+        }
+    };
     let reply = format!("{ring}\n");
     std::thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
@@ -32,15 +43,22 @@ pub fn advertise(service: &str, ring: &str) -> Result<Advert, String> {
 /// ring's name.
 pub fn find_ring(service: &str, wait: Duration) -> Result<(u16, String), String> {
     let deadline = Instant::now() + wait;
-    let port = loop {
+    // A service is listed from the moment its port is allocated, a little before its
+    // server listens: a refused connection is retried like a service not yet listed.
+    let (port, stream) = loop {
         let found = Client::connect(None, None).and_then(|mut pm| pm.find_server(service, None));
-        match found {
-            Ok(port) => break port,
-            Err(e) if Instant::now() > deadline => return Err(format!("service {service} never appeared: {e}")),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        let error = match found {
+            Ok(port) => match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(stream) => break (port, stream),
+                Err(e) => format!("connecting to {service} at {port}: {e}"),
+            },
+            Err(e) => format!("service {service} never appeared: {e}"),
+        };
+        if Instant::now() > deadline {
+            return Err(error);
         }
+        std::thread::sleep(Duration::from_millis(20));
     };
-    let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connecting to {service} at {port}: {e}"))?;
     stream.set_read_timeout(Some(wait)).map_err(|e| e.to_string())?;
     let mut ring = String::new();
     BufReader::new(stream).read_line(&mut ring).map_err(|e| format!("reading from {service}: {e}"))?;

@@ -1,9 +1,9 @@
 //! `daqflow-demo`: a ring, one producer process and several consumer processes moving
 //! NSCLDAQ-style ring items, every byte checked at every consumer. `make demo` runs it.
 //!
-//!   daqflow-demo [--consumers N] [--megabytes M]   the whole demo
-//!   daqflow-demo produce RING MEGABYTES SERVICE N  a producer process
-//!   daqflow-demo consume SERVICE                   a consumer process
+//!   daqflow-demo [--consumers N] [--seconds S | --megabytes M]   the whole demo
+//!   daqflow-demo produce RING LIMIT SERVICE N    a producer process (LIMIT: 3s or 256MiB)
+//!   daqflow-demo consume SERVICE                 a consumer process
 //!
 //! The demo starts its own port manager; the producer allocates a port under SERVICE
 //! and the consumers find the ring through it.
@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: daqflow-demo [--consumers N] [--megabytes M]\n       daqflow-demo produce RING MEGABYTES SERVICE N\n       daqflow-demo consume SERVICE"
+        "usage: daqflow-demo [--consumers N] [--seconds S | --megabytes M]\n       daqflow-demo produce RING LIMIT SERVICE N\n       daqflow-demo consume SERVICE"
     );
     ExitCode::from(2)
 }
@@ -40,8 +40,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
-        ["produce", ring, mb, service, n] => match (mb.parse::<u64>(), n.parse::<usize>()) {
-            (Ok(mb), Ok(n)) => report(roles::produce(ring, mb << 20, service, n)),
+        ["produce", ring, limit, service, n] => match (roles::Limit::parse(limit), n.parse::<usize>()) {
+            (Some(limit), Ok(n)) => report(roles::produce(ring, limit, service, n)),
             _ => usage(),
         },
         ["consume", service] => report(roles::consume(service)),

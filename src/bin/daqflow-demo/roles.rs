@@ -1,5 +1,6 @@
 //! The demo's producer and consumer processes.
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use daqflow::ring::{Consumer, Producer};
@@ -10,9 +11,46 @@ use crate::items::{self, BEGIN_RUN, END_RUN, HEADER, PHYSICS_EVENT};
 /// Longest any single put or get may wait: a stuck peer fails the demo, never hangs it.
 const STALL: Duration = Duration::from_secs(30);
 
+/// How long the producer goes on: a number of bytes, or a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Bytes(u64),
+    Time(Duration),
+}
+
+impl Limit {
+    /// `<n>MiB` or `<n>s`, as the demo passes it on a producer's command line.
+    pub fn parse(text: &str) -> Option<Limit> {
+        if let Some(mb) = text.strip_suffix("MiB") {
+            mb.parse::<u64>().ok().filter(|&m| m > 0).and_then(|m| m.checked_mul(1 << 20)).map(Limit::Bytes)
+        } else {
+            let secs = text.strip_suffix('s')?.parse::<u64>().ok().filter(|&s| s > 0)?;
+            Some(Limit::Time(Duration::from_secs(secs)))
+        }
+    }
+
+    pub fn arg(&self) -> String {
+        match self {
+            Limit::Bytes(b) => format!("{}MiB", b >> 20),
+            Limit::Time(t) => format!("{}s", t.as_secs()),
+        }
+    }
+
+    fn reached(&self, sent: u64, start: Instant) -> bool {
+        match *self {
+            Limit::Bytes(b) => sent >= b,
+            Limit::Time(t) => start.elapsed() >= t,
+        }
+    }
+}
+
+/// A producer's progress line on its stdout, read by the demo: `sent <bytes>`.
+pub const SENT: &str = "sent ";
+const SENT_EVERY: Duration = Duration::from_millis(50);
+
 /// Advertises the ring under `service`, waits for `consumers` to attach, then puts
-/// events until `bytes` have gone, between a begin-run and an end-run item.
-pub fn produce(ring: &str, bytes: u64, service: &str, consumers: usize) -> Result<String, String> {
+/// events until `limit`, between a begin-run and an end-run item, telling its progress.
+pub fn produce(ring: &str, limit: Limit, service: &str, consumers: usize) -> Result<String, String> {
     let mut producer = Producer::attach(ring).map_err(|e| e.to_string())?;
     let advert = discovery::advertise(service, ring)?;
     // Consumers see only data put after they join.
@@ -29,19 +67,32 @@ pub fn produce(ring: &str, bytes: u64, service: &str, consumers: usize) -> Resul
     put(&mut producer, &item)?;
     let start = Instant::now();
     let (mut seq, mut sent) = (0u64, 0u64);
-    while sent < bytes {
+    let mut told = start;
+    while !limit.reached(sent, start) {
         let size = items::event_size(seq);
         items::encode(&mut item, PHYSICS_EVENT, seq, size);
         put(&mut producer, &item)?;
         sent += size as u64;
         seq += 1;
+        if told.elapsed() >= SENT_EVERY {
+            told = Instant::now();
+            tell(&format!("{SENT}{sent}"))?;
+        }
     }
+    // The exact total, which the demo's summary uses.
+    tell(&format!("{SENT}{sent}"))?;
     let secs = start.elapsed().as_secs_f64();
     items::encode(&mut item, END_RUN, seq, HEADER + 8);
     put(&mut producer, &item)?;
     producer.detach().map_err(|e| e.to_string())?;
     drop(advert);
     Ok(format!("producer  pid {:>7}: {seq} events, {:.1} MB in {secs:.2} s = {:.0} MB/s", std::process::id(), sent as f64 / 1e6, sent as f64 / 1e6 / secs))
+}
+
+/// A line to the demo, at once (stdout is a pipe, so it would otherwise wait in a buffer).
+fn tell(line: &str) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| format!("cannot tell the demo: {e}"))
 }
 
 /// Finds the ring through the producer's `service`, then reads items until the end-run

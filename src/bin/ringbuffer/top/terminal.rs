@@ -1,0 +1,223 @@
+//! The terminal for `top`: keys without echo or line buffering, the alternate screen,
+//! the window size, and the signals that end, suspend or resize the view. Everything it
+//! changes is put back when the `Terminal` is dropped: on `q`, on Ctrl-C, Ctrl-\,
+//! SIGTERM or SIGHUP, on an error and on a panic (the release profile unwinds); while
+//! suspended (Ctrl-Z) and, by the signal handler, before dying of SIGBUS.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static RESIZED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(signal: libc::c_int) {
+    if signal == libc::SIGINT {
+        INTERRUPTED.store(true, Ordering::SeqCst);
+    }
+    STOP.store(true, Ordering::SeqCst);
+}
+
+extern "C" fn on_resize(_: libc::c_int) {
+    RESIZED.store(true, Ordering::SeqCst);
+}
+
+/// The terminal settings found (to restore) and the view's own, for signal handlers.
+static MODES: OnceLock<(libc::termios, libc::termios)> = OnceLock::new();
+
+/// Puts the terminal back as it was found; only async-signal-safe calls.
+fn leave() {
+    // SAFETY: write and tcsetattr are async-signal-safe; LEAVE and the termios are statics.
+    unsafe {
+        libc::write(1, LEAVE.as_ptr().cast(), LEAVE.len());
+        if let Some((saved, _)) = MODES.get() {
+            libc::tcsetattr(0, libc::TCSANOW, saved);
+        }
+    }
+}
+
+/// Ctrl-Z: the shell gets its terminal back while the view is stopped; on `fg` the view
+/// takes it again and redraws.
+extern "C" fn on_suspend(_: libc::c_int) {
+    leave();
+    // SAFETY: kill, write and tcsetattr are async-signal-safe. Stops here until SIGCONT.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGSTOP);
+        if let Some((_, raw)) = MODES.get() {
+            libc::tcsetattr(0, libc::TCSANOW, raw);
+        }
+        libc::write(1, ENTER.as_ptr().cast(), ENTER.len());
+    }
+    RESIZED.store(true, Ordering::SeqCst);
+}
+
+/// SIGBUS (a ring truncated between the watcher's size check and its read): the
+/// terminal is restored, then the signal kills the process as it would have.
+extern "C" fn on_fault(signal: libc::c_int) {
+    leave();
+    // SAFETY: signal and raise are async-signal-safe. The raised signal is blocked until
+    // the handler returns, then kills (as the fault would on its next try).
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+}
+
+/// Why the view ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// `q` (or Ctrl-\, SIGTERM, SIGHUP).
+    Quit,
+    /// Ctrl-C.
+    Interrupted,
+}
+
+pub struct Terminal {
+    saved: libc::termios,
+    old_actions: Vec<(Signal, SigAction)>,
+}
+
+const ENTER: &str = "\x1b[?1049h\x1b[?25l\x1b[H\x1b[2J";
+const LEAVE: &str = "\x1b[0m\x1b[?25h\x1b[?1049l";
+
+fn is_tty(fd: i32) -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+impl Terminal {
+    /// Takes over the terminal on stdin/stdout; an error when either is not one.
+    pub fn take() -> Result<Terminal, String> {
+        if !is_tty(0) || !is_tty(1) {
+            return Err("top needs a terminal on stdin and stdout (use `ringbuffer status` in scripts)".to_string());
+        }
+        // SAFETY: termios is plain data, filled in by tcgetattr before use.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: fd 0 is a terminal (checked) and `saved` is a valid termios.
+        if unsafe { libc::tcgetattr(0, &mut saved) } != 0 {
+            return Err(format!("cannot read the terminal settings: {}", std::io::Error::last_os_error()));
+        }
+        let mut raw = saved;
+        // Keys arrive one by one, unechoed; ISIG stays on so Ctrl-C still raises SIGINT,
+        // which ends the view through the handler below.
+        raw.c_lflag &= !(libc::ICANON | libc::ECHO);
+        raw.c_cc[libc::VMIN] = 0;
+        raw.c_cc[libc::VTIME] = 0;
+        if MODES.set((saved, raw)).is_err() {
+            return Err("the terminal is already taken".to_string());
+        }
+        let mut old_actions = Vec::new();
+        let stop = SigAction::new(SigHandler::Handler(on_stop), SaFlags::empty(), SigSet::empty());
+        let resize = SigAction::new(SigHandler::Handler(on_resize), SaFlags::SA_RESTART, SigSet::empty());
+        let suspend = SigAction::new(SigHandler::Handler(on_suspend), SaFlags::empty(), SigSet::empty());
+        let fault = SigAction::new(SigHandler::Handler(on_fault), SaFlags::empty(), SigSet::empty());
+        for (signal, action) in [
+            (Signal::SIGINT, &stop),
+            (Signal::SIGQUIT, &stop),
+            (Signal::SIGTERM, &stop),
+            (Signal::SIGHUP, &stop),
+            (Signal::SIGWINCH, &resize),
+            (Signal::SIGTSTP, &suspend),
+            (Signal::SIGBUS, &fault),
+        ] {
+            // SAFETY: the handlers store to atomics and make only async-signal-safe calls.
+            match unsafe { sigaction(signal, action) } {
+                Ok(old) => old_actions.push((signal, old)),
+                Err(e) => {
+                    restore_actions(&old_actions);
+                    return Err(format!("cannot handle {signal}: {e}"));
+                }
+            }
+        }
+        let terminal = Terminal { saved, old_actions };
+        // SAFETY: fd 0 is a terminal and `raw` a valid termios.
+        if unsafe { libc::tcsetattr(0, libc::TCSANOW, &raw) } != 0 {
+            return Err(format!("cannot set the terminal mode: {}", std::io::Error::last_os_error()));
+        }
+        terminal.write(ENTER)?;
+        Ok(terminal)
+    }
+
+    /// (columns, rows), from TIOCGWINSZ; 80x24 if the terminal does not say.
+    pub fn size(&self) -> (usize, usize) {
+        // SAFETY: winsize is plain data, filled in by the ioctl.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        // SAFETY: TIOCGWINSZ writes one winsize through the pointer.
+        let ok = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) } == 0;
+        if ok && ws.ws_col > 0 && ws.ws_row > 0 { (ws.ws_col as usize, ws.ws_row as usize) } else { (80, 24) }
+    }
+
+    /// Whether the window changed size since the last call.
+    pub fn resized(&self) -> bool {
+        RESIZED.swap(false, Ordering::SeqCst)
+    }
+
+    pub fn write(&self, text: &str) -> Result<(), String> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(|e| format!("cannot write to the terminal: {e}"))
+    }
+
+    /// Waits up to `wait` for a key or a signal; `Some` when the view must end.
+    pub fn wait(&self, wait: Duration) -> Result<Option<Exit>, String> {
+        if let Some(exit) = stopped() {
+            return Ok(Some(exit));
+        }
+        let stdin = std::io::stdin();
+        let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+        // Rounded up: a wait cut to 0 ms would spin until the next sample is due.
+        let millis = wait.as_micros().div_ceil(1000);
+        let timeout = i32::try_from(millis).ok().and_then(|ms| PollTimeout::try_from(ms).ok()).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(stopped()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("cannot wait for keys: {e}")),
+        }
+        let mut keys = [0u8; 64];
+        // SAFETY: reads at most keys.len() bytes into the local buffer.
+        let n = unsafe { libc::read(0, keys.as_mut_ptr().cast(), keys.len()) };
+        if n == 0 {
+            return Err("the terminal closed".to_string());
+        }
+        let keys = &keys[..n.max(0) as usize];
+        // Ctrl-C arrives as a byte only on a terminal whose intr key is something else.
+        if keys.contains(&3) {
+            return Ok(Some(Exit::Interrupted));
+        }
+        if keys.iter().any(|&k| k == b'q' || k == b'Q') {
+            return Ok(Some(Exit::Quit));
+        }
+        Ok(stopped())
+    }
+}
+
+fn stopped() -> Option<Exit> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Some(Exit::Interrupted)
+    } else if STOP.load(Ordering::SeqCst) {
+        Some(Exit::Quit)
+    } else {
+        None
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.write(LEAVE);
+        // SAFETY: restores the settings read in `take` on the same terminal.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &self.saved) };
+        restore_actions(&self.old_actions);
+    }
+}
+
+fn restore_actions(old_actions: &[(Signal, SigAction)]) {
+    for (signal, old) in old_actions {
+        // SAFETY: puts back the handlers that were there before.
+        let _ = unsafe { sigaction(*signal, old) };
+    }
+}
