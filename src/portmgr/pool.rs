@@ -84,11 +84,14 @@ impl<K: Copy + Eq> Pool<K> {
         port.checked_sub(self.low).and_then(|i| self.rank.get(usize::from(i))).copied()
     }
 
-    /// Takes the next free port for `owner` that `usable` accepts; `None` when there is
-    /// none. Ports `usable` refuses (held by someone outside these books) stay free, in
-    /// their place, for when they are let go.
+    /// Takes the next free port for `owner` that `usable` accepts, else the next free
+    /// port; `None` when none is free. Ports `usable` refuses (held by someone outside
+    /// these books) stay free, in their place, for when they are let go. When every free
+    /// port is refused one is handed out all the same, as the legacy daemon would: the
+    /// one listening there may be the asker itself (a server registering again after a
+    /// port manager restart, still listening on the port it had).
     pub fn allocate(&mut self, application: &[u8], user: &[u8], owner: K, mut usable: impl FnMut(u16) -> bool) -> Option<u16> {
-        let index = self.free.iter().rposition(|&port| usable(port))?;
+        let index = self.free.iter().rposition(|&port| usable(port)).or_else(|| self.free.len().checked_sub(1))?;
         let port = self.free.remove(index);
         let rank = self.rank_of(port)?;
         let allocation = Allocation { port, application: application.to_vec(), user: user.to_vec(), owner };
@@ -147,12 +150,20 @@ mod tests {
         let mut busy = vec![103, 101];
         assert_eq!(pool.allocate(b"a", b"u", 1, |p| !busy.contains(&p)), Some(102));
         assert_eq!(pool.allocate(b"a", b"u", 1, |p| !busy.contains(&p)), Some(100));
-        assert_eq!(pool.allocate(b"a", b"u", 1, |p| !busy.contains(&p)), None, "only busy ports left");
         busy.clear();
         assert_eq!(pool.allocate(b"a", b"u", 1, |_| true), Some(103), "let go: the highest again");
         assert_eq!(pool.release(100).map(|a| a.port), Some(100));
         assert_eq!(pool.allocate(b"a", b"u", 1, |_| true), Some(100), "a freed port is still next out");
         assert_eq!(pool.allocate(b"a", b"u", 1, |_| true), Some(101));
+    }
+
+    #[test]
+    fn when_every_free_port_is_in_use_one_is_handed_out_all_the_same() {
+        // The listener may be the asker itself, registering again with the port it has.
+        let mut pool = Pool::new(PortRange { low: 100, high: 101 });
+        assert_eq!(pool.allocate(b"a", b"u", 1, |p| p == 100), Some(100));
+        assert_eq!(pool.allocate(b"a", b"u", 1, |_| false), Some(101), "only a busy port left");
+        assert_eq!(pool.allocate(b"a", b"u", 1, |_| false), None, "none free");
     }
 
     #[test]
