@@ -38,7 +38,7 @@ impl Master {
         let portmgr = portmgr_support::Daemon::start(&format!("{free}-{free}"), &[]);
         let dir = TempDir::new("rm");
         let log = dir.0.join("ringmaster.log");
-        let child = spawn_limited(portmgr.port, &log, extra, fds);
+        let child = spawn_limited(portmgr.port, &log, extra, fds, Some(&portmgr.path("listen.port")));
         let mut master = Master { portmgr, child, port: 0, log, dir };
         master.port = master.wait_registered();
         master
@@ -100,12 +100,24 @@ impl Drop for Master {
 }
 
 pub fn spawn(portmgr_port: u16, log: &std::path::Path, extra: &[&str]) -> Child {
-    spawn_limited(portmgr_port, log, extra, None)
+    spawn_limited(portmgr_port, log, extra, None, None)
 }
 
-fn spawn_limited(portmgr_port: u16, log: &std::path::Path, extra: &[&str], fds: Option<u64>) -> Child {
+/// `port_file`: what the daemon's own library takes for the local port manager (as a
+/// program on its host would), so that it could find the daemon itself.
+fn spawn_limited(
+    portmgr_port: u16,
+    log: &std::path::Path,
+    extra: &[&str],
+    fds: Option<u64>,
+    port_file: Option<&std::path::Path>,
+) -> Child {
     use std::os::unix::process::CommandExt;
     let mut command = Command::new(RINGMASTER);
+    command.env_remove("DAQFLOW_RINGMASTER");
+    if let Some(file) = port_file {
+        command.env("DAQPORTMGR_PORTFILE", file);
+    }
     if let Some(fds) = fds {
         // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
         unsafe {
