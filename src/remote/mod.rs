@@ -8,6 +8,7 @@
 pub mod feeder;
 pub mod master;
 pub mod framing;
+pub mod revive;
 pub mod source;
 pub mod spawn;
 pub mod url;
@@ -31,9 +32,9 @@ pub fn attach_consumer(url: &RingUrl) -> Result<Consumer> {
         Err(e) => return Err(e),
     };
     // Attached before the feeder starts, so we see its very first item.
-    let consumer = Consumer::attach(&proxy)?;
-    if ring::usage(&proxy)?.producer_pid <= 0 {
-        let plan = feeder::Plan { host: url.host.clone(), portmgr_port: url.portmgr_port, ring: url.ring.clone(), proxy };
+    let mut consumer = Consumer::attach(&proxy)?;
+    let plan = feeder::Plan { host: url.host.clone(), portmgr_port: url.portmgr_port, ring: url.ring.clone(), proxy };
+    if ring::usage(&plan.proxy)?.producer_pid <= 0 {
         if let Err(e) = spawn::start_feeder(&plan) {
             drop(consumer);
             // A proxy made just now for a ring that cannot be fed is debris, unless
@@ -44,5 +45,7 @@ pub fn attach_consumer(url: &RingUrl) -> Result<Consumer> {
             return Err(e);
         }
     }
+    // The feeder may die later: the consumer restarts it while it waits for data.
+    consumer.revive_with(revive::Revival::new(plan));
     Ok(consumer)
 }

@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use super::fence;
 use super::handles::Claim;
-use super::liveness::my_pid;
+use super::liveness::{alive, my_pid};
 use super::shared::Shared;
 use super::slots;
 use super::span::Span;
 use super::wait::{self, POLL_SLICE, WOKEN_SLICE, Waiter};
 use crate::error::{Error, Result};
 use crate::remote::master;
+use crate::remote::revive::Revival;
 use crate::ringmaster::Role;
 
 /// Reads that find less than this already available count as keeping pace.
@@ -37,6 +38,8 @@ pub struct Consumer {
     attached: bool,
     /// The local ring master (if any) was told about us.
     announced: bool,
+    /// A proxy ring's consumer restarts its feeder (see `crate::remote::revive`).
+    revive: Option<Box<Revival>>,
 }
 
 impl Consumer {
@@ -51,7 +54,7 @@ impl Consumer {
         let pid = my_pid();
         let (slot, get, claim) = slots::claim_consumer(&ring, pid)?;
         let mut consumer =
-            Consumer { ring, pid, slot, get, avail_hint: 0, borrowed: 0, pacing: false, claim, light: fence::light_publish(), attached: true, announced: false };
+            Consumer { ring, pid, slot, get, avail_hint: 0, borrowed: 0, pacing: false, claim, light: fence::light_publish(), attached: true, announced: false, revive: None };
         // On failure the slot is given back as `consumer` drops.
         master::connected(name, Role::Consumer(slot))?;
         consumer.announced = true;
@@ -60,6 +63,22 @@ impl Consumer {
 
     pub fn name(&self) -> &str {
         self.ring.name()
+    }
+
+    /// Makes waits for data restart the ring's feeder when it has none (a proxy ring).
+    pub(crate) fn revive_with(&mut self, revival: Revival) {
+        self.revive = Some(Box::new(revival));
+    }
+
+    /// The ring has no live producer and is still the one its name names (a proxy
+    /// that was replaced has a feeder of its own, or will get one from its consumers).
+    fn orphaned(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        if alive(self.ring.producer().pid.load(Ordering::SeqCst)) {
+            return false;
+        }
+        let named = std::fs::metadata(format!("/dev/shm/{}", self.name())).ok().map(|m| (m.dev(), m.ino()));
+        named.is_some() && named == self.ring.file.identity().ok()
     }
 
     pub fn slot(&self) -> u32 {
@@ -115,8 +134,12 @@ impl Consumer {
     /// Waits until at least `min` bytes are available; returns how many are.
     fn wait_data(&mut self, min: u64, timeout: Option<Duration>) -> Result<u64> {
         self.check_owner()?;
-        let mut waiter = DataWaiter { consumer: self, min };
-        match wait::wait(self.ring.data_signal().seq, timeout, &mut waiter)? {
+        // Taken out for the wait, which borrows the rest of us.
+        let mut revive = self.revive.take();
+        let mut waiter = DataWaiter { consumer: self, min, revive: revive.as_deref_mut() };
+        let waited = wait::wait(self.ring.data_signal().seq, timeout, &mut waiter);
+        self.revive = revive;
+        match waited? {
             Some(avail) => {
                 self.avail_hint = avail;
                 Ok(avail)
@@ -294,6 +317,7 @@ impl Drop for Consumer {
 struct DataWaiter<'a> {
     consumer: &'a Consumer,
     min: u64,
+    revive: Option<&'a mut Revival>,
 }
 
 impl Waiter for DataWaiter<'_> {
@@ -318,6 +342,10 @@ impl Waiter for DataWaiter<'_> {
     }
 
     fn housekeeping(&mut self) -> Result<()> {
-        self.consumer.check_owner()
+        self.consumer.check_owner()?;
+        if let Some(revival) = self.revive.as_deref_mut() {
+            revival.tick(|| self.consumer.orphaned());
+        }
+        Ok(())
     }
 }
