@@ -12,6 +12,9 @@
 //!   remote_role producer-pid RING                   prints the ring's producer pid
 //!   remote_role tcp-send ADDR:PORT SIZE COUNT       the same items down a plain socket
 //!   remote_role tcp-recv PORT                       reads them, checks sizes, prints the rate
+//!   remote_role locate-silent-dns HOST MS           holds UDP 127.0.0.1:53 without answering (a
+//!                                                   dead name server) and locates HOST's ring
+//!                                                   master within MS ms; prints errno and seconds
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -193,6 +196,16 @@ fn tcp_send(addr: &str, size: usize, count: u64) -> Result<String, String> {
     Ok("sent".into())
 }
 
+fn locate_silent_dns(host: &str, ms: u64) -> Result<String, String> {
+    let _name_server = std::net::UdpSocket::bind("127.0.0.1:53").map_err(|e| format!("bind 127.0.0.1:53: {e}"))?;
+    let start = Instant::now();
+    let errno = match daqflow::ringmaster::Client::locate(host, Some(30000), Duration::from_millis(ms)) {
+        Ok(_) => 0,
+        Err(e) => e.errno(),
+    };
+    Ok(format!("errno {errno} secs {:.3}", start.elapsed().as_secs_f64()))
+}
+
 /// Reads the stream whole items at a time and checks each, as a ring consumer does.
 fn tcp_recv(port: u16) -> Result<String, String> {
     let listener = TcpListener::bind(("0.0.0.0", port)).map_err(|e| e.to_string())?;
@@ -247,6 +260,7 @@ fn main() -> ExitCode {
         ["producer-pid", ring] => ring::usage(ring).map(|u| u.producer_pid.to_string()).map_err(|e| e.to_string()),
         ["tcp-send", addr, size, count] => num(size).and_then(|s| num(count).and_then(|c| tcp_send(addr, s as usize, c))),
         ["tcp-recv", port] => num(port).and_then(|p| tcp_recv(p as u16)),
+        ["locate-silent-dns", host, ms] => num(ms).and_then(|ms| locate_silent_dns(host, ms)),
         _ => Err("unknown role (see the source)".into()),
     };
     report(result)

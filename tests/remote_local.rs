@@ -3,6 +3,9 @@
 //! and leaves neither a proxy ring nor a zombie; producers and malformed URLs are refused.
 
 mod common;
+mod remote_support;
+
+use remote_support::Net;
 use std::time::{Duration, Instant};
 
 use daqflow::remote::url::hostname;
@@ -65,4 +68,19 @@ fn a_host_that_cannot_serve_fails_cleanly() {
         })
         .unwrap_or(0);
     assert_eq!(zombies, 0, "the feeder start left a zombie");
+}
+
+#[test]
+fn locating_a_ring_master_is_time_boxed_resolution_included() {
+    let Some(net) = Net::new("dns", 1) else { return };
+    // The host's name server (on its own loopback) never answers: the system resolver
+    // would wait 30 s; locate must give up within its 1.5 s.
+    std::fs::write(format!("/etc/netns/{}/resolv.conf", net.hosts[0].ns), "nameserver 127.0.0.1\noptions timeout:30 attempts:1\n")
+        .expect("resolv.conf");
+    let out = net.run(0, &["locate-silent-dns", "nowhere.dfnet.invalid", "1500"], Duration::from_secs(60));
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(out.status.success(), "{line} {}", String::from_utf8_lossy(&out.stderr));
+    let secs: f64 = line.rsplit(' ').next().and_then(|s| s.parse().ok()).unwrap_or(f64::MAX);
+    assert!(line.starts_with(&format!("errno {} ", libc::ETIMEDOUT)), "{line}");
+    assert!(secs < 3.0, "locate took {secs} s with a 1.5 s timeout: {line}");
 }
