@@ -12,6 +12,7 @@
 //!   remote_role producer-pid RING                   prints the ring's producer pid
 //!   remote_role tcp-send ADDR:PORT SIZE COUNT       the same items down a plain socket
 //!   remote_role tcp-recv PORT                       reads them, checks sizes, prints the rate
+//!   remote_role usage URL                           prints the usage of a ring (URL or name) or the errno
 //!   remote_role locate-silent-dns HOST MS           holds UDP 127.0.0.1:53 without answering (a
 //!                                                   dead name server) and locates HOST's ring
 //!                                                   master within MS ms; prints errno and seconds
@@ -196,6 +197,25 @@ fn tcp_send(addr: &str, size: usize, count: u64) -> Result<String, String> {
     Ok("sent".into())
 }
 
+fn usage(name: &str) -> String {
+    let found = match daqflow::remote::url::parse(name) {
+        Ok(Some(url)) => daqflow::remote::usage(&url),
+        Ok(None) => ring::usage(name),
+        Err(e) => Err(e),
+    };
+    match found {
+        Ok(u) => format!(
+            "data {} put {} max {} producer {} consumers {}",
+            u.data_bytes,
+            u.put_space,
+            u.max_consumers,
+            u.producer_pid,
+            u.consumers.iter().map(|c| format!("{}:{}", c.pid, c.backlog)).collect::<Vec<_>>().join(",")
+        ),
+        Err(e) => format!("errno {}", e.errno()),
+    }
+}
+
 fn locate_silent_dns(host: &str, ms: u64) -> Result<String, String> {
     let _name_server = std::net::UdpSocket::bind("127.0.0.1:53").map_err(|e| format!("bind 127.0.0.1:53: {e}"))?;
     let start = Instant::now();
@@ -260,6 +280,7 @@ fn main() -> ExitCode {
         ["producer-pid", ring] => ring::usage(ring).map(|u| u.producer_pid.to_string()).map_err(|e| e.to_string()),
         ["tcp-send", addr, size, count] => num(size).and_then(|s| num(count).and_then(|c| tcp_send(addr, s as usize, c))),
         ["tcp-recv", port] => num(port).and_then(|p| tcp_recv(p as u16)),
+        ["usage", name] => Ok(usage(name)),
         ["locate-silent-dns", host, ms] => num(ms).and_then(|ms| locate_silent_dns(host, ms)),
         _ => Err("unknown role (see the source)".into()),
     };

@@ -18,6 +18,37 @@ use crate::ring::{self, Consumer, CreateOptions};
 
 pub use url::RingUrl;
 
+/// Bound on asking another host's ring master for its rings' usage.
+const USAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Usage of the ring `url` names: the local ring's when the host is this one, else what
+/// that host's ring master LISTs for it (the same figures; LIST does not say which slot
+/// a consumer holds, so every `slot` is `u32::MAX`). `ENOENT` when it lists no such ring.
+pub fn usage(url: &RingUrl) -> Result<ring::Usage> {
+    let resolved = url::resolve(&url.host)?;
+    if url::is_local(&url.host, &resolved) {
+        return ring::usage(&url.ring);
+    }
+    let port = url.portmgr_port.unwrap_or(crate::portmgr::server::DEFAULT_LISTEN_PORT);
+    let mut master = crate::ringmaster::Client::locate(&url.host, Some(port), USAGE_TIMEOUT)?;
+    let listing = master.list()?;
+    let Some((_, found)) = listing.into_iter().find(|(name, _)| *name == url.ring) else {
+        return Err(crate::error::Error::new(
+            libc::ENOENT,
+            format!("the ring master of {} lists no ring {}", url.host, url.ring),
+        ));
+    };
+    Ok(ring::Usage {
+        data_bytes: found.data_bytes,
+        put_space: found.put_space,
+        max_consumers: found.max_consumers,
+        producer_pid: found.producer_pid,
+        max_get: found.max_get,
+        min_get: found.min_get,
+        consumers: found.consumers.into_iter().map(|(pid, backlog)| ring::ConsumerUsage { slot: u32::MAX, pid, backlog }).collect(),
+    })
+}
+
 /// Attaches a consumer to the ring `url` names: the ring itself when the host is this
 /// one, else the proxy ring, starting its feeder if nobody feeds it.
 pub fn attach_consumer(url: &RingUrl) -> Result<Consumer> {
