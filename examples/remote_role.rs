@@ -12,6 +12,7 @@
 //!   remote_role producer-pid RING                   prints the ring's producer pid
 //!   remote_role tcp-send ADDR:PORT SIZE COUNT       the same items down a plain socket
 //!   remote_role tcp-recv PORT                       reads them, checks sizes, prints the rate
+//!   remote_role attach URL                          attaches a consumer, prints its slot, detaches
 //!   remote_role usage URL                           prints the usage of a ring (URL or name) or the errno
 //!   remote_role locate-silent-dns HOST MS           holds UDP 127.0.0.1:53 without answering (a
 //!                                                   dead name server) and locates HOST's ring
@@ -281,6 +282,12 @@ fn main() -> ExitCode {
         ["tcp-send", addr, size, count] => num(size).and_then(|s| num(count).and_then(|c| tcp_send(addr, s as usize, c))),
         ["tcp-recv", port] => num(port).and_then(|p| tcp_recv(p as u16)),
         ["usage", name] => Ok(usage(name)),
+        ["attach", url] => Consumer::attach(url)
+            .and_then(|c| {
+                let slot = c.slot();
+                c.detach().map(|()| format!("slot {slot}"))
+            })
+            .map_err(|e| e.to_string()),
         ["locate-silent-dns", host, ms] => num(ms).and_then(|ms| locate_silent_dns(host, ms)),
         _ => Err("unknown role (see the source)".into()),
     };
