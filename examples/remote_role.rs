@@ -14,9 +14,10 @@
 //!   remote_role tcp-recv PORT                       reads them, checks sizes, prints the rate
 //!   remote_role attach URL                          attaches a consumer, prints its slot, detaches
 //!   remote_role usage URL                           prints the usage of a ring (URL or name) or the errno
-//!   remote_role locate-silent-dns HOST MS           holds UDP 127.0.0.1:53 without answering (a
-//!                                                   dead name server) and locates HOST's ring
-//!                                                   master within MS ms; prints errno and seconds
+//!   remote_role silent-dns locate HOST MS           holds UDP 127.0.0.1:53 without answering (a
+//!   remote_role silent-dns attach URL               dead name server), then locates HOST's ring
+//!                                                   master within MS ms, or attaches a consumer to
+//!                                                   URL; prints errno and seconds
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -217,13 +218,18 @@ fn usage(name: &str) -> String {
     }
 }
 
-fn locate_silent_dns(host: &str, ms: u64) -> Result<String, String> {
+fn silent_dns(what: &[&str]) -> Result<String, String> {
     let _name_server = std::net::UdpSocket::bind("127.0.0.1:53").map_err(|e| format!("bind 127.0.0.1:53: {e}"))?;
     let start = Instant::now();
-    let errno = match daqflow::ringmaster::Client::locate(host, Some(30000), Duration::from_millis(ms)) {
-        Ok(_) => 0,
-        Err(e) => e.errno(),
+    let outcome = match what {
+        ["locate", host, ms] => {
+            let ms = ms.parse().map_err(|_| format!("{ms:?} is not a number"))?;
+            daqflow::ringmaster::Client::locate(host, Some(30000), Duration::from_millis(ms)).map(drop)
+        }
+        ["attach", url] => Consumer::attach(url).map(drop),
+        _ => return Err("silent-dns locate HOST MS | silent-dns attach URL".into()),
     };
+    let errno = outcome.err().map_or(0, |e| e.errno());
     Ok(format!("errno {errno} secs {:.3}", start.elapsed().as_secs_f64()))
 }
 
@@ -288,7 +294,7 @@ fn main() -> ExitCode {
                 c.detach().map(|()| format!("slot {slot}"))
             })
             .map_err(|e| e.to_string()),
-        ["locate-silent-dns", host, ms] => num(ms).and_then(|ms| locate_silent_dns(host, ms)),
+        ["silent-dns", what @ ..] => silent_dns(what),
         _ => Err("unknown role (see the source)".into()),
     };
     report(result)

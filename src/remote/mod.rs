@@ -18,6 +18,8 @@ use crate::ring::{self, Consumer, CreateOptions};
 
 pub use url::RingUrl;
 
+/// Bound on finding out which host a URL names (the system resolver has none).
+const RESOLVE_TIMEOUT: std::time::Duration = feeder::STEP_TIMEOUT;
 /// Bound on asking another host's ring master for its rings' usage.
 const USAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -25,8 +27,8 @@ const USAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// that host's ring master LISTs for it (the same figures; LIST does not say which slot
 /// a consumer holds, so every `slot` is `u32::MAX`). `ENOENT` when it lists no such ring.
 pub fn usage(url: &RingUrl) -> Result<ring::Usage> {
-    let resolved = url::resolve(&url.host)?;
-    if url::is_local(&url.host, &resolved) {
+    let (_, local) = url::resolve_within(&url.host, RESOLVE_TIMEOUT)?;
+    if local {
         return ring::usage(&url.ring);
     }
     let port = url.portmgr_port.unwrap_or(crate::portmgr::server::DEFAULT_LISTEN_PORT);
@@ -52,8 +54,8 @@ pub fn usage(url: &RingUrl) -> Result<ring::Usage> {
 /// Attaches a consumer to the ring `url` names: the ring itself when the host is this
 /// one, else the proxy ring, starting its feeder if nobody feeds it.
 pub fn attach_consumer(url: &RingUrl) -> Result<Consumer> {
-    let resolved = url::resolve(&url.host)?;
-    if url::is_local(&url.host, &resolved) {
+    let (resolved, local) = url::resolve_within(&url.host, RESOLVE_TIMEOUT)?;
+    if local {
         return Consumer::attach(&url.ring);
     }
     let proxy = url::proxy_name(&resolved.canonical, &url.ring)?;

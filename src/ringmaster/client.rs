@@ -83,9 +83,7 @@ fn find_port_at(host: &str, addresses: &[IpAddr], portmgr_port: Option<u16>, dea
 }
 
 /// `host`'s addresses, IPv4 first (NSCLDAQ's client only ever uses IPv4, as a legacy
-/// daemon expects), resolved before `deadline`. The system resolver has no time limit
-/// of its own (an unanswering name server costs it tens of seconds), so it runs on a
-/// thread of its own that is abandoned, to finish on its own, when the time is up.
+/// daemon expects), resolved before `deadline` (see `crate::remote::url::bounded`).
 fn resolve_within(host: &str, deadline: Instant) -> Result<Vec<IpAddr>> {
     let trimmed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     if let Ok(ip) = trimmed.parse::<IpAddr>() {
@@ -97,22 +95,13 @@ fn resolve_within(host: &str, deadline: Instant) -> Result<Vec<IpAddr>> {
     }
     let context = || format!("resolving {host}");
     let wait = left(deadline, &context)?;
-    let (tell, hear) = std::sync::mpsc::sync_channel(1);
     let name = host.to_string();
-    std::thread::Builder::new()
-        .name("daqflow-resolve".into())
-        .stack_size(128 * 1024)
-        .spawn(move || {
-            let _ = tell.send((name.as_str(), 0).to_socket_addrs().map(|a| a.map(|a| a.ip()).collect::<Vec<_>>()));
-        })
-        .map_err(|e| Error::io(&e, format!("{}: cannot start a thread", context())))?;
-    let mut addresses = match hear.recv_timeout(wait) {
-        Ok(Ok(addresses)) => addresses,
-        Ok(Err(e)) => return Err(Error::new(libc::EHOSTUNREACH, format!("cannot resolve {host}: {e}"))),
-        Err(_) => {
-            return Err(Error::new(libc::ETIMEDOUT, format!("cannot resolve {host}: no answer within {} ms", wait.as_millis())));
-        }
-    };
+    let mut addresses = crate::remote::url::bounded(&context(), wait, move || {
+        (name.as_str(), 0)
+            .to_socket_addrs()
+            .map(|a| a.map(|a| a.ip()).collect::<Vec<_>>())
+            .map_err(|e| Error::new(libc::EHOSTUNREACH, format!("cannot resolve {name}: {e}")))
+    })?;
     addresses.dedup();
     addresses.sort_by_key(|a| a.is_ipv6());
     Ok(addresses)
