@@ -8,7 +8,9 @@
 //!                                                   COUNT items (SIZE 0: 24 B..70 KiB), then an end item
 //!                                                   (earlier once the file $DF_STOP exists; $DF_PAUSE_US
 //!                                                   microseconds between items)
-//!   remote_role consume URL [gaps]                  reads to the end item, checks every byte
+//!   remote_role consume URL [gaps [polling]]        reads to the end item, checks every byte
+//!                                                   (polling: waits as CRingItem does, asking
+//!                                                   how much data is there every 3 ms)
 //!   remote_role producer-pid RING                   prints the ring's producer pid
 //!   remote_role tcp-send ADDR:PORT SIZE COUNT       the same items down a plain socket
 //!   remote_role tcp-recv PORT                       reads them, checks sizes, prints the rate
@@ -152,7 +154,20 @@ fn check(item: &[u8], seq: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn consume(url: &str, gaps_allowed: bool) -> Result<String, String> {
+/// Waits for `n` bytes as NSCLDAQ's CRingItem does: asking how many are there every few
+/// milliseconds, never waiting in the ring.
+fn poll_for(consumer: &Consumer, n: u64) -> daqflow::Result<()> {
+    let since = Instant::now();
+    while consumer.available()? < n {
+        if since.elapsed() > STALL {
+            return Err(daqflow::Error::new(libc::ETIMEDOUT, "no data (polling)"));
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    Ok(())
+}
+
+fn consume(url: &str, gaps_allowed: bool, polling: bool) -> Result<String, String> {
     let mut consumer = Consumer::attach(url).map_err(|e| format!("attach {url}: {e}"))?;
     println!("attached");
     let _ = std::io::stdout().flush();
@@ -162,6 +177,9 @@ fn consume(url: &str, gaps_allowed: bool) -> Result<String, String> {
     // From the first item on: the rate of the stream, not of our start-up.
     let mut start = None;
     loop {
+        if polling {
+            poll_for(&consumer, 8).map_err(|e| format!("after {items} items: {e}"))?;
+        }
         consumer.get(&mut item[..8], 8, Some(STALL)).map_err(|e| format!("after {items} items: {e}"))?;
         start.get_or_insert_with(Instant::now);
         let size = item_size(item[..8].try_into().map_err(|_| "short header")?) as usize;
@@ -169,6 +187,9 @@ fn consume(url: &str, gaps_allowed: bool) -> Result<String, String> {
         let kind = if kind & 0xffff == 0 { kind.swap_bytes() } else { kind };
         if !(16..=item.len()).contains(&size) || !(kind == PHYSICS || kind == END) {
             return Err(format!("after {items} items: a header that is no item of ours (size {size}, type {kind:#x})"));
+        }
+        if polling {
+            poll_for(&consumer, (size - 8) as u64).map_err(|e| format!("after {items} items: {e}"))?;
         }
         consumer.get(&mut item[8..size], (size - 8) as u64, Some(STALL)).map_err(|e| format!("after {items} items: {e}"))?;
         let seq = u64::from_le_bytes(item[8..16].try_into().map_err(|_| "short item")?);
@@ -282,8 +303,9 @@ fn main() -> ExitCode {
         ["produce", ring, size, count, consumers] => {
             num(size).and_then(|s| num(count).and_then(|c| num(consumers).and_then(|n| produce(ring, s as usize, c, n as usize))))
         }
-        ["consume", url] => consume(url, false),
-        ["consume", url, "gaps"] => consume(url, true),
+        ["consume", url] => consume(url, false, false),
+        ["consume", url, "gaps"] => consume(url, true, false),
+        ["consume", url, "gaps", "polling"] => consume(url, true, true),
         ["producer-pid", ring] => ring::usage(ring).map(|u| u.producer_pid.to_string()).map_err(|e| e.to_string()),
         ["tcp-send", addr, size, count] => num(size).and_then(|s| num(count).and_then(|c| tcp_send(addr, s as usize, c))),
         ["tcp-recv", port] => num(port).and_then(|p| tcp_recv(p as u16)),

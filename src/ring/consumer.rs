@@ -13,6 +13,7 @@ use super::wait::{self, POLL_SLICE, WOKEN_SLICE, Waiter};
 use crate::error::{Error, Result};
 use crate::remote::master;
 use crate::remote::revive::Revival;
+use parking_lot::Mutex;
 use crate::ringmaster::Role;
 
 /// Reads that find less than this already available count as keeping pace.
@@ -38,8 +39,9 @@ pub struct Consumer {
     attached: bool,
     /// The local ring master (if any) was told about us.
     announced: bool,
-    /// A proxy ring's consumer restarts its feeder (see `crate::remote::revive`).
-    revive: Option<Box<Revival>>,
+    /// A proxy ring's consumer restarts its feeder (see `crate::remote::revive`); behind
+    /// a lock because inquiries that take `&self` look too.
+    revive: Option<Box<Mutex<Revival>>>,
 }
 
 impl Consumer {
@@ -67,7 +69,16 @@ impl Consumer {
 
     /// Makes waits for data restart the ring's feeder when it has none (a proxy ring).
     pub(crate) fn revive_with(&mut self, revival: Revival) {
-        self.revive = Some(Box::new(revival));
+        self.revive = Some(Box::new(Mutex::new(revival)));
+    }
+
+    /// Called when no data is there: the feeder may need restarting (at most a look a
+    /// second; nothing at all for a ring that is not a proxy).
+    #[inline]
+    fn revive_tick(&self) {
+        if let Some(revival) = &self.revive {
+            revival.lock().tick(|| self.orphaned());
+        }
     }
 
     /// The ring has no live producer and is still the one its name names (a proxy
@@ -110,7 +121,12 @@ impl Consumer {
     #[inline]
     pub fn available(&self) -> Result<u64> {
         self.check_owner()?;
-        Ok(self.ring.geo.backlog(self.ring.put_pos()?, self.get))
+        let n = self.ring.geo.backlog(self.ring.put_pos()?, self.get);
+        // Legacy consumers (CRingItem) poll this instead of waiting in the ring.
+        if n == 0 {
+            self.revive_tick();
+        }
+        Ok(n)
     }
 
     #[inline]
@@ -134,12 +150,8 @@ impl Consumer {
     /// Waits until at least `min` bytes are available; returns how many are.
     fn wait_data(&mut self, min: u64, timeout: Option<Duration>) -> Result<u64> {
         self.check_owner()?;
-        // Taken out for the wait, which borrows the rest of us.
-        let mut revive = self.revive.take();
-        let mut waiter = DataWaiter { consumer: self, min, revive: revive.as_deref_mut() };
-        let waited = wait::wait(self.ring.data_signal().seq, timeout, &mut waiter);
-        self.revive = revive;
-        match waited? {
+        let mut waiter = DataWaiter { consumer: self, min };
+        match wait::wait(self.ring.data_signal().seq, timeout, &mut waiter)? {
             Some(avail) => {
                 self.avail_hint = avail;
                 Ok(avail)
@@ -317,7 +329,6 @@ impl Drop for Consumer {
 struct DataWaiter<'a> {
     consumer: &'a Consumer,
     min: u64,
-    revive: Option<&'a mut Revival>,
 }
 
 impl Waiter for DataWaiter<'_> {
@@ -343,9 +354,7 @@ impl Waiter for DataWaiter<'_> {
 
     fn housekeeping(&mut self) -> Result<()> {
         self.consumer.check_owner()?;
-        if let Some(revival) = self.revive.as_deref_mut() {
-            revival.tick(|| self.consumer.orphaned());
-        }
+        self.consumer.revive_tick();
         Ok(())
     }
 }
