@@ -9,6 +9,22 @@ use std::time::{Duration, Instant};
 
 use remote_support::{Net, wait_output};
 
+/// Zombie children of `parent` (`ip netns exec` execs into the role: its pid is the role's).
+fn zombies_of(parent: u32) -> usize {
+    let parent = parent.to_string();
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+                .filter(|stat| {
+                    let rest: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+                    rest.first() == Some(&"Z") && rest.get(1) == Some(&parent.as_str())
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 #[test]
 fn polling_consumers_restart_a_killed_feeder() {
     let Some(mut net) = Net::new("rev", 2) else { return };
@@ -47,6 +63,10 @@ fn polling_consumers_restart_a_killed_feeder() {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(2));
+    // The restart (a double fork from inside the consumer) left it no zombie child.
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", consumer.id())).unwrap_or_default();
+    assert!(comm.starts_with("remote_role"), "pid {} is {comm:?}, not the consumer", consumer.id());
+    assert_eq!(zombies_of(consumer.id()), 0, "the consumer has zombie children");
     std::fs::write(&stop, b"").expect("stop file");
     let produced = wait_output(producer, Duration::from_secs(60), "producer");
     assert!(produced.status.success(), "{}", String::from_utf8_lossy(&produced.stderr));
