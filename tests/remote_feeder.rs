@@ -286,6 +286,11 @@ fn a_garbage_stream_is_retried_with_growing_pauses() {
     // 0.2 + 0.4 + 0.8 + 1.6 + 3.2 s of pauses: about 5 connections, not 35.
     assert!((2..=7).contains(&made), "{made} connections in 7 s");
     assert_eq!(c.available().expect("available"), 0, "garbage reached the proxy");
+    // Every abandoned connection was closed: stdio, the proxy, one stream at most.
+    let fds = std::fs::read_dir(format!("/proc/{feeder}/fd")).map(|d| d.count()).unwrap_or(0);
+    assert!(fds <= 8, "the feeder holds {fds} descriptors after {made} connections");
+    let threads = std::fs::read_dir(format!("/proc/{feeder}/task")).map(|d| d.count()).unwrap_or(0);
+    assert!(threads <= 2, "the feeder runs {threads} threads");
     assert!(std::fs::read_to_string(format!("/proc/{feeder}/stat")).is_ok_and(|s| !s.contains(") Z")), "the feeder died");
     drop(c);
     ring::remove(&proxy).expect("remove");
