@@ -295,3 +295,20 @@ fn a_garbage_stream_is_retried_with_growing_pauses() {
     drop(c);
     ring::remove(&proxy).expect("remove");
 }
+
+/// The host, ring and proxy reach the feeder after `--`: a host name that looks like a
+/// switch (the library passes whatever the URL and the resolver gave) is a host.
+#[test]
+fn a_host_that_looks_like_a_switch_is_a_host() {
+    let feeder = std::env::current_exe().expect("exe").parent().and_then(|d| d.parent()).expect("dir").join("daqflow-feeder");
+    let guard = common::RingName::new("feeder-switch");
+    let proxy = guard.s().to_string();
+    let out = std::process::Command::new(feeder)
+        .args(["--portmgr-port", "1", "--", "--help", "ring", &proxy])
+        .env("DAQFLOW_RINGMASTER", "off")
+        .output()
+        .expect("run feeder");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("Usage"), "{said}");
+    assert!(said.contains("--help"), "{said}");
+}

@@ -105,6 +105,8 @@ pub fn launch(plan: &Plan) -> Result<Launched> {
         args.push(c(b"--portmgr-port", "")?);
         args.push(c(port.to_string().as_bytes(), "")?);
     }
+    // The host comes from a URL and the resolver: it may look like a switch.
+    args.push(c(b"--", "")?);
     args.push(c(plan.host.as_bytes(), "the host")?);
     args.push(c(plan.ring.as_bytes(), "the ring")?);
     args.push(c(plan.proxy.as_bytes(), "the proxy ring")?);
