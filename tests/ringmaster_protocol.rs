@@ -422,3 +422,67 @@ fn list_on_a_host_without_rings_is_ok_and_an_empty_line() {
     let mut c = portmgr_support::Raw::new(stream);
     c.ask("LIST\n", "OK\r\n\r\n");
 }
+
+fn descriptors_and_threads(pid: i32) -> (usize, usize) {
+    let count = |what: &str| std::fs::read_dir(format!("/proc/{pid}/{what}")).map(|d| d.count()).unwrap_or(0);
+    (count("fd"), count("task"))
+}
+
+#[test]
+fn random_bytes_and_hostile_requests_leave_nothing_behind() {
+    let master = Master::start(&[]);
+    let ring = TestRing::new("fuzz", 65536, 4);
+    let baseline = descriptors_and_threads(master.pid());
+    let hostile: [&[u8]; 12] = [
+        b"REMOTE\n",
+        b"REMOTE {}\n",
+        b"REMOTE ../../etc/passwd\n",
+        b"CONNECT {a b} consumer.99999999999999999999 5 {c}\n",
+        b"CONNECT {a} producer 2147483648 {c}\n",
+        b"DISCONNECT a producer -5\n",
+        b"LIST\r\nLIST\r\nLIST extra\n",
+        b"\r\r\r\n{{{{{{\n",
+        b"REGISTER {a\\}\n",
+        b"UNREGISTER\n",
+        b"CONNECT {a} producer 1 {c}\nCONNECT {a} producer 1 {c}\nCONNECT {a} producer 1 {c}\n",
+        b"REMOTE rm-fuzz-x\nREMOTE rm-fuzz-x\n",
+    ];
+    // A fixed xorshift sequence: reproducible "random" bytes.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..300 {
+        let mut c = master.connect();
+        let bytes: Vec<u8> = if round % 3 == 0 {
+            hostile[round / 3 % hostile.len()].to_vec()
+        } else {
+            let len = (next() % 6000) as usize + 1;
+            (0..len).map(|_| next() as u8).collect()
+        };
+        let _ = c.stream.write_all(&bytes);
+        // Some read what comes back, some vanish at once.
+        if round % 2 == 0 {
+            let _ = c.stream.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut sink = [0u8; 4096];
+            let _ = std::io::Read::read(&mut c.stream, &mut sink);
+        }
+    }
+    // The daemon lives, still serves, and holds no more than it did.
+    let mut c = master.connect();
+    c.ask(&format!("REGISTER {}\n", ring.s()), "OK\r\n");
+    drop(c);
+    let start = std::time::Instant::now();
+    while descriptors_and_threads(master.pid()) != baseline {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the daemon holds {:?} (descriptors, threads), {baseline:?} before:\n{}",
+            descriptors_and_threads(master.pid()),
+            master.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
