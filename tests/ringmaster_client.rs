@@ -175,6 +175,7 @@ fn legacy_refusals_map_to_errno_values() {
         ("ERROR Invalid message format\r\n", libc::EINVAL),
         ("ERROR r shared memory is either corrupt or does not exist\r\n", libc::ENOENT),
         ("ERROR Ring registrations from remote hosts are forbidden\r\n", libc::EPERM),
+        ("ERROR 10.0.0.2 already receives ring r 4 times\r\n", libc::EBUSY),
     ] {
         let (addr, server) = fake(move |mut s| {
             read_request(&mut s);

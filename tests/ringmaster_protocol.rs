@@ -486,3 +486,40 @@ fn random_bytes_and_hostile_requests_leave_nothing_behind() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn one_remote_host_cannot_take_every_slot_of_a_ring() {
+    // 6 slots: a host asking again and again stops at 4 streams, and local consumers
+    // still find slots.
+    let ring = TestRing::new("hog", 65536, 6);
+    let master = Master::start(&[]);
+    let mut held: Vec<_> = (0..4)
+        .map(|_| {
+            let mut c = connect_from_127_0_0_2(master.port);
+            c.ask(&format!("REMOTE {}\n", ring.s()), "OK BINARY FOLLOWS\r\n");
+            c
+        })
+        .collect();
+    eventually("four senders", || ring::usage(ring.s()).map(|u| u.consumers.len() == 4).unwrap_or(false));
+    let mut fifth = connect_from_127_0_0_2(master.port);
+    fifth.ask(&format!("REMOTE {}\n", ring.s()), &format!("ERROR 127.0.0.2 already receives ring {} 4 times\r\n", ring.s()));
+    let _local = Consumer::attach(ring.s()).expect("a local consumer still finds a slot");
+    // This host's own readers are not counted.
+    let mut own = master.connect();
+    own.ask(&format!("REMOTE {}\n", ring.s()), "OK BINARY FOLLOWS\r\n");
+    // A stream that ends gives its place back.
+    drop(held.pop());
+    eventually("the sender to leave", || ring::usage(ring.s()).map(|u| u.consumers.len() == 5).unwrap_or(false));
+    // (its place is given back just after its slot)
+    let mut tries = 0;
+    let _again = loop {
+        let mut again = connect_from_127_0_0_2(master.port);
+        again.send(format!("REMOTE {}\n", ring.s()).as_bytes());
+        if again.line() == "OK BINARY FOLLOWS\r\n" {
+            break again;
+        }
+        tries += 1;
+        assert!(tries < 50, "the host never got its place back:\n{}", master.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+}
