@@ -473,6 +473,35 @@ void destructionAfterRemove(const std::string& name)
     delete producer;
 }
 
+// CRingBuffer("tcp://host/ring", consumer), as NSCLDAQ programs name their data source:
+// this host's own names mean the local ring, with no proxy, feeder or network.
+void urls(const std::string& name)
+{
+    CRingBuffer::create(name, 4096, 2);
+    {
+        CRingBuffer producer(name, CRingBuffer::producer);
+        CRingBuffer consumer("tcp://localhost/" + name, CRingBuffer::consumer);
+        CHECK(consumer.getSlot() == 0);
+        CHECK(!CRingBuffer::isRing("localhost." + name));  // no proxy ring
+        CHECK(producer.put("remote", 6) == 6);
+        char in[6];
+        CHECK(consumer.get(in, 6, 6, 1) == 6 && memcmp(in, "remote", 6) == 0);
+        // Its usage is the ring's, asked by the URL it was attached with.
+        producer.put("ab", 2);
+        CRingBuffer::Usage usage = consumer.getUsage();
+        CHECK(usage.s_producer == getpid());
+        CHECK(usage.s_consumers.size() == 1 && usage.s_consumers[0].first == getpid());
+        CHECK(usage.s_consumers[0].second == 2);
+        CHECK(usage.s_maxGetSpace == 2);
+        // A producer runs on the ring's own host, under the ring's own name.
+        EXPECT_THROW(CErrnoException, CRingBuffer(CRingBuffer::defaultRingUrl(), CRingBuffer::producer),
+                     CHECK(e.ReasonCode() == EINVAL));
+    }
+    EXPECT_THROW(CErrnoException, CRingBuffer("tcp://localhost/" + name + "-none"), CHECK(e.ReasonCode() == ENOENT));
+    EXPECT_THROW(CErrnoException, CRingBuffer("tcp:///" + name), CHECK(e.ReasonCode() == EINVAL));
+    CRingBuffer::remove(name);
+}
+
 }  // namespace
 
 int main()
@@ -486,12 +515,13 @@ int main()
         zeroCopy(base);
         management(base);
         destructionAfterRemove(base + "-gone");
+        urls(base + "-url");
     } catch (CException& e) {
         fprintf(stderr, "unexpected exception: %s: %s\n", e.ReasonText(), e.WasDoing());
         failures++;
     }
     // Whatever a failure left behind.
-    const char* suffixes[] = {"", "-small", "-gone"};
+    const char* suffixes[] = {"", "-small", "-gone", "-url"};
     for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++)
         if (CRingBuffer::isRing(base + suffixes[i])) CRingBuffer::remove(base + suffixes[i]);
     shm_unlink(("/" + base + "-other").c_str());

@@ -8,10 +8,18 @@
 //!                                                   COUNT items (SIZE 0: 24 B..70 KiB), then an end item
 //!                                                   (earlier once the file $DF_STOP exists; $DF_PAUSE_US
 //!                                                   microseconds between items)
-//!   remote_role consume URL [gaps]                  reads to the end item, checks every byte
+//!   remote_role consume URL [gaps [polling]]        reads to the end item, checks every byte
+//!                                                   (polling: waits as CRingItem does, asking
+//!                                                   how much data is there every 3 ms)
 //!   remote_role producer-pid RING                   prints the ring's producer pid
 //!   remote_role tcp-send ADDR:PORT SIZE COUNT       the same items down a plain socket
 //!   remote_role tcp-recv PORT                       reads them, checks sizes, prints the rate
+//!   remote_role attach URL                          attaches a consumer, prints its slot, detaches
+//!   remote_role usage URL                           prints the usage of a ring (URL or name) or the errno
+//!   remote_role silent-dns locate HOST MS           holds UDP 127.0.0.1:53 without answering (a
+//!   remote_role silent-dns attach URL               dead name server), then locates HOST's ring
+//!                                                   master within MS ms, or attaches a consumer to
+//!                                                   URL; prints errno and seconds
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -146,7 +154,20 @@ fn check(item: &[u8], seq: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn consume(url: &str, gaps_allowed: bool) -> Result<String, String> {
+/// Waits for `n` bytes as NSCLDAQ's CRingItem does: asking how many are there every few
+/// milliseconds, never waiting in the ring.
+fn poll_for(consumer: &Consumer, n: u64) -> daqflow::Result<()> {
+    let since = Instant::now();
+    while consumer.available()? < n {
+        if since.elapsed() > STALL {
+            return Err(daqflow::Error::new(libc::ETIMEDOUT, "no data (polling)"));
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    Ok(())
+}
+
+fn consume(url: &str, gaps_allowed: bool, polling: bool) -> Result<String, String> {
     let mut consumer = Consumer::attach(url).map_err(|e| format!("attach {url}: {e}"))?;
     println!("attached");
     let _ = std::io::stdout().flush();
@@ -156,6 +177,9 @@ fn consume(url: &str, gaps_allowed: bool) -> Result<String, String> {
     // From the first item on: the rate of the stream, not of our start-up.
     let mut start = None;
     loop {
+        if polling {
+            poll_for(&consumer, 8).map_err(|e| format!("after {items} items: {e}"))?;
+        }
         consumer.get(&mut item[..8], 8, Some(STALL)).map_err(|e| format!("after {items} items: {e}"))?;
         start.get_or_insert_with(Instant::now);
         let size = item_size(item[..8].try_into().map_err(|_| "short header")?) as usize;
@@ -163,6 +187,9 @@ fn consume(url: &str, gaps_allowed: bool) -> Result<String, String> {
         let kind = if kind & 0xffff == 0 { kind.swap_bytes() } else { kind };
         if !(16..=item.len()).contains(&size) || !(kind == PHYSICS || kind == END) {
             return Err(format!("after {items} items: a header that is no item of ours (size {size}, type {kind:#x})"));
+        }
+        if polling {
+            poll_for(&consumer, (size - 8) as u64).map_err(|e| format!("after {items} items: {e}"))?;
         }
         consumer.get(&mut item[8..size], (size - 8) as u64, Some(STALL)).map_err(|e| format!("after {items} items: {e}"))?;
         let seq = u64::from_le_bytes(item[8..16].try_into().map_err(|_| "short item")?);
@@ -191,6 +218,40 @@ fn tcp_send(addr: &str, size: usize, count: u64) -> Result<String, String> {
         stream.write_all(items.get(seq)).map_err(|e| e.to_string())?;
     }
     Ok("sent".into())
+}
+
+fn usage(name: &str) -> String {
+    let found = match daqflow::remote::url::parse(name) {
+        Ok(Some(url)) => daqflow::remote::usage(&url),
+        Ok(None) => ring::usage(name),
+        Err(e) => Err(e),
+    };
+    match found {
+        Ok(u) => format!(
+            "data {} put {} max {} producer {} consumers {}",
+            u.data_bytes,
+            u.put_space,
+            u.max_consumers,
+            u.producer_pid,
+            u.consumers.iter().map(|c| format!("{}:{}", c.pid, c.backlog)).collect::<Vec<_>>().join(",")
+        ),
+        Err(e) => format!("errno {}", e.errno()),
+    }
+}
+
+fn silent_dns(what: &[&str]) -> Result<String, String> {
+    let _name_server = std::net::UdpSocket::bind("127.0.0.1:53").map_err(|e| format!("bind 127.0.0.1:53: {e}"))?;
+    let start = Instant::now();
+    let outcome = match what {
+        ["locate", host, ms] => {
+            let ms = ms.parse().map_err(|_| format!("{ms:?} is not a number"))?;
+            daqflow::ringmaster::Client::locate(host, Some(30000), Duration::from_millis(ms)).map(drop)
+        }
+        ["attach", url] => Consumer::attach(url).map(drop),
+        _ => return Err("silent-dns locate HOST MS | silent-dns attach URL".into()),
+    };
+    let errno = outcome.err().map_or(0, |e| e.errno());
+    Ok(format!("errno {errno} secs {:.3}", start.elapsed().as_secs_f64()))
 }
 
 /// Reads the stream whole items at a time and checks each, as a ring consumer does.
@@ -242,11 +303,20 @@ fn main() -> ExitCode {
         ["produce", ring, size, count, consumers] => {
             num(size).and_then(|s| num(count).and_then(|c| num(consumers).and_then(|n| produce(ring, s as usize, c, n as usize))))
         }
-        ["consume", url] => consume(url, false),
-        ["consume", url, "gaps"] => consume(url, true),
+        ["consume", url] => consume(url, false, false),
+        ["consume", url, "gaps"] => consume(url, true, false),
+        ["consume", url, "gaps", "polling"] => consume(url, true, true),
         ["producer-pid", ring] => ring::usage(ring).map(|u| u.producer_pid.to_string()).map_err(|e| e.to_string()),
         ["tcp-send", addr, size, count] => num(size).and_then(|s| num(count).and_then(|c| tcp_send(addr, s as usize, c))),
         ["tcp-recv", port] => num(port).and_then(|p| tcp_recv(p as u16)),
+        ["usage", name] => Ok(usage(name)),
+        ["attach", url] => Consumer::attach(url)
+            .and_then(|c| {
+                let slot = c.slot();
+                c.detach().map(|()| format!("slot {slot}"))
+            })
+            .map_err(|e| e.to_string()),
+        ["silent-dns", what @ ..] => silent_dns(what),
         _ => Err("unknown role (see the source)".into()),
     };
     report(result)

@@ -294,6 +294,10 @@ int ring_slot(const struct ring_client *client);
  * Fills *info and up to capacity consumer entries (slot order); returns the number
  * of consumer slots in use, which may exceed capacity. consumers may be NULL when
  * capacity is 0. Slots of dead clients are freed first.
+ * name may be a URL, tcp://host/ring: this host's names mean the local ring; for
+ * another host the figures are what its ring master LISTs (slot is then UINT32_MAX:
+ * LIST does not say); -ENOENT when it lists no such ring, -ECONNREFUSED when the host
+ * runs no ring master.
  */
 int ring_usage(const char *name,
                struct ring_usage_info *info,

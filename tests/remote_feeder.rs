@@ -240,3 +240,75 @@ fn back_pressure_without_spinning() {
     drop(c);
     ring::remove(&proxy).expect("remove");
 }
+
+/// A ring master whose every REMOTE stream is garbage (no ring items, or an item larger
+/// than the proxy): the feeder reconnects with growing pauses, not five times a second
+/// for ever, and the proxy receives nothing.
+#[test]
+fn a_garbage_stream_is_retried_with_growing_pauses() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let pm = Daemon::start("47420-47429", &[]);
+    let mut manager = PortManager::connect(Some("127.0.0.1"), Some(pm.port)).expect("port manager");
+    let listener = loop {
+        let port = manager.allocate("RingMaster").expect("allocate");
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            break l;
+        }
+    };
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            let mut request = String::new();
+            let _ = BufReader::new(&conn).read_line(&mut request);
+            // Alternately bytes that are no item, and the header of a 1 GiB item.
+            let garbage: Vec<u8> = if n % 2 == 0 { vec![1, 0, 0, 0, 7, 0, 0, 0] } else { [(1u32 << 30).to_le_bytes(), 30u32.to_le_bytes()].concat() };
+            let _ = conn.write_all(&[b"OK BINARY FOLLOWS\r\n".to_vec(), garbage].concat());
+            // Held open: the feeder is the one to give up on it.
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(30));
+                drop(conn);
+            });
+        }
+    });
+    let guard = common::RingName::new("feeder-garbage");
+    let proxy = guard.s().to_string();
+    ring::create(&proxy, CreateOptions::default()).expect("proxy");
+    let c = Consumer::attach(&proxy).expect("consumer");
+    let plan = Plan { host: "127.0.0.1".into(), portmgr_port: Some(pm.port), ring: "g".into(), proxy: proxy.clone() };
+    assert_eq!(start_feeder(&plan).expect("feeder"), Started::Feeding);
+    let feeder = ring::usage(&proxy).expect("usage").producer_pid;
+    std::thread::sleep(Duration::from_secs(7));
+    let made = connections.load(Ordering::SeqCst);
+    // 0.2 + 0.4 + 0.8 + 1.6 + 3.2 s of pauses: about 5 connections, not 35.
+    assert!((2..=7).contains(&made), "{made} connections in 7 s");
+    assert_eq!(c.available().expect("available"), 0, "garbage reached the proxy");
+    // Every abandoned connection was closed: stdio, the proxy, one stream at most.
+    let fds = std::fs::read_dir(format!("/proc/{feeder}/fd")).map(|d| d.count()).unwrap_or(0);
+    assert!(fds <= 8, "the feeder holds {fds} descriptors after {made} connections");
+    let threads = std::fs::read_dir(format!("/proc/{feeder}/task")).map(|d| d.count()).unwrap_or(0);
+    assert!(threads <= 2, "the feeder runs {threads} threads");
+    assert!(std::fs::read_to_string(format!("/proc/{feeder}/stat")).is_ok_and(|s| !s.contains(") Z")), "the feeder died");
+    drop(c);
+    ring::remove(&proxy).expect("remove");
+}
+
+/// The host, ring and proxy reach the feeder after `--`: a host name that looks like a
+/// switch (the library passes whatever the URL and the resolver gave) is a host.
+#[test]
+fn a_host_that_looks_like_a_switch_is_a_host() {
+    let feeder = std::env::current_exe().expect("exe").parent().and_then(|d| d.parent()).expect("dir").join("daqflow-feeder");
+    let guard = common::RingName::new("feeder-switch");
+    let proxy = guard.s().to_string();
+    let out = std::process::Command::new(feeder)
+        .args(["--portmgr-port", "1", "--", "--help", "ring", &proxy])
+        .env("DAQFLOW_RINGMASTER", "off")
+        .output()
+        .expect("run feeder");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("Usage"), "{said}");
+    assert!(said.contains("--help"), "{said}");
+}

@@ -3,6 +3,9 @@
 //! and leaves neither a proxy ring nor a zombie; producers and malformed URLs are refused.
 
 mod common;
+mod remote_support;
+
+use remote_support::Net;
 use std::time::{Duration, Instant};
 
 use daqflow::remote::url::hostname;
@@ -65,4 +68,37 @@ fn a_host_that_cannot_serve_fails_cleanly() {
         })
         .unwrap_or(0);
     assert_eq!(zombies, 0, "the feeder start left a zombie");
+}
+
+/// Runs `what` on a host whose name server (on its own loopback) never answers, where
+/// the system resolver would wait 30 s; returns (errno, seconds).
+fn with_silent_dns(tag: &str, what: &[&str]) -> (i32, f64) {
+    let Some(net) = Net::new(tag, 1) else { return (libc::ETIMEDOUT, 0.0) };
+    std::fs::write(format!("/etc/netns/{}/resolv.conf", net.hosts[0].ns), "nameserver 127.0.0.1\noptions timeout:30 attempts:1\n")
+        .expect("resolv.conf");
+    let args: Vec<&str> = ["silent-dns"].iter().chain(what).copied().collect();
+    let out = net.run(0, &args, Duration::from_secs(90));
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(out.status.success(), "{line} {}", String::from_utf8_lossy(&out.stderr));
+    let words: Vec<&str> = line.split(' ').collect();
+    match words.as_slice() {
+        ["errno", errno, "secs", secs] => (errno.parse().unwrap_or(-1), secs.parse().unwrap_or(f64::MAX)),
+        _ => panic!("{line}"),
+    }
+}
+
+#[test]
+fn locating_a_ring_master_is_time_boxed_resolution_included() {
+    let (errno, secs) = with_silent_dns("dnl", &["locate", "nowhere.dfnet.invalid", "1500"]);
+    assert_eq!(errno, libc::ETIMEDOUT);
+    assert!(secs < 3.0, "locate took {secs} s with a 1.5 s timeout");
+}
+
+#[test]
+fn attaching_to_a_url_is_time_boxed_resolution_included() {
+    // The attach resolves the host itself (proxy name, is it this host?) before any
+    // feeder runs: 5 s at most.
+    let (errno, secs) = with_silent_dns("dna", &["attach", "tcp://nowhere.dfnet.invalid/ring"]);
+    assert_eq!(errno, libc::ETIMEDOUT);
+    assert!(secs < 7.0, "the attach took {secs} s");
 }

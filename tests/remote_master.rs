@@ -202,5 +202,21 @@ fn ring_master_cooperation() {
         vec![format!("CONNECT {{{ring_name}}} consumer.0 {pid} {{daqflow}}"), format!("DISCONNECT {{{ring_name}}} consumer.0 {pid}")]
     );
     drop(manager);
+
+    // Advertised, but nothing ever listens on its port (one whose death the port manager
+    // has not seen yet): the same as none, after the wait for a starting one.
+    let mut starting = PortManager::connect(Some("127.0.0.1"), Some(pm.port)).expect("port manager");
+    // (the fake still listens on the port it had: the first allocations may be that one)
+    let mut unbound = starting.allocate("RingMaster").expect("allocate");
+    while std::net::TcpStream::connect(("127.0.0.1", unbound)).is_ok() {
+        drop(starting);
+        starting = PortManager::connect(Some("127.0.0.1"), Some(pm.port)).expect("port manager");
+        let _taken = starting.allocate("taken").expect("allocate");
+        unbound = starting.allocate("RingMaster").expect("allocate");
+    }
+    timed(Duration::from_secs(2), "attach with a ring master not listening yet", || {
+        Consumer::attach(&ring_name).expect("attach beside a ring master not listening").detach().expect("detach");
+    });
+    drop(starting);
     ring::remove(&ring_name).expect("remove");
 }

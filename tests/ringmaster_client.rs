@@ -175,6 +175,7 @@ fn legacy_refusals_map_to_errno_values() {
         ("ERROR Invalid message format\r\n", libc::EINVAL),
         ("ERROR r shared memory is either corrupt or does not exist\r\n", libc::ENOENT),
         ("ERROR Ring registrations from remote hosts are forbidden\r\n", libc::EPERM),
+        ("ERROR 10.0.0.2 already receives ring r 4 times\r\n", libc::EBUSY),
     ] {
         let (addr, server) = fake(move |mut s| {
             read_request(&mut s);
@@ -224,4 +225,39 @@ fn remote_swallows_no_data_after_the_reply() {
     assert_eq!(err.errno(), libc::ETIMEDOUT, "{err}");
     assert!(start.elapsed() < Duration::from_secs(2));
     server.join().unwrap();
+}
+
+/// A port manager that answers LIST with `header`, then one listing line every `every`.
+fn dribbling_port_manager(header: &'static str, every: Duration) -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else { return };
+        let mut request = [0u8; 5];
+        let _ = s.read_exact(&mut request);
+        let _ = s.write_all(header.as_bytes());
+        for port in 0.. {
+            std::thread::sleep(every);
+            if s.write_all(format!("{} Other root\n", 1000 + port % 60000).as_bytes()).is_err() || port > 100 {
+                return;
+            }
+        }
+    });
+    (port, server)
+}
+
+#[test]
+fn a_port_manager_listing_forever_costs_the_timeout_not_more() {
+    // Each line comes well within the timeout, but the listing never ends: the whole
+    // search is bounded, not each line of it.
+    let (port, server) = dribbling_port_manager("OK 60000\n", Duration::from_millis(200));
+    let started = Instant::now();
+    let err = Client::locate("127.0.0.1", Some(port), Duration::from_secs(1)).unwrap_err();
+    assert_eq!(err.errno(), libc::ETIMEDOUT, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    drop(server);
+    // More allocations than there are ports is garbage, refused before reading them.
+    let (port, _server) = dribbling_port_manager("OK 4000000000\n", Duration::from_millis(1));
+    let err = Client::locate("127.0.0.1", Some(port), T).unwrap_err();
+    assert_eq!(err.errno(), libc::EPROTO, "{err}");
 }

@@ -444,3 +444,104 @@ fn list_on_a_host_without_rings_is_ok_and_an_empty_line() {
     let mut c = portmgr_support::Raw::new(stream);
     c.ask("LIST\n", "OK\r\n\r\n");
 }
+
+fn descriptors_and_threads(pid: i32) -> (usize, usize) {
+    let count = |what: &str| std::fs::read_dir(format!("/proc/{pid}/{what}")).map(|d| d.count()).unwrap_or(0);
+    (count("fd"), count("task"))
+}
+
+#[test]
+fn random_bytes_and_hostile_requests_leave_nothing_behind() {
+    let master = Master::start(&[]);
+    let ring = TestRing::new("fuzz", 65536, 4);
+    let baseline = descriptors_and_threads(master.pid());
+    let hostile: [&[u8]; 12] = [
+        b"REMOTE\n",
+        b"REMOTE {}\n",
+        b"REMOTE ../../etc/passwd\n",
+        b"CONNECT {a b} consumer.99999999999999999999 5 {c}\n",
+        b"CONNECT {a} producer 2147483648 {c}\n",
+        b"DISCONNECT a producer -5\n",
+        b"LIST\r\nLIST\r\nLIST extra\n",
+        b"\r\r\r\n{{{{{{\n",
+        b"REGISTER {a\\}\n",
+        b"UNREGISTER\n",
+        b"CONNECT {a} producer 1 {c}\nCONNECT {a} producer 1 {c}\nCONNECT {a} producer 1 {c}\n",
+        b"REMOTE rm-fuzz-x\nREMOTE rm-fuzz-x\n",
+    ];
+    // A fixed xorshift sequence: reproducible "random" bytes.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..300 {
+        let mut c = master.connect();
+        let bytes: Vec<u8> = if round % 3 == 0 {
+            hostile[round / 3 % hostile.len()].to_vec()
+        } else {
+            let len = (next() % 6000) as usize + 1;
+            (0..len).map(|_| next() as u8).collect()
+        };
+        let _ = c.stream.write_all(&bytes);
+        // Some read what comes back, some vanish at once.
+        if round % 2 == 0 {
+            let _ = c.stream.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut sink = [0u8; 4096];
+            let _ = std::io::Read::read(&mut c.stream, &mut sink);
+        }
+    }
+    // The daemon lives, still serves, and holds no more than it did.
+    let mut c = master.connect();
+    c.ask(&format!("REGISTER {}\n", ring.s()), "OK\r\n");
+    drop(c);
+    let start = std::time::Instant::now();
+    while descriptors_and_threads(master.pid()) != baseline {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the daemon holds {:?} (descriptors, threads), {baseline:?} before:\n{}",
+            descriptors_and_threads(master.pid()),
+            master.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn one_remote_host_cannot_take_every_slot_of_a_ring() {
+    // 6 slots: a host asking again and again stops at 4 streams, and local consumers
+    // still find slots.
+    let ring = TestRing::new("hog", 65536, 6);
+    let master = Master::start(&[]);
+    let mut held: Vec<_> = (0..4)
+        .map(|_| {
+            let mut c = connect_from_127_0_0_2(master.port);
+            c.ask(&format!("REMOTE {}\n", ring.s()), "OK BINARY FOLLOWS\r\n");
+            c
+        })
+        .collect();
+    eventually("four senders", || ring::usage(ring.s()).map(|u| u.consumers.len() == 4).unwrap_or(false));
+    let mut fifth = connect_from_127_0_0_2(master.port);
+    fifth.ask(&format!("REMOTE {}\n", ring.s()), &format!("ERROR 127.0.0.2 already receives ring {} 4 times\r\n", ring.s()));
+    let _local = Consumer::attach(ring.s()).expect("a local consumer still finds a slot");
+    // This host's own readers are not counted.
+    let mut own = master.connect();
+    own.ask(&format!("REMOTE {}\n", ring.s()), "OK BINARY FOLLOWS\r\n");
+    // A stream that ends gives its place back.
+    drop(held.pop());
+    eventually("the sender to leave", || ring::usage(ring.s()).map(|u| u.consumers.len() == 5).unwrap_or(false));
+    // (its place is given back just after its slot)
+    let mut tries = 0;
+    let _again = loop {
+        let mut again = connect_from_127_0_0_2(master.port);
+        again.send(format!("REMOTE {}\n", ring.s()).as_bytes());
+        if again.line() == "OK BINARY FOLLOWS\r\n" {
+            break again;
+        }
+        tries += 1;
+        assert!(tries < 50, "the host never got its place back:\n{}", master.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+}

@@ -196,3 +196,27 @@ fn removing_the_ring_ends_the_stream() {
     assert!(rest.is_empty());
     master.wait_log(&format!("ring {} was removed or replaced", ring.s()));
 }
+
+#[test]
+fn the_sender_does_not_announce_itself_to_its_own_daemon() {
+    // The daemon's library finds the port manager the daemon is registered with, as any
+    // program on this host would: without `master::disable` the sender's attach would
+    // CONNECT to the daemon itself (a connection to itself, a slot it would free itself).
+    let master = Master::start(&[]);
+    let ring = TestRing::new("self", 65536, 4);
+    let s = remote(&master, ring.s());
+    // Logged after the sender's attach returned, so after any CONNECT it made.
+    master.wait_log(&format!("sending ring {} to 127.0.0.1", ring.s()));
+    assert!(sender_attached(&ring));
+    let own = format!("pid {}", master.pid());
+    let log = master.log_text();
+    assert!(
+        !log.lines().any(|l| (l.contains("CONNECT") || l.contains("REGISTER")) && l.contains(&own)),
+        "the daemon announced its own sender to itself:\n{log}"
+    );
+    drop(s);
+    eventually("the sender to detach", || !sender_attached(&ring));
+    master.wait_log("the peer closed");
+    let log = master.log_text();
+    assert!(!log.lines().any(|l| l.contains("DISCONNECT") && l.contains(&own)), "{log}");
+}

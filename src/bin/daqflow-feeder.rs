@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use daqflow::remote::feeder::{self, Plan, Ready};
 
 const USAGE: &str = "\
-Usage: daqflow-feeder [--portmgr-port port] [--ready-fd fd] host ring proxy
+Usage: daqflow-feeder [--portmgr-port port] [--ready-fd fd] [--] host ring proxy
 
 Reads ring `ring` of `host` through its ring master (REMOTE) and puts every whole ring
 item into the local ring `proxy` as its producer. Exits at once if `proxy` already has a
@@ -28,6 +28,11 @@ fn parse(args: &[String]) -> Result<(Plan, Option<i32>), String> {
             v.parse().map_err(|_| format!("{what} {v:?} is not a number"))
         };
         match arg.as_str() {
+            // Whatever follows is host, ring and proxy, even if it looks like a switch.
+            "--" => {
+                words.extend(it.by_ref().cloned());
+                break;
+            }
             "--portmgr-port" => port = Some(u16::try_from(number(arg)?).map_err(|_| "--portmgr-port is out of range".to_string())?),
             "--ready-fd" => ready = Some(i32::try_from(number(arg)?).map_err(|_| "--ready-fd is out of range".to_string())?),
             "--help" | "-h" => return Err(String::new()),

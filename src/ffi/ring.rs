@@ -294,6 +294,10 @@ pub unsafe extern "C" fn ring_slot(client: *const ring_client) -> c_int {
 /// Fills *info and up to capacity consumer entries (slot order); returns the number
 /// of consumer slots in use, which may exceed capacity. consumers may be NULL when
 /// capacity is 0. Slots of dead clients are freed first.
+/// name may be a URL, tcp://host/ring: this host's names mean the local ring; for
+/// another host the figures are what its ring master LISTs (slot is then UINT32_MAX:
+/// LIST does not say); -ENOENT when it lists no such ring, -ECONNREFUSED when the host
+/// runs no ring master.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_usage(
     name: *const c_char,
@@ -305,7 +309,10 @@ pub unsafe extern "C" fn ring_usage(
         let name = unsafe { str_arg(name, "ring name") }?;
         let info = out_arg(info, "info")?;
         buffer_arg(consumers, capacity, "consumers", libc::EINVAL)?;
-        let usage = ring::usage(name)?;
+        let usage = match crate::remote::url::parse(name)? {
+            Some(url) => crate::remote::usage(&url)?,
+            None => ring::usage(name)?,
+        };
         let n = usage.consumers.len();
         // SAFETY: `info` is non-NULL; `consumers` has room for `capacity` entries.
         unsafe {

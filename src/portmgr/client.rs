@@ -229,17 +229,21 @@ impl Client {
         let context = format!("listing the ports of the port manager at {}", self.server);
         self.usable(&context)?;
         self.send(b"LIST\n", &context)?;
-        let header = self.reply(&context)?;
+        // The timeout bounds the whole listing: a server that sends its lines slowly
+        // enough, or promises endless ones, must not hold us for ever.
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let header = self.reply_by(&context, deadline)?;
         let count = match header.as_slice() {
             [ok, n, ..] if ok == b"OK" => std::str::from_utf8(n).ok().and_then(|n| n.parse::<usize>().ok()),
             _ => None,
         };
-        let Some(count) = count else {
+        // One allocation per port at most.
+        let Some(count) = count.filter(|&n| n <= usize::from(u16::MAX)) else {
             return Err(self.not_protocol(&context, &header));
         };
         let mut allocations = Vec::with_capacity(count.min(1024));
         for _ in 0..count {
-            let words = self.reply(&context)?;
+            let words = self.reply_by(&context, deadline)?;
             let port = words.first().and_then(|p| std::str::from_utf8(p).ok()).and_then(|p| p.parse::<u16>().ok());
             match (port, words.get(1), words.get(2)) {
                 (Some(port), Some(application), Some(user)) => allocations.push(Allocation {
@@ -311,12 +315,17 @@ impl Client {
 
     /// The next reply line as a Tcl list.
     fn reply(&mut self, context: &str) -> Result<Vec<Vec<u8>>> {
-        let line = self.read_reply(context);
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        self.reply_by(context, deadline)
+    }
+
+    /// The next reply line, by `deadline` (None: no limit).
+    fn reply_by(&mut self, context: &str, deadline: Option<Instant>) -> Result<Vec<Vec<u8>>> {
+        let line = self.read_reply(context, deadline);
         line.map_err(|e| self.break_off(e))
     }
 
-    fn read_reply(&mut self, context: &str) -> Result<Vec<Vec<u8>>> {
-        let deadline = self.timeout.map(|t| Instant::now() + t);
+    fn read_reply(&mut self, context: &str, deadline: Option<Instant>) -> Result<Vec<Vec<u8>>> {
         let mut chunk = [0u8; 8192];
         loop {
             if let Some(line) = self.input.next_line() {

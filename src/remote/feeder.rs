@@ -60,8 +60,9 @@ impl Ready {
 
 /// Why a pumping session ended.
 enum End {
-    /// The stream broke (closed, reset, timed out, garbage): reconnect.
-    Lost(Error),
+    /// The stream broke (closed, reset, timed out, garbage): reconnect. True when it
+    /// had delivered whole items first.
+    Lost(Error, bool),
     /// The proxy is gone or broken: stop.
     Done(String),
     /// Nobody has read the proxy for a while: stop, unless someone just came.
@@ -101,6 +102,9 @@ pub fn run(plan: &Plan, mut ready: Ready) -> Result<()> {
     };
     ready.say(READY_OK);
     let mut watch = Watch::new(&plan.proxy);
+    // Reset only by a stream that delivered something: one that breaks at once (garbage,
+    // an item larger than the proxy) is asked for again less and less often.
+    let mut delay = RETRY_FIRST;
     loop {
         let why = match pump(&mut producer, &mut source, &mut watch) {
             End::Done(why) => return log_done(plan, &why),
@@ -111,10 +115,14 @@ pub fn run(plan: &Plan, mut ready: Ready) -> Result<()> {
                 }
                 None => return log_done(plan, &why),
             },
-            End::Lost(e) => e,
+            End::Lost(e, delivered) => {
+                if delivered {
+                    delay = RETRY_FIRST;
+                }
+                e
+            }
         };
-        log(plan, &format!("stream lost ({}); reconnecting", why.message()));
-        let mut delay = RETRY_FIRST;
+        log(plan, &format!("stream lost ({}); reconnecting in {} ms", why.message(), delay.as_millis()));
         source = loop {
             match watch.unwanted() {
                 Some(End::Idle(why)) => match hand_over(plan, producer, &mut watch) {
@@ -122,7 +130,7 @@ pub fn run(plan: &Plan, mut ready: Ready) -> Result<()> {
                     None => return log_done(plan, &why),
                 },
                 Some(End::Done(why)) => return log_done(plan, &why),
-                Some(End::Lost(_)) | None => {}
+                Some(End::Lost(..)) | None => {}
             }
             std::thread::sleep(delay);
             delay = (delay * 2).min(RETRY_MAX);
@@ -165,8 +173,9 @@ fn pump(producer: &mut Producer, source: &mut Source, watch: &mut Watch) -> End 
     let mut framer = Framer::new(capacity);
     // Bytes of an unfinished item already in ring memory just past the put pointer.
     let mut pending: u64 = 0;
+    let mut delivered = false;
     if let Err(e) = source.set_read_timeout(TICK) {
-        return End::Lost(e);
+        return End::Lost(e, delivered);
     }
     loop {
         if let Some(end) = watch.due().then(|| watch.unwanted()).flatten() {
@@ -194,7 +203,7 @@ fn pump(producer: &mut Producer, source: &mut Source, watch: &mut Watch) -> End 
         let n = match read {
             Ok(0) => {
                 let _ = producer.commit(0);
-                return End::Lost(Error::new(libc::ECONNRESET, "the ring master closed the stream"));
+                return End::Lost(Error::new(libc::ECONNRESET, "the ring master closed the stream"), delivered);
             }
             Ok(n) => n,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {
@@ -203,7 +212,7 @@ fn pump(producer: &mut Producer, source: &mut Source, watch: &mut Watch) -> End 
             }
             Err(e) => {
                 let _ = producer.commit(0);
-                return End::Lost(Error::io(&e, "reading the stream"));
+                return End::Lost(Error::io(&e, "reading the stream"), delivered);
             }
         };
         let mut left = n;
@@ -214,7 +223,7 @@ fn pump(producer: &mut Producer, source: &mut Source, watch: &mut Watch) -> End 
             if let Err(e) = framer.feed(bytes) {
                 // Out of step with the items: nothing more from this stream is trusted.
                 let _ = producer.commit(0);
-                return End::Lost(e);
+                return End::Lost(e, delivered);
             }
             left -= take;
         }
@@ -223,6 +232,7 @@ fn pump(producer: &mut Producer, source: &mut Source, watch: &mut Watch) -> End 
         if let Err(e) = producer.commit(whole) {
             return End::Done(format!("the proxy ring failed: {}", e.message()));
         }
+        delivered |= whole > 0;
         pending -= whole;
     }
 }

@@ -8,6 +8,7 @@
 pub mod feeder;
 pub mod master;
 pub mod framing;
+pub mod revive;
 pub mod source;
 pub mod spawn;
 pub mod url;
@@ -17,11 +18,44 @@ use crate::ring::{self, Consumer, CreateOptions};
 
 pub use url::RingUrl;
 
+/// Bound on finding out which host a URL names (the system resolver has none).
+const RESOLVE_TIMEOUT: std::time::Duration = feeder::STEP_TIMEOUT;
+/// Bound on asking another host's ring master for its rings' usage.
+const USAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Usage of the ring `url` names: the local ring's when the host is this one, else what
+/// that host's ring master LISTs for it (the same figures; LIST does not say which slot
+/// a consumer holds, so every `slot` is `u32::MAX`). `ENOENT` when it lists no such ring.
+pub fn usage(url: &RingUrl) -> Result<ring::Usage> {
+    let (_, local) = url::resolve_within(&url.host, RESOLVE_TIMEOUT)?;
+    if local {
+        return ring::usage(&url.ring);
+    }
+    let port = url.portmgr_port.unwrap_or(crate::portmgr::server::DEFAULT_LISTEN_PORT);
+    let mut master = crate::ringmaster::Client::locate(&url.host, Some(port), USAGE_TIMEOUT)?;
+    let listing = master.list()?;
+    let Some((_, found)) = listing.into_iter().find(|(name, _)| *name == url.ring) else {
+        return Err(crate::error::Error::new(
+            libc::ENOENT,
+            format!("the ring master of {} lists no ring {}", url.host, url.ring),
+        ));
+    };
+    Ok(ring::Usage {
+        data_bytes: found.data_bytes,
+        put_space: found.put_space,
+        max_consumers: found.max_consumers,
+        producer_pid: found.producer_pid,
+        max_get: found.max_get,
+        min_get: found.min_get,
+        consumers: found.consumers.into_iter().map(|(pid, backlog)| ring::ConsumerUsage { slot: u32::MAX, pid, backlog }).collect(),
+    })
+}
+
 /// Attaches a consumer to the ring `url` names: the ring itself when the host is this
 /// one, else the proxy ring, starting its feeder if nobody feeds it.
 pub fn attach_consumer(url: &RingUrl) -> Result<Consumer> {
-    let resolved = url::resolve(&url.host)?;
-    if url::is_local(&url.host, &resolved) {
+    let (resolved, local) = url::resolve_within(&url.host, RESOLVE_TIMEOUT)?;
+    if local {
         return Consumer::attach(&url.ring);
     }
     let proxy = url::proxy_name(&resolved.canonical, &url.ring)?;
@@ -31,9 +65,9 @@ pub fn attach_consumer(url: &RingUrl) -> Result<Consumer> {
         Err(e) => return Err(e),
     };
     // Attached before the feeder starts, so we see its very first item.
-    let consumer = Consumer::attach(&proxy)?;
-    if ring::usage(&proxy)?.producer_pid <= 0 {
-        let plan = feeder::Plan { host: url.host.clone(), portmgr_port: url.portmgr_port, ring: url.ring.clone(), proxy };
+    let mut consumer = Consumer::attach(&proxy)?;
+    let plan = feeder::Plan { host: url.host.clone(), portmgr_port: url.portmgr_port, ring: url.ring.clone(), proxy };
+    if ring::usage(&plan.proxy)?.producer_pid <= 0 {
         if let Err(e) = spawn::start_feeder(&plan) {
             drop(consumer);
             // A proxy made just now for a ring that cannot be fed is debris, unless
@@ -44,5 +78,7 @@ pub fn attach_consumer(url: &RingUrl) -> Result<Consumer> {
             return Err(e);
         }
     }
+    // The feeder may die later: the consumer restarts it while it waits for data.
+    consumer.revive_with(revive::Revival::new(plan));
     Ok(consumer)
 }

@@ -28,7 +28,7 @@ pub const FEEDER_NAME: &str = "daqflow-feeder";
 /// The descriptor the feeder finds its report pipe on.
 const READY_FD: RawFd = 3;
 /// How long to wait for the feeder's report: its own steps are time-boxed to less.
-const READY_WAIT: Duration = Duration::from_secs(4 * STEP_TIMEOUT.as_secs());
+pub const READY_WAIT: Duration = Duration::from_secs(4 * STEP_TIMEOUT.as_secs());
 
 /// Where the feeder program is: `$DAQFLOW_FEEDER`, else next to the library (or the
 /// program) this code is linked into: `<dir>/daqflow-feeder` (build tree),
@@ -84,6 +84,19 @@ pub enum Started {
 
 /// Starts a feeder for `plan` and waits for its report.
 pub fn start_feeder(plan: &Plan) -> Result<Started> {
+    let mut launched = launch(plan)?;
+    read_report(&mut launched.report, &launched.program)
+}
+
+/// A feeder started and not yet heard from.
+pub struct Launched {
+    /// Where it reports (one line, then end of file).
+    pub report: File,
+    pub program: PathBuf,
+}
+
+/// Starts a feeder for `plan` without waiting for its report.
+pub fn launch(plan: &Plan) -> Result<Launched> {
     let program = feeder_path()?;
     let c = |s: &[u8], what: &str| CString::new(s).map_err(|_| Error::new(libc::EINVAL, format!("{what} contains a NUL")));
     let path = c(program.as_os_str().as_bytes(), "the feeder path")?;
@@ -92,6 +105,8 @@ pub fn start_feeder(plan: &Plan) -> Result<Started> {
         args.push(c(b"--portmgr-port", "")?);
         args.push(c(port.to_string().as_bytes(), "")?);
     }
+    // The host comes from a URL and the resolver: it may look like a switch.
+    args.push(c(b"--", "")?);
     args.push(c(plan.host.as_bytes(), "the host")?);
     args.push(c(plan.ring.as_bytes(), "the ring")?);
     args.push(c(plan.proxy.as_bytes(), "the proxy ring")?);
@@ -129,8 +144,7 @@ pub fn start_feeder(plan: &Plan) -> Result<Started> {
     }
     drop((null, log, ready));
     reap(pid);
-    let mut report = File::from(report);
-    read_report(&mut report, &program)
+    Ok(Launched { report: File::from(report), program })
 }
 
 /// The intermediate child: new session, fork the feeder, exit.

@@ -6,6 +6,7 @@
 
 use std::ffi::{CStr, CString};
 use std::net::IpAddr;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
@@ -89,6 +90,35 @@ pub fn resolve(host: &str) -> Result<Resolved> {
         Err(_) => canonical,
     };
     Ok(Resolved { canonical: canonical.to_ascii_lowercase(), addresses })
+}
+
+/// [`resolve`] and [`is_local`] within `timeout` (`ETIMEDOUT` after it): the system
+/// resolver has no time limit of its own, and a name server that never answers costs it
+/// tens of seconds.
+pub fn resolve_within(host: &str, timeout: Duration) -> Result<(Resolved, bool)> {
+    let name = host.to_string();
+    bounded(&format!("resolving {host}"), timeout, move || {
+        let resolved = resolve(&name)?;
+        let local = is_local(&name, &resolved);
+        Ok((resolved, local))
+    })
+}
+
+/// Runs `job` (a resolver call) on a thread of its own and waits at most `wait` for it;
+/// a job that takes longer is abandoned, to finish and end on its own.
+pub fn bounded<T: Send + 'static>(what: &str, wait: Duration, job: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    let (tell, hear) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("daqflow-resolve".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let _ = tell.send(job());
+        })
+        .map_err(|e| Error::io(&e, format!("{what}: cannot start a thread")))?;
+    match hear.recv_timeout(wait) {
+        Ok(done) => done,
+        Err(_) => Err(Error::new(libc::ETIMEDOUT, format!("{what}: no answer within {} ms", wait.as_millis()))),
+    }
 }
 
 /// Whether `host` is this host: `localhost`, one of our own names, or a name whose

@@ -5,13 +5,15 @@ use std::time::Duration;
 
 use super::fence;
 use super::handles::Claim;
-use super::liveness::my_pid;
+use super::liveness::{alive, my_pid};
 use super::shared::Shared;
 use super::slots;
 use super::span::Span;
 use super::wait::{self, POLL_SLICE, WOKEN_SLICE, Waiter};
 use crate::error::{Error, Result};
 use crate::remote::master;
+use crate::remote::revive::Revival;
+use parking_lot::Mutex;
 use crate::ringmaster::Role;
 
 /// Reads that find less than this already available count as keeping pace.
@@ -37,6 +39,9 @@ pub struct Consumer {
     attached: bool,
     /// The local ring master (if any) was told about us.
     announced: bool,
+    /// A proxy ring's consumer restarts its feeder (see `crate::remote::revive`); behind
+    /// a lock because inquiries that take `&self` look too.
+    revive: Option<Box<Mutex<Revival>>>,
 }
 
 impl Consumer {
@@ -51,7 +56,7 @@ impl Consumer {
         let pid = my_pid();
         let (slot, get, claim) = slots::claim_consumer(&ring, pid)?;
         let mut consumer =
-            Consumer { ring, pid, slot, get, avail_hint: 0, borrowed: 0, pacing: false, claim, light: fence::light_publish(), attached: true, announced: false };
+            Consumer { ring, pid, slot, get, avail_hint: 0, borrowed: 0, pacing: false, claim, light: fence::light_publish(), attached: true, announced: false, revive: None };
         // On failure the slot is given back as `consumer` drops.
         master::connected(name, Role::Consumer(slot))?;
         consumer.announced = true;
@@ -60,6 +65,31 @@ impl Consumer {
 
     pub fn name(&self) -> &str {
         self.ring.name()
+    }
+
+    /// Makes waits for data restart the ring's feeder when it has none (a proxy ring).
+    pub(crate) fn revive_with(&mut self, revival: Revival) {
+        self.revive = Some(Box::new(Mutex::new(revival)));
+    }
+
+    /// Called when no data is there: the feeder may need restarting (at most a look a
+    /// second; nothing at all for a ring that is not a proxy).
+    #[inline]
+    fn revive_tick(&self) {
+        if let Some(revival) = &self.revive {
+            revival.lock().tick(|| self.orphaned());
+        }
+    }
+
+    /// The ring has no live producer and is still the one its name names (a proxy
+    /// that was replaced has a feeder of its own, or will get one from its consumers).
+    fn orphaned(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        if alive(self.ring.producer().pid.load(Ordering::SeqCst)) {
+            return false;
+        }
+        let named = std::fs::metadata(format!("/dev/shm/{}", self.name())).ok().map(|m| (m.dev(), m.ino()));
+        named.is_some() && named == self.ring.file.identity().ok()
     }
 
     pub fn slot(&self) -> u32 {
@@ -91,7 +121,12 @@ impl Consumer {
     #[inline]
     pub fn available(&self) -> Result<u64> {
         self.check_owner()?;
-        Ok(self.ring.geo.backlog(self.ring.put_pos()?, self.get))
+        let n = self.ring.geo.backlog(self.ring.put_pos()?, self.get);
+        // Legacy consumers (CRingItem) poll this instead of waiting in the ring.
+        if n == 0 {
+            self.revive_tick();
+        }
+        Ok(n)
     }
 
     #[inline]
@@ -318,6 +353,8 @@ impl Waiter for DataWaiter<'_> {
     }
 
     fn housekeeping(&mut self) -> Result<()> {
-        self.consumer.check_owner()
+        self.consumer.check_owner()?;
+        self.consumer.revive_tick();
+        Ok(())
     }
 }

@@ -7,12 +7,12 @@
 //! so a late reply can never be taken for the answer to the next request.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use super::protocol::{
     self, BINARY_FOLLOWS, DATA_FORBIDDEN, INVALID_FORMAT, NO_SUCH_RING, NOT_A_RING, REGISTRATION_FORBIDDEN,
-    REMOTE_FORBIDDEN, RingUsage, Role, SERVICE,
+    REMOTE_FORBIDDEN, RingUsage, Role, SERVICE, TOO_MANY_STREAMS,
 };
 use crate::error::{Error, Result};
 use crate::portmgr::lines::LineBuffer;
@@ -53,12 +53,58 @@ fn left(deadline: Instant, context: &dyn Fn() -> String) -> Result<Duration> {
 /// The port the ring master on `host` listens on: the first `RingMaster` entry in the
 /// LIST of the port manager on `host` (at `portmgr_port`, default as the port manager
 /// client finds it), whatever its user. None: `ECONNREFUSED`, as NSCLDAQ's client says.
+/// `timeout` bounds the whole search, resolving `host` included.
 pub fn find_port(host: &str, portmgr_port: Option<u16>, timeout: Duration) -> Result<u16> {
-    let mut portmgr = crate::portmgr::Client::connect_timeout(Some(host), portmgr_port, Some(timeout))?;
-    let listing = portmgr.list()?;
-    listing.iter().find(|a| a.application == SERVICE).map(|a| a.port).ok_or_else(|| {
-        Error::new(libc::ECONNREFUSED, format!("no {SERVICE} is registered with the port manager on {host}"))
-    })
+    let deadline = Instant::now() + timeout;
+    let addresses = resolve_within(host, deadline)?;
+    find_port_at(host, &addresses, portmgr_port, deadline)
+}
+
+fn find_port_at(host: &str, addresses: &[IpAddr], portmgr_port: Option<u16>, deadline: Instant) -> Result<u16> {
+    let context = || format!("asking the port manager on {host} for the {SERVICE}");
+    let mut last = Error::new(libc::EHOSTUNREACH, format!("{}: {host} has no address", context()));
+    for ip in addresses {
+        // An address, so the port manager client resolves nothing.
+        let attempt = crate::portmgr::Client::connect_timeout(Some(&ip.to_string()), portmgr_port, Some(left(deadline, &context)?));
+        let mut portmgr = match attempt {
+            Ok(portmgr) => portmgr,
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        portmgr.set_timeout(Some(left(deadline, &context)?));
+        let listing = portmgr.list()?;
+        return listing.iter().find(|a| a.application == SERVICE).map(|a| a.port).ok_or_else(|| {
+            Error::new(libc::ECONNREFUSED, format!("no {SERVICE} is registered with the port manager on {host}"))
+        });
+    }
+    Err(last)
+}
+
+/// `host`'s addresses, IPv4 first (NSCLDAQ's client only ever uses IPv4, as a legacy
+/// daemon expects), resolved before `deadline` (see `crate::remote::url::bounded`).
+fn resolve_within(host: &str, deadline: Instant) -> Result<Vec<IpAddr>> {
+    let trimmed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if let Ok(ip) = trimmed.parse::<IpAddr>() {
+        return Ok(vec![ip]);
+    }
+    // What every attach asks for when it looks for the local ring master: no resolver.
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST)]);
+    }
+    let context = || format!("resolving {host}");
+    let wait = left(deadline, &context)?;
+    let name = host.to_string();
+    let mut addresses = crate::remote::url::bounded(&context(), wait, move || {
+        (name.as_str(), 0)
+            .to_socket_addrs()
+            .map(|a| a.map(|a| a.ip()).collect::<Vec<_>>())
+            .map_err(|e| Error::new(libc::EHOSTUNREACH, format!("cannot resolve {name}: {e}")))
+    })?;
+    addresses.dedup();
+    addresses.sort_by_key(|a| a.is_ipv6());
+    Ok(addresses)
 }
 
 /// Maps an `ERROR ...` (or FRIB's `FAIL ...`) reply to an errno.
@@ -69,6 +115,8 @@ fn refusal(line: &str) -> i32 {
         libc::ENOENT
     } else if line == INVALID_FORMAT {
         libc::EINVAL
+    } else if line.contains(TOO_MANY_STREAMS) {
+        libc::EBUSY
     } else {
         libc::EIO
     }
@@ -76,22 +124,17 @@ fn refusal(line: &str) -> i32 {
 
 impl Client {
     /// Finds the ring master of `host` through its port manager and connects to it.
-    /// `timeout` bounds each step (the port manager connection and LIST, then the ring
-    /// master connection, within what is left), and later each exchange.
+    /// `timeout` bounds all of it (resolving `host`, the port manager connection and
+    /// LIST, the ring master connection), and later each exchange.
     pub fn locate(host: &str, portmgr_port: Option<u16>, timeout: Duration) -> Result<Client> {
         let deadline = Instant::now() + timeout;
-        let port = find_port(host, portmgr_port, timeout)?;
+        let addresses = resolve_within(host, deadline)?;
+        let port = find_port_at(host, &addresses, portmgr_port, deadline)?;
         let context = || format!("connecting to the {SERVICE} of {host} (port {port})");
-        let mut addresses: Vec<SocketAddr> = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| Error::new(libc::EHOSTUNREACH, format!("{}: cannot resolve {host}: {e}", context())))?
-            .collect();
-        // NSCLDAQ's client only ever uses IPv4; try that first, as a legacy daemon expects.
-        addresses.sort_by_key(|a| a.is_ipv6());
         let mut last = Error::new(libc::EHOSTUNREACH, format!("{}: {host} has no address", context()));
-        for addr in addresses {
+        for ip in addresses {
             let wait = left(deadline, &context)?;
-            match Client::open(addr, wait, timeout) {
+            match Client::open(SocketAddr::new(ip, port), wait, timeout) {
                 Ok(client) => return Ok(client),
                 Err(e) => last = e,
             }

@@ -57,9 +57,47 @@ pub struct Shared {
     pub access: Access,
     /// Every open connection, so a stop can wake its thread.
     conns: Mutex<HashMap<u64, Arc<TcpStream>>>,
+    /// REMOTE streams under way per (remote peer, ring).
+    streams: Mutex<HashMap<(IpAddr, String), usize>>,
+}
+
+/// REMOTE streams of one ring one remote host may hold at once. A host needs one per
+/// ring (its feeder); without a bound, one allowed host could take every consumer slot
+/// of a ring, locking local consumers out, and hold its producer back with streams it
+/// never reads.
+pub const MAX_STREAMS_PER_PEER: usize = 4;
+
+/// A REMOTE stream counted against its peer; uncounted when dropped.
+pub struct StreamTicket<'a> {
+    shared: &'a Shared,
+    key: (IpAddr, String),
+}
+
+impl Drop for StreamTicket<'_> {
+    fn drop(&mut self) {
+        let mut streams = lock(&self.shared.streams);
+        if let Some(n) = streams.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                streams.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl Shared {
+    /// Counts a stream of `ring` to `peer`; `None` when that peer holds the most already.
+    pub fn stream_ticket(&self, peer: IpAddr, ring: &str) -> Option<StreamTicket<'_>> {
+        let key = (peer, ring.to_string());
+        let mut streams = lock(&self.streams);
+        let n = streams.entry(key.clone()).or_insert(0);
+        if *n >= MAX_STREAMS_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(StreamTicket { shared: self, key })
+    }
+
     /// One log line, written at once (threads interleave whole lines only).
     pub fn log(&self, message: std::fmt::Arguments<'_>) {
         let mut log = lock(&self.log);
@@ -103,6 +141,7 @@ pub fn run(config: &Config) -> Result<()> {
         stop: AtomicBool::new(false),
         access: config.access.clone(),
         conns: Mutex::new(HashMap::new()),
+        streams: Mutex::new(HashMap::new()),
     });
     shared.log(format_args!(
         "ringmaster {} starting (pid {}); REMOTE allowed for: {}",

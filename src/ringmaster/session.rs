@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use super::protocol::{
     self, BINARY_FOLLOWS, Claim, DATA_FORBIDDEN, INVALID_FORMAT, NO_SUCH_RING, NOT_A_RING, OK, REGISTRATION_FORBIDDEN,
-    REMOTE_FORBIDDEN, Request, RingUsage, Role,
+    REMOTE_FORBIDDEN, Request, RingUsage, Role, TOO_MANY_STREAMS,
 };
 use super::sender::{self, End};
-use super::server::Shared;
+use super::server::{MAX_STREAMS_PER_PEER, Shared, StreamTicket};
 use crate::portmgr::lines::{LineBuffer, MAX_LINE};
 use crate::portmgr::log::printable;
 use crate::portmgr::session::is_local;
@@ -31,11 +31,11 @@ const MAX_CLAIMS: usize = 4096;
 const EXIT_GRACE: Duration = Duration::from_secs(3);
 
 /// What to do after a request.
-enum Next {
+enum Next<'a> {
     Continue,
     Close,
-    /// The connection now carries the ring's data.
-    Stream(ring::Consumer, String),
+    /// The connection now carries the ring's data (counted against a remote peer).
+    Stream(ring::Consumer, String, Option<StreamTicket<'a>>),
 }
 
 pub struct Session<'a> {
@@ -60,10 +60,11 @@ impl<'a> Session<'a> {
     pub fn run(mut self) {
         let _ = self.stream.set_write_timeout(Some(WRITE_TIMEOUT));
         let next = self.requests();
-        if let Next::Stream(consumer, ring) = next {
+        if let Next::Stream(consumer, ring, ticket) = next {
             self.shared.log(format_args!("sending ring {ring} to {}", self.ip()));
             sender::prepare(&self.stream);
             let (end, bytes) = sender::stream(consumer, &self.stream, &self.shared.stop);
+            drop(ticket);
             let why = match end {
                 End::PeerClosed => "the peer closed".to_string(),
                 End::Stopped => "the daemon is stopping".to_string(),
@@ -75,7 +76,7 @@ impl<'a> Session<'a> {
         self.release_claims();
     }
 
-    fn requests(&mut self) -> Next {
+    fn requests(&mut self) -> Next<'a> {
         let mut input = LineBuffer::new(MAX_LINE);
         let mut chunk = [0u8; 4096];
         loop {
@@ -137,7 +138,7 @@ impl<'a> Session<'a> {
         protocol::reply(text, &mut self.out);
     }
 
-    fn request(&mut self, line: &[u8]) -> Next {
+    fn request(&mut self, line: &[u8]) -> Next<'a> {
         let local = is_local(self.ip());
         match Request::parse(line) {
             Request::Empty => Next::Continue,
@@ -249,7 +250,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn remote(&mut self, ring: String) -> Next {
+    fn remote(&mut self, ring: String) -> Next<'a> {
         let ip = self.ip();
         if !self.shared.access.allows(ip) {
             self.shared.log(format_args!(
@@ -259,10 +260,26 @@ impl<'a> Session<'a> {
             self.reply(format!("ERROR {ip} {DATA_FORBIDDEN}"));
             return Next::Close;
         }
+        // This host's own programs could attach to the ring directly: not counted.
+        let ticket = if is_local(ip) {
+            None
+        } else {
+            match self.shared.stream_ticket(ip, &ring) {
+                Some(ticket) => Some(ticket),
+                None => {
+                    self.shared.log(format_args!(
+                        "REMOTE {} from {ip} refused: it already holds {MAX_STREAMS_PER_PEER} streams of that ring",
+                        printable(ring.as_bytes())
+                    ));
+                    self.reply(format!("ERROR {ip}{TOO_MANY_STREAMS}{ring} {MAX_STREAMS_PER_PEER} times"));
+                    return Next::Continue;
+                }
+            }
+        };
         match ring::validate_name(&ring).and_then(|()| ring::Consumer::attach(&ring)) {
             Ok(consumer) => {
                 self.reply(BINARY_FOLLOWS);
-                Next::Stream(consumer, ring)
+                Next::Stream(consumer, ring, ticket)
             }
             Err(e) => {
                 self.shared.log(format_args!("REMOTE {} from {ip} refused: {e}", printable(ring.as_bytes())));

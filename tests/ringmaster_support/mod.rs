@@ -40,7 +40,7 @@ impl Master {
         let dir = TempDir::new("rm");
         let log = dir.0.join("ringmaster.log");
         let ready = ReadySocket::new(&dir.0);
-        let child = spawn_limited(portmgr.port, &log, extra, fds, Some(&ready.path));
+        let child = spawn_limited(portmgr.port, &log, extra, fds, Some(&ready.path), Some(&portmgr.path("listen.port")));
         let mut master = Master { portmgr, child, port: 0, log, dir };
         ready.wait(&mut master.child, &master.log);
         master.port = ringmaster_port(master.portmgr.port)
@@ -93,12 +93,26 @@ impl Drop for Master {
 }
 
 pub fn spawn(portmgr_port: u16, log: &Path, extra: &[&str]) -> Child {
-    spawn_limited(portmgr_port, log, extra, None, None)
+    spawn_limited(portmgr_port, log, extra, None, None, None)
 }
 
-fn spawn_limited(portmgr_port: u16, log: &Path, extra: &[&str], fds: Option<u64>, notify: Option<&Path>) -> Child {
+/// `notify`: a NOTIFY_SOCKET to hear READY=1 on. `port_file`: what the daemon's own
+/// library takes for the local port manager (as a program on its host would), so that
+/// it could find the daemon itself.
+fn spawn_limited(
+    portmgr_port: u16,
+    log: &Path,
+    extra: &[&str],
+    fds: Option<u64>,
+    notify: Option<&Path>,
+    port_file: Option<&Path>,
+) -> Child {
     use std::os::unix::process::CommandExt;
     let mut command = Command::new(RINGMASTER);
+    command.env_remove("DAQFLOW_RINGMASTER");
+    if let Some(file) = port_file {
+        command.env("DAQPORTMGR_PORTFILE", file);
+    }
     if let Some(fds) = fds {
         // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
         unsafe {
