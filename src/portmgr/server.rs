@@ -10,25 +10,24 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, sockopt};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
 
 use super::listing;
-use super::log::Log;
 use super::peercred::OwnerLookup;
 use super::pool::{Pool, PortRange};
 use super::sdnotify;
 use super::session::{Conn, Core, Key};
 use super::statefiles::{self, InstanceLock, SwapFile};
+use crate::daemon::{block_signals, listen_on, open_log, raise_fd_limit};
 use crate::error::{Error, Result};
 
 /// The legacy defaults.
@@ -128,31 +127,6 @@ pub fn run(config: &Config) -> Result<()> {
     result
 }
 
-/// A daemon holds a connection (a descriptor) per client; the default soft limit of 1024
-/// is below what the protocol needs with the default range of 1000 ports.
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit with a pointer to our own struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
-/// SIGTERM and SIGINT (stop) and SIGHUP (reopen the log, for logrotate) become readable
-/// events on a signalfd, so the loop handles them between requests.
-fn block_signals() -> Result<SignalFd> {
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGTERM);
-    mask.add(Signal::SIGINT);
-    mask.add(Signal::SIGHUP);
-    mask.thread_block().map_err(|e| Error::sys(e, "cannot block SIGTERM"))?;
-    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| Error::sys(e, "cannot create a signalfd"))
-}
-
 fn bind_listeners(config: &Config) -> Result<Vec<TcpListener>> {
     let explicit = !config.bind.is_empty();
     let addresses =
@@ -180,33 +154,6 @@ fn bind_listeners(config: &Config) -> Result<Vec<TcpListener>> {
         }
     }
     Ok(listeners)
-}
-
-fn listen_on(addr: SocketAddr) -> std::result::Result<TcpListener, Errno> {
-    let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
-    let fd: OwnedFd =
-        socket::socket(family, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
-    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-    if addr.is_ipv6() {
-        // IPv4 clients arrive on the IPv4 socket with their real address, never as
-        // ::ffff:127.0.0.1, which would not count as local.
-        socket::setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
-    }
-    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
-    socket::listen(&fd, Backlog::new(1024).unwrap_or(Backlog::MAXCONN))?;
-    Ok(TcpListener::from_std(std::net::TcpListener::from(fd)))
-}
-
-fn open_log(path: Option<&Path>) -> Log {
-    let Some(path) = path else {
-        return Log::stderr();
-    };
-    let opened = statefiles::make_parent(path).map_err(|e| e.to_string()).and_then(|()| Log::file(path).map_err(|e| e.to_string()));
-    opened.unwrap_or_else(|why| {
-        let mut log = Log::stderr();
-        log.line(format_args!("cannot open log file {} ({why}); logging to stderr", path.display()));
-        log
-    })
 }
 
 struct Daemon {

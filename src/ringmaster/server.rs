@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -14,13 +14,13 @@ use mio::net::TcpListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, sockopt};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
 
 use super::access::Access;
 use super::protocol::SERVICE;
 use super::session::Session;
+use crate::daemon::{block_signals, listen_on, open_log, raise_fd_limit};
 use crate::error::{Error, Result};
 use crate::portmgr::log::Log;
 use crate::portmgr::{self, sdnotify};
@@ -163,41 +163,6 @@ pub fn run(config: &Config) -> Result<()> {
     result
 }
 
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit with a pointer to our own struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
-fn block_signals() -> Result<SignalFd> {
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGTERM);
-    mask.add(Signal::SIGINT);
-    mask.add(Signal::SIGHUP);
-    mask.thread_block().map_err(|e| Error::sys(e, "cannot block SIGTERM"))?;
-    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| Error::sys(e, "cannot create a signalfd"))
-}
-
-fn open_log(path: Option<&Path>) -> Log {
-    let Some(path) = path else {
-        return Log::stderr();
-    };
-    let opened = portmgr::statefiles::make_parent(path)
-        .map_err(|e| e.to_string())
-        .and_then(|()| Log::file(path).map_err(|e| e.to_string()));
-    opened.unwrap_or_else(|why| {
-        let mut log = Log::stderr();
-        log.line(format_args!("cannot open log file {} ({why}); logging to stderr", path.display()));
-        log
-    })
-}
-
 /// Waits for a signal for up to `wait`; true when it is a stop signal.
 fn stop_signalled(signals: &mut SignalFd, wait: Duration) -> bool {
     let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(signals), nix::poll::PollFlags::POLLIN)];
@@ -267,19 +232,6 @@ fn bind_listeners(addresses: &[IpAddr], port: u16) -> Result<Vec<TcpListener>> {
         }
     }
     Ok(listeners)
-}
-
-fn listen_on(addr: SocketAddr) -> std::result::Result<TcpListener, Errno> {
-    let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
-    let fd: OwnedFd = socket::socket(family, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
-    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-    if addr.is_ipv6() {
-        // IPv4 clients must arrive with their real address: ::ffff:127.0.0.1 is not local.
-        socket::setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
-    }
-    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
-    socket::listen(&fd, Backlog::new(1024).unwrap_or(Backlog::MAXCONN))?;
-    Ok(TcpListener::from_std(std::net::TcpListener::from(fd)))
 }
 
 struct Daemon {
