@@ -1,4 +1,4 @@
-//! Start-up pieces both daemons (daqportmgr and ringmaster) share: the descriptor limit,
+//! What both daemons (daqportmgr and ringmaster) share: their main, the descriptor limit,
 //! signals as events, the log file and a listening socket.
 
 use std::net::SocketAddr;
@@ -68,4 +68,38 @@ pub fn listen_on(addr: SocketAddr) -> std::result::Result<TcpListener, Errno> {
     socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
     socket::listen(&fd, Backlog::new(1024).unwrap_or(Backlog::MAXCONN))?;
     Ok(TcpListener::from_std(std::net::TcpListener::from(fd)))
+}
+
+/// Exit status for usage errors, as the legacy daemons used.
+const USAGE_ERROR: u8 = 255;
+
+/// A daemon's `main`: `parse` gives its configuration (`None` for --help, which prints
+/// `usage`), `run` serves until stopped. Wrong arguments print why and `usage` and exit
+/// with 255; a failure to run prints why and exits with 1.
+pub fn main<C>(
+    name: &str,
+    usage: &str,
+    parse: fn(&[String]) -> std::result::Result<Option<C>, String>,
+    run: fn(&C) -> Result<()>,
+) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match parse(&args) {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            print!("{usage}");
+            return ExitCode::SUCCESS;
+        }
+        Err(why) => {
+            eprintln!("{name}: {why}\n\n{usage}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    match run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

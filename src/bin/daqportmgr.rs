@@ -26,9 +26,6 @@ manager protocol). Runs in the foreground until SIGTERM or SIGINT.
   --help            this text
 ";
 
-/// Exit status for usage errors, as the legacy daemon used.
-const USAGE_ERROR: u8 = 255;
-
 fn parse(args: &[String]) -> Result<Option<Config>, String> {
     let mut config = Config::default();
     let mut args = args.iter();
@@ -65,23 +62,5 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let config = match parse(&args) {
-        Ok(Some(config)) => config,
-        Ok(None) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(why) => {
-            eprintln!("daqportmgr: {why}\n\n{USAGE}");
-            return ExitCode::from(USAGE_ERROR);
-        }
-    };
-    match server::run(&config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("daqportmgr: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    daqflow::daemon::main("daqportmgr", USAGE, parse, server::run)
 }

@@ -30,9 +30,6 @@ RingMaster. Runs in the foreground until SIGTERM or SIGINT; SIGHUP reopens the l
   --help               this text
 ";
 
-/// Exit status for usage errors, as the port manager daemon uses.
-const USAGE_ERROR: u8 = 255;
-
 fn parse(args: &[String]) -> Result<Option<Config>, String> {
     let mut config = Config::default();
     let mut access: Option<Access> = None;
@@ -75,23 +72,5 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let config = match parse(&args) {
-        Ok(Some(config)) => config,
-        Ok(None) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(why) => {
-            eprintln!("ringmaster: {why}\n\n{USAGE}");
-            return ExitCode::from(USAGE_ERROR);
-        }
-    };
-    match server::run(&config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ringmaster: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    daqflow::daemon::main("ringmaster", USAGE, parse, server::run)
 }
