@@ -16,6 +16,8 @@
 #include <sstream>
 #include <string>
 
+#include "nscldaq_check.h"
+
 // An allocator that changes errno even when it succeeds (as any allocator may): the
 // errno a CErrnoException keeps must be the one from before it copied its action.
 static bool clobberErrno = false;
@@ -31,16 +33,6 @@ void operator delete(void* p) noexcept { free(p); }
 void operator delete(void* p, size_t) noexcept { free(p); }
 
 namespace {
-
-int failures = 0;
-
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);     \
-            failures++;                                                                  \
-        }                                                                                \
-    } while (0)
 
 // A legacy program's own errno exception: it fixes the errno after construction.
 class CPipeBroken : public CErrnoException

@@ -15,19 +15,12 @@
 #include <string>
 #include <vector>
 
+#include "nscldaq_check.h"
+
 namespace {
 
 const unsigned long TOTAL = 4ul << 20;  // bytes each way, through a 64 KiB ring
 const size_t MAX_CHUNK = 3000;           // peer_ring.c uses the same stream and sizes
-int failures = 0;
-
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);     \
-            failures++;                                                                  \
-        }                                                                                \
-    } while (0)
 
 unsigned char streamByte(unsigned long seed, unsigned long i)
 {

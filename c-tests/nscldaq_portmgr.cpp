@@ -24,19 +24,12 @@
 #include <string>
 #include <vector>
 
+#include "nscldaq_check.h"
+
 namespace {
 
-int failures = 0;
 char dir[64] = "/tmp/daqflow-nscldaq-XXXXXX";
 pid_t daemonPid = -1;
-
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);     \
-            failures++;                                                                  \
-        }                                                                                \
-    } while (0)
 
 #define EXPECT_REASON(expected, statement)                                                          \
     do {                                                                                            \

@@ -21,17 +21,9 @@
 #include <string>
 #include <vector>
 
+#include "nscldaq_check.h"
+
 namespace {
-
-int failures = 0;
-
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);     \
-            failures++;                                                                  \
-        }                                                                                \
-    } while (0)
 
 // Runs `statement`, which must throw Type; then runs `checks` with the exception as e.
 #define EXPECT_THROW(Type, statement, checks)                                                      \

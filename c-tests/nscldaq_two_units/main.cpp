@@ -19,19 +19,7 @@
 
 #include "units.h"
 
-namespace {
-
-int failures = 0;
-
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);     \
-            failures++;                                                                  \
-        }                                                                                \
-    } while (0)
-
-}  // namespace
+#include "../nscldaq_check.h"
 
 int main()
 {
