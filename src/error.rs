@@ -27,6 +27,16 @@ impl Error {
         Error::new(err.raw_os_error().unwrap_or(libc::EIO), format!("{context}: {err}"))
     }
 
+    /// The errno for a failed socket read or write, including the failures std reports
+    /// without one (a timeout, the peer closing mid-reply).
+    pub fn errno_of(err: &std::io::Error) -> i32 {
+        err.raw_os_error().unwrap_or(match err.kind() {
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => libc::ETIMEDOUT,
+            std::io::ErrorKind::UnexpectedEof => libc::ECONNRESET,
+            _ => libc::EIO,
+        })
+    }
+
     pub fn errno(&self) -> i32 {
         self.errno
     }

@@ -108,15 +108,6 @@ pub fn calling_user() -> String {
     User::from_uid(uid).ok().flatten().map_or_else(|| uid.to_string(), |u| u.name)
 }
 
-/// The errno for an I/O failure, including the ones std reports without one.
-fn errno_of(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => libc::ETIMEDOUT,
-        io::ErrorKind::UnexpectedEof => libc::ECONNRESET,
-        _ => libc::EIO,
-    })
-}
-
 impl Client {
     /// Connects to the port manager on `host` (default "localhost") at `port` (default
     /// [`default_port`]), trying every address the host name has, with the default
@@ -149,7 +140,7 @@ impl Client {
                     let _ = stream.set_nodelay(true);
                     return Ok(Client { stream, input: LineBuffer::new(MAX_REPLY_LINE), server, timeout, broken: None, refusal: None });
                 }
-                Err(e) => last = Error::new(errno_of(&e), format!("cannot connect to the port manager at {addr}: {e}")),
+                Err(e) => last = Error::new(Error::errno_of(&e), format!("cannot connect to the port manager at {addr}: {e}")),
             }
         }
         Err(last)
@@ -310,7 +301,7 @@ impl Client {
         let _ = self.stream.set_write_timeout(self.timeout);
         // A partial write leaves half a request on the wire: that breaks the stream too.
         let sent = self.stream.write_all(request);
-        sent.map_err(|e| self.break_off(Error::new(errno_of(&e), format!("{context}: {e}"))))
+        sent.map_err(|e| self.break_off(Error::new(Error::errno_of(&e), format!("{context}: {e}"))))
     }
 
     /// The next reply line as a Tcl list.
@@ -354,7 +345,7 @@ impl Client {
                     return Err(self.timed_out(context));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::new(errno_of(&e), format!("{context}: {e}"))),
+                Err(e) => return Err(Error::new(Error::errno_of(&e), format!("{context}: {e}"))),
             }
         }
     }

@@ -33,15 +33,6 @@ pub struct Client {
     broken: Option<String>,
 }
 
-/// The errno for an I/O failure, including the ones std reports without one.
-fn errno_of(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => libc::ETIMEDOUT,
-        io::ErrorKind::UnexpectedEof => libc::ECONNRESET,
-        _ => libc::EIO,
-    })
-}
-
 /// Time left before `deadline`, or a timeout error.
 fn left(deadline: Instant, context: &dyn Fn() -> String) -> Result<Duration> {
     match deadline.checked_duration_since(Instant::now()) {
@@ -150,7 +141,7 @@ impl Client {
 
     fn open(addr: SocketAddr, connect_timeout: Duration, timeout: Duration) -> Result<Client> {
         let stream = TcpStream::connect_timeout(&addr, connect_timeout)
-            .map_err(|e| Error::new(errno_of(&e), format!("cannot connect to the {SERVICE} at {addr}: {e}")))?;
+            .map_err(|e| Error::new(Error::errno_of(&e), format!("cannot connect to the {SERVICE} at {addr}: {e}")))?;
         let _ = stream.set_nodelay(true);
         Ok(Client { stream, input: LineBuffer::new(MAX_REPLY_LINE), server: addr, timeout, broken: None })
     }
@@ -355,7 +346,7 @@ impl Client {
                 format!("{}: {context}: no answer within {} ms", self.describe(), self.timeout.as_millis()),
             );
         }
-        Error::new(errno_of(e), format!("{}: {context}: {e}", self.describe()))
+        Error::new(Error::errno_of(e), format!("{}: {context}: {e}", self.describe()))
     }
 
     /// An exchange failed half way: shut the connection down so nothing late is misread.
