@@ -67,7 +67,7 @@ uninstall-core:
 
 check: check-rust check-c
 
-check-rust:
+check-rust: all
 	$(CARGO) test --release
 
 # The C and C++ programs are built the way a user's Makefile would build them: against
