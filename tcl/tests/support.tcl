@@ -54,9 +54,11 @@ proc waitFor {ms script} {
 }
 
 # n consecutive ports nobody listens on (checked by binding them), for a daemon's pool.
+# Below the kernel's ephemeral range (32768 up): a port there can become the local port
+# of any outgoing connection in between, and a server then cannot listen on it.
 proc freePortRange {n} {
     for {set try 0} {$try < 50} {incr try} {
-        set base [expr {40000 + int(rand() * 20000)}]
+        set base [expr {20000 + int(rand() * 12000)}]
         set ok 1
         for {set p $base} {$p < $base + $n} {incr p} {
             if {[catch {close [socket -server {apply {args {}}} $p]}]} {
