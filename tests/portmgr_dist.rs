@@ -4,7 +4,6 @@
 
 mod portmgr_support;
 
-use std::path::Path;
 use std::process::Command;
 
 use portmgr_support::{DAEMON, TempDir};
@@ -12,31 +11,12 @@ use portmgr_support::{DAEMON, TempDir};
 const UNIT: &str = include_str!("../dist/daqportmgr.service");
 const INIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/daqportmgr.init");
 
-/// `systemd-analyze verify` on `unit` (as daqportmgr.service); its combined output.
-fn verify(dir: &Path, unit: &str) -> String {
-    let path = dir.join("daqportmgr.service");
-    std::fs::write(&path, unit).unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&path)
-        .output()
-        .expect("systemd-analyze is needed for this test (Debian: apt-get install systemd)");
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
 #[test]
 fn systemd_unit_verifies_cleanly() {
     assert!(UNIT.contains("\nType=notify\n"), "the daemon signals readiness with sd_notify");
     let dir = TempDir::new("unit");
     // The unit names the installed binary; point it at the one just built.
-    let unit = UNIT.replace("/usr/local/bin/daqportmgr", DAEMON);
-    assert_ne!(unit, UNIT, "ExecStart does not name /usr/local/bin/daqportmgr");
-    let output = verify(&dir.0, &unit);
-    assert!(output.trim().is_empty(), "systemd-analyze verify:\n{output}");
-    // The check can fail: a broken copy is reported.
-    let broken = unit.replace("Type=notify", "Type=notifyy");
-    let output = verify(&dir.0, &broken);
-    assert!(output.contains("notifyy"), "a bad Type= went unnoticed:\n{output}");
+    portmgr_support::assert_unit_verifies(&dir.0, "daqportmgr.service", UNIT, "/usr/local/bin/daqportmgr", DAEMON, &[]);
 }
 
 #[test]

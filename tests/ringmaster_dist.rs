@@ -5,7 +5,6 @@
 mod portmgr_support;
 mod ringmaster_support;
 
-use std::path::Path;
 use std::process::Command;
 
 use portmgr_support::{DAEMON, TempDir};
@@ -15,34 +14,21 @@ const UNIT: &str = include_str!("../dist/ringmaster.service");
 const PORTMGR_UNIT: &str = include_str!("../dist/daqportmgr.service");
 const INIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/ringmaster.init");
 
-/// `systemd-analyze verify` on both units (pointed at the binaries just built).
-fn verify(dir: &Path, unit: &str) -> String {
-    let ours = dir.join("ringmaster.service");
-    let theirs = dir.join("daqportmgr.service");
-    std::fs::write(&ours, unit).unwrap();
-    std::fs::write(&theirs, PORTMGR_UNIT.replace("/usr/local/bin/daqportmgr", DAEMON)).unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&ours)
-        .arg(&theirs)
-        .output()
-        .expect("systemd-analyze is needed for this test (Debian: apt-get install systemd)");
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
 #[test]
 fn systemd_unit_verifies_and_follows_the_port_manager() {
     assert!(UNIT.contains("\nType=notify\n"), "the daemon signals readiness with sd_notify");
     assert!(UNIT.lines().any(|l| l.starts_with("After=") && l.contains("daqportmgr.service")));
     assert!(UNIT.lines().any(|l| l.starts_with("Wants=") && l.contains("daqportmgr.service")));
     let dir = TempDir::new("rm-unit");
-    let unit = UNIT.replace("/usr/local/bin/ringmaster", RINGMASTER);
-    assert_ne!(unit, UNIT, "ExecStart does not name /usr/local/bin/ringmaster");
-    let output = verify(&dir.0, &unit);
-    assert!(output.trim().is_empty(), "systemd-analyze verify:\n{output}");
-    let broken = unit.replace("Type=notify", "Type=notifyy");
-    let output = verify(&dir.0, &broken);
-    assert!(output.contains("notifyy"), "a bad Type= went unnoticed:\n{output}");
+    let portmgr_unit = PORTMGR_UNIT.replace("/usr/local/bin/daqportmgr", DAEMON);
+    portmgr_support::assert_unit_verifies(
+        &dir.0,
+        "ringmaster.service",
+        UNIT,
+        "/usr/local/bin/ringmaster",
+        RINGMASTER,
+        &[("daqportmgr.service", portmgr_unit)],
+    );
 }
 
 #[test]

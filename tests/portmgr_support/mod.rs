@@ -246,3 +246,33 @@ pub fn raise_fd_limit() -> u64 {
     }
     limit.rlim_cur
 }
+
+/// Checks that the systemd unit `unit` (installed as `name`, pointed at the binary just
+/// built: `installed` replaced by `built`) passes `systemd-analyze verify` together with
+/// `companions` (name, text), with nothing printed (it exits 0 on some errors, so the
+/// output is what tells), and that a broken copy is reported, so the check can fail.
+pub fn assert_unit_verifies(dir: &Path, name: &str, unit: &str, installed: &str, built: &str, companions: &[(&str, String)]) {
+    let original = unit;
+    let unit = unit.replace(installed, built);
+    assert_ne!(unit, original, "ExecStart of {name} does not name {installed}");
+    let output = systemd_verify(dir, name, &unit, companions);
+    assert!(output.trim().is_empty(), "systemd-analyze verify:\n{output}");
+    let broken = unit.replace("Type=notify", "Type=notifyy");
+    let output = systemd_verify(dir, name, &broken, companions);
+    assert!(output.contains("notifyy"), "a bad Type= in {name} went unnoticed:\n{output}");
+}
+
+fn systemd_verify(dir: &Path, name: &str, unit: &str, companions: &[(&str, String)]) -> String {
+    let mut files = Vec::new();
+    for (file, text) in std::iter::once((name, unit)).chain(companions.iter().map(|(f, t)| (*f, t.as_str()))) {
+        let path = dir.join(file);
+        std::fs::write(&path, text).unwrap();
+        files.push(path);
+    }
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(&files)
+        .output()
+        .expect("systemd-analyze is needed for this test (Debian: apt-get install systemd)");
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
