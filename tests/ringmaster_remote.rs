@@ -198,6 +198,34 @@ fn removing_the_ring_ends_the_stream() {
 }
 
 #[test]
+fn a_ring_removed_before_its_stream_starts_still_ends_it() {
+    // The daemon attaches while reading the request and starts streaming afterwards; a
+    // removal in between once went unnoticed (the ring was compared with its name as it
+    // was when streaming began, already gone) and the reader waited forever.
+    use daqflow::ring::Consumer;
+    use daqflow::ringmaster::sender::{self, End};
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicBool;
+    let ring = TestRing::new("gone-early", 65536, 4);
+    let consumer = Consumer::attach(ring.s()).unwrap();
+    ring::remove(ring.s()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let _reader = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (socket, _) = listener.accept().unwrap();
+    let stop = AtomicBool::new(false);
+    let streaming = std::thread::spawn(move || sender::stream(consumer, &socket, &stop));
+    let started = Instant::now();
+    while !streaming.is_finished() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the stream did not notice the removed ring");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match streaming.join().unwrap() {
+        (End::Failed(why), 0) => assert!(why.contains("removed or replaced"), "{why}"),
+        (other, bytes) => panic!("ended after {bytes} bytes with {other:?}"),
+    }
+}
+
+#[test]
 fn the_sender_does_not_announce_itself_to_its_own_daemon() {
     // The daemon's library finds the port manager the daemon is registered with, as any
     // program on this host would: without `master::disable` the sender's attach would

@@ -84,10 +84,14 @@ impl Consumer {
     /// The ring has no live producer and is still the one its name names (a proxy
     /// that was replaced has a feeder of its own, or will get one from its consumers).
     fn orphaned(&self) -> bool {
+        !alive(self.ring.producer().pid.load(Ordering::SeqCst)) && self.still_named()
+    }
+
+    /// The ring's name still names the object this consumer reads (it was neither
+    /// removed nor replaced by a new ring of the same name). Compared with the open
+    /// file, not with the name at some earlier moment, which may already have changed.
+    pub fn still_named(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
-        if alive(self.ring.producer().pid.load(Ordering::SeqCst)) {
-            return false;
-        }
         let named = std::fs::metadata(format!("/dev/shm/{}", self.name())).ok().map(|m| (m.dev(), m.ino()));
         named.is_some() && named == self.ring.file.identity().ok()
     }

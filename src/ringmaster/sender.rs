@@ -80,18 +80,11 @@ fn socket_fd(socket: &TcpStream) -> std::os::fd::BorrowedFd<'_> {
     socket.as_fd()
 }
 
-/// The ring's /dev/shm object as it was when the sender attached: (device, inode).
-pub fn identity(ring: &str) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/dev/shm/{ring}")).ok().map(|m| (m.dev(), m.ino()))
-}
-
 /// Streams the ring to the socket until the peer goes, `stop` is set, the ring is
 /// removed (or replaced by a new one of the same name: this stream would never see its
 /// data), or an error. Returns why, and how many bytes were sent. The consumer is
 /// detached on return.
 pub fn stream(mut consumer: Consumer, socket: &TcpStream, stop: &AtomicBool) -> (End, u64) {
-    let attached_to = identity(consumer.name());
     let mut checked = Instant::now();
     let mut sent_total = 0u64;
     let end = loop {
@@ -106,7 +99,7 @@ pub fn stream(mut consumer: Consumer, socket: &TcpStream, stop: &AtomicBool) -> 
                 }
                 if checked.elapsed() >= RING_CHECK {
                     checked = Instant::now();
-                    if identity(consumer.name()) != attached_to {
+                    if !consumer.still_named() {
                         break End::Failed(format!("ring {} was removed or replaced", consumer.name()));
                     }
                 }
