@@ -415,3 +415,47 @@ impl NonBlock for OpenOptions {
         self.custom_flags(libc::O_NONBLOCK)
     }
 }
+
+/// Rings are 0666: anyone can shrink one under its clients. Touching the lost pages
+/// used to be SIGBUS, killing every producer and consumer; now each learns it from the
+/// next call, including one asleep in a wait when it happens.
+#[test]
+fn truncated_under_attached_clients() {
+    // Shorter than the first page: the records and the data are gone.
+    for len in [0u64, 100] {
+        let r = RingName::created("corrupt-shrunk", 4096, 2);
+        let mut p = Producer::attach(r.s()).unwrap();
+        let mut c = Consumer::attach(r.s()).unwrap();
+        let mut waiting = Consumer::attach(r.s()).unwrap();
+        p.put(&[9u8; 3000], Some(Duration::ZERO)).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            // Behind the data already there, so it sleeps until the truncation.
+            let mut skip = [0u8; 3000];
+            waiting.get(&mut skip, 3000, Some(Duration::ZERO)).unwrap();
+            tx.send(()).unwrap();
+            let mut buf = [0u8; 16];
+            waiting.get(&mut buf, 1, Some(Duration::from_secs(30)))
+        });
+        rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        OpenOptions::new().write(true).open(r.path()).unwrap().set_len(len).unwrap();
+        let what = format!("ring truncated to {len} bytes");
+        let truncated = |e: daqflow::Error| {
+            assert_eq!(e.errno(), libc::EBADMSG, "{what}: {}", e.message());
+            assert!(e.message().contains("truncated") && e.message().contains(r.s()), "{what}: {}", e.message());
+        };
+        let mut buf = [0u8; 3000];
+        truncated(c.get(&mut buf, 3000, Some(Duration::ZERO)).unwrap_err());
+        if len == 0 {
+            truncated(p.put(&[1u8; 100], Some(Duration::ZERO)).unwrap_err());
+        }
+        // (At 100 bytes the producer's own record survives and the consumers' read as
+        // free: its put into the zeroed rest of the page succeeds, as it would on a
+        // ring whose consumers all left. Checking the size on every put costs too much.)
+        truncated(within(Duration::from_secs(10), &what, move || waiter.join().unwrap()).unwrap_err());
+        let usage = ring::usage(r.s());
+        assert!(usage.is_err(), "{what}: usage of the shrunk ring succeeded");
+        drop((p, c));
+    }
+}

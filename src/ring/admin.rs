@@ -244,6 +244,7 @@ fn usage_of(ring: &Shared) -> Result<Usage> {
     let attached = consumers.iter().filter(|c| c.pid > 0).map(|c| c.backlog);
     let max_get = attached.clone().max().unwrap_or(0);
     let min_get = attached.min().unwrap_or(0);
+    ring.intact()?;
     Ok(Usage {
         data_bytes: geo.data_bytes(),
         put_space: geo.capacity() - max_get,

@@ -115,6 +115,10 @@ impl Consumer {
 
     #[cold]
     fn disconnected(&self) -> Error {
+        // A truncated ring reads as zeros, which looks like a freed slot.
+        if let Err(e) = self.ring.truncation() {
+            return e;
+        }
         Error::new(
             libc::ENOTCONN,
             format!("this consumer was disconnected from ring {} (slot {} was freed by someone else)", self.name(), self.slot),
@@ -243,6 +247,7 @@ impl Consumer {
         let avail = self.wait_for(min, max, timeout)?;
         let n = avail.min(max);
         self.copy_out(&mut buf[..n as usize]);
+        self.ring.intact()?;
         self.advance(n);
         Ok(n as usize)
     }
@@ -252,6 +257,7 @@ impl Consumer {
         self.no_borrow()?;
         let n = self.refresh()?.min(buf.len() as u64);
         self.copy_out(&mut buf[..n as usize]);
+        self.ring.intact()?;
         Ok(n as usize)
     }
 

@@ -11,9 +11,12 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
 
 use memmap2::{MmapOptions, MmapRaw};
 
+use super::truncation::Guard;
 use crate::error::{Error, Result};
 
 pub struct Mapping {
+    // Declared first so it is dropped first: unregistered before the unmap.
+    guard: Option<Guard>,
     raw: MmapRaw,
 }
 
@@ -25,7 +28,14 @@ impl Mapping {
         options.len(len_usize);
         let raw = if writable { options.map_raw(file) } else { options.map_raw_read_only(file) };
         let raw = raw.map_err(|e| Error::io(&e, format!("cannot map ring {name}")))?;
-        Ok(Mapping { raw })
+        Ok(Mapping { guard: Guard::register(raw.as_ptr(), raw.len()), raw })
+    }
+
+    /// Whether the object was truncated under the mapping, which now reads as zeros
+    /// (see `truncation`): whatever was read from it since is garbage.
+    #[inline]
+    pub fn struck(&self) -> bool {
+        self.guard.as_ref().is_some_and(Guard::struck)
     }
 
     #[inline]

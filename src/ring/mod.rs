@@ -20,6 +20,7 @@ mod shared;
 mod shm;
 mod slots;
 mod span;
+mod truncation;
 mod wait;
 mod watch;
 

@@ -107,6 +107,10 @@ impl Producer {
 
     #[cold]
     fn disconnected(&self) -> Error {
+        // A truncated ring reads as zeros, which looks like a freed slot.
+        if let Err(e) = self.ring.truncation() {
+            return e;
+        }
         Error::new(
             libc::ENOTCONN,
             format!("this producer was disconnected from ring {} (its slot was freed by someone else)", self.name()),
@@ -166,6 +170,7 @@ impl Producer {
         if rest > 0 {
             self.ring.map.write(wrap, &data[first as usize..]);
         }
+        self.ring.intact()?;
         self.publish(len);
         Ok(())
     }

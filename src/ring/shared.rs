@@ -98,6 +98,7 @@ impl Shared {
         if self.geo.contains(pos) {
             Ok(pos)
         } else {
+            self.truncation()?;
             Err(Error::new(
                 libc::EBADMSG,
                 format!(
@@ -119,6 +120,39 @@ impl Shared {
     #[inline]
     pub fn get_pos(&self, slot: u32) -> Result<u64> {
         self.checked_pos(self.consumer(slot), || format!("consumer {slot} get"))
+    }
+
+    /// An error once an access faulted on a part of the object that was truncated away
+    /// (the mapping then reads as zeros): call after reading ring memory, before
+    /// trusting what was read.
+    #[inline]
+    pub fn intact(&self) -> Result<()> {
+        if self.map.struck() { Err(self.truncated()) } else { Ok(()) }
+    }
+
+    /// For the paths that found something wrong in the ring (a freed slot, a wild
+    /// pointer): an error if the reason is that the object was truncated, which also
+    /// zeroes the rest of a page it ends in without any fault.
+    #[cold]
+    pub fn truncation(&self) -> Result<()> {
+        self.intact()?;
+        match self.file.size() {
+            Ok(size) if size < self.geo.map_len => Err(self.truncated()),
+            _ => Ok(()),
+        }
+    }
+
+    #[cold]
+    fn truncated(&self) -> Error {
+        Error::new(
+            libc::EBADMSG,
+            format!(
+                "ring {} was truncated by another process while in use (it is {} bytes now, not {}); its contents are lost",
+                self.name(),
+                self.file.size().map_or_else(|_| "of unknown size".to_string(), |s| s.to_string()),
+                self.geo.map_len
+            ),
+        )
     }
 
     /// The `n` bytes at `pos` as one or two spans of ring memory (two across the top),

@@ -78,9 +78,9 @@ impl Watch {
     }
 
     /// Whether the object is still as long as the mapping. Anyone who may write a ring
-    /// (mode 0666 by default: anyone) can truncate it, and reading a mapping past the end
-    /// of its object is SIGBUS; checked before every read of the mapping, this leaves
-    /// only the few microseconds between check and reads for a truncation to strike.
+    /// (mode 0666 by default: anyone) can truncate it; a read that strikes the missing
+    /// part is survived (see `truncation`) and reported after it, but a shrunk ring is
+    /// reported even when the few pages a sample reads are still there.
     fn intact(&self) -> Result<()> {
         let size = self.ring.file.size()?;
         if size < self.ring.geo.map_len {
@@ -104,6 +104,7 @@ impl Watch {
                 consumers.push(ConsumerPosition { slot, pid, get: self.ring.get_pos(slot)? - base });
             }
         }
+        self.ring.intact()?;
         Ok(Positions {
             data_bytes: self.ring.geo.data_bytes(),
             producer_pid: self.ring.producer().pid.load(Ordering::Relaxed),
