@@ -77,30 +77,6 @@ fn port_in_file(path: &std::path::Path) -> Result<u16> {
     }
 }
 
-#[cfg(test)]
-mod port_file_tests {
-    use super::*;
-
-    #[test]
-    fn an_endless_port_file_is_not_a_port_number() {
-        let err = port_in_file(std::path::Path::new("/dev/zero")).unwrap_err();
-        assert_eq!(err.errno(), libc::EINVAL, "{err}");
-    }
-
-    #[test]
-    fn a_port_file_holds_a_decimal_port_or_is_missing() {
-        let dir = std::env::temp_dir().join(format!("daqflow-portfile-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("listen.port");
-        std::fs::write(&file, " 040123\n").unwrap();
-        assert_eq!(port_in_file(&file).unwrap(), 40123);
-        std::fs::write(&file, "0").unwrap();
-        assert_eq!(port_in_file(&file).unwrap_err().errno(), libc::EINVAL);
-        assert_eq!(port_in_file(&dir.join("missing")).unwrap(), DEFAULT_LISTEN_PORT);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
-
 /// The name the calling process allocates under: its effective user's login name, or
 /// the decimal uid when the user has no passwd entry (the daemon accepts both).
 pub fn calling_user() -> String {
@@ -358,5 +334,29 @@ impl Client {
     fn not_protocol(&mut self, context: &str, words: &[Vec<u8>]) -> Error {
         let shown: Vec<_> = words.iter().map(|w| String::from_utf8_lossy(w).into_owned()).collect();
         self.break_off(Error::new(libc::EPROTO, format!("{context}: unexpected reply {shown:?}")))
+    }
+}
+
+#[cfg(test)]
+mod port_file_tests {
+    use super::*;
+
+    #[test]
+    fn an_endless_port_file_is_not_a_port_number() {
+        let err = port_in_file(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(err.errno(), libc::EINVAL, "{err}");
+    }
+
+    #[test]
+    fn a_port_file_holds_a_decimal_port_or_is_missing() {
+        let dir = std::env::temp_dir().join(format!("daqflow-portfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("listen.port");
+        std::fs::write(&file, " 040123\n").unwrap();
+        assert_eq!(port_in_file(&file).unwrap(), 40123);
+        std::fs::write(&file, "0").unwrap();
+        assert_eq!(port_in_file(&file).unwrap_err().errno(), libc::EINVAL);
+        assert_eq!(port_in_file(&dir.join("missing")).unwrap(), DEFAULT_LISTEN_PORT);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

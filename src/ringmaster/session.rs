@@ -35,7 +35,8 @@ enum Next<'a> {
     Continue,
     Close,
     /// The connection now carries the ring's data (counted against a remote peer).
-    Stream(ring::Consumer, String, Option<StreamTicket<'a>>),
+    /// Boxed: a consumer is large, and the other variants are passed around per line.
+    Stream(Box<ring::Consumer>, String, Option<StreamTicket<'a>>),
 }
 
 pub struct Session<'a> {
@@ -63,7 +64,7 @@ impl<'a> Session<'a> {
         if let Next::Stream(consumer, ring, ticket) = next {
             self.shared.log(format_args!("sending ring {ring} to {}", self.ip()));
             sender::prepare(&self.stream);
-            let (end, bytes) = sender::stream(consumer, &self.stream, &self.shared.stop);
+            let (end, bytes) = sender::stream(*consumer, &self.stream, &self.shared.stop);
             drop(ticket);
             let why = match end {
                 End::PeerClosed => "the peer closed".to_string(),
@@ -279,7 +280,7 @@ impl<'a> Session<'a> {
         match ring::validate_name(&ring).and_then(|()| ring::Consumer::attach(&ring)) {
             Ok(consumer) => {
                 self.reply(BINARY_FOLLOWS);
-                Next::Stream(consumer, ring, ticket)
+                Next::Stream(Box::new(consumer), ring, ticket)
             }
             Err(e) => {
                 self.shared.log(format_args!("REMOTE {} from {ip} refused: {e}", printable(ring.as_bytes())));
