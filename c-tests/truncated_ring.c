@@ -208,6 +208,18 @@ static void attach_then_killed(void)
     exit(97);
 }
 
+/* A program that ignores SIGBUS is not killed by kill -BUS because it mapped a ring. */
+static void ignored_then_killed(void)
+{
+    ring_client *consumer = NULL;
+    signal(SIGBUS, SIG_IGN);
+    fresh_ring();
+    CHECK(ring_attach_consumer(ring_name, &consumer) == 0);
+    kill(getpid(), SIGBUS);
+    ring_detach(consumer);
+    exit(failures == 0 ? 0 : 1);
+}
+
 int main(void)
 {
     snprintf(ring_name, sizeof ring_name, "truncated-c-%d", (int)getpid());
@@ -217,6 +229,7 @@ int main(void)
     expect_signal("a fault outside any ring, no handler", in_child(attach_then_foreign_fault), SIGBUS);
     expect_exit("a program's own SIGBUS handler", in_child(own_handler_then_faults), 42);
     expect_signal("kill -BUS", in_child(attach_then_killed), SIGBUS);
+    expect_exit("kill -BUS with SIGBUS ignored", in_child(ignored_then_killed), 0);
     unlink(ring_path);
     if (failures != 0) {
         fprintf(stderr, "%d check(s) failed\n", failures);

@@ -153,11 +153,17 @@ fn replace_mapping(address: usize) -> bool {
 fn pass_on(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     let previous = PREVIOUS.get();
     let handler = previous.map_or(libc::SIG_DFL, |p| p.sa_sigaction);
-    if handler != libc::SIG_DFL && handler != libc::SIG_IGN {
-        let siginfo = previous.is_some_and(|p| p.sa_flags & libc::SA_SIGINFO != 0);
-        // SAFETY: the previous disposition was a handler of the kind its flags say.
+    // SAFETY: the kernel passes a valid siginfo. Codes up to 0 are signals sent by a
+    // process (kill, sigqueue, tgkill); the others are faults, which repeat on return.
+    let sent = unsafe { (*info).si_code } <= 0;
+    if handler == libc::SIG_IGN && sent {
+        return;
+    }
+    if let Some(previous) = previous.filter(|_| handler != libc::SIG_DFL && handler != libc::SIG_IGN) {
+        // SAFETY: sigaction is async-signal-safe; the previous disposition was a handler
+        // of the kind its flags say.
         unsafe {
-            if siginfo {
+            if previous.sa_flags & libc::SA_SIGINFO != 0 {
                 let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = std::mem::transmute(handler);
                 f(signal, info, context);
             } else {
@@ -171,12 +177,20 @@ fn pass_on(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::
     // SAFETY: sigaction and raise are async-signal-safe. A fault repeats on return and
     // now kills; a sent signal is raised again, blocked until we return, then kills.
     unsafe {
+        reset(signal);
+        if sent {
+            libc::raise(signal);
+        }
+    }
+}
+
+/// Gives `signal` its default action.
+unsafe fn reset(signal: libc::c_int) {
+    // SAFETY: a zeroed sigaction with SIG_DFL is a valid disposition.
+    unsafe {
         let mut default: libc::sigaction = std::mem::zeroed();
         default.sa_sigaction = libc::SIG_DFL;
         libc::sigemptyset(&mut default.sa_mask);
         libc::sigaction(signal, &default, std::ptr::null_mut());
-        if (*info).si_code <= 0 {
-            libc::raise(signal);
-        }
     }
 }
