@@ -163,6 +163,12 @@ fn pass_on(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::
         // SAFETY: sigaction is async-signal-safe; the previous disposition was a handler
         // of the kind its flags say.
         unsafe {
+            if previous.sa_flags & libc::SA_RESETHAND != 0 {
+                // The kernel would have reset the disposition before calling it: a handler
+                // that relies on that returns from a fault expecting the default action
+                // next, and would otherwise be called for ever.
+                reset(signal);
+            }
             if previous.sa_flags & libc::SA_SIGINFO != 0 {
                 let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = std::mem::transmute(handler);
                 f(signal, info, context);
