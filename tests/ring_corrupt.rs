@@ -447,15 +447,80 @@ fn truncated_under_attached_clients() {
         };
         let mut buf = [0u8; 3000];
         truncated(c.get(&mut buf, 3000, Some(Duration::ZERO)).unwrap_err());
-        if len == 0 {
-            truncated(p.put(&[1u8; 100], Some(Duration::ZERO)).unwrap_err());
-        }
-        // (At 100 bytes the producer's own record survives and the consumers' read as
-        // free: its put into the zeroed rest of the page succeeds, as it would on a
-        // ring whose consumers all left. Checking the size on every put costs too much.)
+        // At 100 bytes the producer's own record survives and the rest of the first page
+        // reads as zeros without a fault: the put lands there, where no one will read it.
+        truncated(p.put(&[1u8; 100], Some(Duration::ZERO)).unwrap_err());
         truncated(within(Duration::from_secs(10), &what, move || waiter.join().unwrap()).unwrap_err());
         let usage = ring::usage(r.s());
         assert!(usage.is_err(), "{what}: usage of the shrunk ring succeeded");
         drop((p, c));
+    }
+}
+
+/// A truncation to a size inside a page zeroes the rest of that page without any fault:
+/// records already put there must not come back as zeros from a call that succeeds, and
+/// a put there (which no one will ever read) must fail.
+#[test]
+fn truncated_inside_a_page_the_call_touches() {
+    // create(65536, 2): 69632-byte object, B = 128, the last page at 65536.
+    // (bytes put and read first, record put then read, new size): the record lies in the
+    // first page past the records, or in the last page (which has no next page to fault).
+    let cases = [(0u64, 3000u64, 1000u64), (65400, 100, 65600)];
+    let truncated = |what: &str, e: daqflow::Error| {
+        assert_eq!(e.errno(), libc::EBADMSG, "{what}: {}", e.message());
+        assert!(e.message().contains("truncated"), "{what}: {}", e.message());
+    };
+    for (before, len, size) in cases {
+        for op in ["get", "peek", "borrow", "release", "put", "commit"] {
+            let what = format!("{op} of {len} bytes at {} after a truncation to {size}", 128 + before);
+            let r = RingName::created("corrupt-partial", 65536, 2);
+            let mut p = Producer::attach(r.s()).unwrap();
+            let mut c = Consumer::attach(r.s()).unwrap();
+            let mut buf = vec![0u8; 65536];
+            if before > 0 {
+                p.put(&vec![1u8; before as usize], Some(Duration::ZERO)).unwrap();
+                assert_eq!(c.get(&mut buf, before, Some(Duration::ZERO)).unwrap(), before as usize);
+            }
+            let buf = &mut buf[..len as usize];
+            let shrink = || OpenOptions::new().write(true).open(r.path()).unwrap().set_len(size).unwrap();
+            let result = match op {
+                "put" | "commit" => {
+                    shrink();
+                    if op == "put" {
+                        p.put(&vec![7u8; len as usize], Some(Duration::ZERO))
+                    } else {
+                        let spans = p.reserve(len, Some(Duration::ZERO)).unwrap();
+                        assert_eq!(spans[0].len as u64, len, "{what}");
+                        // SAFETY: the reserved span is ours to fill.
+                        unsafe { std::ptr::write_bytes(spans[0].ptr, 7, spans[0].len) };
+                        p.commit(len)
+                    }
+                }
+                "release" => {
+                    p.put(&vec![7u8; len as usize], Some(Duration::ZERO)).unwrap();
+                    // Lent before the truncation, read by the caller after it.
+                    let spans = c.borrow(len, len, Some(Duration::ZERO)).unwrap();
+                    shrink();
+                    // SAFETY: the borrowed span lies in the mapping until released.
+                    let first = unsafe { std::ptr::read_volatile(spans[0].ptr.add(spans[0].len - 1)) };
+                    assert_eq!(first, 0, "{what}");
+                    c.release(len)
+                }
+                _ => {
+                    p.put(&vec![7u8; len as usize], Some(Duration::ZERO)).unwrap();
+                    shrink();
+                    match op {
+                        "get" => c.get(buf, len, Some(Duration::ZERO)).map(|n| assert!(buf[..n].contains(&0), "{what}: {n}")),
+                        "peek" => c.peek(buf).map(|n| assert!(buf[..n].contains(&0), "{what}: {n}")),
+                        _ => c.borrow(len, len, Some(Duration::ZERO)).map(drop),
+                    }
+                }
+            };
+            match result {
+                Ok(()) => panic!("{what}: succeeded"),
+                Err(e) => truncated(&what, e),
+            }
+            drop((p, c));
+        }
     }
 }

@@ -247,7 +247,7 @@ impl Consumer {
         let avail = self.wait_for(min, max, timeout)?;
         let n = avail.min(max);
         self.copy_out(&mut buf[..n as usize]);
-        self.ring.intact()?;
+        self.ring.intact_through(self.get, n)?;
         self.advance(n);
         Ok(n as usize)
     }
@@ -257,7 +257,7 @@ impl Consumer {
         self.no_borrow()?;
         let n = self.refresh()?.min(buf.len() as u64);
         self.copy_out(&mut buf[..n as usize]);
-        self.ring.intact()?;
+        self.ring.intact_through(self.get, n)?;
         Ok(n as usize)
     }
 
@@ -287,6 +287,9 @@ impl Consumer {
         }
         let avail = self.wait_for(min, max, timeout)?;
         let n = avail.min(max);
+        // Zeros left by a truncation are not lent as data (the caller reads them later;
+        // `release` checks again).
+        self.ring.intact_through(self.get, n)?;
         self.borrowed = n;
         Ok(self.ring.lend(self.get, n))
     }
@@ -300,6 +303,7 @@ impl Consumer {
             ));
         }
         self.check_owner()?;
+        self.ring.intact_through(self.get, self.borrowed)?;
         self.borrowed = 0;
         if n > 0 {
             self.advance(n);

@@ -170,7 +170,7 @@ impl Producer {
         if rest > 0 {
             self.ring.map.write(wrap, &data[first as usize..]);
         }
-        self.ring.intact()?;
+        self.ring.intact_through(self.put, len)?;
         self.publish(len);
         Ok(())
     }
@@ -208,6 +208,7 @@ impl Producer {
             ));
         }
         self.check_owner()?;
+        self.ring.intact_through(self.put, len)?;
         self.reserved = 0;
         if len > 0 {
             self.publish(len);

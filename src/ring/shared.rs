@@ -130,6 +130,26 @@ impl Shared {
         if self.map.struck() { Err(self.truncated()) } else { Ok(()) }
     }
 
+    /// `intact`, for a call that just read or wrote the `n` bytes at `pos`. A truncation
+    /// faults only on the pages past the new end; the rest of the page it ends in reads
+    /// as zeros without a fault, and what a producer writes there is seen by no one
+    /// once its consumers fail. So the last page of the mapping is touched, which faults
+    /// after any truncation but one inside that page, and the size is checked when the
+    /// bytes reach into that page (once a turn of the ring, for big rings).
+    #[inline]
+    pub fn intact_through(&self, pos: u64, n: u64) -> Result<()> {
+        // The touch comes after the reads it vouches for: zeros from a truncation are
+        // written after the pages past it are unmapped.
+        std::sync::atomic::fence(Ordering::Acquire);
+        self.map.touch_last_page();
+        self.intact()?;
+        let [(off, len), _] = self.geo.spans(pos, n);
+        if n > 0 && off + len > self.map.last_page() {
+            self.truncation()?;
+        }
+        Ok(())
+    }
+
     /// For the paths that found something wrong in the ring (a freed slot, a wild
     /// pointer): an error if the reason is that the object was truncated, which also
     /// zeroes the rest of a page it ends in without any fault.
