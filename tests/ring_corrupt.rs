@@ -524,3 +524,35 @@ fn truncated_inside_a_page_the_call_touches() {
         }
     }
 }
+
+/// A truncation that leaves the header and records faults nowhere a waiting client
+/// looks, and no data or space can come any more: a consumer waiting for data and a
+/// producer waiting for space must learn it, not wait out their timeouts (or for ever).
+#[test]
+fn truncated_past_the_records_under_waiting_clients() {
+    let r = RingName::created("corrupt-waiting", 65536, 2);
+    let mut p = Producer::attach(r.s()).unwrap();
+    let c = Consumer::attach(r.s()).unwrap();
+    let mut waiting = Consumer::attach(r.s()).unwrap();
+    // Fill the ring so the producer waits for space, behind `c`, which never reads.
+    let capacity = p.available_space().unwrap();
+    p.put(&vec![1u8; capacity as usize], Some(Duration::ZERO)).unwrap();
+    let mut all = vec![0u8; capacity as usize];
+    waiting.get(&mut all, capacity, Some(Duration::ZERO)).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let consumer = std::thread::spawn(move || {
+        tx.send(()).unwrap();
+        let mut buf = [0u8; 16];
+        waiting.get(&mut buf, 1, Some(Duration::from_secs(60))).map(drop)
+    });
+    let producer = std::thread::spawn(move || p.put(&[2u8; 100], Some(Duration::from_secs(60))));
+    rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    OpenOptions::new().write(true).open(r.path()).unwrap().set_len(8192).unwrap();
+    for (who, waiter) in [("consumer waiting for data", consumer), ("producer waiting for space", producer)] {
+        let e = within(Duration::from_secs(10), who, move || waiter.join().unwrap()).unwrap_err();
+        assert_eq!(e.errno(), libc::EBADMSG, "{who}: {}", e.message());
+        assert!(e.message().contains("truncated"), "{who}: {}", e.message());
+    }
+    drop(c);
+}

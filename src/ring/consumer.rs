@@ -368,6 +368,9 @@ impl Waiter for DataWaiter<'_> {
 
     fn housekeeping(&mut self) -> Result<()> {
         self.consumer.check_owner()?;
+        // A truncation past the records faults nowhere a sleeper looks, and no producer
+        // can put into the ring any more: without this the wait would last for ever.
+        self.consumer.ring.truncation()?;
         self.consumer.revive_tick();
         Ok(())
     }

@@ -287,6 +287,8 @@ impl Waiter for SpaceWaiter<'_> {
         if self.last_reap.elapsed() >= REAP_EVERY {
             self.last_reap = Instant::now();
             self.producer.check_owner()?;
+            // No consumer frees space in a truncated ring (see the consumer's wait).
+            self.producer.ring.truncation()?;
             // A busy lock (a legacy peer attaching) only postpones reaping: the wait's
             // own timeout must hold, so never wait here for long.
             if let Ok(lock) = self.producer.ring.lock_for(Duration::from_millis(1)) {
