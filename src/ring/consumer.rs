@@ -302,9 +302,11 @@ impl Consumer {
                 format!("cannot release {n} bytes: only {} are borrowed from ring {}", self.borrowed, self.name()),
             ));
         }
+        // The borrow ends here even when the ring failed under it (see the producer's
+        // `commit`).
+        let borrowed = std::mem::take(&mut self.borrowed);
         self.check_owner()?;
-        self.ring.intact_through(self.get, self.borrowed)?;
-        self.borrowed = 0;
+        self.ring.intact_through(self.get, borrowed)?;
         if n > 0 {
             self.advance(n);
         }

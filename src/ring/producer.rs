@@ -207,9 +207,11 @@ impl Producer {
                 format!("cannot commit {len} bytes: only {} are reserved in ring {}", self.reserved, self.name()),
             ));
         }
+        // The reservation ends here even when the ring failed under it: its bytes are
+        // lost then, and a reservation left open would turn every later call into EBUSY.
+        self.reserved = 0;
         self.check_owner()?;
         self.ring.intact_through(self.put, len)?;
-        self.reserved = 0;
         if len > 0 {
             self.publish(len);
         }
