@@ -563,3 +563,39 @@ fn truncated_past_the_records_under_waiting_clients() {
     }
     drop(c);
 }
+
+/// The same for clients that poll (timeout 0, or `available` in a loop, as NSCLDAQ's do):
+/// an empty or full ring truncated past its records must not look merely empty or full.
+#[test]
+fn truncated_past_the_records_under_polling_clients() {
+    let r = RingName::created("corrupt-polled", 65536, 2);
+    let mut p = Producer::attach(r.s()).unwrap();
+    let c = Consumer::attach(r.s()).unwrap();
+    let mut empty = Consumer::attach(r.s()).unwrap();
+    let capacity = p.available_space().unwrap();
+    p.put(&vec![1u8; capacity as usize], Some(Duration::ZERO)).unwrap();
+    let mut all = vec![0u8; capacity as usize];
+    empty.get(&mut all, capacity, Some(Duration::ZERO)).unwrap();
+    OpenOptions::new().write(true).open(r.path()).unwrap().set_len(8192).unwrap();
+    let truncated = |what: &str, e: daqflow::Error| {
+        assert_eq!(e.errno(), libc::EBADMSG, "{what}: {}", e.message());
+        assert!(e.message().contains("truncated"), "{what}: {}", e.message());
+    };
+    let mut buf = [0u8; 16];
+    truncated("get with timeout 0 on an empty ring", empty.get(&mut buf, 1, Some(Duration::ZERO)).unwrap_err());
+    truncated("put with timeout 0 into a full ring", p.put(&[2u8; 10], Some(Duration::ZERO)).unwrap_err());
+    drop((p, c, empty));
+    for poll in ["available", "available_space"] {
+        let r = RingName::created("corrupt-polled", 65536, 2);
+        let mut p = Producer::attach(r.s()).unwrap();
+        let c = Consumer::attach(r.s()).unwrap();
+        let capacity = p.available_space().unwrap();
+        if poll == "available_space" {
+            p.put(&vec![1u8; capacity as usize], Some(Duration::ZERO)).unwrap();
+        }
+        OpenOptions::new().write(true).open(r.path()).unwrap().set_len(8192).unwrap();
+        let polled = if poll == "available" { c.available() } else { p.available_space() };
+        truncated(poll, polled.unwrap_err());
+        drop((p, c));
+    }
+}

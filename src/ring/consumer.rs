@@ -133,6 +133,9 @@ impl Consumer {
         // Legacy consumers (CRingItem) poll this instead of waiting in the ring.
         if n == 0 {
             self.revive_tick();
+            // Nothing comes any more into a ring truncated past its records, and nothing
+            // read here faults: a poller must learn it from somewhere.
+            self.ring.intact_through(self.get, 0)?;
         }
         Ok(n)
     }
@@ -164,14 +167,18 @@ impl Consumer {
                 self.avail_hint = avail;
                 Ok(avail)
             }
-            None => Err(Error::new(
-                libc::ETIMEDOUT,
-                format!(
-                    "timed out after {} ms waiting for {min} bytes from ring {}",
-                    timeout.unwrap_or_default().as_millis(),
-                    self.name()
-                ),
-            )),
+            None => {
+                // A poller (timeout 0) of a ring truncated past its records learns it here.
+                self.ring.intact_through(self.get, 0)?;
+                Err(Error::new(
+                    libc::ETIMEDOUT,
+                    format!(
+                        "timed out after {} ms waiting for {min} bytes from ring {}",
+                        timeout.unwrap_or_default().as_millis(),
+                        self.name()
+                    ),
+                ))
+            }
         }
     }
 

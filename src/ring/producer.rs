@@ -93,7 +93,12 @@ impl Producer {
     /// Bytes that can be put now without blocking.
     pub fn available_space(&self) -> Result<u64> {
         self.check_owner()?;
-        Ok(self.scan()?.free.saturating_sub(self.reserved))
+        let free = self.scan()?.free.saturating_sub(self.reserved);
+        if free == 0 {
+            // See `wait_space_slow`: legacy producers poll this instead of waiting.
+            self.ring.intact_through(self.put, 0)?;
+        }
+        Ok(free)
     }
 
     #[inline]
@@ -145,14 +150,19 @@ impl Producer {
                 self.free_hint = free;
                 Ok(())
             }
-            None => Err(Error::new(
-                libc::ETIMEDOUT,
-                format!(
-                    "timed out after {} ms waiting for {need} bytes of space in ring {}",
-                    timeout.unwrap_or_default().as_millis(),
-                    self.name()
-                ),
-            )),
+            None => {
+                // No consumer frees space in a ring truncated past its records, and a
+                // poller (timeout 0) never reaches the wait's check of the size.
+                self.ring.intact_through(self.put, 0)?;
+                Err(Error::new(
+                    libc::ETIMEDOUT,
+                    format!(
+                        "timed out after {} ms waiting for {need} bytes of space in ring {}",
+                        timeout.unwrap_or_default().as_millis(),
+                        self.name()
+                    ),
+                ))
+            }
         }
     }
 
