@@ -23,6 +23,13 @@ const SLOTS: usize = 4096;
 const FREE: u8 = 0;
 const CLAIMED: u8 = 1;
 const LIVE: u8 = 2;
+/// Being unregistered: not claimable until no handler can still be looking at it.
+const DYING: u8 = 3;
+
+/// Handlers inside `replace_mapping`. An entry is freed (and its mapping unmapped, and
+/// the slot reused) only once this is zero, so a handler never reads an entry that is
+/// half rewritten, nor maps zeros over memory that was already given back.
+static BUSY: AtomicUsize = AtomicUsize::new(0);
 
 struct Entry {
     state: AtomicU8,
@@ -74,7 +81,17 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        TABLE[self.index].state.store(FREE, Ordering::Release);
+        let state = &TABLE[self.index].state;
+        // SeqCst with the handler's increment of BUSY and load of the state: either the
+        // handler sees DYING and leaves the entry alone, or we see it busy and wait.
+        state.store(DYING, Ordering::SeqCst);
+        // A handler takes microseconds. The bound is for a child forked while another
+        // thread was in one: the count it inherited never drops.
+        let waiting = std::time::Instant::now();
+        while BUSY.load(Ordering::SeqCst) != 0 && waiting.elapsed() < std::time::Duration::from_secs(1) {
+            std::thread::yield_now();
+        }
+        state.store(FREE, Ordering::Release);
     }
 }
 
@@ -118,8 +135,16 @@ extern "C" fn on_sigbus(signal: libc::c_int, info: *mut libc::siginfo_t, context
 
 /// Replaces the registered mapping holding `address` with zeroed anonymous memory.
 fn replace_mapping(address: usize) -> bool {
+    BUSY.fetch_add(1, Ordering::SeqCst);
+    let replaced = replace_live_mapping(address);
+    BUSY.fetch_sub(1, Ordering::SeqCst);
+    replaced
+}
+
+/// `replace_mapping`, with BUSY held: the live entries stay as they are meanwhile.
+fn replace_live_mapping(address: usize) -> bool {
     for entry in &TABLE {
-        if entry.state.load(Ordering::Acquire) != LIVE {
+        if entry.state.load(Ordering::SeqCst) != LIVE {
             continue;
         }
         let start = entry.start.load(Ordering::Relaxed);
