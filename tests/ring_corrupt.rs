@@ -599,3 +599,51 @@ fn truncated_past_the_records_under_polling_clients() {
         drop((p, c));
     }
 }
+
+/// Ring objects are sparse: a page is made when first touched, and on a full /dev/shm
+/// that touch faults just as a truncated object does. The error must not blame a
+/// truncation that did not happen. Runs itself again in a private mount namespace
+/// with a 256 KiB /dev/shm (skipped where that is not allowed).
+#[test]
+fn a_full_dev_shm_is_not_called_a_truncation() {
+    const CHILD: &str = "DAQFLOW_FULL_SHM_CHILD";
+    const TEST: &str = "a_full_dev_shm_is_not_called_a_truncation";
+    if std::env::var_os(CHILD).is_some() {
+        // Room for the ring when it is made; then something else takes half of it.
+        let r = RingName::created("full-shm", 192 << 10, 2);
+        let mut p = Producer::attach(r.s()).unwrap();
+        let _c = Consumer::attach(r.s()).unwrap();
+        let filler = format!("/dev/shm/filler-{}", std::process::id());
+        std::fs::write(&filler, vec![1u8; 128 << 10]).unwrap();
+        let chunk = vec![3u8; 16384];
+        let mut put = 0usize;
+        let e = loop {
+            match p.put(&chunk, Some(Duration::ZERO)) {
+                Ok(()) => put += chunk.len(),
+                Err(e) => break e,
+            }
+            assert!(put <= 160 << 10, "{put} bytes put into a ring with 128 KiB of /dev/shm left");
+        };
+        let _ = std::fs::remove_file(&filler);
+        assert_eq!(e.errno(), libc::ENOSPC, "after {put} bytes: {}", e.message());
+        assert!(!e.message().contains("truncated"), "{}", e.message());
+        drop(p);
+        return;
+    }
+    let me = std::env::current_exe().unwrap();
+    // Exit 77: no private /dev/shm could be had here.
+    let script = format!(r#"mount -t tmpfs -o size=256k tmpfs /dev/shm || exit 77; exec "$0" --exact {TEST} --nocapture --test-threads=1"#);
+    let run = std::process::Command::new("unshare").args(["-m", "sh", "-c", &script]).arg(&me).env(CHILD, "1").output();
+    match run {
+        Ok(out) if out.status.code() == Some(77) || (!out.status.success() && out.stdout.is_empty()) => {
+            eprintln!("SKIPPED: no private mount namespace: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(out) => assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => eprintln!("SKIPPED: no unshare ({e})"),
+    }
+}

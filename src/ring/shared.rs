@@ -127,7 +127,7 @@ impl Shared {
     /// trusting what was read.
     #[inline]
     pub fn intact(&self) -> Result<()> {
-        if self.map.struck() { Err(self.truncated()) } else { Ok(()) }
+        if self.map.struck() { Err(self.struck()) } else { Ok(()) }
     }
 
     /// `intact`, for a call that just read or wrote the `n` bytes at `pos`. A truncation
@@ -159,6 +159,23 @@ impl Shared {
         match self.file.size() {
             Ok(size) if size < self.geo.map_len => Err(self.truncated()),
             _ => Ok(()),
+        }
+    }
+
+    /// Why the mapping faulted. Truncation is the usual reason; but the object is
+    /// sparse, and a page touched for the first time when /dev/shm is full faults the
+    /// same way, with the object as long as ever.
+    #[cold]
+    fn struck(&self) -> Error {
+        match self.file.size() {
+            Ok(size) if size >= self.geo.map_len => Error::new(
+                libc::ENOSPC,
+                format!(
+                    "ring {}: /dev/shm had no room for a page of it (the object is still {size} bytes, but its pages are made as they are first used); this handle cannot use it any more",
+                    self.name()
+                ),
+            ),
+            _ => self.truncated(),
         }
     }
 
