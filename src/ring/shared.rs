@@ -164,14 +164,15 @@ impl Shared {
 
     /// Why the mapping faulted. Truncation is the usual reason; but the object is
     /// sparse, and a page touched for the first time when /dev/shm is full faults the
-    /// same way, with the object as long as ever.
+    /// same way, with the object as long as ever (as it also is when it was truncated
+    /// and grown again since, which the handler cannot tell apart).
     #[cold]
     fn struck(&self) -> Error {
         match self.file.size() {
             Ok(size) if size >= self.geo.map_len => Error::new(
                 libc::ENOSPC,
                 format!(
-                    "ring {}: /dev/shm had no room for a page of it (the object is still {size} bytes, but its pages are made as they are first used); this handle cannot use it any more",
+                    "ring {}: a page of it could not be had though the object is still {size} bytes (/dev/shm is full: a ring's pages are made as they are first used; or the object was truncated and grown again); this handle cannot use it any more",
                     self.name()
                 ),
             ),
