@@ -18,6 +18,10 @@ fn main() {
     // The SONAME the Makefile installs under; the version suffix is the major version.
     let major = env::var("CARGO_PKG_VERSION_MAJOR").expect("cargo sets the version");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libdaqflow.so.{major}");
+    // Never unloaded: the SIGBUS handler installed at the first ring mapping (see
+    // src/ring/truncation.rs) stays the process's after a dlclose, and must not point
+    // into unmapped code.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
 
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml is valid");
     let bindings = cbindgen::Builder::new()

@@ -208,6 +208,44 @@ static void attach_then_killed(void)
     exit(97);
 }
 
+static volatile sig_atomic_t one_shot_calls;
+
+static void one_shot_handler(int sig)
+{
+    (void)sig;
+    one_shot_calls++;
+}
+
+/* A handler installed with SA_RESETHAND runs once: the kernel resets the disposition
+ * before calling it, so a fault it returns from repeats and kills. Chained to from the
+ * library's handler it must still run once, not forever. */
+static void one_shot_handler_then_fault(void)
+{
+    struct sigaction sa;
+    ring_client *consumer = NULL;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = one_shot_handler;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+    fresh_ring();
+    CHECK(ring_attach_consumer(ring_name, &consumer) == 0);
+    alarm(10); /* a handler called over and over ends here, not in a hang */
+    foreign_fault();
+}
+
+/* A program that ignores SIGBUS is not killed by kill -BUS because it mapped a ring. */
+static void ignored_then_killed(void)
+{
+    ring_client *consumer = NULL;
+    signal(SIGBUS, SIG_IGN);
+    fresh_ring();
+    CHECK(ring_attach_consumer(ring_name, &consumer) == 0);
+    kill(getpid(), SIGBUS);
+    ring_detach(consumer);
+    exit(failures == 0 ? 0 : 1);
+}
+
 int main(void)
 {
     snprintf(ring_name, sizeof ring_name, "truncated-c-%d", (int)getpid());
@@ -217,6 +255,8 @@ int main(void)
     expect_signal("a fault outside any ring, no handler", in_child(attach_then_foreign_fault), SIGBUS);
     expect_exit("a program's own SIGBUS handler", in_child(own_handler_then_faults), 42);
     expect_signal("kill -BUS", in_child(attach_then_killed), SIGBUS);
+    expect_signal("a fault with an SA_RESETHAND handler", in_child(one_shot_handler_then_fault), SIGBUS);
+    expect_exit("kill -BUS with SIGBUS ignored", in_child(ignored_then_killed), 0);
     unlink(ring_path);
     if (failures != 0) {
         fprintf(stderr, "%d check(s) failed\n", failures);

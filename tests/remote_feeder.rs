@@ -312,3 +312,79 @@ fn a_host_that_looks_like_a_switch_is_a_host() {
     assert!(!out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("Usage"), "{said}");
     assert!(said.contains("--help"), "{said}");
 }
+
+/// A proxy truncated under its feeder (rings are 0666): the feeder reads the stream
+/// straight into ring memory, and read(2) gets EFAULT on pages that are gone, not
+/// SIGBUS. The feeder must stop, as for a proxy that failed, not reconnect for ever.
+#[test]
+fn a_truncated_proxy_stops_its_feeder() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let pm = Daemon::start("47430-47439", &[]);
+    let mut manager = PortManager::connect(Some("127.0.0.1"), Some(pm.port)).expect("port manager");
+    let listener = loop {
+        let port = manager.allocate("RingMaster").expect("allocate");
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            break l;
+        }
+    };
+    // Every connection gets the reply; the first one then the chunks queued, the others
+    // nothing (held open).
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut rx = Some(rx);
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            counted.fetch_add(1, Ordering::SeqCst);
+            let chunks = rx.take();
+            std::thread::spawn(move || {
+                let mut request = String::new();
+                let _ = BufReader::new(&conn).read_line(&mut request);
+                if conn.write_all(b"OK BINARY FOLLOWS\r\n").is_err() {
+                    return;
+                }
+                match chunks {
+                    Some(rx) => {
+                        while let Ok(chunk) = rx.recv_timeout(Duration::from_secs(20)) {
+                            if conn.write_all(&chunk).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    None => std::thread::sleep(Duration::from_secs(20)),
+                }
+            });
+        }
+    });
+    let guard = common::RingName::new("feeder-shrunk");
+    let proxy = guard.s().to_string();
+    ring::create(&proxy, CreateOptions::default()).expect("proxy");
+    let mut c = Consumer::attach(&proxy).expect("consumer");
+    let plan = Plan { host: "127.0.0.1".into(), portmgr_port: Some(pm.port), ring: "s".into(), proxy: proxy.clone() };
+    assert_eq!(start_feeder(&plan).expect("feeder"), Started::Feeding);
+    let feeder = ring::usage(&proxy).expect("usage").producer_pid;
+    // 200 KB of items, read: the feeder's next reservation lies far past the first pages.
+    let first: Vec<u8> = (0..20).flat_map(|i| item(10_000, i, false)).collect();
+    tx.send(first.clone()).expect("send");
+    let mut got = vec![0u8; first.len()];
+    assert_eq!(c.get(&mut got, first.len() as u64, Some(Duration::from_secs(20))).expect("first items"), first.len());
+    assert_eq!(got, first);
+    // Let the feeder block in its read, then take all but the first two pages away and
+    // send more: the kernel's copy into the reservation fails.
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::OpenOptions::new().write(true).open(guard.path()).expect("proxy file").set_len(8192).expect("truncate");
+    tx.send(item(1000, 99, false)).expect("send");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{feeder}/stat")).is_ok_and(|s| !s.contains(") Z")) {
+        assert!(
+            Instant::now() < deadline,
+            "the feeder kept running on a truncated proxy ({} connections)",
+            connections.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "the feeder reconnected instead of stopping");
+    drop(c);
+}

@@ -447,15 +447,203 @@ fn truncated_under_attached_clients() {
         };
         let mut buf = [0u8; 3000];
         truncated(c.get(&mut buf, 3000, Some(Duration::ZERO)).unwrap_err());
-        if len == 0 {
-            truncated(p.put(&[1u8; 100], Some(Duration::ZERO)).unwrap_err());
-        }
-        // (At 100 bytes the producer's own record survives and the consumers' read as
-        // free: its put into the zeroed rest of the page succeeds, as it would on a
-        // ring whose consumers all left. Checking the size on every put costs too much.)
+        // At 100 bytes the producer's own record survives and the rest of the first page
+        // reads as zeros without a fault: the put lands there, where no one will read it.
+        truncated(p.put(&[1u8; 100], Some(Duration::ZERO)).unwrap_err());
         truncated(within(Duration::from_secs(10), &what, move || waiter.join().unwrap()).unwrap_err());
         let usage = ring::usage(r.s());
         assert!(usage.is_err(), "{what}: usage of the shrunk ring succeeded");
         drop((p, c));
+    }
+}
+
+/// A truncation to a size inside a page zeroes the rest of that page without any fault:
+/// records already put there must not come back as zeros from a call that succeeds, and
+/// a put there (which no one will ever read) must fail.
+#[test]
+fn truncated_inside_a_page_the_call_touches() {
+    // create(65536, 2): 69632-byte object, B = 128, the last page at 65536.
+    // (bytes put and read first, record put then read, new size): the record lies in the
+    // first page past the records, or in the last page (which has no next page to fault).
+    let cases = [(0u64, 3000u64, 1000u64), (65400, 100, 65600)];
+    let truncated = |what: &str, e: daqflow::Error| {
+        assert_eq!(e.errno(), libc::EBADMSG, "{what}: {}", e.message());
+        assert!(e.message().contains("truncated"), "{what}: {}", e.message());
+    };
+    for (before, len, size) in cases {
+        for op in ["get", "peek", "borrow", "release", "put", "commit"] {
+            let what = format!("{op} of {len} bytes at {} after a truncation to {size}", 128 + before);
+            let r = RingName::created("corrupt-partial", 65536, 2);
+            let mut p = Producer::attach(r.s()).unwrap();
+            let mut c = Consumer::attach(r.s()).unwrap();
+            let mut buf = vec![0u8; 65536];
+            if before > 0 {
+                p.put(&vec![1u8; before as usize], Some(Duration::ZERO)).unwrap();
+                assert_eq!(c.get(&mut buf, before, Some(Duration::ZERO)).unwrap(), before as usize);
+            }
+            let buf = &mut buf[..len as usize];
+            let shrink = || OpenOptions::new().write(true).open(r.path()).unwrap().set_len(size).unwrap();
+            let result = match op {
+                "put" | "commit" => {
+                    shrink();
+                    if op == "put" {
+                        p.put(&vec![7u8; len as usize], Some(Duration::ZERO))
+                    } else {
+                        let spans = p.reserve(len, Some(Duration::ZERO)).unwrap();
+                        assert_eq!(spans[0].len as u64, len, "{what}");
+                        // SAFETY: the reserved span is ours to fill.
+                        unsafe { std::ptr::write_bytes(spans[0].ptr, 7, spans[0].len) };
+                        p.commit(len)
+                    }
+                }
+                "release" => {
+                    p.put(&vec![7u8; len as usize], Some(Duration::ZERO)).unwrap();
+                    // Lent before the truncation, read by the caller after it.
+                    let spans = c.borrow(len, len, Some(Duration::ZERO)).unwrap();
+                    shrink();
+                    // SAFETY: the borrowed span lies in the mapping until released.
+                    let first = unsafe { std::ptr::read_volatile(spans[0].ptr.add(spans[0].len - 1)) };
+                    assert_eq!(first, 0, "{what}");
+                    c.release(len)
+                }
+                _ => {
+                    p.put(&vec![7u8; len as usize], Some(Duration::ZERO)).unwrap();
+                    shrink();
+                    match op {
+                        "get" => c.get(buf, len, Some(Duration::ZERO)).map(|n| assert!(buf[..n].contains(&0), "{what}: {n}")),
+                        "peek" => c.peek(buf).map(|n| assert!(buf[..n].contains(&0), "{what}: {n}")),
+                        _ => c.borrow(len, len, Some(Duration::ZERO)).map(drop),
+                    }
+                }
+            };
+            match result {
+                Ok(()) => panic!("{what}: succeeded"),
+                Err(e) => truncated(&what, e),
+            }
+            // The failed call ended any reservation or borrow: the next one says why
+            // too, instead of EBUSY.
+            if op == "put" || op == "commit" {
+                truncated(&format!("put after {what}"), p.put(&[1u8; 10], Some(Duration::ZERO)).unwrap_err());
+            } else {
+                truncated(&format!("get after {what}"), c.get(buf, 1, Some(Duration::ZERO)).unwrap_err());
+            }
+            drop((p, c));
+        }
+    }
+}
+
+/// A truncation that leaves the header and records faults nowhere a waiting client
+/// looks, and no data or space can come any more: a consumer waiting for data and a
+/// producer waiting for space must learn it, not wait out their timeouts (or for ever).
+#[test]
+fn truncated_past_the_records_under_waiting_clients() {
+    let r = RingName::created("corrupt-waiting", 65536, 2);
+    let mut p = Producer::attach(r.s()).unwrap();
+    let c = Consumer::attach(r.s()).unwrap();
+    let mut waiting = Consumer::attach(r.s()).unwrap();
+    // Fill the ring so the producer waits for space, behind `c`, which never reads.
+    let capacity = p.available_space().unwrap();
+    p.put(&vec![1u8; capacity as usize], Some(Duration::ZERO)).unwrap();
+    let mut all = vec![0u8; capacity as usize];
+    waiting.get(&mut all, capacity, Some(Duration::ZERO)).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let consumer = std::thread::spawn(move || {
+        tx.send(()).unwrap();
+        let mut buf = [0u8; 16];
+        waiting.get(&mut buf, 1, Some(Duration::from_secs(60))).map(drop)
+    });
+    let producer = std::thread::spawn(move || p.put(&[2u8; 100], Some(Duration::from_secs(60))));
+    rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    OpenOptions::new().write(true).open(r.path()).unwrap().set_len(8192).unwrap();
+    for (who, waiter) in [("consumer waiting for data", consumer), ("producer waiting for space", producer)] {
+        let e = within(Duration::from_secs(10), who, move || waiter.join().unwrap()).unwrap_err();
+        assert_eq!(e.errno(), libc::EBADMSG, "{who}: {}", e.message());
+        assert!(e.message().contains("truncated"), "{who}: {}", e.message());
+    }
+    drop(c);
+}
+
+/// The same for clients that poll (timeout 0, or `available` in a loop, as NSCLDAQ's do):
+/// an empty or full ring truncated past its records must not look merely empty or full.
+#[test]
+fn truncated_past_the_records_under_polling_clients() {
+    let r = RingName::created("corrupt-polled", 65536, 2);
+    let mut p = Producer::attach(r.s()).unwrap();
+    let c = Consumer::attach(r.s()).unwrap();
+    let mut empty = Consumer::attach(r.s()).unwrap();
+    let capacity = p.available_space().unwrap();
+    p.put(&vec![1u8; capacity as usize], Some(Duration::ZERO)).unwrap();
+    let mut all = vec![0u8; capacity as usize];
+    empty.get(&mut all, capacity, Some(Duration::ZERO)).unwrap();
+    OpenOptions::new().write(true).open(r.path()).unwrap().set_len(8192).unwrap();
+    let truncated = |what: &str, e: daqflow::Error| {
+        assert_eq!(e.errno(), libc::EBADMSG, "{what}: {}", e.message());
+        assert!(e.message().contains("truncated"), "{what}: {}", e.message());
+    };
+    let mut buf = [0u8; 16];
+    truncated("get with timeout 0 on an empty ring", empty.get(&mut buf, 1, Some(Duration::ZERO)).unwrap_err());
+    truncated("put with timeout 0 into a full ring", p.put(&[2u8; 10], Some(Duration::ZERO)).unwrap_err());
+    drop((p, c, empty));
+    for poll in ["available", "available_space"] {
+        let r = RingName::created("corrupt-polled", 65536, 2);
+        let mut p = Producer::attach(r.s()).unwrap();
+        let c = Consumer::attach(r.s()).unwrap();
+        let capacity = p.available_space().unwrap();
+        if poll == "available_space" {
+            p.put(&vec![1u8; capacity as usize], Some(Duration::ZERO)).unwrap();
+        }
+        OpenOptions::new().write(true).open(r.path()).unwrap().set_len(8192).unwrap();
+        let polled = if poll == "available" { c.available() } else { p.available_space() };
+        truncated(poll, polled.unwrap_err());
+        drop((p, c));
+    }
+}
+
+/// Ring objects are sparse: a page is made when first touched, and on a full /dev/shm
+/// that touch faults just as a truncated object does. The error must not blame a
+/// truncation that did not happen. Runs itself again in a private mount namespace
+/// with a 256 KiB /dev/shm (skipped where that is not allowed).
+#[test]
+fn a_full_dev_shm_is_not_called_a_truncation() {
+    const CHILD: &str = "DAQFLOW_FULL_SHM_CHILD";
+    const TEST: &str = "a_full_dev_shm_is_not_called_a_truncation";
+    if std::env::var_os(CHILD).is_some() {
+        // Room for the ring when it is made; then something else takes half of it.
+        let r = RingName::created("full-shm", 192 << 10, 2);
+        let mut p = Producer::attach(r.s()).unwrap();
+        let _c = Consumer::attach(r.s()).unwrap();
+        let filler = format!("/dev/shm/filler-{}", std::process::id());
+        std::fs::write(&filler, vec![1u8; 128 << 10]).unwrap();
+        let chunk = vec![3u8; 16384];
+        let mut put = 0usize;
+        let e = loop {
+            match p.put(&chunk, Some(Duration::ZERO)) {
+                Ok(()) => put += chunk.len(),
+                Err(e) => break e,
+            }
+            assert!(put <= 160 << 10, "{put} bytes put into a ring with 128 KiB of /dev/shm left");
+        };
+        let _ = std::fs::remove_file(&filler);
+        assert_eq!(e.errno(), libc::ENOSPC, "after {put} bytes: {}", e.message());
+        assert!(!e.message().contains("truncated by another process"), "{}", e.message());
+        drop(p);
+        return;
+    }
+    let me = std::env::current_exe().unwrap();
+    // Exit 77: no private /dev/shm could be had here.
+    let script = format!(r#"mount -t tmpfs -o size=256k tmpfs /dev/shm || exit 77; exec "$0" --exact {TEST} --nocapture --test-threads=1"#);
+    let run = std::process::Command::new("unshare").args(["-m", "sh", "-c", &script]).arg(&me).env(CHILD, "1").output();
+    match run {
+        Ok(out) if out.status.code() == Some(77) || (!out.status.success() && out.stdout.is_empty()) => {
+            eprintln!("SKIPPED: no private mount namespace: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(out) => assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => eprintln!("SKIPPED: no unshare ({e})"),
     }
 }

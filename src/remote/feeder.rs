@@ -211,7 +211,11 @@ fn pump(producer: &mut Producer, source: &mut Source, watch: &mut Watch) -> End 
                 continue;
             }
             Err(e) => {
-                let _ = producer.commit(0);
+                // A proxy truncated under the read gives EFAULT (the kernel's copy does
+                // not raise SIGBUS): the commit tells it from a broken stream.
+                if let Err(ring) = producer.commit(0) {
+                    return End::Done(format!("the proxy ring failed: {}", ring.message()));
+                }
                 return End::Lost(Error::io(&e, "reading the stream"), delivered);
             }
         };

@@ -51,9 +51,10 @@ fn check_max_consumers(n: u32) -> Result<u32> {
 }
 
 /// Refuses a ring larger than the free space of /dev/shm. tmpfs objects are sparse, so
-/// sizing one beyond it succeeds, and the producer then dies of SIGBUS when a write
-/// first touches a page there is no room for. (Rings already there but not yet filled
-/// are not counted: their pages are not taken yet, so this is a check, not a promise.)
+/// sizing one beyond it succeeds, and the producer's write that first touches a page
+/// there is no room for then fails (ENOSPC, through the SIGBUS handler of
+/// `truncation`). (Rings already there but not yet filled are not counted: their pages
+/// are not taken yet, so this is a check, not a promise.)
 fn check_room(name: &str, size: u64) -> Result<()> {
     let Ok(fs) = nix::sys::statvfs::statvfs(SHM_DIR) else {
         return Ok(()); // nothing to compare with: the create itself reports what fails

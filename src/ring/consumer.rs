@@ -133,6 +133,9 @@ impl Consumer {
         // Legacy consumers (CRingItem) poll this instead of waiting in the ring.
         if n == 0 {
             self.revive_tick();
+            // Nothing comes any more into a ring truncated past its records, and nothing
+            // read here faults: a poller must learn it from somewhere.
+            self.ring.intact_through(self.get, 0)?;
         }
         Ok(n)
     }
@@ -164,14 +167,18 @@ impl Consumer {
                 self.avail_hint = avail;
                 Ok(avail)
             }
-            None => Err(Error::new(
-                libc::ETIMEDOUT,
-                format!(
-                    "timed out after {} ms waiting for {min} bytes from ring {}",
-                    timeout.unwrap_or_default().as_millis(),
-                    self.name()
-                ),
-            )),
+            None => {
+                // A poller (timeout 0) of a ring truncated past its records learns it here.
+                self.ring.intact_through(self.get, 0)?;
+                Err(Error::new(
+                    libc::ETIMEDOUT,
+                    format!(
+                        "timed out after {} ms waiting for {min} bytes from ring {}",
+                        timeout.unwrap_or_default().as_millis(),
+                        self.name()
+                    ),
+                ))
+            }
         }
     }
 
@@ -247,7 +254,7 @@ impl Consumer {
         let avail = self.wait_for(min, max, timeout)?;
         let n = avail.min(max);
         self.copy_out(&mut buf[..n as usize]);
-        self.ring.intact()?;
+        self.ring.intact_through(self.get, n)?;
         self.advance(n);
         Ok(n as usize)
     }
@@ -257,7 +264,7 @@ impl Consumer {
         self.no_borrow()?;
         let n = self.refresh()?.min(buf.len() as u64);
         self.copy_out(&mut buf[..n as usize]);
-        self.ring.intact()?;
+        self.ring.intact_through(self.get, n)?;
         Ok(n as usize)
     }
 
@@ -287,6 +294,9 @@ impl Consumer {
         }
         let avail = self.wait_for(min, max, timeout)?;
         let n = avail.min(max);
+        // Zeros left by a truncation are not lent as data (the caller reads them later;
+        // `release` checks again).
+        self.ring.intact_through(self.get, n)?;
         self.borrowed = n;
         Ok(self.ring.lend(self.get, n))
     }
@@ -299,8 +309,11 @@ impl Consumer {
                 format!("cannot release {n} bytes: only {} are borrowed from ring {}", self.borrowed, self.name()),
             ));
         }
+        // The borrow ends here even when the ring failed under it (see the producer's
+        // `commit`).
+        let borrowed = std::mem::take(&mut self.borrowed);
         self.check_owner()?;
-        self.borrowed = 0;
+        self.ring.intact_through(self.get, borrowed)?;
         if n > 0 {
             self.advance(n);
         }
@@ -364,6 +377,9 @@ impl Waiter for DataWaiter<'_> {
 
     fn housekeeping(&mut self) -> Result<()> {
         self.consumer.check_owner()?;
+        // A truncation past the records faults nowhere a sleeper looks, and no producer
+        // can put into the ring any more: without this the wait would last for ever.
+        self.consumer.ring.truncation()?;
         self.consumer.revive_tick();
         Ok(())
     }

@@ -7,7 +7,7 @@
 //! bad input, and panics (turned into an error at the C boundary).
 
 use std::fs::File;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
 
@@ -18,6 +18,8 @@ pub struct Mapping {
     // Declared first so it is dropped first: unregistered before the unmap.
     guard: Option<Guard>,
     raw: MmapRaw,
+    /// Offset of the last page.
+    last_page: u64,
 }
 
 impl Mapping {
@@ -28,7 +30,10 @@ impl Mapping {
         options.len(len_usize);
         let raw = if writable { options.map_raw(file) } else { options.map_raw_read_only(file) };
         let raw = raw.map_err(|e| Error::io(&e, format!("cannot map ring {name}")))?;
-        Ok(Mapping { guard: Guard::register(raw.as_ptr(), raw.len()), raw })
+        // SAFETY: sysconf has no preconditions.
+        let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1);
+        let last_page = len.saturating_sub(1) / page * page;
+        Ok(Mapping { guard: Guard::register(raw.as_ptr(), raw.len()), raw, last_page })
     }
 
     /// Whether the object was truncated under the mapping, which now reads as zeros
@@ -36,6 +41,21 @@ impl Mapping {
     #[inline]
     pub fn struck(&self) -> bool {
         self.guard.as_ref().is_some_and(Guard::struck)
+    }
+
+    /// Offset of the mapping's last page.
+    #[inline]
+    pub fn last_page(&self) -> u64 {
+        self.last_page
+    }
+
+    /// Reads a byte of the last page, which faults (and strikes the mapping) when the
+    /// object was truncated anywhere before that page.
+    #[inline]
+    pub fn touch_last_page(&self) {
+        // SAFETY: in bounds (checked); read atomically like every shared word.
+        let byte = unsafe { AtomicU8::from_ptr(self.checked(self.last_page, 1, 1)) };
+        std::hint::black_box(byte.load(Ordering::Relaxed));
     }
 
     #[inline]

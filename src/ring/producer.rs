@@ -93,7 +93,12 @@ impl Producer {
     /// Bytes that can be put now without blocking.
     pub fn available_space(&self) -> Result<u64> {
         self.check_owner()?;
-        Ok(self.scan()?.free.saturating_sub(self.reserved))
+        let free = self.scan()?.free.saturating_sub(self.reserved);
+        if free == 0 {
+            // See `wait_space_slow`: legacy producers poll this instead of waiting.
+            self.ring.intact_through(self.put, 0)?;
+        }
+        Ok(free)
     }
 
     #[inline]
@@ -145,14 +150,19 @@ impl Producer {
                 self.free_hint = free;
                 Ok(())
             }
-            None => Err(Error::new(
-                libc::ETIMEDOUT,
-                format!(
-                    "timed out after {} ms waiting for {need} bytes of space in ring {}",
-                    timeout.unwrap_or_default().as_millis(),
-                    self.name()
-                ),
-            )),
+            None => {
+                // No consumer frees space in a ring truncated past its records, and a
+                // poller (timeout 0) never reaches the wait's check of the size.
+                self.ring.intact_through(self.put, 0)?;
+                Err(Error::new(
+                    libc::ETIMEDOUT,
+                    format!(
+                        "timed out after {} ms waiting for {need} bytes of space in ring {}",
+                        timeout.unwrap_or_default().as_millis(),
+                        self.name()
+                    ),
+                ))
+            }
         }
     }
 
@@ -170,7 +180,7 @@ impl Producer {
         if rest > 0 {
             self.ring.map.write(wrap, &data[first as usize..]);
         }
-        self.ring.intact()?;
+        self.ring.intact_through(self.put, len)?;
         self.publish(len);
         Ok(())
     }
@@ -207,8 +217,11 @@ impl Producer {
                 format!("cannot commit {len} bytes: only {} are reserved in ring {}", self.reserved, self.name()),
             ));
         }
-        self.check_owner()?;
+        // The reservation ends here even when the ring failed under it: its bytes are
+        // lost then, and a reservation left open would turn every later call into EBUSY.
         self.reserved = 0;
+        self.check_owner()?;
+        self.ring.intact_through(self.put, len)?;
         if len > 0 {
             self.publish(len);
         }
@@ -286,6 +299,8 @@ impl Waiter for SpaceWaiter<'_> {
         if self.last_reap.elapsed() >= REAP_EVERY {
             self.last_reap = Instant::now();
             self.producer.check_owner()?;
+            // No consumer frees space in a truncated ring (see the consumer's wait).
+            self.producer.ring.truncation()?;
             // A busy lock (a legacy peer attaching) only postpones reaping: the wait's
             // own timeout must hold, so never wait here for long.
             if let Ok(lock) = self.producer.ring.lock_for(Duration::from_millis(1)) {

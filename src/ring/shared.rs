@@ -127,7 +127,27 @@ impl Shared {
     /// trusting what was read.
     #[inline]
     pub fn intact(&self) -> Result<()> {
-        if self.map.struck() { Err(self.truncated()) } else { Ok(()) }
+        if self.map.struck() { Err(self.struck()) } else { Ok(()) }
+    }
+
+    /// `intact`, for a call that just read or wrote the `n` bytes at `pos`. A truncation
+    /// faults only on the pages past the new end; the rest of the page it ends in reads
+    /// as zeros without a fault, and what a producer writes there is seen by no one
+    /// once its consumers fail. So the last page of the mapping is touched, which faults
+    /// after any truncation but one inside that page, and the size is checked when the
+    /// bytes reach into that page (once a turn of the ring, for big rings).
+    #[inline]
+    pub fn intact_through(&self, pos: u64, n: u64) -> Result<()> {
+        // The touch comes after the reads it vouches for: zeros from a truncation are
+        // written after the pages past it are unmapped.
+        std::sync::atomic::fence(Ordering::Acquire);
+        self.map.touch_last_page();
+        self.intact()?;
+        let [(off, len), _] = self.geo.spans(pos, n);
+        if n > 0 && off + len > self.map.last_page() {
+            self.truncation()?;
+        }
+        Ok(())
     }
 
     /// For the paths that found something wrong in the ring (a freed slot, a wild
@@ -139,6 +159,24 @@ impl Shared {
         match self.file.size() {
             Ok(size) if size < self.geo.map_len => Err(self.truncated()),
             _ => Ok(()),
+        }
+    }
+
+    /// Why the mapping faulted. Truncation is the usual reason; but the object is
+    /// sparse, and a page touched for the first time when /dev/shm is full faults the
+    /// same way, with the object as long as ever (as it also is when it was truncated
+    /// and grown again since, which the handler cannot tell apart).
+    #[cold]
+    fn struck(&self) -> Error {
+        match self.file.size() {
+            Ok(size) if size >= self.geo.map_len => Error::new(
+                libc::ENOSPC,
+                format!(
+                    "ring {}: a page of it could not be had though the object is still {size} bytes (/dev/shm is full: a ring's pages are made as they are first used; or the object was truncated and grown again); this handle cannot use it any more",
+                    self.name()
+                ),
+            ),
+            _ => self.truncated(),
         }
     }
 

@@ -23,6 +23,13 @@ const SLOTS: usize = 4096;
 const FREE: u8 = 0;
 const CLAIMED: u8 = 1;
 const LIVE: u8 = 2;
+/// Being unregistered: not claimable until no handler can still be looking at it.
+const DYING: u8 = 3;
+
+/// Handlers inside `replace_mapping`. An entry is freed (and its mapping unmapped, and
+/// the slot reused) only once this is zero, so a handler never reads an entry that is
+/// half rewritten, nor maps zeros over memory that was already given back.
+static BUSY: AtomicUsize = AtomicUsize::new(0);
 
 struct Entry {
     state: AtomicU8,
@@ -74,7 +81,17 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        TABLE[self.index].state.store(FREE, Ordering::Release);
+        let state = &TABLE[self.index].state;
+        // SeqCst with the handler's increment of BUSY and load of the state: either the
+        // handler sees DYING and leaves the entry alone, or we see it busy and wait.
+        state.store(DYING, Ordering::SeqCst);
+        // A handler takes microseconds. The bound is for a child forked while another
+        // thread was in one: the count it inherited never drops.
+        let waiting = std::time::Instant::now();
+        while BUSY.load(Ordering::SeqCst) != 0 && waiting.elapsed() < std::time::Duration::from_secs(1) {
+            std::thread::yield_now();
+        }
+        state.store(FREE, Ordering::Release);
     }
 }
 
@@ -118,8 +135,16 @@ extern "C" fn on_sigbus(signal: libc::c_int, info: *mut libc::siginfo_t, context
 
 /// Replaces the registered mapping holding `address` with zeroed anonymous memory.
 fn replace_mapping(address: usize) -> bool {
+    BUSY.fetch_add(1, Ordering::SeqCst);
+    let replaced = replace_live_mapping(address);
+    BUSY.fetch_sub(1, Ordering::SeqCst);
+    replaced
+}
+
+/// `replace_mapping`, with BUSY held: the live entries stay as they are meanwhile.
+fn replace_live_mapping(address: usize) -> bool {
     for entry in &TABLE {
-        if entry.state.load(Ordering::Acquire) != LIVE {
+        if entry.state.load(Ordering::SeqCst) != LIVE {
             continue;
         }
         let start = entry.start.load(Ordering::Relaxed);
@@ -153,11 +178,23 @@ fn replace_mapping(address: usize) -> bool {
 fn pass_on(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     let previous = PREVIOUS.get();
     let handler = previous.map_or(libc::SIG_DFL, |p| p.sa_sigaction);
-    if handler != libc::SIG_DFL && handler != libc::SIG_IGN {
-        let siginfo = previous.is_some_and(|p| p.sa_flags & libc::SA_SIGINFO != 0);
-        // SAFETY: the previous disposition was a handler of the kind its flags say.
+    // SAFETY: the kernel passes a valid siginfo. Codes up to 0 are signals sent by a
+    // process (kill, sigqueue, tgkill); the others are faults, which repeat on return.
+    let sent = unsafe { (*info).si_code } <= 0;
+    if handler == libc::SIG_IGN && sent {
+        return;
+    }
+    if let Some(previous) = previous.filter(|_| handler != libc::SIG_DFL && handler != libc::SIG_IGN) {
+        // SAFETY: sigaction is async-signal-safe; the previous disposition was a handler
+        // of the kind its flags say.
         unsafe {
-            if siginfo {
+            if previous.sa_flags & libc::SA_RESETHAND != 0 {
+                // The kernel would have reset the disposition before calling it: a handler
+                // that relies on that returns from a fault expecting the default action
+                // next, and would otherwise be called for ever.
+                reset(signal);
+            }
+            if previous.sa_flags & libc::SA_SIGINFO != 0 {
                 let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = std::mem::transmute(handler);
                 f(signal, info, context);
             } else {
@@ -171,12 +208,20 @@ fn pass_on(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::
     // SAFETY: sigaction and raise are async-signal-safe. A fault repeats on return and
     // now kills; a sent signal is raised again, blocked until we return, then kills.
     unsafe {
+        reset(signal);
+        if sent {
+            libc::raise(signal);
+        }
+    }
+}
+
+/// Gives `signal` its default action.
+unsafe fn reset(signal: libc::c_int) {
+    // SAFETY: a zeroed sigaction with SIG_DFL is a valid disposition.
+    unsafe {
         let mut default: libc::sigaction = std::mem::zeroed();
         default.sa_sigaction = libc::SIG_DFL;
         libc::sigemptyset(&mut default.sa_mask);
         libc::sigaction(signal, &default, std::ptr::null_mut());
-        if (*info).si_code <= 0 {
-            libc::raise(signal);
-        }
     }
 }
