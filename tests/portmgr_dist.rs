@@ -72,7 +72,7 @@ fn init_script_starts_reports_and_stops() {
             .env("LOGFILE", dir.0.join("log"))
             .env(
                 "DAEMON_ARGS",
-                format!("-listen 0 -ports 40000-40009 -portfile {}", dir.0.join("listen.port").display()),
+                format!("-listen 0 -ports 29000-29009 -portfile {}", dir.0.join("listen.port").display()),
             )
             .output()
             .unwrap();

@@ -158,7 +158,7 @@ fn pages_and_service_files_install_where_they_belong() {
             .env_remove("DAEMON")
             .env("PIDFILE", state.join("pid"))
             .env("LOGFILE", state.join("log"))
-            .env("DAEMON_ARGS", format!("-listen 0 -ports 40010-40019 -portfile {}", state.join("listen.port").display()))
+            .env("DAEMON_ARGS", format!("-listen 0 -ports 29010-29019 -portfile {}", state.join("listen.port").display()))
             .output()
             .unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
