@@ -239,6 +239,35 @@ impl Net {
     }
 }
 
+/// Waits until a `consume` role says it is attached (its first line), so that it reads
+/// every item put from then on; fails the test if it ends or stays silent instead. The
+/// rest of its output stays in the pipe for `wait_output`.
+pub fn wait_attached(child: &mut Child, what: &str, limit: Duration) {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let deadline = Instant::now() + limit;
+    let out = child.stdout.as_mut().expect("the role's stdout is piped");
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.last() != Some(&b'\n') {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "{what}: not attached within {limit:?}; said {:?}", String::from_utf8_lossy(&line));
+        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(out.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, ms).unwrap_or(0) == 0 {
+            continue;
+        }
+        match out.read(&mut byte) {
+            Ok(1) => line.push(byte[0]),
+            Ok(_) => panic!("{what}: ended before attaching; said {:?}", String::from_utf8_lossy(&line)),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("{what}: reading its output: {e}"),
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(&line), "attached\n", "{what}");
+}
+
 /// Waits for a child with a deadline; a hang kills it and fails the test.
 pub fn wait_output(mut child: Child, limit: Duration, what: &str) -> Output {
     let deadline = Instant::now() + limit;
