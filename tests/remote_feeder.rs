@@ -224,9 +224,16 @@ fn back_pressure_without_spinning() {
         }
         tx
     });
-    std::thread::sleep(Duration::from_secs(2));
-    let full = c.available().expect("available");
-    assert!(full > 900_000, "the proxy should be full by now ({full} bytes)");
+    // Full: the feeder is held back from here on.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let full = c.available().expect("available");
+        if full > 900_000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the proxy never filled up ({full} bytes)");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let before = cpu_seconds(feeder);
     std::thread::sleep(Duration::from_secs(3));
     let used = cpu_seconds(feeder) - before;
