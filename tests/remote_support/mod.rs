@@ -151,7 +151,7 @@ impl Net {
     }
 
     /// Starts host `i`'s port manager (and ring master, when `ringmaster`), waiting until
-    /// the ring master is registered.
+    /// the ring master listens.
     pub fn start_daemons(&mut self, i: usize, ringmaster: bool) {
         let h = &self.hosts[i];
         let portmgr = self
@@ -173,8 +173,13 @@ impl Net {
         }
     }
 
+    /// Starts host `i`'s ring master and waits until it listens. The port manager lists
+    /// it as it hands it the port, a moment before it listens, so a listing alone may
+    /// send a client to a port that refuses it; the log line comes after the listen.
     pub fn start_ringmaster(&mut self, i: usize) {
         let log = self.hosts[i].state.join("ringmaster.log");
+        let listening = |net: &Net| net.log(i, "ringmaster.log").matches("registered as RingMaster on port").count();
+        let before = listening(self);
         let rm = self
             .command(i, &bin("ringmaster"), &["--portmgr-port", "30000", "--log", &log.to_string_lossy()])
             .stdin(Stdio::null())
@@ -183,7 +188,7 @@ impl Net {
             .spawn()
             .expect("start ringmaster");
         self.daemons.push((i, "ringmaster", rm));
-        self.wait_until(i, "ring master", |net| net.services(i).contains("RingMaster"));
+        self.wait_until(i, "ring master", |net| listening(net) > before && net.services(i).contains("RingMaster"));
     }
 
     /// Kills host `i`'s ring master (SIGKILL: it dies as a crash would).
