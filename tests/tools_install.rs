@@ -166,7 +166,13 @@ fn pages_and_service_files_install_where_they_belong() {
     assert_eq!(init("status").0, Some(3));
     let (code, text) = init("start");
     assert_eq!(code, Some(0), "{text}");
-    assert!(state.join("listen.port").exists(), "the installed init script did not start {p}/bin/daqportmgr");
+    // The script says started once the pid file is there; the daemon writes listen.port
+    // just after it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !state.join("listen.port").exists() {
+        assert!(std::time::Instant::now() < deadline, "the installed init script did not start {p}/bin/daqportmgr");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let (code, text) = init("stop");
     assert_eq!(code, Some(0), "{text}");
     if dist_has("ringmaster.init") {
