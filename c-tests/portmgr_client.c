@@ -34,7 +34,9 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Starts daqportmgr -listen 0 and returns the port it wrote to listen.port. */
+/* Starts daqportmgr -listen 0 and returns the port it wrote to listen.port. The pool
+ * lies below the kernel's ephemeral ports, where that listen port comes from: the
+ * daemon skips a pool port something listens on, which would change the ports checked. */
 static int start_daemon(void)
 {
     char log[128], pidfile[128];
@@ -43,7 +45,7 @@ static int start_daemon(void)
     snprintf(pidfile, sizeof pidfile, "%s/pid", dir);
     daemon_pid = fork();
     if (daemon_pid == 0) {
-        execlp("daqportmgr", "daqportmgr", "-listen", "0", "-ports", "45000-45002", "-log", log,
+        execlp("daqportmgr", "daqportmgr", "-listen", "0", "-ports", "28500-28502", "-log", log,
                "-portfile", portfile, "-pidfile", pidfile, (char *)NULL);
         perror("exec daqportmgr");
         _exit(127);
@@ -113,29 +115,29 @@ int main(void)
     CHECK(portmgr_open(NULL, 0, &pm) == 0);
 
     CHECK(portmgr_allocate(pm, "my app", &port) == 0);
-    CHECK(port == 45002);
+    CHECK(port == 28502);
     CHECK(portmgr_allocate(pm, "my app", &port) == 0);
-    CHECK(port == 45001);
+    CHECK(port == 28501);
 
     CHECK(portmgr_list(pm, &list, &n) == 0);
     CHECK(n == 2);
     if (n == 2) {
         /* Legacy order and suffixes: ports as strings, later ones named app_1. */
-        CHECK(list[0].port == 45001 && strcmp(list[0].application, "my app") == 0);
-        CHECK(list[1].port == 45002 && strcmp(list[1].application, "my app_1") == 0);
+        CHECK(list[0].port == 28501 && strcmp(list[0].application, "my app") == 0);
+        CHECK(list[1].port == 28502 && strcmp(list[1].application, "my app_1") == 0);
         CHECK(strcmp(list[0].user, list[1].user) == 0 && list[0].user[0] != '\0');
     }
     portmgr_list_free(list, n);
 
-    CHECK(portmgr_find_server(pm, "my app", NULL, &port) == 0 && port == 45001);
-    CHECK(portmgr_find_server(pm, "my app_1", NULL, &port) == 0 && port == 45002);
+    CHECK(portmgr_find_server(pm, "my app", NULL, &port) == 0 && port == 28501);
+    CHECK(portmgr_find_server(pm, "my app_1", NULL, &port) == 0 && port == 28502);
     port = -77;
     CHECK(portmgr_find_server(pm, "nope", NULL, &port) == -ENOENT);
     CHECK(strstr(daqflow_last_error(), "nope") != NULL);
     CHECK(port == -77); /* out-parameters only on success */
     CHECK(portmgr_find_server(pm, "my app", "someone-else", &port) == -ENOENT);
 
-    CHECK(portmgr_allocate(pm, "third", &port) == 0 && port == 45000);
+    CHECK(portmgr_allocate(pm, "third", &port) == 0 && port == 28500);
     port = -77;
     CHECK(portmgr_allocate(pm, "fourth", &port) == -EADDRNOTAVAIL);
     CHECK(strstr(daqflow_last_error(), "no free ports") != NULL);
@@ -152,7 +154,7 @@ int main(void)
     if (ipv6_loopback_works()) {
         portmgr *v6 = NULL;
         CHECK(portmgr_open("::1", listen_port, &v6) == 0);
-        CHECK(portmgr_allocate(v6, "v6", &port) == 0 && port == 45000);
+        CHECK(portmgr_allocate(v6, "v6", &port) == 0 && port == 28500);
         CHECK(portmgr_close(v6) == 0);
     }
 

@@ -12,23 +12,23 @@ use portmgr_support::Daemon;
 
 #[test]
 fn allocate_list_find_and_release_on_drop() {
-    let daemon = Daemon::start("40000-40009", &[]);
+    let daemon = Daemon::start("29000-29009", &[]);
     let me = calling_user();
     let mut holder = Client::connect(Some("localhost"), Some(daemon.port)).unwrap();
-    assert_eq!(holder.allocate("RingMaster").unwrap(), 40009);
-    assert_eq!(holder.allocate("RingMaster").unwrap(), 40008);
-    assert_eq!(holder.allocate("name with {braces} and \"quotes\"").unwrap(), 40007);
+    assert_eq!(holder.allocate("RingMaster").unwrap(), 29009);
+    assert_eq!(holder.allocate("RingMaster").unwrap(), 29008);
+    assert_eq!(holder.allocate("name with {braces} and \"quotes\"").unwrap(), 29007);
     let mut viewer = Client::connect(Some("127.0.0.1"), Some(daemon.port)).unwrap();
     let user = me.clone();
     assert_eq!(
         viewer.list().unwrap(),
         [
-            Allocation { port: 40008, application: "RingMaster".into(), user: user.clone() },
-            Allocation { port: 40009, application: "RingMaster_1".into(), user: user.clone() },
-            Allocation { port: 40007, application: "name with {braces} and \"quotes\"".into(), user },
+            Allocation { port: 29008, application: "RingMaster".into(), user: user.clone() },
+            Allocation { port: 29009, application: "RingMaster_1".into(), user: user.clone() },
+            Allocation { port: 29007, application: "name with {braces} and \"quotes\"".into(), user },
         ]
     );
-    assert_eq!(viewer.find_server("RingMaster_1", Some(&me)).unwrap(), 40009);
+    assert_eq!(viewer.find_server("RingMaster_1", Some(&me)).unwrap(), 29009);
     let missing = viewer.find_server("RingMaster", Some("somebody-else")).unwrap_err();
     assert_eq!(missing.errno(), libc::ENOENT);
     let refused = viewer.allocate_as("x", "somebody-else").unwrap_err();
@@ -45,7 +45,7 @@ fn allocate_list_find_and_release_on_drop() {
 fn a_request_too_long_for_the_server_is_refused_before_it_costs_the_ports() {
     // The daemon answers a line over its limit by hanging up, which releases every port
     // the connection holds: such a name must never be sent.
-    let daemon = Daemon::start("40100-40109", &[]);
+    let daemon = Daemon::start("29100-29109", &[]);
     let me = calling_user();
     let mut holder = Client::connect(Some("localhost"), Some(daemon.port)).unwrap();
     let kept = holder.allocate("kept").unwrap();

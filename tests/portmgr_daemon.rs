@@ -12,7 +12,7 @@ use portmgr_support::{DAEMON, Daemon, TIMEOUT, wait_with_timeout};
 
 #[test]
 fn state_files_and_log_lines() {
-    let daemon = Daemon::start("40000-40009", &[]);
+    let daemon = Daemon::start("29000-29009", &[]);
     let me = calling_user();
     assert_eq!(daemon.read("listen.port"), format!("{}\n", daemon.port));
     assert_eq!(daemon.read("daqportmgr.pid"), format!("{}\n", daemon.pid()));
@@ -32,9 +32,9 @@ fn state_files_and_log_lines() {
     let log = daemon.read("log");
     for text in [
         "Connection accepted from 127.0.0.1".to_string(),
-        format!("Port 40009 was allocated to my app run by {me}"),
-        format!("Port 40008 was allocated to other run by {me}"),
-        format!("Port 40009 was released by my app run by {me}"),
+        format!("Port 29009 was allocated to my app run by {me}"),
+        format!("Port 29008 was allocated to other run by {me}"),
+        format!("Port 29009 was released by my app run by {me}"),
         "127.0.0.1 issued an illegal request: NONSENSE".to_string(),
     ] {
         assert!(log.contains(&text), "log lacks {text:?}:\n{log}");
@@ -57,7 +57,7 @@ fn snapshot(daemon: &Daemon) -> Vec<(String, Vec<u8>, i64, i64)> {
 
 #[test]
 fn a_second_instance_refuses_without_touching_any_file() {
-    let daemon = Daemon::start("40000-40009", &[]);
+    let daemon = Daemon::start("29000-29009", &[]);
     let mut c = daemon.connect();
     c.gimme("held", &calling_user());
     std::thread::sleep(Duration::from_millis(50)); // let the log flush settle
@@ -67,7 +67,7 @@ fn a_second_instance_refuses_without_touching_any_file() {
     let port = daemon.port.to_string();
     // The same port, then another port but the same files.
     for listen in [port.as_str(), "0"] {
-        let mut second = Daemon::spawn(&daemon.dir.0, "40000-40009", &["-listen", listen]);
+        let mut second = Daemon::spawn(&daemon.dir.0, "29000-29009", &["-listen", listen]);
         let status = wait_with_timeout(&mut second);
         let mut err = String::new();
         std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
@@ -81,7 +81,7 @@ fn a_second_instance_refuses_without_touching_any_file() {
 
 #[test]
 fn sigterm_exits_cleanly() {
-    let mut daemon = Daemon::start("40000-40009", &[]);
+    let mut daemon = Daemon::start("29000-29009", &[]);
     let mut c = daemon.connect();
     c.gimme("held", &calling_user());
     let status = daemon.stop();
@@ -90,7 +90,7 @@ fn sigterm_exits_cleanly() {
     assert!(!daemon.path("daqportmgr.pid").exists());
     assert_eq!(daemon.read("ports.txt"), "");
     let log = daemon.read("log");
-    assert!(log.contains("Port 40009 was released by held"), "{log}");
+    assert!(log.contains("Port 29009 was released by held"), "{log}");
     assert!(log.contains("daqportmgr stopping on SIGTERM"), "{log}");
     assert!(log.trim_end().ends_with("daqportmgr stopped"), "{log}");
 }
@@ -102,7 +102,7 @@ fn readiness_and_stopping_are_notified() {
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket.set_read_timeout(Some(TIMEOUT)).unwrap();
     let mut child = Command::new(DAEMON)
-        .args(["-listen", "0", "-ports", "40000-40009", "-log", "-"])
+        .args(["-listen", "0", "-ports", "29000-29009", "-log", "-"])
         .arg("-portfile")
         .arg(dir.0.join("listen.port"))
         .arg("-pidfile")
@@ -153,7 +153,7 @@ fn usage_errors_exit_255() {
 
 #[test]
 fn bind_address_limits_where_it_listens() {
-    let daemon = Daemon::start("40000-40009", &["-bind", "127.0.0.1"]);
+    let daemon = Daemon::start("29000-29009", &["-bind", "127.0.0.1"]);
     assert!(daemon.connect().list().is_empty());
     if std::net::TcpListener::bind("[::1]:0").is_ok() {
         let v6 = std::net::TcpStream::connect(("::1", daemon.port));
@@ -163,7 +163,7 @@ fn bind_address_limits_where_it_listens() {
 
 #[test]
 fn sighup_reopens_the_log_for_logrotate() {
-    let mut daemon = Daemon::start("40000-40009", &[]);
+    let mut daemon = Daemon::start("29000-29009", &[]);
     let mut c = daemon.connect();
     c.gimme("before", &calling_user());
     daemon.eventually("the first allocation logged", || daemon.read("log").contains("allocated to before"));
@@ -187,7 +187,7 @@ fn accept_failures_are_logged_at_most_once_a_second() {
     use std::os::unix::process::CommandExt;
     let dir = portmgr_support::TempDir::new("emfile");
     let mut command = Command::new(DAEMON);
-    command.args(["-listen", "0", "-ports", "40000-40009", "-bind", "127.0.0.1", "-log"]).arg(dir.0.join("log"));
+    command.args(["-listen", "0", "-ports", "29000-29009", "-bind", "127.0.0.1", "-log"]).arg(dir.0.join("log"));
     command.arg("-portfile").arg(dir.0.join("listen.port")).arg("-pidfile").arg(dir.0.join("pid"));
     command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     // SAFETY: setrlimit is async-signal-safe; the child runs nothing else before exec.

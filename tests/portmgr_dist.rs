@@ -72,7 +72,7 @@ fn init_script_starts_reports_and_stops() {
             .env("LOGFILE", dir.0.join("log"))
             .env(
                 "DAEMON_ARGS",
-                format!("-listen 0 -ports 40000-40009 -portfile {}", dir.0.join("listen.port").display()),
+                format!("-listen 0 -ports 29000-29009 -portfile {}", dir.0.join("listen.port").display()),
             )
             .output()
             .unwrap();
@@ -85,7 +85,16 @@ fn init_script_starts_reports_and_stops() {
     let (code, text) = run("status");
     assert_eq!(code, Some(0));
     assert!(text.contains(&format!("running (pid {pid})")), "{text}");
-    let port: u16 = std::fs::read_to_string(dir.0.join("listen.port")).unwrap().trim().parse().unwrap();
+    // The script says started once the pid file is there; the daemon writes listen.port
+    // just after it.
+    let start = std::time::Instant::now();
+    let port: u16 = loop {
+        if let Some(port) = std::fs::read_to_string(dir.0.join("listen.port")).ok().and_then(|t| t.trim().parse().ok()) {
+            break port;
+        }
+        assert!(start.elapsed() < portmgr_support::TIMEOUT, "daqportmgr started but wrote no listen.port");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
     let mut client = daqflow::portmgr::Client::connect(Some("127.0.0.1"), Some(port)).unwrap();
     assert!(client.list().unwrap().is_empty());
     let (code, text) = run("stop");

@@ -15,15 +15,15 @@ fn me() -> String {
 
 #[test]
 fn gimme_list_and_no_free_ports_replies() {
-    let daemon = Daemon::start("40000-40001", &[]);
+    let daemon = Daemon::start("29000-29001", &[]);
     let me = me();
     let mut c = daemon.connect();
-    c.ask(&format!("GIMME app1 {me}\n"), "OK 40001\r\n");
-    c.ask("LIST\n", &format!("OK 1\r\n40001 app1 {me}\r\n"));
-    c.ask(&format!("GIMME app1 {me}\r\n"), "OK 40000\r\n");
+    c.ask(&format!("GIMME app1 {me}\n"), "OK 29001\r\n");
+    c.ask("LIST\n", &format!("OK 1\r\n29001 app1 {me}\r\n"));
+    c.ask(&format!("GIMME app1 {me}\r\n"), "OK 29000\r\n");
     c.ask(&format!("GIMME app1 {me}\n"), "FAIL {no free ports}\r\n");
     // The connection stays open and keeps its ports.
-    c.ask("LIST\n", &format!("OK 2\r\n40000 app1 {me}\r\n40001 app1_1 {me}\r\n"));
+    c.ask("LIST\n", &format!("OK 2\r\n29000 app1 {me}\r\n29001 app1_1 {me}\r\n"));
     // Extra words are ignored; missing ones are empty.
     let mut other = daemon.connect();
     other.ask("LIST please\n", "OK 2\r\n");
@@ -33,7 +33,7 @@ fn gimme_list_and_no_free_ports_replies() {
 
 #[test]
 fn invalid_requests_are_answered_then_closed_and_release() {
-    let daemon = Daemon::start("40000-40009", &[]);
+    let daemon = Daemon::start("29000-29009", &[]);
     let me = me();
     let cases: [(&[u8], &[u8]); 6] = [
         (b"HELLO there\n", b"FAIL {Invalid request HELLO there}\r\n"),
@@ -57,13 +57,13 @@ fn invalid_requests_are_answered_then_closed_and_release() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order() {
-    let daemon = Daemon::start("40000-40009", &[]);
+    let daemon = Daemon::start("29000-29009", &[]);
     let me = me();
     let mut c = daemon.connect();
     c.send(format!("GIMME a {me}\nLIST\r\nGIMME b {me}\rLIST\nBAD\nLIST\n").as_bytes());
     c.expect(
         format!(
-            "OK 40009\r\nOK 1\r\n40009 a {me}\r\nOK 40008\r\nOK 2\r\n40009 a {me}\r\n40008 b {me}\r\n\
+            "OK 29009\r\nOK 1\r\n29009 a {me}\r\nOK 29008\r\nOK 2\r\n29009 a {me}\r\n29008 b {me}\r\n\
              FAIL {{Invalid request BAD}}\r\n"
         )
         .as_bytes(),
@@ -74,7 +74,7 @@ fn pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn requests_split_across_segments() {
-    let daemon = Daemon::start("40000-40099", &[]);
+    let daemon = Daemon::start("29000-29099", &[]);
     let me = me();
     let mut c = daemon.connect();
     c.stream.set_nodelay(true).unwrap();
@@ -84,7 +84,7 @@ fn requests_split_across_segments() {
         c.send(&request.as_bytes()[..split]);
         std::thread::sleep(Duration::from_millis(2));
         c.send(&request.as_bytes()[split..]);
-        assert_eq!(c.line(), format!("OK {}\r\n", 40099 - split + 1), "at split {split}");
+        assert_eq!(c.line(), format!("OK {}\r\n", 29099 - split + 1), "at split {split}");
         assert_eq!(c.line(), format!("OK {split}\r\n"), "at split {split}");
         for _ in 0..split {
             c.line();
@@ -94,7 +94,7 @@ fn requests_split_across_segments() {
 
 #[test]
 fn names_with_spaces_braces_and_quotes_round_trip() {
-    let daemon = Daemon::start("40000-40009", &[]);
+    let daemon = Daemon::start("29000-29009", &[]);
     let me = me();
     let mut c = daemon.connect();
     // Requests quoted as Tcl lists; replies quoted as Tcl's `list` quotes them (checked
@@ -119,43 +119,43 @@ fn names_with_spaces_braces_and_quotes_round_trip() {
     }
     // And the client library finds them by their real names.
     let mut client = daqflow::portmgr::Client::connect(Some("127.0.0.1"), Some(daemon.port)).unwrap();
-    assert_eq!(client.find_server("my app", None).unwrap(), 40009);
-    assert_eq!(client.find_server("q\"x", None).unwrap(), 40007);
-    assert_eq!(client.find_server("", None).unwrap(), 40003);
+    assert_eq!(client.find_server("my app", None).unwrap(), 29009);
+    assert_eq!(client.find_server("q\"x", None).unwrap(), 29007);
+    assert_eq!(client.find_server("", None).unwrap(), 29003);
 }
 
 #[test]
 fn highest_first_and_lifo_reuse() {
-    let daemon = Daemon::start("40000-40004", &[]);
+    let daemon = Daemon::start("29000-29004", &[]);
     let me = me();
     let mut a = daemon.connect();
     let mut b = daemon.connect();
-    assert_eq!([a.gimme("a", &me), a.gimme("a", &me), a.gimme("a", &me)], [40004, 40003, 40002]);
-    assert_eq!(b.gimme("b", &me), 40001);
+    assert_eq!([a.gimme("a", &me), a.gimme("a", &me), a.gimme("a", &me)], [29004, 29003, 29002]);
+    assert_eq!(b.gimme("b", &me), 29001);
     drop(a);
     daemon.eventually("release of a's ports", || b.list().len() == 1);
     // Released in allocation order, so the last allocated comes back first.
     let again: Vec<u16> = (0..4).map(|_| b.gimme("b", &me)).collect();
-    assert_eq!(again, [40002, 40003, 40004, 40000]);
+    assert_eq!(again, [29002, 29003, 29004, 29000]);
 }
 
 #[test]
 fn list_order_and_suffixes_are_the_legacy_ones() {
     // Other users' names need the legacy (unchecked) mode.
-    let daemon = Daemon::start("40016-40020", &["-no-user-check"]);
+    let daemon = Daemon::start("29016-29020", &["-no-user-check"]);
     let mut c = daemon.connect();
     for (app, user, port) in
-        [("app1", "alice", 40020), ("app2", "alice", 40019), ("app1", "alice", 40018), ("app1", "bob", 40017), ("{my app}", "alice", 40016)]
+        [("app1", "alice", 29020), ("app2", "alice", 29019), ("app1", "alice", 29018), ("app1", "bob", 29017), ("{my app}", "alice", 29016)]
     {
         assert_eq!(c.gimme(app, user), port);
     }
     c.ask(
         "LIST\n",
-        "OK 5\r\n40018 app1 alice\r\n40020 app1_1 alice\r\n40019 app2 alice\r\n40016 {my app} alice\r\n40017 app1 bob\r\n",
+        "OK 5\r\n29018 app1 alice\r\n29020 app1_1 alice\r\n29019 app2 alice\r\n29016 {my app} alice\r\n29017 app1 bob\r\n",
     );
     assert_eq!(
         daemon.read("ports.txt"),
-        "40016\tmy app\talice\n40017\tapp1\tbob\n40018\tapp1\talice\n40019\tapp2\talice\n40020\tapp1\talice\n"
+        "29016\tmy app\talice\n29017\tapp1\tbob\n29018\tapp1\talice\n29019\tapp2\talice\n29020\tapp1\talice\n"
     );
 }
 
@@ -171,12 +171,12 @@ fn connect_from_127_0_0_2(daemon: &Daemon) -> Raw {
 
 #[test]
 fn non_local_peers_may_list_but_not_allocate() {
-    let daemon = Daemon::start("40000-40009", &[]);
+    let daemon = Daemon::start("29000-29009", &[]);
     let me = me();
     let mut local = daemon.connect();
     local.gimme("mine", &me);
     let mut remote = connect_from_127_0_0_2(&daemon);
-    remote.ask("LIST\n", &format!("OK 1\r\n40009 mine {me}\r\n"));
+    remote.ask("LIST\n", &format!("OK 1\r\n29009 mine {me}\r\n"));
     remote.ask(
         &format!("GIMME app {me}\n"),
         "FAIL {127.0.0.2 (127.0.0.2) : Only local applications get ports}\r\n",
@@ -192,17 +192,17 @@ fn ipv6_loopback_is_local() {
         eprintln!("no IPv6 loopback on this host; skipping");
         return;
     }
-    let daemon = Daemon::start("40000-40009", &[]);
+    let daemon = Daemon::start("29000-29009", &[]);
     let stream = TcpStream::connect(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, daemon.port))).unwrap();
     let mut c = Raw::new(stream);
-    assert_eq!(c.gimme("v6", &me()), 40009);
+    assert_eq!(c.gimme("v6", &me()), 29009);
     let mut client = daqflow::portmgr::Client::connect(Some("::1"), Some(daemon.port)).unwrap();
-    assert_eq!(client.find_server("v6", None).unwrap(), 40009);
+    assert_eq!(client.find_server("v6", None).unwrap(), 29009);
 }
 
 #[test]
 fn garbage_silence_and_vanishing_clients_leave_no_trace() {
-    let daemon = Daemon::start("40000-40009", &[]);
+    let daemon = Daemon::start("29000-29009", &[]);
     let me = me();
     // Connects and sends nothing, for the whole test.
     let _silent = daemon.connect();
@@ -228,7 +228,7 @@ fn garbage_silence_and_vanishing_clients_leave_no_trace() {
     daemon.eventually("every port released", || lister.list().is_empty());
     assert_eq!(daemon.read("ports.txt"), "");
     // And the daemon still serves, highest port first again.
-    assert_eq!(lister.gimme("after", &me), 40009);
+    assert_eq!(lister.gimme("after", &me), 29009);
 }
 
 #[test]
@@ -237,7 +237,7 @@ fn names_with_control_characters_are_refused_and_logged_safely() {
     // LIST lines for every client and ports.txt lines, and forge log lines.
     let refused = |what: &str| format!("FAIL {{the {what} name contains a control character}}\r\n");
     for verification in [&[][..], &["-no-user-check"][..]] {
-        let daemon = Daemon::start("40000-40009", verification);
+        let daemon = Daemon::start("29000-29009", verification);
         let me = calling_user();
         let mut c = daemon.connect();
         c.ask(&format!("GIMME \"evil\\napp\" {me}\n"), &refused("application"));
@@ -246,9 +246,9 @@ fn names_with_control_characters_are_refused_and_logged_safely() {
             c.ask(&format!("GIMME \"a{escape}b\" {me}\n"), &refused("application"));
         }
         // The connection stays usable, and nothing was allocated.
-        c.ask(&format!("GIMME fine {me}\n"), "OK 40009\r\n");
-        assert_eq!(c.list(), [format!("40009 fine {me}")]);
-        assert_eq!(daemon.read("ports.txt"), format!("40009\tfine\t{me}\n"));
+        c.ask(&format!("GIMME fine {me}\n"), "OK 29009\r\n");
+        assert_eq!(c.list(), [format!("29009 fine {me}")]);
+        assert_eq!(daemon.read("ports.txt"), format!("29009\tfine\t{me}\n"));
         daemon.eventually("refusals logged", || daemon.read("log").matches("control character").count() == 7);
         let log = daemon.read("log");
         assert!(log.contains("Unable to allocate a port for evil\\napp run by"), "{log}");

@@ -22,7 +22,7 @@ fn plant(dir: &Path, victim: &Path) {
 
 /// Starts the daemon on `dir` and expects a refusal at startup, with `victim` untouched.
 fn expect_refusal(dir: &Path, victim: &Path, why: &str) {
-    let mut child = Daemon::spawn(dir, "40100-40109", &[]);
+    let mut child = Daemon::spawn(dir, "29100-29109", &[]);
     let status = wait_with_timeout(&mut child);
     let mut err = String::new();
     let _ = child.stderr.take().map(|mut e| std::io::Read::read_to_string(&mut e, &mut err));
@@ -66,7 +66,7 @@ fn planted_symlinks_in_the_state_directory_are_not_followed() {
     std::fs::write(&victim, PRECIOUS).unwrap();
     let dir = TempDir::new("planted");
     plant(&dir.0, &victim);
-    let child = Daemon::spawn(&dir.0, "40110-40119", &[]);
+    let child = Daemon::spawn(&dir.0, "29110-29119", &[]);
     let mut daemon = Daemon { child, port: 0, dir };
     daemon.eventually("listen.port to be a file", || {
         std::fs::symlink_metadata(daemon.path("listen.port")).is_ok_and(|m| m.file_type().is_file())

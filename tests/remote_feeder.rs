@@ -53,21 +53,6 @@ fn fake_ring_master(listener: TcpListener, ring: String) -> mpsc::Sender<Option<
     tx
 }
 
-fn zombies_of_me() -> usize {
-    let me = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-                .filter(|stat| {
-                    let rest = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect::<Vec<_>>()).unwrap_or_default();
-                    rest.first() == Some(&"Z") && rest.get(1) == Some(&me.as_str())
-                })
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 /// Waits until the consumer has exactly `want` bytes; it must never see more (a partial item).
 fn settle(c: &Consumer, want: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -122,7 +107,7 @@ fn whole_items_from_a_legacy_stream() {
     assert!(inheritable >= 0);
     assert_eq!(start_feeder(&plan).expect("feeder starts"), Started::Feeding);
     unsafe { libc::close(inheritable) };
-    assert_eq!(zombies_of_me(), 0, "starting the feeder left a zombie in the starting process");
+    assert_eq!(common::lasting_zombie_children(), 0, "starting the feeder left a zombie in the starting process");
     let feeder = ring::usage(&proxy).expect("usage").producer_pid;
     assert!(feeder > 0);
     let open: Vec<_> = std::fs::read_dir(format!("/proc/{feeder}/fd"))
@@ -180,7 +165,7 @@ fn unreachable_host_is_an_error_not_a_hang() {
     assert_eq!(err.errno(), libc::ECONNREFUSED, "{}", err.message());
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(ring::usage(&proxy).expect("usage").producer_pid, -1, "a failed feeder gives its slot back");
-    assert_eq!(zombies_of_me(), 0);
+    assert_eq!(common::lasting_zombie_children(), 0);
     ring::remove(&proxy).expect("remove");
 }
 
@@ -224,9 +209,16 @@ fn back_pressure_without_spinning() {
         }
         tx
     });
-    std::thread::sleep(Duration::from_secs(2));
-    let full = c.available().expect("available");
-    assert!(full > 900_000, "the proxy should be full by now ({full} bytes)");
+    // Full: the feeder is held back from here on.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let full = c.available().expect("available");
+        if full > 900_000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the proxy never filled up ({full} bytes)");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let before = cpu_seconds(feeder);
     std::thread::sleep(Duration::from_secs(3));
     let used = cpu_seconds(feeder) - before;

@@ -58,16 +58,7 @@ fn a_host_that_cannot_serve_fails_cleanly() {
     // error will do, as long as it says what failed.
     assert!(err.errno() > 0 && err.message().contains("feeder"), "{}: {}", err.errno(), err.message());
     assert!(!shm_names().iter().any(|n| n.ends_with(&ring_name)), "a proxy ring was left behind");
-    let me = std::process::id().to_string();
-    let zombies = std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-                .filter(|s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z') && r.split_whitespace().nth(1) == Some(&me)))
-                .count()
-        })
-        .unwrap_or(0);
-    assert_eq!(zombies, 0, "the feeder start left a zombie");
+    assert_eq!(common::lasting_zombie_children(), 0, "the feeder start left a zombie");
 }
 
 /// Runs `what` on a host whose name server (on its own loopback) never answers, where

@@ -35,8 +35,14 @@ fn one_gib_to_two_hosts() {
     let a_short = format!("tcp://{}/{ring}", net.hosts[0].short);
     let a_long = format!("tcp://{}/{ring}", net.hosts[0].name.to_uppercase());
     let consumers = [(1, a_short.clone()), (1, a_long), (2, a_short)];
-    let children: Vec<_> = consumers.iter().map(|(h, url)| net.spawn(*h, &["consume", url])).collect();
-    // Two hosts, so two senders on A, however many consumers each host has.
+    let mut children: Vec<_> = consumers.iter().map(|(h, url)| net.spawn(*h, &["consume", url])).collect();
+    // Two hosts, so two senders on A, however many consumers each host has. The producer
+    // starts once both are there, which says nothing of B's second consumer: the first
+    // one on B started the feeder, and one that attaches to the proxy after the first
+    // items misses them. So every consumer is attached before the producer starts.
+    for ((h, url), child) in consumers.iter().zip(children.iter_mut()) {
+        remote_support::wait_attached(child, &format!("consumer of {url} on host {h}"), Duration::from_secs(60));
+    }
     let count = "31000";
     let producer = net.spawn(0, &["produce", &ring, "0", count, "2"]);
     let produced = wait_output(producer, Duration::from_secs(600), "producer");

@@ -89,6 +89,8 @@ fn fake(f: impl FnOnce(TcpStream) + Send + 'static) -> (SocketAddr, std::thread:
     let handle = std::thread::spawn(move || {
         let (s, _) = listener.accept().unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // A write that can never finish fails the test instead of hanging it.
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
         f(s);
     });
     (addr, handle)
@@ -165,6 +167,10 @@ fn garbage_replies_are_protocol_errors() {
     });
     let mut c = Client::connect_addr(addr, T).unwrap();
     assert_eq!(c.list().unwrap_err().errno(), libc::EPROTO);
+    // Closed before the server is waited for: the broken handle has shut the connection
+    // down but still holds it, and with its receive buffer full (a client slower than the
+    // server) no more data reaches it to draw the reset that ends the server's write.
+    drop(c);
     server.join().unwrap();
 }
 

@@ -454,6 +454,12 @@ fn descriptors_and_threads(pid: i32) -> (usize, usize) {
 fn random_bytes_and_hostile_requests_leave_nothing_behind() {
     let master = Master::start(&[]);
     let ring = TestRing::new("fuzz", 65536, 4);
+    // The baseline is the daemon at rest. READY=1 arrives while the socket that sent it
+    // is still open: a connection served proves the event loop has run (so that socket
+    // is closed), and one thread left (the event loop) that the connection's thread has
+    // closed its descriptor and gone.
+    master.connect().ask(&format!("REGISTER {}\n", ring.s()), "OK\r\n");
+    eventually("the daemon to be idle", || descriptors_and_threads(master.pid()).1 == 1);
     let baseline = descriptors_and_threads(master.pid());
     let hostile: [&[u8]; 12] = [
         b"REMOTE\n",

@@ -158,7 +158,7 @@ fn pages_and_service_files_install_where_they_belong() {
             .env_remove("DAEMON")
             .env("PIDFILE", state.join("pid"))
             .env("LOGFILE", state.join("log"))
-            .env("DAEMON_ARGS", format!("-listen 0 -ports 40010-40019 -portfile {}", state.join("listen.port").display()))
+            .env("DAEMON_ARGS", format!("-listen 0 -ports 29010-29019 -portfile {}", state.join("listen.port").display()))
             .output()
             .unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
@@ -166,7 +166,13 @@ fn pages_and_service_files_install_where_they_belong() {
     assert_eq!(init("status").0, Some(3));
     let (code, text) = init("start");
     assert_eq!(code, Some(0), "{text}");
-    assert!(state.join("listen.port").exists(), "the installed init script did not start {p}/bin/daqportmgr");
+    // The script says started once the pid file is there; the daemon writes listen.port
+    // just after it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !state.join("listen.port").exists() {
+        assert!(std::time::Instant::now() < deadline, "the installed init script did not start {p}/bin/daqportmgr");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let (code, text) = init("stop");
     assert_eq!(code, Some(0), "{text}");
     if dist_has("ringmaster.init") {

@@ -79,3 +79,33 @@ pub fn within<T: Send + 'static>(limit: Duration, what: impl Display, f: impl Fn
         Err(_) => panic!("{what}: did not return within {limit:?} (hang)"),
     }
 }
+
+/// Zombie children of this process that stay zombies. A child of a test running beside
+/// this one is a zombie for the moment between its exit and its parent's wait (up to a
+/// polling interval), and must not count; a zombie nobody will reap is still one after
+/// two seconds.
+pub fn lasting_zombie_children() -> usize {
+    let me = std::process::id();
+    let mut zombies = zombie_children(me);
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while !zombies.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = zombie_children(me);
+        zombies.retain(|pid| now.contains(pid));
+    }
+    zombies.len()
+}
+
+fn zombie_children(parent: u32) -> Vec<u32> {
+    let parent = parent.to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // "pid (comm) S ppid ...": comm may itself contain spaces and parentheses.
+            let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            (rest.first() == Some(&"Z") && rest.get(1) == Some(&parent.as_str())).then_some(pid)
+        })
+        .collect()
+}

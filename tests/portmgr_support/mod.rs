@@ -42,6 +42,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the daemon with a small range and `extra` switches; the kernel picks the
     /// listen port (`-listen 0`), which the daemon writes to listen.port.
+    ///
+    /// Ranges in the tests lie below the kernel's ephemeral ports (32768 up): the listen
+    /// port, and any listener a test running beside it opens on port 0, come from there,
+    /// and the daemon skips a port something listens on, so a range inside it would now
+    /// and then hand out other ports than the tests expect.
     pub fn start(range: &str, extra: &[&str]) -> Daemon {
         let dir = TempDir::new("pm");
         let child = Daemon::spawn(&dir.0, range, extra);

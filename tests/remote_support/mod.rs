@@ -151,7 +151,7 @@ impl Net {
     }
 
     /// Starts host `i`'s port manager (and ring master, when `ringmaster`), waiting until
-    /// the ring master is registered.
+    /// the ring master listens.
     pub fn start_daemons(&mut self, i: usize, ringmaster: bool) {
         let h = &self.hosts[i];
         let portmgr = self
@@ -173,8 +173,13 @@ impl Net {
         }
     }
 
+    /// Starts host `i`'s ring master and waits until it listens. The port manager lists
+    /// it as it hands it the port, a moment before it listens, so a listing alone may
+    /// send a client to a port that refuses it; the log line comes after the listen.
     pub fn start_ringmaster(&mut self, i: usize) {
         let log = self.hosts[i].state.join("ringmaster.log");
+        let listening = |net: &Net| net.log(i, "ringmaster.log").matches("registered as RingMaster on port").count();
+        let before = listening(self);
         let rm = self
             .command(i, &bin("ringmaster"), &["--portmgr-port", "30000", "--log", &log.to_string_lossy()])
             .stdin(Stdio::null())
@@ -183,7 +188,7 @@ impl Net {
             .spawn()
             .expect("start ringmaster");
         self.daemons.push((i, "ringmaster", rm));
-        self.wait_until(i, "ring master", |net| net.services(i).contains("RingMaster"));
+        self.wait_until(i, "ring master", |net| listening(net) > before && net.services(i).contains("RingMaster"));
     }
 
     /// Kills host `i`'s ring master (SIGKILL: it dies as a crash would).
@@ -237,6 +242,35 @@ impl Net {
     pub fn log(&self, i: usize, file: &str) -> String {
         fs::read_to_string(self.hosts[i].state.join(file)).unwrap_or_default()
     }
+}
+
+/// Waits until a `consume` role says it is attached (its first line), so that it reads
+/// every item put from then on; fails the test if it ends or stays silent instead. The
+/// rest of its output stays in the pipe for `wait_output`.
+pub fn wait_attached(child: &mut Child, what: &str, limit: Duration) {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let deadline = Instant::now() + limit;
+    let out = child.stdout.as_mut().expect("the role's stdout is piped");
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.last() != Some(&b'\n') {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "{what}: not attached within {limit:?}; said {:?}", String::from_utf8_lossy(&line));
+        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(out.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, ms).unwrap_or(0) == 0 {
+            continue;
+        }
+        match out.read(&mut byte) {
+            Ok(1) => line.push(byte[0]),
+            Ok(_) => panic!("{what}: ended before attaching; said {:?}", String::from_utf8_lossy(&line)),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("{what}: reading its output: {e}"),
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(&line), "attached\n", "{what}");
 }
 
 /// Waits for a child with a deadline; a hang kills it and fails the test.

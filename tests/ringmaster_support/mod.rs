@@ -146,6 +146,8 @@ fn spawn_limited(
 /// a port the kernel chose could be handed out again at once as the local port of some
 /// other test's outgoing connection, and the ring master could then not listen on it.
 /// Each call in this process gives another port; the pid spreads parallel test binaries.
+/// Never the port manager's default port: this process's own ring attaches look for a
+/// port manager there, and would find a ring master given it and fail on its replies.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const FIRST: u32 = 20000;
@@ -154,6 +156,9 @@ pub fn free_port() -> u16 {
     let base = std::process::id().wrapping_mul(97) % SPAN;
     for _ in 0..SPAN {
         let port = (FIRST + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if port == daqflow::portmgr::server::DEFAULT_LISTEN_PORT {
+            continue;
+        }
         if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
             return port;
         }
