@@ -74,22 +74,20 @@ static int in_child(void (*body)(void))
     return status;
 }
 
-static void expect_exit(const char *what, int status, int code)
+/* How a child ended, as "exit N" or "signal N". */
+static const char *ending(int status, int *n)
 {
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != code) {
-        fprintf(stderr, "%s: wanted exit %d, got %s %d\n", what, code,
-                WIFSIGNALED(status) ? "signal" : "exit",
-                WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-        failures++;
-    }
+    *n = WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status);
+    return WIFSIGNALED(status) ? "signal" : "exit";
 }
 
-static void expect_signal(const char *what, int status, int sig)
+/* `how` is "exit" or "signal". */
+static void expect(const char *what, int status, const char *how, int n)
 {
-    if (!WIFSIGNALED(status) || WTERMSIG(status) != sig) {
-        fprintf(stderr, "%s: wanted death by signal %d, got %s %d\n", what, sig,
-                WIFSIGNALED(status) ? "signal" : "exit",
-                WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    int got;
+    const char *ended = ending(status, &got);
+    if (strcmp(ended, how) != 0 || got != n) {
+        fprintf(stderr, "%s: wanted %s %d, got %s %d\n", what, how, n, ended, got);
         failures++;
     }
 }
@@ -250,13 +248,13 @@ int main(void)
 {
     snprintf(ring_name, sizeof ring_name, "truncated-c-%d", (int)getpid());
     snprintf(ring_path, sizeof ring_path, "/dev/shm/%s", ring_name);
-    expect_exit("clients of a ring truncated to 0", in_child(clients_survive), 0);
-    expect_exit("a copy from a ring truncated to one page", in_child(copy_survives), 0);
-    expect_signal("a fault outside any ring, no handler", in_child(attach_then_foreign_fault), SIGBUS);
-    expect_exit("a program's own SIGBUS handler", in_child(own_handler_then_faults), 42);
-    expect_signal("kill -BUS", in_child(attach_then_killed), SIGBUS);
-    expect_signal("a fault with an SA_RESETHAND handler", in_child(one_shot_handler_then_fault), SIGBUS);
-    expect_exit("kill -BUS with SIGBUS ignored", in_child(ignored_then_killed), 0);
+    expect("clients of a ring truncated to 0", in_child(clients_survive), "exit", 0);
+    expect("a copy from a ring truncated to one page", in_child(copy_survives), "exit", 0);
+    expect("a fault outside any ring, no handler", in_child(attach_then_foreign_fault), "signal", SIGBUS);
+    expect("a program's own SIGBUS handler", in_child(own_handler_then_faults), "exit", 42);
+    expect("kill -BUS", in_child(attach_then_killed), "signal", SIGBUS);
+    expect("a fault with an SA_RESETHAND handler", in_child(one_shot_handler_then_fault), "signal", SIGBUS);
+    expect("kill -BUS with SIGBUS ignored", in_child(ignored_then_killed), "exit", 0);
     unlink(ring_path);
     if (failures != 0) {
         fprintf(stderr, "%d check(s) failed\n", failures);

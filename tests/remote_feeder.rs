@@ -12,7 +12,6 @@ use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use daqflow::portmgr::Client as PortManager;
 use daqflow::remote::feeder::Plan;
 use daqflow::remote::spawn::{Started, start_feeder};
 use daqflow::ring::{self, Consumer, CreateOptions};
@@ -73,13 +72,7 @@ fn settle(c: &Consumer, want: u64) {
 #[test]
 fn whole_items_from_a_legacy_stream() {
     let pm = Daemon::start("47300-47399", &[]);
-    let mut manager = PortManager::connect(Some("127.0.0.1"), Some(pm.port)).expect("port manager");
-    let listener = loop {
-        let port = manager.allocate("RingMaster").expect("allocate");
-        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
-            break l;
-        }
-    };
+    let (_manager, listener) = portmgr_support::listen_as(&pm, "RingMaster");
     let source = format!("src{}", std::process::id());
     let guard = common::RingName::new("feeder");
     let proxy = guard.s().to_string();
@@ -184,13 +177,7 @@ fn cpu_seconds(pid: i32) -> f64 {
 #[test]
 fn back_pressure_without_spinning() {
     let pm = Daemon::start("47410-47419", &[]);
-    let mut manager = PortManager::connect(Some("127.0.0.1"), Some(pm.port)).expect("port manager");
-    let listener = loop {
-        let port = manager.allocate("RingMaster").expect("allocate");
-        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
-            break l;
-        }
-    };
+    let (_manager, listener) = portmgr_support::listen_as(&pm, "RingMaster");
     let source = format!("bp{}", std::process::id());
     let guard = common::RingName::new("feeder-bp");
     let proxy = guard.s().to_string();
@@ -241,13 +228,7 @@ fn a_garbage_stream_is_retried_with_growing_pauses() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let pm = Daemon::start("47420-47429", &[]);
-    let mut manager = PortManager::connect(Some("127.0.0.1"), Some(pm.port)).expect("port manager");
-    let listener = loop {
-        let port = manager.allocate("RingMaster").expect("allocate");
-        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
-            break l;
-        }
-    };
+    let (_manager, listener) = portmgr_support::listen_as(&pm, "RingMaster");
     let connections = Arc::new(AtomicUsize::new(0));
     let counted = connections.clone();
     std::thread::spawn(move || {
@@ -313,13 +294,7 @@ fn a_truncated_proxy_stops_its_feeder() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let pm = Daemon::start("47430-47439", &[]);
-    let mut manager = PortManager::connect(Some("127.0.0.1"), Some(pm.port)).expect("port manager");
-    let listener = loop {
-        let port = manager.allocate("RingMaster").expect("allocate");
-        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
-            break l;
-        }
-    };
+    let (_manager, listener) = portmgr_support::listen_as(&pm, "RingMaster");
     // Every connection gets the reply; the first one then the chunks queued, the others
     // nothing (held open).
     let connections = Arc::new(AtomicUsize::new(0));

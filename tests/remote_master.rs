@@ -117,13 +117,7 @@ fn ring_master_cooperation() {
     ring::remove(&ring_name).expect("remove");
 
     // A ring master is advertised: every step is announced, in NSCLDAQ's words.
-    let mut manager = PortManager::connect(Some("127.0.0.1"), Some(pm.port)).expect("port manager");
-    let listener = loop {
-        let port = manager.allocate("RingMaster").expect("allocate");
-        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
-            break l;
-        }
-    };
+    let (manager, listener) = portmgr_support::listen_as(&pm, "RingMaster");
     let fake = Fake::start(listener);
     ring::create(&ring_name, CreateOptions { data_bytes: 65536, max_consumers: 4, ..Default::default() }).expect("create");
     let p = Producer::attach(&ring_name).expect("producer");

@@ -281,3 +281,16 @@ fn systemd_verify(dir: &Path, name: &str, unit: &str, companions: &[(&str, Strin
         .expect("systemd-analyze is needed for this test (Debian: apt-get install systemd)");
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
+
+/// Allocates a port for `service` from the daemon and listens on it on 127.0.0.1, as a
+/// server the tests fake would (taking another when something else holds that port).
+/// The returned client holds the allocation: keep it as long as the service is listed.
+pub fn listen_as(daemon: &Daemon, service: &str) -> (daqflow::portmgr::Client, std::net::TcpListener) {
+    let mut manager = daqflow::portmgr::Client::connect(Some("127.0.0.1"), Some(daemon.port)).expect("port manager");
+    loop {
+        let port = manager.allocate(service).expect("allocate");
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return (manager, listener);
+        }
+    }
+}
