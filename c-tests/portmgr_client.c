@@ -2,6 +2,8 @@
  * kernel picks, with a mkdtemp state directory; stopped with SIGTERM at the end). */
 #include <daqflow.h>
 
+#include "check.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -14,19 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static int failures;
 static char dir[64] = "/tmp/daqflow-ctest-XXXXXX";
 static char portfile[128];
 static pid_t daemon_pid = -1;
-
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed; last error: %s\n", __FILE__, __LINE__, \
-                    #cond, daqflow_last_error());                                            \
-            failures++;                                                                      \
-        }                                                                                    \
-    } while (0)
 
 static void sleep_ms(long ms)
 {

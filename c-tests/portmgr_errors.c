@@ -3,6 +3,8 @@
  * legacy server's refusal, or hang up. */
 #include <daqflow.h>
 
+#include "check.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -14,17 +16,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed; last error: %s\n", __FILE__, __LINE__, \
-                    #cond, daqflow_last_error());                                            \
-            failures++;                                                                      \
-        }                                                                                    \
-    } while (0)
 
 /* A listening socket on 127.0.0.1 and a port the kernel chose. */
 static int listen_any(int *port)

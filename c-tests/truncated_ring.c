@@ -4,6 +4,8 @@
  * Each case runs in a forked child, so one that dies cannot take the others with it. */
 #include <daqflow.h>
 
+#include "check.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -13,17 +15,6 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed; last error: %s\n", __FILE__, __LINE__, \
-                    #cond, daqflow_last_error());                                            \
-            failures++;                                                                      \
-        }                                                                                    \
-    } while (0)
 
 static char ring_name[64];
 
