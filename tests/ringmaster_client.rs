@@ -64,6 +64,32 @@ fn no_ring_master_is_connection_refused() {
     assert_eq!(Client::locate("localhost", Some(port), T).unwrap_err().errno(), libc::ECONNREFUSED);
 }
 
+/// The port manager lists a ring master before it listens: a host's ring master that
+/// is starting is waited for (remote attach, REMOTE, remote usage all locate it), one
+/// that never listens is refused after the grace period, not at once and not for ever.
+#[test]
+fn a_listed_ring_master_that_is_starting_is_waited_for() {
+    let portmgr = portmgr_support::Daemon::start("27960-27969", &[]);
+    let (manager, listener) = portmgr_support::listen_as(&portmgr, "RingMaster");
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let late = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        let listener = TcpListener::bind(addr).unwrap();
+        let _ = listener.accept();
+    });
+    let c = Client::locate("localhost", Some(portmgr.port), T).expect("the starting ring master is found");
+    assert_eq!(c.server().port(), addr.port());
+    late.join().unwrap();
+
+    // Listed, never listening (it died before the port manager noticed).
+    let started = Instant::now();
+    let err = Client::locate("localhost", Some(portmgr.port), T).unwrap_err();
+    assert_eq!(err.errno(), libc::ECONNREFUSED, "{err}");
+    assert!(started.elapsed() >= daqflow::ringmaster::client::STARTING, "refused at once: {:?}", started.elapsed());
+    drop(manager);
+}
+
 #[test]
 fn arguments_are_checked_before_anything_is_sent() {
     let (addr, server) = fake(|mut s| {

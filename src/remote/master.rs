@@ -72,7 +72,7 @@ fn with_master(exchange: impl Fn(&mut Client) -> Result<()>) -> Result<()> {
         Err(e) if e.errno() == libc::ECONNREFUSED => return Ok(()),
         Err(e) => return Err(Error::new(e.errno(), format!("looking for the local ring master: {}", e.message()))),
     };
-    let mut client = match connect_advertised(port) {
+    let mut client = match Client::connect_listed(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), TIMEOUT) {
         Ok(client) => client,
         // Advertised, but still refusing after a while: one that died before the port
         // manager noticed. As good as none.
@@ -82,22 +82,6 @@ fn with_master(exchange: impl Fn(&mut Client) -> Result<()>) -> Result<()> {
     exchange(&mut client)?;
     *link = Some(Link { pid: me, client });
     Ok(())
-}
-
-/// Connects to the advertised ring master. The port manager lists a service the moment
-/// it hands out the port, a little before the server listens on it: a ring master that
-/// is starting refuses for a few milliseconds, so a refusal is retried for a while.
-fn connect_advertised(port: u16) -> Result<Client> {
-    const STARTING: Duration = Duration::from_millis(500);
-    let start = std::time::Instant::now();
-    loop {
-        match Client::connect_addr(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), TIMEOUT) {
-            Err(e) if e.errno() == libc::ECONNREFUSED && start.elapsed() < STARTING => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            other => return other,
-        }
-    }
 }
 
 fn pid() -> i32 {

@@ -19,6 +19,12 @@ use crate::portmgr::lines::LineBuffer;
 use crate::ring::validate_name;
 
 /// Longest reply line accepted: a LIST line of many rings with many consumers.
+/// The port manager lists a service the moment it hands out the port, a little before
+/// the server listens on it: a ring master that is starting refuses for a few
+/// milliseconds, so refusals from a listed one are retried for this long.
+pub const STARTING: Duration = Duration::from_millis(500);
+const REFUSED_PAUSE: Duration = Duration::from_millis(10);
+
 const MAX_REPLY_LINE: usize = 4 * 1024 * 1024;
 /// Longest reply to REMOTE (read a byte at a time so no ring data is swallowed).
 const MAX_REMOTE_REPLY: usize = 4096;
@@ -121,22 +127,51 @@ impl Client {
         let deadline = Instant::now() + timeout;
         let addresses = resolve_within(host, deadline)?;
         let port = find_port_at(host, &addresses, portmgr_port, deadline)?;
-        let context = || format!("connecting to the {SERVICE} of {host} (port {port})");
-        let mut last = Error::new(libc::EHOSTUNREACH, format!("{}: {host} has no address", context()));
-        for ip in addresses {
-            let wait = left(deadline, &context)?;
-            match Client::open(SocketAddr::new(ip, port), wait, timeout) {
-                Ok(client) => return Ok(client),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
+        let addresses: Vec<SocketAddr> = addresses.into_iter().map(|ip| SocketAddr::new(ip, port)).collect();
+        Client::open_listed(&addresses, deadline, timeout, &|| format!("connecting to the {SERVICE} of {host} (port {port})"))
     }
 
     /// Connects to a ring master at a known address; `timeout` bounds the connection and
     /// each later exchange.
     pub fn connect_addr(addr: SocketAddr, timeout: Duration) -> Result<Client> {
         Client::open(addr, timeout, timeout)
+    }
+
+    /// As `connect_addr`, for a ring master the port manager lists at `addr`, which may
+    /// be starting (see `STARTING`).
+    pub fn connect_listed(addr: SocketAddr, timeout: Duration) -> Result<Client> {
+        Client::open_listed(&[addr], Instant::now() + timeout, timeout, &|| format!("connecting to the {SERVICE} at {addr}"))
+    }
+
+    /// Tries each address in turn; when all refuse, tries them all again until
+    /// `STARTING` has passed (or the deadline).
+    fn open_listed(
+        addresses: &[SocketAddr],
+        deadline: Instant,
+        timeout: Duration,
+        context: &dyn Fn() -> String,
+    ) -> Result<Client> {
+        let started = Instant::now();
+        loop {
+            let mut last = None;
+            let mut all_refused = true;
+            for &addr in addresses {
+                match Client::open(addr, left(deadline, context)?, timeout) {
+                    Ok(client) => return Ok(client),
+                    Err(e) => {
+                        all_refused &= e.errno() == libc::ECONNREFUSED;
+                        last = Some(e);
+                    }
+                }
+            }
+            let Some(last) = last else {
+                return Err(Error::new(libc::EHOSTUNREACH, format!("{}: no address", context())));
+            };
+            if !all_refused || started.elapsed() >= STARTING {
+                return Err(last);
+            }
+            std::thread::sleep(REFUSED_PAUSE.min(left(deadline, context)?));
+        }
     }
 
     fn open(addr: SocketAddr, connect_timeout: Duration, timeout: Duration) -> Result<Client> {
