@@ -7,20 +7,28 @@
 //! bad input, and panics (turned into an error at the C boundary).
 
 use std::fs::File;
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
 
-use super::truncation::Guard;
+use super::truncation::{Guard, NEVER_STRUCK};
 use crate::error::{Error, Result};
 
 pub struct Mapping {
     // Declared first so it is dropped first: unregistered before the unmap.
-    guard: Option<Guard>,
+    _guard: Option<Guard>,
+    /// The guard's flag (or one never set): read on every put and get.
+    struck: &'static AtomicBool,
     raw: MmapRaw,
-    /// Offset of the last page.
+    /// Offset of the last page, and a byte in it (in bounds for the mapping's life).
     last_page: u64,
+    last_byte: *const AtomicU8,
 }
+
+// SAFETY: `last_byte` points into the mapping, which is shared memory accessed only
+// atomically; it is as shareable between threads as `raw` is.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// Maps all `len` bytes of `file`, shared and read-write (or read-only).
@@ -33,14 +41,18 @@ impl Mapping {
         // SAFETY: sysconf has no preconditions.
         let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1);
         let last_page = len.saturating_sub(1) / page * page;
-        Ok(Mapping { guard: Guard::register(raw.as_ptr(), raw.len()), raw, last_page })
+        let guard = Guard::register(raw.as_ptr(), raw.len());
+        let struck = guard.as_ref().map_or(&NEVER_STRUCK, Guard::struck_flag);
+        let mut mapping = Mapping { _guard: guard, struck, raw, last_page, last_byte: std::ptr::null() };
+        mapping.last_byte = mapping.checked(last_page, 1, 1).cast_const().cast();
+        Ok(mapping)
     }
 
     /// Whether the object was truncated under the mapping, which now reads as zeros
     /// (see `truncation`): whatever was read from it since is garbage.
     #[inline]
     pub fn struck(&self) -> bool {
-        self.guard.as_ref().is_some_and(Guard::struck)
+        self.struck.load(Ordering::Acquire)
     }
 
     /// Offset of the mapping's last page.
@@ -53,9 +65,9 @@ impl Mapping {
     /// object was truncated anywhere before that page.
     #[inline]
     pub fn touch_last_page(&self) {
-        // SAFETY: in bounds (checked); read atomically like every shared word.
-        let byte = unsafe { AtomicU8::from_ptr(self.checked(self.last_page, 1, 1)) };
-        std::hint::black_box(byte.load(Ordering::Relaxed));
+        // SAFETY: in bounds (checked when the mapping was made). Volatile, so that the
+        // read is made though its value is not used; a torn or stale byte is harmless.
+        unsafe { std::ptr::read_volatile(self.last_byte.cast::<u8>()) };
     }
 
     #[inline]

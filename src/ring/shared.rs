@@ -142,10 +142,11 @@ impl Shared {
         // written after the pages past it are unmapped.
         std::sync::atomic::fence(Ordering::Acquire);
         self.map.touch_last_page();
-        self.intact()?;
-        let [(off, len), _] = self.geo.spans(pos, n);
-        if n > 0 && off + len > self.map.last_page() {
-            self.truncation()?;
+        // Positions are offsets in the mapping; a range that wraps reaches the top,
+        // which is in the last page. One branch for both conditions: this runs on
+        // every put and get.
+        if self.map.struck() | (n > 0 && pos + n > self.map.last_page()) {
+            return self.truncation();
         }
         Ok(())
     }

@@ -50,6 +50,9 @@ static PREVIOUS: std::sync::OnceLock<libc::sigaction> = std::sync::OnceLock::new
 static INSTALL: Once = Once::new();
 static INSTALL_FAILED: AtomicBool = AtomicBool::new(false);
 
+/// The flag of an unguarded mapping: never set.
+pub static NEVER_STRUCK: AtomicBool = AtomicBool::new(false);
+
 /// A mapping's registration; dropped before the mapping is unmapped.
 pub struct Guard {
     index: usize,
@@ -72,10 +75,10 @@ impl Guard {
         Some(Guard { index })
     }
 
-    /// Whether the mapping was truncated under us and now holds zeros.
-    #[inline]
-    pub fn struck(&self) -> bool {
-        TABLE[self.index].struck.load(Ordering::Acquire)
+    /// Set once the mapping was truncated under us and holds zeros; a plain reference,
+    /// so that the hot paths that look at it pay one load.
+    pub fn struck_flag(&self) -> &'static AtomicBool {
+        &TABLE[self.index].struck
     }
 }
 
