@@ -6,28 +6,40 @@
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrLike, bind, setsockopt, socket, sockopt};
 
-/// Answers whether a socket listens on a port (IPv4 or IPv6, any address), for one
-/// allocation. A bind without listening (nothing can connect to it) answers at once for
-/// a free port, the common case; for a port it finds taken, the listening ports are read
-/// once from /proc/net/tcp and tcp6 (tens of milliseconds on a busy host), so that only
-/// a listener counts: connections, and a closed server's TIME_WAIT sockets, do not (they
-/// come and go, and clients expect the range's ports in order). Any other failure counts
-/// as free, so a probe never refuses what the books allow.
-#[derive(Default)]
+/// Answers whether a socket listens on a port (IPv4 or IPv6, any address). A bind
+/// without listening (nothing can connect to it) answers at once for a free port, the
+/// common case; for a port it finds taken, the listening ports are read from
+/// /proc/net/tcp and tcp6, so that only a listener counts: connections, and a closed
+/// server's TIME_WAIT sockets, do not (they come and go, and clients expect the range's
+/// ports in order). That read costs milliseconds on a host with thousands of sockets,
+/// and when the pool lies in the kernel's ephemeral range many binds fail because of
+/// connections, so one reading serves for `LISTENING_MAX_AGE`: a server that started
+/// listening since may be missed, as it would be a moment later anyway. Any other
+/// failure counts as free, so a probe never refuses what the books allow.
+#[derive(Default, Debug)]
 pub struct Probe {
-    listening: Option<HashSet<u16>>,
+    listening: Option<(HashSet<u16>, Instant)>,
 }
+
+const LISTENING_MAX_AGE: Duration = Duration::from_millis(200);
 
 impl Probe {
     pub fn in_use(&mut self, port: u16) -> bool {
         let v4 = SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
         let v6 = SockaddrIn6::from(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0));
-        (bind_refused(AddressFamily::Inet, &v4) || bind_refused(AddressFamily::Inet6, &v6))
-            && self.listening.get_or_insert_with(listening_ports).contains(&port)
+        (bind_refused(AddressFamily::Inet, &v4) || bind_refused(AddressFamily::Inet6, &v6)) && self.listening().contains(&port)
+    }
+
+    fn listening(&mut self) -> &HashSet<u16> {
+        if self.listening.as_ref().is_some_and(|(_, read_at)| read_at.elapsed() >= LISTENING_MAX_AGE) {
+            self.listening = None;
+        }
+        &self.listening.get_or_insert_with(|| (listening_ports(), Instant::now())).0
     }
 }
 
@@ -79,6 +91,17 @@ mod tests {
             drop(listener);
             assert!(!Probe::default().in_use(port), "{port} closed");
         }
+    }
+
+    #[test]
+    fn one_reading_of_the_listeners_serves_a_moment_then_is_renewed() {
+        let first = TcpListener::bind("0.0.0.0:0").expect("listen");
+        let mut probe = Probe::default();
+        assert!(probe.in_use(first.local_addr().map(|a| a.port()).unwrap_or(0)));
+        let second = TcpListener::bind("0.0.0.0:0").expect("listen");
+        let port = second.local_addr().map(|a| a.port()).unwrap_or(0);
+        std::thread::sleep(LISTENING_MAX_AGE + Duration::from_millis(50));
+        assert!(probe.in_use(port), "a listener that started after the last reading, {port}, is seen once it is old");
     }
 
     #[test]

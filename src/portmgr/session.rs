@@ -122,11 +122,13 @@ pub struct Core {
     pub dirty: bool,
     /// The last LIST reply, valid until the allocations change.
     list_cache: Option<Vec<u8>>,
+    /// Kept between allocations: it remembers the host's listening ports for a moment.
+    probe: Probe,
 }
 
 impl Core {
     pub fn new(pool: Pool<Key>, log: Log, owners: Option<OwnerLookup>) -> Core {
-        Core { pool, log, owners, dirty: false, list_cache: None }
+        Core { pool, log, owners, dirty: false, list_cache: None, probe: Probe::default() }
     }
 
     /// Reads and answers everything `conn` has sent, until its socket has no more, the
@@ -250,7 +252,7 @@ impl Core {
             self.refuse(conn, application, user, &reason);
             return;
         }
-        let mut probe = Probe::default();
+        let probe = &mut self.probe;
         match self.pool.allocate(application, user, key, |port| !probe.in_use(port)) {
             Some(port) => {
                 conn.ports.push(port);
