@@ -87,13 +87,10 @@ impl Consumer {
         !alive(self.ring.producer().pid.load(Ordering::SeqCst)) && self.still_named()
     }
 
-    /// The ring's name still names the object this consumer reads (it was neither
-    /// removed nor replaced by a new ring of the same name). Compared with the open
-    /// file, not with the name at some earlier moment, which may already have changed.
+    /// The ring's name still names the object this consumer reads (see
+    /// `Shared::still_named`).
     pub fn still_named(&self) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        let named = std::fs::metadata(format!("/dev/shm/{}", self.name())).ok().map(|m| (m.dev(), m.ino()));
-        named.is_some() && named == self.ring.file.identity().ok()
+        self.ring.still_named()
     }
 
     pub fn slot(&self) -> u32 {

@@ -48,6 +48,15 @@ impl Shared {
         &self.file.name
     }
 
+    /// The name still names this object: it was neither removed nor replaced by a new
+    /// ring of the same name. Compared with the open file, not with the name at some
+    /// earlier moment, which may already have changed.
+    pub fn still_named(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let named = std::fs::metadata(format!("{}/{}", super::shm::SHM_DIR, self.name())).ok().map(|m| (m.dev(), m.ino()));
+        named.is_some() && named == self.file.identity().ok()
+    }
+
     pub fn lock(&self) -> Result<RingLock<'_>> {
         self.lock_for(LOCK_WAIT)
     }

@@ -13,7 +13,6 @@ use crate::error::{Error, Result};
 /// One ring mapped read-only.
 pub struct Watch {
     ring: Shared,
-    identity: (u64, u64),
 }
 
 /// A consumer slot in use, with its get pointer.
@@ -55,9 +54,8 @@ impl Watch {
     pub fn open(name: &str) -> Result<Watch> {
         validate(name)?;
         let file = RingFile::open(name, false)?;
-        let identity = file.identity()?;
         let (map, geo) = file.map_ring()?;
-        Ok(Watch { ring: Shared { file, map, geo }, identity })
+        Ok(Watch { ring: Shared { file, map, geo } })
     }
 
     pub fn name(&self) -> &str {
@@ -68,13 +66,10 @@ impl Watch {
     /// opened: false after a delete (and maybe re-create) or a format, when the watcher
     /// should open the ring afresh.
     pub fn is_current(&self) -> bool {
-        use std::os::unix::fs::MetadataExt;
         if self.intact().is_err() {
             return false;
         }
-        let same_object = std::fs::metadata(format!("{}/{}", super::shm::SHM_DIR, self.name()))
-            .is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
-        same_object && Geometry::parse(&self.ring.map.header(), self.ring.geo.map_len).ok().flatten() == Some(self.ring.geo)
+        self.ring.still_named() && Geometry::parse(&self.ring.map.header(), self.ring.geo.map_len).ok().flatten() == Some(self.ring.geo)
     }
 
     /// Whether the object is still as long as the mapping. Anyone who may write a ring
