@@ -184,7 +184,7 @@ mod tests {
             assert_eq!(request.pending(&geo), None);
         }
         // A tiny ring: every byte a step.
-        let small = Geometry::for_format(4096, 2).unwrap();
+        let small = Geometry::for_format(1024, 2).unwrap(); // capacity 895
         request.ask(&small, 3);
         assert_eq!(request.pending(&small), Some(3));
         request.answer();
