@@ -137,6 +137,33 @@ fn consistent_but_lying_headers() {
     std::fs::remove_file(r.path()).unwrap();
 }
 
+/// A sparse object whose header is consistent in every field but names billions of
+/// consumer records: walking them under the lock (attach, usage, `ringbuffer status`)
+/// would fault in a tmpfs page for every 256 records until /dev/shm is full. The create
+/// limit (2^20) holds for headers read too.
+#[test]
+fn consistent_headers_with_too_many_consumers() {
+    let r = RingName::new("corrupt-huge");
+    for n in [(1u64 << 32) - 1, (1 << 20) + 1] {
+        let data_offset = 80 + 16 * (n + 1);
+        let size = (data_offset + 8192).div_ceil(4096) * 4096;
+        let f = OpenOptions::new().read(true).write(true).create_new(true).open(r.path()).unwrap();
+        f.set_len(size).expect("a sparse object");
+        let mut header = [0u8; 80];
+        header[..8].copy_from_slice(b"NSCLRing");
+        for (off, v) in [(32, n), (40, size - data_offset), (48, 80), (56, 96), (64, data_offset), (72, size - 1)] {
+            header[off..off + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        f.write_all_at(&header, 0).unwrap();
+        all_ops_refuse(r.s(), BADMSG, &format!("{n} consumers, consistent"));
+        let e = ring::peek_usage(r.s()).expect_err("peek usage");
+        assert!(e.message().contains("more than"), "{}", e.message());
+        let used = std::fs::metadata(r.path()).map(|m| std::os::unix::fs::MetadataExt::blocks(&m)).unwrap();
+        assert!(used < 1024, "{n} consumers: the refusal faulted in {used} blocks of /dev/shm");
+        std::fs::remove_file(r.path()).unwrap();
+    }
+}
+
 #[test]
 fn not_a_ring() {
     let r = RingName::new("corrupt-magic");

@@ -17,8 +17,7 @@ use crate::error::{Error, Result};
 /// Mode of a new ring unless the creator asks for another: world read-write, as
 /// NSCLDAQ makes them (its tests check it), so any user's programs can attach.
 pub const DEFAULT_MODE: u32 = 0o666;
-/// Consumers beyond this make a header of megabytes; no DAQ setup needs that many.
-pub const MAX_CONSUMERS_LIMIT: u32 = 1 << 20;
+pub use super::layout::MAX_CONSUMERS_LIMIT;
 
 /// What `create` is asked for; zeros mean the NSCLDAQ defaults.
 #[derive(Debug, Clone, Copy)]

@@ -29,6 +29,12 @@ const OFF_TOP: usize = 72;
 /// magic field holds anything after `NSCLRing` but zeros.
 pub const RECORD_PAD: u64 = 12;
 
+/// Consumers beyond this make a header of megabytes; no DAQ setup needs that many. The
+/// limit holds for headers read as much as for rings created: every walk of the
+/// records (attach, usage, a blocked producer's scan) is bounded by it, however a
+/// header was made.
+pub const MAX_CONSUMERS_LIMIT: u32 = 1 << 20;
+
 pub const DEFAULT_DATA_BYTES: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_MAX_CONSUMERS: u32 = 100;
 
@@ -95,8 +101,9 @@ impl Geometry {
         let consumers = u64_at(header, OFF_CONSUMERS);
         let data_offset = u64_at(header, OFF_DATA);
         let top = u64_at(header, OFF_TOP);
-        let max_consumers =
-            u32::try_from(n).map_err(|_| corrupt(format!("max consumers {n} is absurd")))?;
+        let max_consumers = u32::try_from(n).ok().filter(|&n| n <= MAX_CONSUMERS_LIMIT).ok_or_else(|| {
+            corrupt(format!("max consumers {n} is more than the {MAX_CONSUMERS_LIMIT} any ring may have"))
+        })?;
         let expected_data = header_bytes(n).ok_or_else(|| corrupt(format!("max consumers {n} is absurd")))?;
         if producer != PRODUCER_RECORD || consumers != FIRST_CONSUMER_RECORD {
             return Err(corrupt(format!(
@@ -223,6 +230,7 @@ mod tests {
             cases.push(h);
         };
         set(OFF_MAX_CONSUMERS, u64::MAX);
+        set(OFF_MAX_CONSUMERS, MAX_CONSUMERS_LIMIT as u64 + 1);
         set(OFF_MAX_CONSUMERS, 1000); // records would run past the data offset
         set(OFF_DATA_BYTES, 1 << 40);
         set(OFF_PRODUCER, 0);
