@@ -105,21 +105,22 @@ pub fn create(name: &str, options: CreateOptions) -> Result<()> {
     made
 }
 
-/// Rewrites the header of an existing ring for `max_consumers` (0: the default). The
-/// data area grows or shrinks to match. Refused while live clients are attached.
+/// Makes the shared-memory object `name` a ring with `max_consumers` (0: the default),
+/// whatever it held: an existing ring (the data area grows or shrinks to match), a
+/// corrupt one, or any object of sufficient size, as NSCLDAQ's format does (an explicit
+/// administrator action). Everything is derived from the object's actual size, so a
+/// ring FRIB's tools made (top offset = size, no page rounding) is repaired too. A ring
+/// with a sane header is refused while live clients are attached.
 pub fn format(name: &str, max_consumers: u32) -> Result<()> {
     validate(name)?;
     let n = check_max_consumers(max_consumers)?;
     let file = RingFile::open(name, true)?;
     let _lock = file.lock(file.legacy_lock_len(), LOCK_WAIT)?;
-    if !shm::has_magic(&file.file) {
-        return Err(Error::new(libc::EBADMSG, format!("cannot format {name}: /dev/shm/{name} is not a ring")));
-    }
     let size = file.size()?;
     let geo = Geometry::for_format(size, n).map_err(|e| Error::new(e.errno(), format!("cannot format ring {name}: {}", e.message())))?;
     let map = file.map(size)?;
-    // A ring with a sane header is checked for live clients first; a corrupt one is
-    // exactly what format is for.
+    // A ring with a sane header is checked for live clients first; a corrupt one, or an
+    // object that is no ring yet, is exactly what format is for.
     if let Ok(Some(old)) = Geometry::parse(&map.header(), size) {
         refuse_if_attached(name, &map, &old)?;
     }
