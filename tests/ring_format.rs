@@ -115,6 +115,12 @@ fn a_frib_made_ring_is_refused_until_formatted_then_works() {
     assert_ne!(size % 4096, 0, "the fixture must not be page-rounded");
     let e = Consumer::attach(r.s()).map(|_| ()).unwrap_err();
     assert_eq!(e.errno(), libc::EBADMSG, "{e}");
+    // A FRIB client attached (this process's pid in consumer slot 3): its ring is not
+    // reformatted under it.
+    let f = std::fs::OpenOptions::new().write(true).open(r.path()).unwrap();
+    f.write_all_at(&(std::process::id() as i32).to_le_bytes(), 96 + 16 * 3 + 8).unwrap();
+    assert_eq!(ring::format(r.s(), 0).unwrap_err().errno(), libc::EBUSY);
+    f.write_all_at(&(-1i32).to_le_bytes(), 96 + 16 * 3 + 8).unwrap();
     let out = Command::new(RINGBUFFER).args(["format", r.s()]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let u = ring::usage(r.s()).unwrap();

@@ -121,11 +121,26 @@ pub fn format(name: &str, max_consumers: u32) -> Result<()> {
     let map = file.map(size)?;
     // A ring with a sane header is checked for live clients first; a corrupt one, or an
     // object that is no ring yet, is exactly what format is for.
-    if let Ok(Some(old)) = Geometry::parse(&map.header(), size) {
+    if let Some(old) = current_geometry(&map.header(), size) {
         refuse_if_attached(name, &map, &old)?;
     }
     Shared::format(&map, &geo);
     Ok(())
+}
+
+/// The geometry an object's header describes: a sane one, or the one FRIB's tools write
+/// (top offset = the object's size, one past its last byte), whose clients are as live.
+fn current_geometry(header: &[u8; 80], size: u64) -> Option<Geometry> {
+    if let Ok(Some(geo)) = Geometry::parse(header, size) {
+        return Some(geo);
+    }
+    // Bytes 72..80: the top offset (spec section 3).
+    let mut frib = *header;
+    if frib[72..80] != size.to_le_bytes() {
+        return None;
+    }
+    frib[72..80].copy_from_slice(&size.checked_sub(1)?.to_le_bytes());
+    Geometry::parse(&frib, size).ok().flatten()
 }
 
 fn refuse_if_attached(name: &str, map: &Mapping, geo: &Geometry) -> Result<()> {
