@@ -110,7 +110,7 @@ pub fn create(name: &str, options: CreateOptions) -> Result<()> {
 /// corrupt one, or any object of sufficient size, as NSCLDAQ's format does (an explicit
 /// administrator action). Everything is derived from the object's actual size, so a
 /// ring FRIB's tools made (top offset = size, no page rounding) is repaired too. A ring
-/// with a sane header is refused while live clients are attached.
+/// with a sane header, or FRIB's, is refused while live clients are attached.
 pub fn format(name: &str, max_consumers: u32) -> Result<()> {
     validate(name)?;
     let n = check_max_consumers(max_consumers)?;

@@ -26,9 +26,18 @@ pub struct Known {
 
 impl Known {
     /// Adds every ring now in /dev/shm whose header reads (NSCLDAQ's daemon took those
-    /// whose usage it could read); returns how many it did not know yet.
+    /// whose usage it could read); returns how many it did not know yet. Fails, adding
+    /// nothing, when short of descriptors: a ring left out for that would be taken for
+    /// a new one by NSCLDAQ's create.
     pub fn enumerate(&self) -> Result<usize> {
-        let present: Vec<String> = ring::list()?.into_iter().filter(|name| ring::peek_usage(name).is_ok()).collect();
+        let mut present = Vec::new();
+        for name in ring::list()? {
+            match ring::peek_usage(&name) {
+                Ok(_) => present.push(name),
+                Err(e) if matches!(e.errno(), libc::EMFILE | libc::ENFILE) => return Err(e),
+                Err(_) => {}
+            }
+        }
         let mut names = self.names.lock();
         Ok(present.into_iter().filter(|name| names.insert(name.clone())).count())
     }
