@@ -206,8 +206,10 @@ int ring_create(const char *name, uint64_t data_bytes, uint32_t max_consumers);
 int ring_create_mode(const char *name, uint64_t data_bytes, uint32_t max_consumers, uint32_t mode);
 
 /**
- * Rewrites the header of ring `name` for max_consumers (0: 100). -EBUSY while
- * clients are attached.
+ * Makes the shared-memory object `name` a ring for max_consumers (0: 100), as
+ * NSCLDAQ's format does: an existing ring (its data area shrinks or grows to match),
+ * a corrupt one, or any object with room for the header and two data bytes (else
+ * -EINVAL). -EBUSY while clients are attached.
  */
 int ring_format(const char *name, uint32_t max_consumers);
 

@@ -8,7 +8,8 @@
 //!   `LIST`, `REMOTE ring`, each ending in LF;
 //! - replies are read one byte at a time up to LF and compared whole: `OK\r\n`,
 //!   `OK BINARY FOLLOWS\r\n`; anything else throws (a FAIL in a destructor aborted);
-//! - `create` of an existing ring asks LIST and looks for the text `{<ring> `;
+//! - `create` of a name that is a ring already asks LIST and looks for the text
+//!   `{<ring> `: found, it throws EEXIST; not found, it adopts the ring (REGISTER);
 //! - a feeder gets the REMOTE socket as its stdin (the parent closes its copy without a
 //!   shutdown) and reads NSCLDAQ ring items from it: a little-endian u32 size that
 //!   includes itself, a u32 type, the body.
@@ -83,6 +84,18 @@ impl CppRingMaster {
         read_line(&mut self.socket)
     }
 
+    /// `CRingBuffer::create`'s test of a name that is a ring already: listed, EEXIST
+    /// (false); not listed, adopted with notifyCreate (true).
+    fn create_existing_ring(&mut self, ring: &str) -> bool {
+        let usage = self.request_usage();
+        assert!(usage.ends_with("\r\n"));
+        if usage.contains(&format!("{{{ring} ")) {
+            return false;
+        }
+        self.simple(&format!("REGISTER {ring}\n"));
+        true
+    }
+
     /// The socket, now a data connection; the feeder gets a copy of it.
     fn request_data(&mut self, ring: &str) -> TcpStream {
         self.send(&format!("REMOTE {ring}\n"));
@@ -117,14 +130,12 @@ fn read_line(s: &mut TcpStream) -> String {
 #[test]
 fn a_cpp_program_creates_produces_consumes_and_removes() {
     let master = Master::start(&[]);
+    // A ring this ring master was not told about (made by a process that did not find it).
     let ring = TestRing::new("cpp", 65536, 4);
     let mut rm = CppRingMaster::new(master.portmgr.port);
-    // CRingBuffer::create on a ring that exists and that the ring master lists: EEXIST.
-    let usage = rm.request_usage();
-    assert!(usage.ends_with("\r\n"));
-    assert!(usage.contains(&format!("{{{} ", ring.s())), "create's check fails on {usage:?}");
-    // A fresh ring: notifyCreate.
-    rm.simple(&format!("REGISTER {}\n", ring.s()));
+    // CRingBuffer::create adopts it; a second create is EEXIST.
+    assert!(rm.create_existing_ring(ring.s()), "create of an unregistered ring failed with EEXIST");
+    assert!(!rm.create_existing_ring(ring.s()), "create of a registered ring succeeded");
     let producer = Producer::attach(ring.s()).unwrap();
     rm.notify_producer_connection(ring.s());
     let consumer = Consumer::attach(ring.s()).unwrap();
@@ -146,6 +157,26 @@ fn a_cpp_program_creates_produces_consumes_and_removes() {
     rm.simple(&format!("UNREGISTER {}\n", ring.s()));
     drop(rm);
     master.wait_log("Socket connection lost from 127.0.0.1");
+}
+
+/// NSCLDAQ's `rmasterTests::existsAndIsRing`: a fresh shared-memory object, formatted
+/// as a ring by `CRingBuffer::format` (daqflow's format, which the C++ header calls),
+/// then `CRingBuffer::create` of it must succeed (adopting it) and `remove` too.
+#[test]
+fn nscldaq_exists_and_is_ring() {
+    let master = Master::start(&[]);
+    let name = format!("rm-isaring-{}", std::process::id());
+    let ring = TestRing(name.clone()); // removed on drop whatever happens
+    std::fs::write(format!("/dev/shm/{name}"), vec![0u8; 2 << 20]).unwrap();
+    daqflow::ring::format(&name, 10).expect("CRingBuffer::format of a fresh object");
+    let mut rm = CppRingMaster::new(master.portmgr.port);
+    assert!(daqflow::ring::exists(&name).unwrap(), "isRing after format");
+    assert!(rm.create_existing_ring(&name), "CRingBuffer::create threw EEXIST");
+    // CRingBuffer::remove: UNREGISTER, then the unlink.
+    rm.simple(&format!("UNREGISTER {name}\n"));
+    daqflow::ring::remove(&name).unwrap();
+    assert!(!rm.request_usage().contains(&format!("{{{name} ")));
+    drop(ring);
 }
 
 /// An NSCLDAQ ring item: size (including the 8-byte header), type, body.

@@ -115,6 +115,9 @@ fn list_is_sorted_with_the_legacy_free_space() {
     // Created in reverse order; LIST sorts by name.
     let b = TestRing::new("list-b", 65536, 4);
     let a = TestRing::new("list-a", 4096, 2);
+    // As their creator would, had it found this ring master.
+    master.register(b.s());
+    master.register(a.s());
     let mut consumer = Consumer::attach(b.s()).unwrap();
     let mut producer = Producer::attach(b.s()).unwrap();
     producer.put(&[7u8; 100], Some(Duration::from_secs(5))).unwrap();
@@ -384,6 +387,7 @@ fn a_stuck_joiner_does_not_stop_the_daemon() {
     // The legacy daemon hung for good on a consumer stuck at pid 0 holding the ring lock.
     let master = Master::start(&[]);
     let ring = TestRing::new("stuck", 65536, 4);
+    master.register(ring.s());
     let mut joiner = ringmaster_support::KillOnDrop(
         std::process::Command::new(ringmaster_support::role_exe())
             .args(["join-and-die", ring.s(), "1"])

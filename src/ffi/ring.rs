@@ -124,8 +124,10 @@ pub unsafe extern "C" fn ring_create_mode(name: *const c_char, data_bytes: u64, 
     })
 }
 
-/// Rewrites the header of ring `name` for max_consumers (0: 100). -EBUSY while
-/// clients are attached.
+/// Makes the shared-memory object `name` a ring for max_consumers (0: 100), as
+/// NSCLDAQ's format does: an existing ring (its data area shrinks or grows to match),
+/// a corrupt one, or any object with room for the header and two data bytes (else
+/// -EINVAL). -EBUSY while clients are attached.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_format(name: *const c_char, max_consumers: u32) -> c_int {
     guard(|| ring::format(unsafe { str_arg(name, "ring name") }?, max_consumers).map(|()| 0))

@@ -37,7 +37,10 @@ pub fn usage(url: &RingUrl) -> Result<ring::Usage> {
     let Some((_, found)) = listing.into_iter().find(|(name, _)| *name == url.ring) else {
         return Err(crate::error::Error::new(
             libc::ENOENT,
-            format!("the ring master of {} lists no ring {}", url.host, url.ring),
+            format!(
+                "the ring master of {} lists no ring {} (there is none, or it was never registered there)",
+                url.host, url.ring
+            ),
         ));
     };
     Ok(ring::Usage {

@@ -104,26 +104,42 @@ pub fn create(name: &str, options: CreateOptions) -> Result<()> {
     made
 }
 
-/// Rewrites the header of an existing ring for `max_consumers` (0: the default). The
-/// data area grows or shrinks to match. Refused while live clients are attached.
+/// Makes the shared-memory object `name` a ring with `max_consumers` (0: the default),
+/// whatever it held: an existing ring (the data area grows or shrinks to match), a
+/// corrupt one, or any object of sufficient size, as NSCLDAQ's format does (an explicit
+/// administrator action). Everything is derived from the object's actual size, so a
+/// ring FRIB's tools made (top offset = size, no page rounding) is repaired too. A ring
+/// with a sane header, or FRIB's, is refused while live clients are attached.
 pub fn format(name: &str, max_consumers: u32) -> Result<()> {
     validate(name)?;
     let n = check_max_consumers(max_consumers)?;
     let file = RingFile::open(name, true)?;
     let _lock = file.lock(file.legacy_lock_len(), LOCK_WAIT)?;
-    if !shm::has_magic(&file.file) {
-        return Err(Error::new(libc::EBADMSG, format!("cannot format {name}: /dev/shm/{name} is not a ring")));
-    }
     let size = file.size()?;
     let geo = Geometry::for_format(size, n).map_err(|e| Error::new(e.errno(), format!("cannot format ring {name}: {}", e.message())))?;
     let map = file.map(size)?;
-    // A ring with a sane header is checked for live clients first; a corrupt one is
-    // exactly what format is for.
-    if let Ok(Some(old)) = Geometry::parse(&map.header(), size) {
+    // A ring with a sane header is checked for live clients first; a corrupt one, or an
+    // object that is no ring yet, is exactly what format is for.
+    if let Some(old) = current_geometry(&map.header(), size) {
         refuse_if_attached(name, &map, &old)?;
     }
     Shared::format(&map, &geo);
     Ok(())
+}
+
+/// The geometry an object's header describes: a sane one, or the one FRIB's tools write
+/// (top offset = the object's size, one past its last byte), whose clients are as live.
+fn current_geometry(header: &[u8; 80], size: u64) -> Option<Geometry> {
+    if let Ok(Some(geo)) = Geometry::parse(header, size) {
+        return Some(geo);
+    }
+    // Bytes 72..80: the top offset (spec section 3).
+    let mut frib = *header;
+    if frib[72..80] != size.to_le_bytes() {
+        return None;
+    }
+    frib[72..80].copy_from_slice(&size.checked_sub(1)?.to_le_bytes());
+    Geometry::parse(&frib, size).ok().flatten()
 }
 
 fn refuse_if_attached(name: &str, map: &Mapping, geo: &Geometry) -> Result<()> {

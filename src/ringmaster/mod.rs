@@ -2,11 +2,13 @@
 //!
 //! Compatible with NSCLDAQ's Tcl `RingMaster` (see docs/ringmaster.md): local clients
 //! announce the ring slots they claim and release, so the daemon can free a dead client's
-//! slots when its connection closes; anyone allowed may LIST the rings, and hosts allowed
-//! by `--allow-remote` may ask for a ring's data as a byte stream (REMOTE).
+//! slots when its connection closes; anyone allowed may LIST the rings it knows (those
+//! present at its start and those registered since, see `known`), and hosts allowed by
+//! `--allow-remote` may ask for a ring's data as a byte stream (REMOTE).
 
 pub mod access;
 pub mod client;
+pub mod known;
 pub mod protocol;
 pub mod sender;
 pub mod server;

@@ -167,6 +167,9 @@ pub enum Request {
         exact: bool,
     },
     Remote(Option<String>),
+    /// `DEBUG ...`: NSCLDAQ's daemon switched its debug log on or off and said nothing;
+    /// the connection goes on.
+    Debug,
     /// An unknown command or a line that is not a Tcl list: the connection is closed.
     Invalid,
 }
@@ -207,6 +210,7 @@ impl Request {
             b"REMOTE" => Request::Remote(one_ring(&words)),
             // The legacy daemon compared the whole (right-trimmed) line with "LIST".
             b"LIST" => Request::List { exact: line.trim_ascii() == b"LIST" },
+            b"DEBUG" => Request::Debug,
             _ => Request::Invalid,
         }
     }
@@ -313,6 +317,8 @@ mod tests {
         assert_eq!(Request::parse(b"LIST  "), Request::List { exact: true });
         assert_eq!(Request::parse(b"LIST x"), Request::List { exact: false });
         assert_eq!(Request::parse(b"   "), Request::Empty);
+        assert_eq!(Request::parse(b"DEBUG 0"), Request::Debug);
+        assert_eq!(Request::parse(b"DEBUG"), Request::Debug);
         assert_eq!(Request::parse(b"list"), Request::Invalid);
         assert_eq!(Request::parse(b"CONNECT {fox"), Request::Invalid);
     }

@@ -18,8 +18,9 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
 use super::access::Access;
+use super::known::Known;
 use super::protocol::SERVICE;
-use super::session::Session;
+use super::session::{Session, short_of_descriptors_retry};
 use crate::daemon::{block_signals, listen_on, open_log, raise_fd_limit};
 use crate::error::{Error, Result};
 use crate::portmgr::log::Log;
@@ -59,6 +60,8 @@ pub struct Shared {
     conns: Mutex<HashMap<u64, Arc<TcpStream>>>,
     /// REMOTE streams under way per (remote peer, ring).
     streams: Mutex<HashMap<(IpAddr, String), usize>>,
+    /// The rings LIST shows.
+    pub known: Known,
 }
 
 /// REMOTE streams of one ring one remote host may hold at once. A host needs one per
@@ -142,6 +145,7 @@ pub fn run(config: &Config) -> Result<()> {
         access: config.access.clone(),
         conns: Mutex::new(HashMap::new()),
         streams: Mutex::new(HashMap::new()),
+        known: Known::default(),
     });
     shared.log(format_args!(
         "ringmaster {} starting (pid {}); REMOTE allowed for: {}",
@@ -153,6 +157,7 @@ pub fn run(config: &Config) -> Result<()> {
         shared.log(format_args!("ringmaster stopped before it was registered"));
         return Ok(());
     };
+    learn_rings(&shared, "present at start");
     let mut daemon = Daemon::new(config.clone(), shared.clone(), signals, registration, listeners)?;
     if let Err(e) = sdnotify::notify(&format!("READY=1\nMAINPID={}", std::process::id())) {
         shared.log(format_args!("cannot notify systemd: {e}"));
@@ -161,6 +166,16 @@ pub fn run(config: &Config) -> Result<()> {
     let _ = sdnotify::notify("STOPPING=1");
     daemon.shut_down();
     result
+}
+
+/// Adds the rings in /dev/shm to the known ones. Called once the port manager lists us
+/// and our listeners are bound (requests wait in their backlog meanwhile): a ring made
+/// before that could not have been registered with us, one made after will be.
+fn learn_rings(shared: &Shared, when: &str) {
+    match short_of_descriptors_retry(|| shared.known.enumerate()) {
+        Ok(n) => shared.log(format_args!("{n} rings {when} added to the known rings")),
+        Err(e) => shared.log(format_args!("cannot list the rings {when}: {e}; they stay unknown until registered")),
+    }
 }
 
 /// Waits for a signal for up to `wait`; true when it is a stop signal.
@@ -361,6 +376,8 @@ impl Daemon {
             return false;
         };
         self.registration = registration;
+        // Rings made while the port manager did not list us could not register.
+        learn_rings(&self.shared, "made while unregistered");
         if let Some(listeners) = listeners {
             if let Err(e) = self.watch(listeners) {
                 self.shared.log(format_args!("{e}"));

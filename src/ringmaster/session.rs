@@ -210,7 +210,8 @@ impl<'a> Session<'a> {
             Request::Register(Some(ring)) => {
                 match ring::validate_name(&ring).and_then(|()| ring::peek_usage(&ring)) {
                     Ok(_) => {
-                        self.shared.log(format_args!("REGISTER: ring {ring}"));
+                        let again = if self.shared.known.register(&ring) { "" } else { " (known already)" };
+                        self.shared.log(format_args!("REGISTER: ring {ring}{again}"));
                         self.reply(OK);
                     }
                     Err(e) => {
@@ -221,10 +222,21 @@ impl<'a> Session<'a> {
                 Next::Continue
             }
             Request::Unregister(Some(ring)) => {
-                // Nothing to forget (LIST reads /dev/shm) and nothing to kill: the legacy
-                // kill -9 of every pid in the ring's slots is exactly what must not happen.
-                self.shared.log(format_args!("UNREGISTER: ring {}", printable(ring.as_bytes())));
+                // Forgotten, and nothing killed: the legacy kill -9 of every pid in the
+                // ring's slots is exactly what must not happen.
+                let known = self.shared.known.unregister(&ring);
+                self.shared.log(format_args!(
+                    "UNREGISTER: ring {}{}",
+                    printable(ring.as_bytes()),
+                    if known { "" } else { " (not known)" }
+                ));
                 self.reply(OK);
+                Next::Continue
+            }
+            Request::Debug => {
+                // NSCLDAQ's daemon switched its debug log and answered nothing; ours has no
+                // debug log, and a client waits for no reply.
+                self.shared.log(format_args!("{:?} from {}: ignored", printable(line), self.ip()));
                 Next::Continue
             }
             Request::List { exact: false } => {
@@ -360,7 +372,7 @@ impl<'a> Session<'a> {
 /// the accept loop resumes as soon as one descriptor frees, so a request may arrive
 /// before the connections that were closing have given theirs back. Failing at once
 /// would drop the client or leave rings out of a LIST.
-fn short_of_descriptors_retry<T>(read: impl Fn() -> crate::Result<T>) -> crate::Result<T> {
+pub fn short_of_descriptors_retry<T>(read: impl Fn() -> crate::Result<T>) -> crate::Result<T> {
     const PATIENCE: Duration = Duration::from_secs(2);
     let start = Instant::now();
     loop {
@@ -373,28 +385,23 @@ fn short_of_descriptors_retry<T>(read: impl Fn() -> crate::Result<T>) -> crate::
     }
 }
 
-/// Every ring in /dev/shm with its usage, sorted by name (rings that vanish or fail to
-/// read in between are left out and logged). Read-only and lock-free: a ring whose
-/// lock is held by a stuck client is still listed, at once.
+/// Every known ring with its usage, sorted by name (rings that vanish or fail to read
+/// in between are left out and logged). Read-only and lock-free: a ring whose lock is
+/// held by a stuck client is still listed, at once. `None` when short of descriptors:
+/// a listing with rings missing is not one, since a C++ client that does not find its
+/// ring in it adopts the ring as new.
 fn list_rings(shared: &Shared) -> Option<Vec<(String, RingUsage)>> {
-    let names = match short_of_descriptors_retry(ring::list) {
-        Ok(names) => names,
-        Err(e) => {
-            shared.log(format_args!("cannot list rings: {e}; closing the connection"));
-            return None;
-        }
-    };
-    let rings = names
-        .into_iter()
-        .filter_map(|name| match short_of_descriptors_retry(|| ring::peek_usage(&name)) {
-            Ok(usage) => Some((name, RingUsage::from(&usage))),
-            Err(e) => {
-                if e.errno() != libc::ENOENT {
-                    shared.log(format_args!("Failed while retrieving usage information for ring {name}: {e}"));
-                }
-                None
+    let mut rings = Vec::new();
+    for name in shared.known.current() {
+        match short_of_descriptors_retry(|| ring::peek_usage(&name)) {
+            Ok(usage) => rings.push((name, RingUsage::from(&usage))),
+            Err(e) if matches!(e.errno(), libc::EMFILE | libc::ENFILE) => {
+                shared.log(format_args!("cannot list rings: {e}; closing the connection"));
+                return None;
             }
-        })
-        .collect();
+            Err(e) if e.errno() == libc::ENOENT => {}
+            Err(e) => shared.log(format_args!("Failed while retrieving usage information for ring {name}: {e}")),
+        }
+    }
     Some(rings)
 }

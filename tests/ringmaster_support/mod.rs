@@ -56,6 +56,22 @@ impl Master {
         Raw::new(TcpStream::connect(self.addr()).expect("connect to ringmaster"))
     }
 
+    /// REGISTERs `ring`, as its creator does when it finds this ring master (this test
+    /// process does not: it looks for the port manager at the standard place).
+    pub fn register(&self, ring: &str) {
+        self.connect().ask(&format!("REGISTER {ring}\n"), "OK\r\n");
+    }
+
+    /// The names in this ring master's LIST, in its order.
+    pub fn listed(&self) -> Vec<String> {
+        let mut c = self.connect();
+        c.ask("LIST\n", "OK\r\n");
+        let line = c.line();
+        let rings = daqflow::ringmaster::protocol::parse_list_line(line.trim_end().as_bytes())
+            .unwrap_or_else(|| panic!("LIST line is not a Tcl list: {line:?}"));
+        rings.into_iter().map(|(name, _)| name).collect()
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
