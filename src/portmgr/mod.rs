@@ -12,6 +12,7 @@ pub mod peercred;
 pub mod pool;
 pub mod probe;
 pub mod protocol;
+pub mod refusal;
 pub mod sdnotify;
 pub mod server;
 pub mod session;
