@@ -5,6 +5,7 @@
 //! stays open; anyone may LIST the allocations.
 
 pub mod client;
+pub mod holders;
 pub mod lines;
 pub mod listing;
 pub mod log;

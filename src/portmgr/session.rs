@@ -6,6 +6,7 @@
 
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
 
 use mio::net::TcpStream;
 
@@ -279,21 +280,21 @@ impl Core {
         protocol::fail_reply(reason.as_bytes(), &mut conn.output);
     }
 
-    /// The user named in a GIMME must own the client's socket.
+    /// The user named in a GIMME must be the client's (see `Owner::verify`).
     fn verify_user(&mut self, conn: &mut Conn, user: &[u8]) -> Result<(), String> {
         let Some(owners) = self.owners.as_mut() else {
             return Ok(());
         };
-        let owner = match conn.owner.take() {
+        let mut owner = match conn.owner.take() {
             Some(owner) => owner,
             None => {
-                let uid = owners.tcp_owner(conn.peer, conn.local).map_err(|e| {
+                let socket = owners.tcp_owner(conn.peer, conn.local).map_err(|e| {
                     format!("cannot verify user {}: the owner of this connection is unknown ({e})", printable(user))
                 })?;
-                Owner::lookup(uid)
+                Owner::lookup(socket)
             }
         };
-        let verdict = owner.verify(user);
+        let verdict = owner.verify(user, Path::new("/proc"));
         conn.owner = Some(owner);
         verdict
     }
