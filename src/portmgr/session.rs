@@ -12,7 +12,7 @@ use mio::net::TcpStream;
 
 use super::lines::{LineBuffer, MAX_LINE};
 use super::listing;
-use super::log::{Log, printable};
+use super::log::{Level, Log, printable};
 use super::peercred::{Owner, OwnerLookup};
 use super::pool::Pool;
 use super::probe::Probe;
@@ -147,7 +147,7 @@ impl Core {
                     }
                     Some(Err(_)) => {
                         let reason = format!("Invalid request: longer than {MAX_LINE} bytes");
-                        self.log.line(format_args!("{} issued an illegal request: {reason}", conn.peer.ip()));
+                        self.log.alert(format_args!("{} issued an illegal request: {reason}", conn.peer.ip()));
                         protocol::fail_reply(reason.as_bytes(), &mut conn.output);
                         self.end(conn);
                     }
@@ -162,7 +162,7 @@ impl Core {
                     // behind requests that would wait for it to read, perhaps forever.
                     // A half-close ends a connection, so its ports go now, as they would
                     // have if it had read its replies; what is queued is still written.
-                    self.log.line(format_args!(
+                    self.log.entry(Level::Notice, format_args!(
                         "{} closed its side with replies unread; releasing its ports",
                         conn.peer.ip()
                     ));
@@ -199,7 +199,7 @@ impl Core {
         conn.closing = true;
         for port in conn.ports.drain(..) {
             if let Some(held) = self.pool.release(port) {
-                self.log.line(format_args!(
+                self.log.info(format_args!(
                     "Port {port} was released by {} run by {}",
                     printable(&held.application),
                     printable(&held.user)
@@ -225,7 +225,7 @@ impl Core {
                 conn.output.extend_from_slice(reply);
             }
             Request::Invalid => {
-                self.log.line(format_args!("{} issued an illegal request: {}", conn.peer.ip(), printable(line)));
+                self.log.alert(format_args!("{} issued an illegal request: {}", conn.peer.ip(), printable(line)));
                 protocol::invalid_reply(line, &mut conn.output);
                 self.end(conn);
             }
@@ -259,7 +259,7 @@ impl Core {
                 conn.ports.push(port);
                 self.dirty = true;
                 self.list_cache = None;
-                self.log.line(format_args!(
+                self.log.info(format_args!(
                     "Port {port} was allocated to {} run by {}",
                     printable(application),
                     printable(user)
@@ -271,7 +271,7 @@ impl Core {
     }
 
     fn refuse(&mut self, conn: &mut Conn, application: &[u8], user: &[u8], reason: &str) {
-        self.log.line(format_args!(
+        self.log.alert(format_args!(
             "Unable to allocate a port for {} run by {} because: {}",
             printable(application),
             printable(user),
