@@ -30,11 +30,9 @@ impl Refusal {
             // FRIB's reasons are plain text, not list elements; it hangs up after each.
             return Some(Refusal { reason: text(rest), hung_up: true });
         }
-        let reason = match parse_list(line) {
-            Ok(words) if words.first().is_some_and(|w| w == b"FAIL") => text(&words[1..].join(&b' ')),
-            // Not a Tcl list: still a refusal when it says so, in the server's words.
-            _ => text(line.strip_prefix(b"FAIL ").or_else(|| (line == b"FAIL").then_some(&b""[..]))?),
-        };
+        // NSCLDAQ's form must be a Tcl list; anything else is not the protocol.
+        let words = parse_list(line).ok().filter(|words| words.first().is_some_and(|w| w == b"FAIL"))?;
+        let reason = text(&words[1..].join(&b' '));
         // The legacy server hangs up after these two only.
         let hung_up = reason.starts_with(INVALID_REQUEST) || reason.ends_with(ONLY_LOCAL);
         Some(Refusal { reason, hung_up })
@@ -109,8 +107,8 @@ mod tests {
             ("Duplicate port allocation attempted".into(), true, libc::EEXIST)
         );
         assert_eq!(refusal("FAIL - invalid request"), ("invalid request".into(), true, libc::EIO));
-        // Not Tcl lists: still refusals, in the server's words.
+        // FRIB's reasons are plain text: not a Tcl list is still its refusal.
         assert_eq!(refusal("FAIL - a {b"), ("a {b".into(), true, libc::EIO));
-        assert_eq!(refusal("FAIL {no free ports"), ("{no free ports".into(), false, libc::EADDRNOTAVAIL));
+        assert_eq!(Refusal::parse(b"FAIL {no free ports"), None, "NSCLDAQ's form is a Tcl list");
     }
 }
