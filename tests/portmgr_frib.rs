@@ -61,6 +61,10 @@ impl Portman {
     /// `portman -l <a free port> -p base -n count`.
     fn start(base: u16, count: u16) -> Portman {
         let binary = portman();
+        // One start at a time: two tests given the same free port would both find the
+        // portman that won it, and share it.
+        static STARTING: Mutex<()> = Mutex::new(());
+        let _one = STARTING.lock();
         for _ in 0..20 {
             // portman cannot be told to pick its own port: take one the kernel picked
             // and hand it over (another process may take it meanwhile: then try again).
@@ -77,7 +81,7 @@ impl Portman {
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // the port was taken: portman panics on bind
                 }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                if is_fresh_portman(port) && matches!(child.try_wait(), Ok(None)) {
                     return Portman { child, port };
                 }
                 std::thread::sleep(Duration::from_millis(10));
@@ -117,6 +121,18 @@ impl Drop for Portman {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether a fresh portman answers on `port`: its LIST of nothing, LF-terminated. Not
+/// merely a connection: while it starts, another program may have taken the port, or a
+/// connection to a port in the ephemeral range may connect to itself.
+fn is_fresh_portman(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut reply = [0u8; 5];
+    stream.write_all(b"LIST\n").is_ok() && stream.read_exact(&mut reply).is_ok() && &reply == b"OK 0\n"
 }
 
 /// A TCP connection to the local `port` from the loopback address `source` (127.0.0.2

@@ -81,9 +81,24 @@ fn names_match_the_owner_byte_for_byte() {
     let Some(users) = Users::create(1) else { return };
     let daemon = Daemon::start("29000-29009", &[]);
     let (name, uid) = (&users.names[0], users.uids[0]);
-    let script = [format!("GIMME app 0{uid}"), format!("GIMME app +{uid}"), format!("GIMME app \"{name} \""), format!("GIMME app {uid}"), format!("GIMME app {name}")];
+    let script = [
+        format!("GIMME app 0{uid}"),
+        format!("GIMME app +{uid}"),
+        format!("GIMME app \"{name} \""),
+        format!("GIMME app {uid}"),
+        format!("GIMME app {name}"),
+    ];
     let out = users.helper.run_as(uid, daemon.port, &script);
-    assert_eq!(out, [refusal(&format!("0{uid}"), uid), refusal(&format!("+{uid}"), uid), refusal(&format!("{name} "), uid), "OK 29009\r\n".into(), "OK 29008\r\n".into()]);
+    assert_eq!(
+        out,
+        [
+            refusal(&format!("0{uid}"), uid),
+            refusal(&format!("+{uid}"), uid),
+            refusal(&format!("{name} "), uid),
+            "OK 29009\r\n".into(),
+            "OK 29008\r\n".into()
+        ]
+    );
 }
 
 /// A small C client, compiled by the test so it can run as other users and as a setuid
@@ -203,7 +218,10 @@ impl Users {
         }
         let helper = Helper::build()?;
         let mut users = Users { names: Vec::new(), uids: Vec::new(), helper };
-        for i in 0..n {
+        // Unique on the host: tests of this process run at once, other processes beside.
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        for _ in 0..n {
+            let i = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let name = format!("dfpm{}u{i}", std::process::id());
             // useradd takes a lock on /etc/passwd that another test may hold a moment.
             let mut made = false;
@@ -276,14 +294,16 @@ fn a_user_claiming_another_is_refused_even_through_a_setuid_program() {
     let Some(users) = Users::create(2) else { return };
     let daemon = Daemon::start("29000-29009", &[]);
     let (me, other) = (users.uids[0], users.uids[1]);
-    let replies = users.helper.run_as(me, daemon.port, &[gimme(&users.names[1]), gimme("root"), gimme(&users.names[0])]);
+    let replies =
+        users.helper.run_as(me, daemon.port, &[gimme(&users.names[1]), gimme("root"), gimme(&users.names[0])]);
     assert_eq!(replies, [refusal(&users.names[1], me), refusal("root", me), "OK 29009\r\n".into()]);
     // The client connects, then executes a setuid program that inherits the socket (as
     // it would `su`, which waits for a password holding it): that process's effective
     // and saved uids are the other user's, but who wrote a request already sent cannot
     // be told, so only the socket's owner and the real uid count.
     let program = users.helper.setuid_copy(other);
-    let mut args = vec!["-exec".to_string(), daemon.port.to_string(), program.display().to_string(), "-fd".into(), "3".into()];
+    let mut args =
+        vec!["-exec".to_string(), daemon.port.to_string(), program.display().to_string(), "-fd".into(), "3".into()];
     args.extend([gimme(&users.names[1]), gimme(&users.names[0])]);
     let (replies, ids) = Helper::run(&users.helper.plain, me, &args);
     assert_eq!(ids, (me, me));
@@ -297,11 +317,18 @@ fn an_unnamed_uid_may_send_no_name_or_its_number() {
         eprintln!("not root: cannot run a client as another uid; skipping");
         return;
     }
-    let uid = (4_100_000_000..4_100_100_000).find(|&u| User::from_uid(Uid::from_raw(u)).ok().flatten().is_none()).unwrap();
+    let uid =
+        (4_100_000_000..4_100_100_000).find(|&u| User::from_uid(Uid::from_raw(u)).ok().flatten().is_none()).unwrap();
     let Some(helper) = Helper::build() else { return };
     let daemon = Daemon::start("29000-29009", &[]);
     // Tcl's portAllocator sends $tcl_platform(user), empty for such a uid: `GIMME app {}`.
-    let replies = helper.run_as(uid, daemon.port, &[gimme("{}"), gimme(&uid.to_string()), gimme("root"), gimme("nobody")]);
-    assert_eq!(replies, ["OK 29009\r\n".to_string(), "OK 29008\r\n".into(), refusal("root", uid), refusal("nobody", uid)]);
-    assert!(daemon.read("ports.txt").contains(&format!("29009\tapp\t\n")), "{}", daemon.read("ports.txt"));
+    let replies =
+        helper.run_as(uid, daemon.port, &[gimme("{}"), gimme(&uid.to_string()), gimme("root"), gimme("nobody")]);
+    assert_eq!(
+        replies,
+        ["OK 29009\r\n".to_string(), "OK 29008\r\n".into(), refusal("root", uid), refusal("nobody", uid)]
+    );
+    daemon.eventually("the allocation to the empty user logged", || {
+        daemon.read("log").contains("Port 29009 was allocated to app run by \n")
+    });
 }

@@ -81,7 +81,8 @@ fn port_in_file(path: &std::path::Path) -> Result<u16> {
 /// hold whitespace: it splits requests on it), so a name such as `a{b` that is not a list
 /// element is split on whitespace instead.
 fn listed_words(line: &[u8]) -> Vec<Vec<u8>> {
-    parse_list(line).unwrap_or_else(|_| line.split(u8::is_ascii_whitespace).filter(|w| !w.is_empty()).map(<[u8]>::to_vec).collect())
+    parse_list(line)
+        .unwrap_or_else(|_| line.split(u8::is_ascii_whitespace).filter(|w| !w.is_empty()).map(<[u8]>::to_vec).collect())
 }
 
 /// The name the calling process allocates under: its effective user's login name, or
@@ -189,7 +190,12 @@ impl Client {
             [ok, port, ..] if ok == b"OK" => {
                 let text = String::from_utf8_lossy(port).into_owned();
                 let port = text.parse::<u16>();
-                port.map_err(|_| self.break_off(Error::new(libc::EPROTO, format!("{context}: the reply {text:?} is not a port number"))))
+                port.map_err(|_| {
+                    self.break_off(Error::new(
+                        libc::EPROTO,
+                        format!("{context}: the reply {text:?} is not a port number"),
+                    ))
+                })
             }
             _ => Err(self.not_protocol(&context, &words)),
         }

@@ -53,7 +53,9 @@ pub fn holders_of(inode: u32, proc_root: &Path, limit: Duration) -> io::Result<V
             Ok(fds) => fds,
             // Gone meanwhile: it holds nothing any more.
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io::Error::new(e.kind(), format!("cannot read the descriptors of process {pid}: {e}"))),
+            Err(e) => {
+                return Err(io::Error::new(e.kind(), format!("cannot read the descriptors of process {pid}: {e}")));
+            }
         };
         let mut holds = false;
         for (n, fd) in fds.flatten().enumerate() {

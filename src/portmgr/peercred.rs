@@ -152,10 +152,12 @@ fn parse_reply(msg: &[u8], seq: u32) -> Option<io::Result<SocketId>> {
             Some(code) => Err(io::Error::from_raw_os_error(-(code as i32))),
             None => Err(malformed()),
         },
-        Some(SOCK_DIAG_BY_FAMILY) => match (word(NLMSG_HDR_LEN + MSG_UID_OFFSET), word(NLMSG_HDR_LEN + MSG_INODE_OFFSET)) {
-            (Some(uid), Some(inode)) => Ok(SocketId { uid, inode }),
-            _ => Err(malformed()),
-        },
+        Some(SOCK_DIAG_BY_FAMILY) => {
+            match (word(NLMSG_HDR_LEN + MSG_UID_OFFSET), word(NLMSG_HDR_LEN + MSG_INODE_OFFSET)) {
+                (Some(uid), Some(inode)) => Ok(SocketId { uid, inode }),
+                _ => Err(malformed()),
+            }
+        }
         _ => Err(malformed()),
     })
 }
@@ -225,11 +227,7 @@ impl Owner {
             Ok(_) => String::new(),
             Err(why) => format!("; its processes could not be checked: {why}"),
         };
-        Err(format!(
-            "user {} is not the owner of this connection ({}){why_not}",
-            printable(user),
-            self.owner.shown()
-        ))
+        Err(format!("user {} is not the owner of this connection ({}){why_not}", printable(user), self.owner.shown()))
     }
 }
 
@@ -312,7 +310,9 @@ mod tests {
         assert!(daemon.is(name.as_bytes()));
         assert!(daemon.is(b"1"));
         // Only the exact decimal form and the exact name: no parsing, no other lookup.
-        for other in [&b"01"[..], b"+1", b" 1", name.to_uppercase().as_bytes(), format!("{name} ").as_bytes(), b"", b"root"] {
+        for other in
+            [&b"01"[..], b"+1", b" 1", name.to_uppercase().as_bytes(), format!("{name} ").as_bytes(), b"", b"root"]
+        {
             assert!(!daemon.is(other), "{:?}", String::from_utf8_lossy(other));
         }
         let none = FakeProc::new(&[]);
@@ -322,7 +322,10 @@ mod tests {
         // A uid without a passwd entry is known by its number, or by no name at all.
         assert!(none.verify(NAMELESS, "3999999999").is_ok());
         assert!(none.verify(NAMELESS, "").is_ok());
-        assert_eq!(none.verify(NAMELESS, "x").unwrap_err(), "user x is not the owner of this connection (uid 3999999999)");
+        assert_eq!(
+            none.verify(NAMELESS, "x").unwrap_err(),
+            "user x is not the owner of this connection (uid 3999999999)"
+        );
         // Root may claim anyone.
         assert!(none.verify(0, "anyone").is_ok());
     }
@@ -353,7 +356,10 @@ mod tests {
         assert!(handed.verify(NAMELESS, "root").is_err());
         assert!(handed.verify(NAMELESS, "anyone").is_err());
         // Holders that disagree on their real user: only the owner is accepted.
-        let mixed = FakeProc::new(&[(10, "3999999998 3999999999 3999999999 3999999999"), (11, "3999999999 3999999999 3999999999 3999999999")]);
+        let mixed = FakeProc::new(&[
+            (10, "3999999998 3999999999 3999999999 3999999999"),
+            (11, "3999999999 3999999999 3999999999 3999999999"),
+        ]);
         assert!(mixed.verify(NAMELESS, "3999999998").is_err());
         assert!(mixed.verify(NAMELESS, "3999999999").is_ok());
     }

@@ -81,10 +81,7 @@ mod tests {
             ("10.1.1.1 (10.1.1.1) : Only local applications get ports".into(), true, libc::EPERM)
         );
         assert_eq!(refusal("FAIL {Invalid request HELLO}"), ("Invalid request HELLO".into(), true, libc::EIO));
-        assert_eq!(
-            refusal("FAIL {user x is not the owner of this connection (uid 0, root)}").2,
-            libc::EACCES
-        );
+        assert_eq!(refusal("FAIL {user x is not the owner of this connection (uid 0, root)}").2, libc::EACCES);
         assert_eq!(refusal("FAIL {the user name contains a control character}").2, libc::EINVAL);
         assert_eq!(refusal("FAIL {something new}"), ("something new".into(), false, libc::EIO));
         assert_eq!(Refusal::parse(b"OK 30000"), None);

@@ -104,14 +104,17 @@ pub fn run(config: &Config) -> Result<()> {
     state_dir.write_atomic(&port_file_name, format!("{listen_port}\n").as_bytes())?;
     usage_file.replace(b"")?;
     let addresses: Vec<String> = listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
-    log.entry(Level::Notice, format_args!(
-        "daqportmgr {} started (pid {}): listening on {}, ports {}, user verification {}",
-        env!("CARGO_PKG_VERSION"),
-        std::process::id(),
-        addresses.join(" "),
-        config.range,
-        if config.verify_users { "on" } else { "off" }
-    ));
+    log.entry(
+        Level::Notice,
+        format_args!(
+            "daqportmgr {} started (pid {}): listening on {}, ports {}, user verification {}",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id(),
+            addresses.join(" "),
+            config.range,
+            if config.verify_users { "on" } else { "off" }
+        ),
+    );
     log.flush();
 
     let core = Core::new(Pool::new(config.range), log, owners);
@@ -285,7 +288,9 @@ impl Daemon {
                     if let Some((last, suppressed)) = self.accept_failures.get_mut(index) {
                         if last.is_none_or(|at| at.elapsed() >= ACCEPT_LOG_INTERVAL) {
                             let more = if *suppressed > 0 { format!(" ({suppressed} more failures not logged)") } else { String::new() };
-                            self.core.log.entry(Level::Error, format_args!("cannot accept a connection ({e}); retrying{more}"));
+                            self.core
+                                .log
+                                .entry(Level::Error, format_args!("cannot accept a connection ({e}); retrying{more}"));
                             *last = Some(Instant::now());
                             *suppressed = 0;
                         } else {
@@ -307,9 +312,10 @@ impl Daemon {
         self.core.log.entry(Level::Notice, format_args!("reopening log file {} on SIGHUP", path.display()));
         match self.core.log.reopen(&path) {
             Ok(()) => self.core.log.entry(Level::Notice, format_args!("log file reopened on SIGHUP")),
-            Err(e) => {
-                self.core.log.entry(Level::Error, format_args!("cannot reopen log file {} ({e}); still logging here", path.display()))
-            }
+            Err(e) => self.core.log.entry(
+                Level::Error,
+                format_args!("cannot reopen log file {} ({e}); still logging here", path.display()),
+            ),
         }
         self.core.log.flush();
     }

@@ -162,10 +162,10 @@ impl Core {
                     // behind requests that would wait for it to read, perhaps forever.
                     // A half-close ends a connection, so its ports go now, as they would
                     // have if it had read its replies; what is queued is still written.
-                    self.log.entry(Level::Notice, format_args!(
-                        "{} closed its side with replies unread; releasing its ports",
-                        conn.peer.ip()
-                    ));
+                    self.log.entry(
+                        Level::Notice,
+                        format_args!("{} closed its side with replies unread; releasing its ports", conn.peer.ip()),
+                    );
                     self.end(conn);
                     break;
                 }
