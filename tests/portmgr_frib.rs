@@ -243,6 +243,19 @@ fn allocate_list_and_find_agree_with_portman() {
         }
     }
     assert_eq!(viewer.find_server("RingMaster", Some("someone-else")).unwrap_err().errno(), libc::ENOENT);
+    // lsservices (port from the port file, as for the local daemon) shows the same table.
+    let dir = portmgr_support::TempDir::new("frib-ls");
+    std::fs::write(dir.0.join("listen.port"), format!("{}\n", server.port)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lsservices"))
+        .env("DAQPORTMGR_PORTFILE", dir.0.join("listen.port"))
+        .output()
+        .expect("run lsservices");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Vec<&str>> = table.lines().skip(2).map(|l| l.split_whitespace().collect()).collect();
+    let expected_rows: Vec<Vec<String>> =
+        expected.iter().map(|a| vec![a.port.to_string(), a.application.clone(), me.clone()]).collect();
+    assert_eq!(rows, expected_rows, "{table}");
     // A LIST leaves the connection usable (portman answers one request at a time).
     assert!(viewer.is_usable());
     drop(a);
