@@ -147,6 +147,42 @@ int silentServer(int* port)
     return s;
 }
 
+// Reads one request line (up to LF); false at end of input.
+bool readLine(int fd)
+{
+    char c;
+    do {
+        if (read(fd, &c, 1) != 1) return false;
+    } while (c != '\n');
+    return true;
+}
+
+void sendText(int fd, const char* text)
+{
+    if (write(fd, text, strlen(text)) < 0) perror("fake portman");
+}
+
+// A process answering as FRIB's portman 0.2.3 does, byte for byte: the first connection
+// gets "OK 31001\n", then "FAIL - No free ports available\n" and a hang-up (portman's
+// refusal; it releases the connection's ports); the next one gets "OK 31003\n".
+pid_t fakePortman(int* port)
+{
+    int s = silentServer(port);
+    pid_t pid = fork();
+    if (pid != 0) {
+        close(s);
+        return pid;
+    }
+    int first = accept(s, 0, 0);
+    if (first >= 0 && readLine(first)) sendText(first, "OK 31001\n");
+    if (first >= 0 && readLine(first)) sendText(first, "FAIL - No free ports available\n");
+    close(first);
+    int second = accept(s, 0, 0);
+    if (second >= 0 && readLine(second)) sendText(second, "OK 31003\n");
+    while (second >= 0 && readLine(second)) {}
+    _exit(0);
+}
+
 }  // namespace
 
 int main()
@@ -225,6 +261,21 @@ int main()
             CHECK(!"allocated from an empty pool");
         } catch (CException& e) {
             CHECK(e.ReasonCode() == CPortManagerException::NoPorts);
+        }
+
+        // FRIB's portman: NoPorts for its "FAIL - No free ports available" (it was
+        // ConnectionFailed), and since it hung up, the next call connects again.
+        {
+            int fribPort = 0;
+            pid_t frib = fakePortman(&fribPort);
+            CPortManager portman("127.0.0.1", fribPort);
+            CHECK(portman.allocatePort("a") == 31001);
+            EXPECT_REASON(CPortManagerException::NoPorts, portman.allocatePort("b"));
+            CHECK(contains(lastError.WasDoing(), "No free ports available"));
+            CHECK(portman.allocatePort("c") == 31003);
+            portman.releasePorts();
+            int status = 0;
+            CHECK(waitpid(frib, &status, 0) == frib && WIFEXITED(status));
         }
 
         // NotLocal: the server gives ports only to programs on loopback addresses.

@@ -144,6 +144,36 @@ int main(void)
                     "somehost (10.1.2.3) : Only local applications get ports");
     expect_allocate("FAIL {no free ports}\r\n", -EADDRNOTAVAIL, "no free ports", "no free ports");
     expect_allocate("", -ECONNRESET, "closed the connection", NULL);
+    /* FRIB's portman (LF, "FAIL - reason", then a hang-up): the same codes as the legacy
+     * texts, its own words kept, and the handle no longer usable. */
+    expect_allocate("FAIL - No free ports available\n", -EADDRNOTAVAIL, "No free ports available",
+                    "No free ports available");
+    expect_allocate("FAIL - FAIL can only allocate to local senders\n\n", -EPERM, "local senders",
+                    "FAIL can only allocate to local senders");
+    expect_allocate("FAIL - Duplicate port allocation attempted\n", -EEXIST, "Duplicate", "Duplicate port allocation attempted");
+    expect_allocate("FAIL - invalid request\n", -EIO, "invalid request", "invalid request");
+    {
+        pid_t pid = fake_server("FAIL - No free ports available\n", &port);
+        CHECK(portmgr_open("127.0.0.1", port, &pm) == 0);
+        CHECK(portmgr_usable(pm) == 1);
+        CHECK(portmgr_allocate(pm, "app", &got) == -EADDRNOTAVAIL);
+        CHECK(portmgr_usable(pm) == 0);
+        CHECK(portmgr_list(pm, &list, &n) == -EPIPE);
+        CHECK(portmgr_close(pm) == 0);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    CHECK(portmgr_usable(NULL) == -EINVAL);
+    /* The legacy "no free ports" keeps the connection. */
+    {
+        pid_t pid = fake_server("FAIL {no free ports}\r\n", &port);
+        CHECK(portmgr_open("127.0.0.1", port, &pm) == 0);
+        CHECK(portmgr_allocate(pm, "app", &got) == -EADDRNOTAVAIL);
+        CHECK(portmgr_usable(pm) == 1);
+        CHECK(portmgr_close(pm) == 0);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
 
     /* A LIST cut short. */
     {

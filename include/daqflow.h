@@ -151,13 +151,16 @@ int portmgr_set_timeout(struct portmgr *pm, int timeout_ms);
  * Allocates a port for application under the calling user's name and stores it in
  * *port_out. The port stays allocated until portmgr_close (or the process exits).
  * -EADDRNOTAVAIL no free ports; -EPERM the server only gives ports to local programs;
- * -EACCES the server does not believe we are the calling user; -ETIMEDOUT no reply;
+ * -EACCES the server does not believe we are the calling user; -EEXIST the server
+ * refuses a second allocation of one name by one user (FRIB's portman); -EIO another
+ * refusal (the server's words: portmgr_refusal); -ETIMEDOUT no reply;
  * -EPROTO a reply that is not the protocol; -EINVAL a name with a control character
  * (a line break, TAB, ...) or too long for the server's 4096-byte request line (both
  * refused before sending; the handle keeps its ports). After -ETIMEDOUT, -EPROTO or a
  * broken connection the handle is shut down (the server releases its ports; a late
  * reply can never be taken for the answer to a later request) and every later call on
- * it fails with -EPIPE: close it and open a new one.
+ * it fails with -EPIPE: close it and open a new one. A server may also close the
+ * connection after refusing (portmgr_usable says so).
  */
 int portmgr_allocate(struct portmgr *pm, const char *application, int *port_out);
 
@@ -167,6 +170,16 @@ int portmgr_allocate(struct portmgr *pm, const char *application, int *port_out)
  * Returns 0, leaving *reason alone, when that allocation succeeded or failed otherwise.
  */
 int portmgr_refusal(struct portmgr *pm, const char **reason);
+
+/**
+ * 1 while pm's connection is open and usable, 0 once it is gone: shut down after a
+ * failure (-ETIMEDOUT, -EPROTO, a broken connection) or closed by the server after a
+ * refusal (NSCLDAQ's server hangs up after an invalid request or a non-local GIMME, FRIB's
+ * portman after every refusal, -EADDRNOTAVAIL included). A handle that is gone holds no
+ * ports any more and every later call on it fails with -EPIPE: close it and open a new
+ * one. -EINVAL when pm is NULL.
+ */
+int portmgr_usable(struct portmgr *pm);
 
 /**
  * Every allocation on the server, in the server's order: *list gets an array of

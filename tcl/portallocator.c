@@ -402,10 +402,10 @@ static int AllocatePortMethod(Tcl_Interp *interp, Allocator *a, int objc, Tcl_Ob
     }
     result = AllocationError(interp, a->holder, rc);
     Tcl_DecrRefCount(application);
-    /* After these the connection is still open with its ports (the server said so, or
-     * nothing was sent). Any other failure shut it down, or the server closed it (a
-     * non-local peer), and its ports went with it: drop it, the next call reconnects. */
-    if (rc != -EADDRNOTAVAIL && rc != -EACCES && rc != -EINVAL) {
+    /* A refusal may leave the connection open with its ports, or the server closed it
+     * (NSCLDAQ's for a non-local peer, FRIB's portman after every refusal), or a failure
+     * shut it down: then its ports went with it; drop it, the next call reconnects. */
+    if (portmgr_usable(a->holder) != 1) {
         portmgr_close(a->holder);
         a->holder = NULL;
         a->held = 0;

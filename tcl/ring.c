@@ -252,6 +252,11 @@ static int RemoveCmd(void *cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv
         return TCL_ERROR;
     }
     rc = ring_remove(Tcl_GetString(objv[1]));
+    if (rc == -ENOENT) {
+        /* NSCLDAQ's own words, which scripts compare with. */
+        Tcl_Obj *message = Tcl_ObjPrintf("Ring buffer %s does not exist", Tcl_GetString(objv[1]));
+        return DfArgError(interp, ENOENT, message);
+    }
     if (rc < 0) {
         return DfPosixError(interp, rc, "Failed to remove ring buffer");
     }

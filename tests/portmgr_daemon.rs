@@ -39,6 +39,27 @@ fn state_files_and_log_lines() {
     ] {
         assert!(log.contains(&text), "log lacks {text:?}:\n{log}");
     }
+    // Read as NSCLDAQ's log.test reads its server's lines (tcllib's `log`): the level as
+    // the first word, the date and time of day, the host as the sixth word, the message.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    let levels: Vec<(&str, &str)> = log
+        .lines()
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert!(words.len() > 6 && words[5] == host, "{line:?}");
+            assert!(words[2].ends_with(',') && words[3].len() == 4, "date in {line:?}");
+            assert_eq!(words[4].len(), 8, "time of day in {line:?}");
+            assert_eq!(&line[9..10], " ", "the level padded as tcllib's log pads it: {line:?}");
+            (words[0], line)
+        })
+        .collect();
+    let level_of = |text: &str| levels.iter().find(|(_, line)| line.contains(text)).map(|(level, _)| *level);
+    assert_eq!(level_of("Connection accepted from"), Some("info"));
+    assert_eq!(level_of("was allocated to my app"), Some("info"));
+    assert_eq!(level_of("was released by my app"), Some("info"));
+    assert_eq!(level_of("issued an illegal request"), Some("alert"));
+    assert_eq!(level_of("started"), Some("notice"));
+    assert!(log.starts_with("notice    "), "{log}");
 }
 
 /// Contents and modification times of every file in the daemon's state directory.

@@ -227,8 +227,11 @@ fn garbage_silence_and_vanishing_clients_leave_no_trace() {
     let mut lister = daemon.connect();
     daemon.eventually("every port released", || lister.list().is_empty());
     assert_eq!(daemon.read("ports.txt"), "");
-    // And the daemon still serves, highest port first again.
-    assert_eq!(lister.gimme("after", &me), 29009);
+    // And the daemon still serves, the last port released first: the half request is
+    // answered at the end of input like a whole one, and root may claim the empty user
+    // it names, so as root it held 29008, released after 29009.
+    let last_released = if nix::unistd::geteuid().is_root() { 29008 } else { 29009 };
+    assert_eq!(lister.gimme("after", &me), last_released, "{}", daemon.read("log"));
 }
 
 #[test]

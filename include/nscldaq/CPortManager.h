@@ -137,9 +137,9 @@ public:
         CPortManagerException::Reason reason = rc == -EADDRNOTAVAIL ? CPortManagerException::NoPorts
                                                : rc == -EPERM       ? CPortManagerException::NotLocal
                                                                     : CPortManagerException::ConnectionFailed;
-        // A refusal leaves the connection usable (the server closes it only for a
-        // non-local client); any other failure has broken it.
-        bool usable = rc == -EADDRNOTAVAIL || rc == -EACCES || rc == -EINVAL || rc == -EIO;
+        // A refusal may leave the connection usable; the server closes it for a non-local
+        // client (FRIB's portman after every refusal), and other failures break it.
+        bool usable = portmgr_usable(m_holder) == 1;
         if (fresh || !usable) releasePorts();
         throw CPortManagerException(m_sHost, reason, "Attempting to allocate a port: " + why);
     }

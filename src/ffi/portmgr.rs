@@ -94,13 +94,16 @@ pub unsafe extern "C" fn portmgr_set_timeout(pm: *mut portmgr, timeout_ms: c_int
 /// Allocates a port for application under the calling user's name and stores it in
 /// *port_out. The port stays allocated until portmgr_close (or the process exits).
 /// -EADDRNOTAVAIL no free ports; -EPERM the server only gives ports to local programs;
-/// -EACCES the server does not believe we are the calling user; -ETIMEDOUT no reply;
+/// -EACCES the server does not believe we are the calling user; -EEXIST the server
+/// refuses a second allocation of one name by one user (FRIB's portman); -EIO another
+/// refusal (the server's words: portmgr_refusal); -ETIMEDOUT no reply;
 /// -EPROTO a reply that is not the protocol; -EINVAL a name with a control character
 /// (a line break, TAB, ...) or too long for the server's 4096-byte request line (both
 /// refused before sending; the handle keeps its ports). After -ETIMEDOUT, -EPROTO or a
 /// broken connection the handle is shut down (the server releases its ports; a late
 /// reply can never be taken for the answer to a later request) and every later call on
-/// it fails with -EPIPE: close it and open a new one.
+/// it fails with -EPIPE: close it and open a new one. A server may also close the
+/// connection after refusing (portmgr_usable says so).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portmgr_allocate(pm: *mut portmgr, application: *const c_char, port_out: *mut c_int) -> c_int {
     guard(|| {
@@ -133,6 +136,17 @@ pub unsafe extern "C" fn portmgr_refusal(pm: *mut portmgr, reason: *mut *const c
             None => 0,
         })
     })
+}
+
+/// 1 while pm's connection is open and usable, 0 once it is gone: shut down after a
+/// failure (-ETIMEDOUT, -EPROTO, a broken connection) or closed by the server after a
+/// refusal (NSCLDAQ's server hangs up after an invalid request or a non-local GIMME, FRIB's
+/// portman after every refusal, -EADDRNOTAVAIL included). A handle that is gone holds no
+/// ports any more and every later call on it fails with -EPIPE: close it and open a new
+/// one. -EINVAL when pm is NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn portmgr_usable(pm: *mut portmgr) -> c_int {
+    guard(|| Ok(c_int::from(handle(pm)?.client.is_usable())))
 }
 
 /// Every allocation on the server, in the server's order: *list gets an array of

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use nix::unistd::{User, geteuid};
 
 use super::lines::{LineBuffer, MAX_LINE};
-use super::protocol::{self, CONTROL_CHARACTER, NO_FREE_PORTS, ONLY_LOCAL};
+use super::protocol::{self, CONTROL_CHARACTER};
+use super::refusal::Refusal;
 use super::server::{DEFAULT_LISTEN_PORT, DEFAULT_PORT_FILE};
 use super::tcl::parse_list;
 use crate::error::{Error, Result};
@@ -23,8 +24,6 @@ pub const PORT_FILE_ENV: &str = "DAQPORTMGR_PORTFILE";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest reply line accepted (a LIST line quotes names of up to 4 KiB each).
 const MAX_REPLY_LINE: usize = 64 * 1024;
-/// Text the daemon uses when the user field is not the socket's owner.
-const NOT_OWNER: &str = "is not the owner of this connection";
 
 /// One allocation as LISTed by the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +74,15 @@ fn port_in_file(path: &std::path::Path) -> Result<u16> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(DEFAULT_LISTEN_PORT),
         Err(e) => Err(Error::io(&e, format!("cannot read port file {}", path.display()))),
     }
+}
+
+/// The words of a LIST line `port application user`. NSCLDAQ's server quotes them as a
+/// Tcl list; FRIB's `portman` writes them as they are, joined by spaces (its names never
+/// hold whitespace: it splits requests on it), so a name such as `a{b` that is not a list
+/// element is split on whitespace instead.
+fn listed_words(line: &[u8]) -> Vec<Vec<u8>> {
+    parse_list(line)
+        .unwrap_or_else(|_| line.split(u8::is_ascii_whitespace).filter(|w| !w.is_empty()).map(<[u8]>::to_vec).collect())
 }
 
 /// The name the calling process allocates under: its effective user's login name, or
@@ -163,29 +171,31 @@ impl Client {
         let context = format!("allocating a port for {application} from the port manager at {}", self.server);
         self.usable(&context)?;
         self.send(&request, &context)?;
-        let words = self.reply(&context)?;
-        match words.first().map(Vec::as_slice) {
-            Some(b"OK") => {
-                let text = String::from_utf8_lossy(words.get(1).map_or(&[][..], Vec::as_slice)).into_owned();
-                let port = text.parse::<u16>();
-                port.map_err(|_| self.break_off(Error::new(libc::EPROTO, format!("{context}: the reply {text:?} is not a port number"))))
+        let line = self.reply(&context)?;
+        if let Some(refusal) = Refusal::parse(&line) {
+            let error = Error::new(refusal.errno(), format!("{context}: the server refused: {}", refusal.reason));
+            if refusal.hung_up {
+                // The ports went with the connection: later calls must say so rather than
+                // act on a handle that holds nothing.
+                self.break_off(Error::new(
+                    error.errno(),
+                    format!("the port manager refused ({}) and closed the connection", refusal.reason),
+                ));
             }
-            Some(b"FAIL") => {
-                let reason = String::from_utf8_lossy(words.get(1).map_or(&[][..], Vec::as_slice)).into_owned();
-                let errno = if reason.contains(NO_FREE_PORTS) {
-                    libc::EADDRNOTAVAIL
-                } else if reason.contains(ONLY_LOCAL) {
-                    libc::EPERM
-                } else if reason.contains(NOT_OWNER) {
-                    libc::EACCES
-                } else if reason.contains(CONTROL_CHARACTER) {
-                    libc::EINVAL
-                } else {
-                    libc::EIO
-                };
-                let error = Error::new(errno, format!("{context}: the server refused: {reason}"));
-                self.refusal = Some(reason);
-                Err(error)
+            self.refusal = Some(refusal.reason);
+            return Err(error);
+        }
+        let words = self.words(&line, &context)?;
+        match words.as_slice() {
+            [ok, port, ..] if ok == b"OK" => {
+                let text = String::from_utf8_lossy(port).into_owned();
+                let port = text.parse::<u16>();
+                port.map_err(|_| {
+                    self.break_off(Error::new(
+                        libc::EPROTO,
+                        format!("{context}: the reply {text:?} is not a port number"),
+                    ))
+                })
             }
             _ => Err(self.not_protocol(&context, &words)),
         }
@@ -200,6 +210,7 @@ impl Client {
         // enough, or promises endless ones, must not hold us for ever.
         let deadline = self.timeout.map(|t| Instant::now() + t);
         let header = self.reply_by(&context, deadline)?;
+        let header = self.words(&header, &context)?;
         let count = match header.as_slice() {
             [ok, n, ..] if ok == b"OK" => std::str::from_utf8(n).ok().and_then(|n| n.parse::<usize>().ok()),
             _ => None,
@@ -210,7 +221,8 @@ impl Client {
         };
         let mut allocations = Vec::with_capacity(count.min(1024));
         for _ in 0..count {
-            let words = self.reply_by(&context, deadline)?;
+            let line = self.reply_by(&context, deadline)?;
+            let words = listed_words(&line);
             let port = words.first().and_then(|p| std::str::from_utf8(p).ok()).and_then(|p| p.parse::<u16>().ok());
             match (port, words.get(1), words.get(2)) {
                 (Some(port), Some(application), Some(user)) => allocations.push(Allocation {
@@ -242,6 +254,13 @@ impl Client {
             .ok_or_else(|| {
                 Error::new(libc::ENOENT, format!("no service {service} run by {user} at the port manager at {}", self.server))
             })
+    }
+
+    /// False once the connection is gone: shut down after a failure, or closed by the
+    /// server after a refusal (FRIB's `portman` hangs up after every one). Its ports went
+    /// with it; every later call fails with `EPIPE`.
+    pub fn is_usable(&self) -> bool {
+        self.broken.is_none()
     }
 
     /// Fails with `EPIPE` once an earlier exchange broke off (see [`Client::break_off`]).
@@ -280,29 +299,34 @@ impl Client {
         sent.map_err(|e| self.break_off(Error::new(Error::errno_of(&e), format!("{context}: {e}"))))
     }
 
-    /// The next reply line as a Tcl list.
-    fn reply(&mut self, context: &str) -> Result<Vec<Vec<u8>>> {
+    /// A reply line as the Tcl list it must be; a protocol error otherwise.
+    fn words(&mut self, line: &[u8], context: &str) -> Result<Vec<Vec<u8>>> {
+        parse_list(line).map_err(|e| {
+            self.break_off(Error::new(
+                libc::EPROTO,
+                format!("{context}: the reply {:?} is not a Tcl list ({e})", String::from_utf8_lossy(line)),
+            ))
+        })
+    }
+
+    /// The next reply line.
+    fn reply(&mut self, context: &str) -> Result<Vec<u8>> {
         let deadline = self.timeout.map(|t| Instant::now() + t);
         self.reply_by(context, deadline)
     }
 
     /// The next reply line, by `deadline` (None: no limit).
-    fn reply_by(&mut self, context: &str, deadline: Option<Instant>) -> Result<Vec<Vec<u8>>> {
+    fn reply_by(&mut self, context: &str, deadline: Option<Instant>) -> Result<Vec<u8>> {
         let line = self.read_reply(context, deadline);
         line.map_err(|e| self.break_off(e))
     }
 
-    fn read_reply(&mut self, context: &str, deadline: Option<Instant>) -> Result<Vec<Vec<u8>>> {
+    fn read_reply(&mut self, context: &str, deadline: Option<Instant>) -> Result<Vec<u8>> {
         let mut chunk = [0u8; 8192];
         loop {
             if let Some(line) = self.input.next_line() {
                 let line = line.map_err(|_| Error::new(libc::EPROTO, format!("{context}: reply line too long")))?;
-                return parse_list(line).map_err(|e| {
-                    Error::new(
-                        libc::EPROTO,
-                        format!("{context}: the reply {:?} is not a Tcl list ({e})", String::from_utf8_lossy(line)),
-                    )
-                });
+                return Ok(line.to_vec());
             }
             let wait = match deadline {
                 Some(deadline) => match deadline.checked_duration_since(Instant::now()) {

@@ -1,4 +1,4 @@
-//! The daemon's log: one timestamped line per event, with the legacy server's texts.
+//! The daemons' log: one timestamped line per event, with the legacy server's texts.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -41,11 +41,27 @@ impl Log {
         Log { out: BufWriter::new(out), host: hostname() }
     }
 
-    /// `<Month dd, yyyy hh:mm:ss> <host> <message>`: the legacy stamp with the time of day
-    /// added (the legacy one had only the date).
+    /// `<Month dd, yyyy hh:mm:ss> <host> <message>`, the legacy stamp without the level
+    /// column (the ring master's lines).
     pub fn line(&mut self, message: fmt::Arguments<'_>) {
         // A full disk or a closed stderr must not stop the daemon: log lines are lost.
         let _ = writeln!(self.out, "{} {} {}", timestamp(), self.host, message);
+    }
+
+    /// `<level> <Month dd, yyyy hh:mm:ss> <host> <message>`, byte for byte as NSCLDAQ's
+    /// port manager wrote it through tcllib's `log` package (the level padded to 9
+    /// characters): NSCLDAQ's own log.test reads the level as the line's first word and
+    /// the host as its sixth.
+    pub fn entry(&mut self, level: Level, message: fmt::Arguments<'_>) {
+        let _ = writeln!(self.out, "{:<9} {} {} {}", level.name(), timestamp(), self.host, message);
+    }
+
+    pub fn info(&mut self, message: fmt::Arguments<'_>) {
+        self.entry(Level::Info, message);
+    }
+
+    pub fn alert(&mut self, message: fmt::Arguments<'_>) {
+        self.entry(Level::Alert, message);
     }
 
     /// Writes to `path` from now on (for logrotate, on SIGHUP: the old file has been
@@ -59,6 +75,29 @@ impl Log {
 
     pub fn flush(&mut self) {
         let _ = self.out.flush();
+    }
+}
+
+/// tcllib's log levels, those the port manager uses. NSCLDAQ logged connections,
+/// allocations and releases as `info`, refusals and invalid requests as `alert`; the
+/// lines it did not have (start, stop, the daemon's own failures) use `notice` and
+/// `error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Alert,
+    Error,
+    Notice,
+    Info,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Alert => "alert",
+            Level::Error => "error",
+            Level::Notice => "notice",
+            Level::Info => "info",
+        }
     }
 }
 

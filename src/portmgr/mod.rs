@@ -5,6 +5,7 @@
 //! stays open; anyone may LIST the allocations.
 
 pub mod client;
+pub mod holders;
 pub mod lines;
 pub mod listing;
 pub mod log;
@@ -12,6 +13,7 @@ pub mod peercred;
 pub mod pool;
 pub mod probe;
 pub mod protocol;
+pub mod refusal;
 pub mod sdnotify;
 pub mod server;
 pub mod session;

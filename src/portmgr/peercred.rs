@@ -11,9 +11,11 @@ use std::io;
 use std::mem::size_of;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
 
 use nix::unistd::{Uid, User};
 
+use super::holders::{SEARCH_LIMIT, holders_of};
 use super::log::printable;
 
 /// `linux/sock_diag.h` and `linux/inet_diag.h`; not all of them are in the libc crate.
@@ -28,8 +30,18 @@ const REQ_LEN: usize = 8 + SOCKID_LEN;
 /// `inet_diag_sockid`: sport, dport, src[4], dst[4], if, cookie[2].
 const SOCKID_LEN: usize = 4 + 16 + 16 + 4 + 8;
 /// Offset of `idiag_uid` in `inet_diag_msg` (4 bytes of header, the sockid, expires,
-/// rqueue, wqueue).
+/// rqueue, wqueue); `idiag_inode` follows it.
 const MSG_UID_OFFSET: usize = 4 + SOCKID_LEN + 12;
+const MSG_INODE_OFFSET: usize = MSG_UID_OFFSET + 4;
+
+/// What the kernel says about a connection's client socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketId {
+    /// Its owner: the effective (file system) uid of the process that created it, set
+    /// by the kernel then and never changed.
+    pub uid: u32,
+    pub inode: u32,
+}
 
 /// A netlink socket for owner queries, opened once by the daemon.
 #[derive(Debug)]
@@ -68,7 +80,7 @@ impl OwnerLookup {
 
     /// The uid owning the TCP socket whose local address is `peer` and whose remote
     /// address is `local` (the client's end of a connection this process accepted).
-    pub fn tcp_owner(&mut self, peer: SocketAddr, local: SocketAddr) -> io::Result<u32> {
+    pub fn tcp_owner(&mut self, peer: SocketAddr, local: SocketAddr) -> io::Result<SocketId> {
         self.seq = self.seq.wrapping_add(1);
         let request = build_request(peer, local, self.seq)?;
         // SAFETY: valid fd; the buffer is initialised and its length is passed.
@@ -127,8 +139,8 @@ fn address_bytes(ip: IpAddr) -> [u8; 16] {
     out
 }
 
-/// `None` when the message answers another query; otherwise the uid or the error.
-fn parse_reply(msg: &[u8], seq: u32) -> Option<io::Result<u32>> {
+/// `None` when the message answers another query; otherwise the socket or the error.
+fn parse_reply(msg: &[u8], seq: u32) -> Option<io::Result<SocketId>> {
     let word = |at: usize| msg.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_ne_bytes);
     let kind = msg.get(4..6).and_then(|b| b.try_into().ok()).map(u16::from_ne_bytes);
     if word(8) != Some(seq) {
@@ -140,41 +152,97 @@ fn parse_reply(msg: &[u8], seq: u32) -> Option<io::Result<u32>> {
             Some(code) => Err(io::Error::from_raw_os_error(-(code as i32))),
             None => Err(malformed()),
         },
-        Some(SOCK_DIAG_BY_FAMILY) => word(NLMSG_HDR_LEN + MSG_UID_OFFSET).ok_or_else(malformed),
+        Some(SOCK_DIAG_BY_FAMILY) => {
+            match (word(NLMSG_HDR_LEN + MSG_UID_OFFSET), word(NLMSG_HDR_LEN + MSG_INODE_OFFSET)) {
+                (Some(uid), Some(inode)) => Ok(SocketId { uid, inode }),
+                _ => Err(malformed()),
+            }
+        }
         _ => Err(malformed()),
     })
 }
 
-/// The owner of a connection's client socket, with its login name looked up once (per
-/// connection, at its first GIMME) by uid: no name is ever resolved per request, so a
-/// slow directory service (LDAP) costs the event loop at most one lookup per client, and
-/// a client cannot make the daemon look up names of its choosing.
+/// A user as the daemon knows it: a uid and its passwd name, looked up by uid once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner {
+struct Account {
     uid: u32,
     /// The passwd name of `uid`, when it has one.
     name: Option<Vec<u8>>,
 }
 
-impl Owner {
-    pub fn lookup(uid: u32) -> Owner {
+impl Account {
+    fn lookup(uid: u32) -> Account {
         let name = User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name.into_bytes());
-        Owner { uid, name }
+        Account { uid, name }
     }
 
-    /// Checks that `user` names this owner: its login name or its uid in decimal (what a
-    /// client without a passwd entry sends), byte for byte; the refusal reason otherwise.
-    pub fn verify(&self, user: &[u8]) -> Result<(), String> {
-        if self.name.as_deref() == Some(user) || user == self.uid.to_string().as_bytes() {
+    /// `user` names this account: its login name or its uid in decimal, byte for byte, or
+    /// nothing at all when it has no name (Tcl's `$tcl_platform(user)` is then empty).
+    fn is(&self, user: &[u8]) -> bool {
+        match &self.name {
+            Some(name) => name == user || user == self.uid.to_string().as_bytes(),
+            None => user.is_empty() || user == self.uid.to_string().as_bytes(),
+        }
+    }
+
+    fn shown(&self) -> String {
+        format!("uid {}{}", self.uid, self.name.as_ref().map(|n| format!(", {}", printable(n))).unwrap_or_default())
+    }
+}
+
+/// Who a connection's client is: the owner of its socket, with its login name looked up
+/// once (per connection, at its first GIMME) by uid, and, when a GIMME names someone
+/// else, the real user of the processes holding the socket. No name a client sends is
+/// ever resolved, so a slow directory service (LDAP) costs the event loop at most two
+/// lookups per client, and a client cannot make the daemon look up names of its choosing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    owner: Account,
+    inode: u32,
+    /// The real user every process holding the socket shares, found at the first GIMME
+    /// that does not name the owner: `Ok(None)` when there is none to accept, `Err` why
+    /// the processes could not be checked.
+    real: Option<Result<Option<Account>, String>>,
+}
+
+impl Owner {
+    pub fn lookup(socket: SocketId) -> Owner {
+        Owner { owner: Account::lookup(socket.uid), inode: socket.inode, real: None }
+    }
+
+    /// Checks that `user` is not a lie (docs/portmanager.md, "User verification"): the
+    /// socket's owner (by name, decimal uid, or an empty name when it has no passwd
+    /// entry); anyone when the owner is root; else the real user of the processes that
+    /// hold the socket, when they all share one and each has the owner among its ids, and
+    /// anyone when that real user is root. The refusal reason otherwise.
+    pub fn verify(&mut self, user: &[u8], proc_root: &Path) -> Result<(), String> {
+        if self.owner.uid == 0 || self.owner.is(user) {
             return Ok(());
         }
-        Err(format!(
-            "user {} is not the owner of this connection (uid {}{})",
-            printable(user),
-            self.uid,
-            self.name.as_ref().map(|n| format!(", {}", printable(n))).unwrap_or_default()
-        ))
+        let (owner, inode) = (self.owner.uid, self.inode);
+        let real = self.real.get_or_insert_with(|| real_user(owner, inode, proc_root));
+        let why_not = match real {
+            Ok(Some(real)) if real.uid == 0 || real.is(user) => return Ok(()),
+            Ok(Some(real)) if real.uid != owner => format!(" nor the real user of its process ({})", real.shown()),
+            Ok(_) => String::new(),
+            Err(why) => format!("; its processes could not be checked: {why}"),
+        };
+        Err(format!("user {} is not the owner of this connection ({}){why_not}", printable(user), self.owner.shown()))
     }
+}
+
+/// The real user shared by every process holding the socket `inode` owned by `owner`.
+/// Each must have `owner` among its ids: a socket handed to another user's process (over
+/// a unix socket) is not theirs to speak for.
+fn real_user(owner: u32, inode: u32, proc_root: &Path) -> Result<Option<Account>, String> {
+    let holders = holders_of(inode, proc_root, SEARCH_LIMIT).map_err(|e| e.to_string())?;
+    let Some(first) = holders.first() else {
+        return Ok(None);
+    };
+    if holders.iter().any(|h| !h.has(owner) || h.real != first.real) {
+        return Ok(None);
+    }
+    Ok(Some(Account::lookup(first.real)))
 }
 
 #[cfg(test)]
@@ -188,30 +256,121 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, peer) = listener.accept().unwrap();
         let mut lookup = OwnerLookup::new().unwrap();
-        let uid = lookup.tcp_owner(peer, server.local_addr().unwrap()).unwrap();
-        assert_eq!(uid, nix::unistd::geteuid().as_raw());
+        let socket = lookup.tcp_owner(peer, server.local_addr().unwrap()).unwrap();
+        assert_eq!(socket.uid, nix::unistd::geteuid().as_raw());
+        let fd = std::fs::metadata(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&client))).unwrap();
+        assert_eq!(u64::from(socket.inode), std::os::unix::fs::MetadataExt::ino(&fd));
         // A connection that does not exist is an error, not some other socket's owner.
         let gone = SocketAddr::new(peer.ip(), 1);
         assert!(lookup.tcp_owner(gone, server.local_addr().unwrap()).is_err());
         drop(client);
     }
 
+    /// A stand-in for /proc: processes (pid, "real effective saved fs") holding socket 777.
+    struct FakeProc(std::path::PathBuf);
+
+    impl FakeProc {
+        fn new(holders: &[(u32, &str)]) -> FakeProc {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let root = std::env::temp_dir().join(format!("daqflow-fakeproc-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            for (pid, uids) in holders {
+                let dir = root.join(pid.to_string());
+                std::fs::create_dir_all(dir.join("fd")).unwrap();
+                std::os::unix::fs::symlink("socket:[777]", dir.join("fd/3")).unwrap();
+                std::os::unix::fs::symlink("/dev/null", dir.join("fd/0")).unwrap();
+                std::fs::write(dir.join("status"), format!("Name:\tx\nUid:\t{}\n", uids.replace(' ', "\t"))).unwrap();
+            }
+            // A process holding something else, and an entry that is not a process.
+            std::fs::create_dir_all(root.join("99/fd")).unwrap();
+            std::os::unix::fs::symlink("socket:[7777]", root.join("99/fd/4")).unwrap();
+            std::fs::write(root.join("99/status"), "Uid:\t0\t0\t0\t0\n").unwrap();
+            std::fs::create_dir_all(root.join("self")).unwrap();
+            FakeProc(root)
+        }
+
+        fn verify(&self, owner: u32, user: &str) -> Result<(), String> {
+            Owner::lookup(SocketId { uid: owner, inode: 777 }).verify(user.as_bytes(), &self.0)
+        }
+    }
+
+    impl Drop for FakeProc {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const NAMELESS: u32 = 3_999_999_999;
+
     #[test]
     fn names_and_uids_match_byte_for_byte() {
-        let root = Owner::lookup(0);
-        assert!(root.verify(b"root").is_ok());
-        assert!(root.verify(b"0").is_ok());
+        let daemon = Account::lookup(1);
+        let name = String::from_utf8(daemon.name.clone().expect("uid 1 has a name")).unwrap();
+        assert!(daemon.is(name.as_bytes()));
+        assert!(daemon.is(b"1"));
         // Only the exact decimal form and the exact name: no parsing, no other lookup.
-        for other in [&b"00"[..], b"+0", b" 0", b"Root", b"root ", b"", b"no-such-user-here"] {
-            assert!(root.verify(other).is_err(), "{:?}", String::from_utf8_lossy(other));
+        for other in
+            [&b"01"[..], b"+1", b" 1", name.to_uppercase().as_bytes(), format!("{name} ").as_bytes(), b"", b"root"]
+        {
+            assert!(!daemon.is(other), "{:?}", String::from_utf8_lossy(other));
         }
-        let refusal = root.verify(b"nobody").unwrap_err();
-        assert_eq!(refusal, "user nobody is not the owner of this connection (uid 0, root)");
-        let refusal = root.verify(b"x\ny").unwrap_err();
-        assert!(!refusal.contains('\n'), "{refusal}");
-        // A uid without a passwd entry is known by its number only.
-        let nameless = Owner::lookup(3_999_999_999);
-        assert!(nameless.verify(b"3999999999").is_ok());
-        assert_eq!(nameless.verify(b"x").unwrap_err(), "user x is not the owner of this connection (uid 3999999999)");
+        let none = FakeProc::new(&[]);
+        let refusal = none.verify(1, "nobody").unwrap_err();
+        assert_eq!(refusal, format!("user nobody is not the owner of this connection (uid 1, {name})"));
+        assert!(!none.verify(1, "x\ny").unwrap_err().contains('\n'));
+        // A uid without a passwd entry is known by its number, or by no name at all.
+        assert!(none.verify(NAMELESS, "3999999999").is_ok());
+        assert!(none.verify(NAMELESS, "").is_ok());
+        assert_eq!(
+            none.verify(NAMELESS, "x").unwrap_err(),
+            "user x is not the owner of this connection (uid 3999999999)"
+        );
+        // Root may claim anyone.
+        assert!(none.verify(0, "anyone").is_ok());
+    }
+
+    #[test]
+    fn the_real_user_of_the_holding_processes_is_accepted() {
+        // A setuid program: made by its effective user, holding its real one.
+        let setuid = FakeProc::new(&[(10, "3999999998 3999999999 3999999999 3999999999")]);
+        assert!(setuid.verify(NAMELESS, "3999999998").is_ok());
+        assert!(setuid.verify(NAMELESS, "").is_ok(), "an unnamed real user may send no name");
+        assert!(setuid.verify(NAMELESS, "root").is_err());
+        // A root process that made the socket under another effective uid is root.
+        assert!(FakeProc::new(&[(10, "0 3999999999 3999999999 3999999999")]).verify(NAMELESS, "anyone").is_ok());
+    }
+
+    #[test]
+    fn ids_a_process_gains_after_writing_are_not_accepted() {
+        // The client wrote "GIMME x root" and then exec'd a setuid-root program (su,
+        // waiting for a password) that inherited the socket: effective and saved uids
+        // are root's now, but the real uid, and the socket's owner, are still the
+        // client's.
+        let su = FakeProc::new(&[(10, "3999999999 0 0 0")]);
+        let refusal = su.verify(NAMELESS, "root").unwrap_err();
+        assert!(refusal.starts_with("user root is not the owner of this connection (uid 3999999999)"), "{refusal}");
+        assert!(su.verify(NAMELESS, "3999999999").is_ok());
+        // A socket handed to another user's process (root's, here) over a unix socket.
+        let handed = FakeProc::new(&[(10, "0 0 0 0")]);
+        assert!(handed.verify(NAMELESS, "root").is_err());
+        assert!(handed.verify(NAMELESS, "anyone").is_err());
+        // Holders that disagree on their real user: only the owner is accepted.
+        let mixed = FakeProc::new(&[
+            (10, "3999999998 3999999999 3999999999 3999999999"),
+            (11, "3999999999 3999999999 3999999999 3999999999"),
+        ]);
+        assert!(mixed.verify(NAMELESS, "3999999998").is_err());
+        assert!(mixed.verify(NAMELESS, "3999999999").is_ok());
+    }
+
+    #[test]
+    fn unreadable_processes_are_no_answer() {
+        // Not root: /proc of other users' processes cannot be read, so a holder could be
+        // missed; only the owner is accepted, and the refusal says why.
+        let root = FakeProc::new(&[]);
+        std::fs::write(root.0.join("12"), "").unwrap(); // "12/fd" is not a directory
+        let refusal = root.verify(NAMELESS, "someone").unwrap_err();
+        assert!(refusal.contains("could not be checked"), "{refusal}");
     }
 }

@@ -22,6 +22,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
 use super::listing;
+use super::log::Level;
 use super::peercred::OwnerLookup;
 use super::pool::{Pool, PortRange};
 use super::sdnotify;
@@ -103,14 +104,17 @@ pub fn run(config: &Config) -> Result<()> {
     state_dir.write_atomic(&port_file_name, format!("{listen_port}\n").as_bytes())?;
     usage_file.replace(b"")?;
     let addresses: Vec<String> = listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
-    log.line(format_args!(
-        "daqportmgr {} started (pid {}): listening on {}, ports {}, user verification {}",
-        env!("CARGO_PKG_VERSION"),
-        std::process::id(),
-        addresses.join(" "),
-        config.range,
-        if config.verify_users { "on" } else { "off" }
-    ));
+    log.entry(
+        Level::Notice,
+        format_args!(
+            "daqportmgr {} started (pid {}): listening on {}, ports {}, user verification {}",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id(),
+            addresses.join(" "),
+            config.range,
+            if config.verify_users { "on" } else { "off" }
+        ),
+    );
     log.flush();
 
     let core = Core::new(Pool::new(config.range), log, owners);
@@ -118,7 +122,7 @@ pub fn run(config: &Config) -> Result<()> {
     daemon.log_path = config.log_file.clone();
     // Readiness is worth a log line when it fails, never a reason to stop.
     if let Err(e) = sdnotify::notify(&format!("READY=1\nMAINPID={}", std::process::id())) {
-        daemon.core.log.line(format_args!("cannot notify systemd: {e}"));
+        daemon.core.log.entry(Level::Error, format_args!("cannot notify systemd: {e}"));
     }
     let result = daemon.serve();
     let _ = sdnotify::notify("STOPPING=1");
@@ -229,7 +233,7 @@ impl Daemon {
                                 Ok(Signal::SIGHUP) => self.reopen_log(),
                                 signal => {
                                     let name = signal.map_or("a signal", |s| s.as_str());
-                                    self.core.log.line(format_args!("daqportmgr stopping on {name}"));
+                                    self.core.log.entry(Level::Notice, format_args!("daqportmgr stopping on {name}"));
                                     return Ok(());
                                 }
                             }
@@ -270,10 +274,10 @@ impl Daemon {
                     if let Err(e) =
                         self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)
                     {
-                        self.core.log.line(format_args!("cannot watch the connection from {peer}: {e}"));
+                        self.core.log.entry(Level::Error, format_args!("cannot watch the connection from {peer}: {e}"));
                         continue;
                     }
-                    self.core.log.line(format_args!("Connection accepted from {}", peer.ip()));
+                    self.core.log.info(format_args!("Connection accepted from {}", peer.ip()));
                     self.conns.insert(key, Conn::new(stream, peer, local));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -284,7 +288,9 @@ impl Daemon {
                     if let Some((last, suppressed)) = self.accept_failures.get_mut(index) {
                         if last.is_none_or(|at| at.elapsed() >= ACCEPT_LOG_INTERVAL) {
                             let more = if *suppressed > 0 { format!(" ({suppressed} more failures not logged)") } else { String::new() };
-                            self.core.log.line(format_args!("cannot accept a connection ({e}); retrying{more}"));
+                            self.core
+                                .log
+                                .entry(Level::Error, format_args!("cannot accept a connection ({e}); retrying{more}"));
                             *last = Some(Instant::now());
                             *suppressed = 0;
                         } else {
@@ -303,10 +309,13 @@ impl Daemon {
         let Some(path) = self.log_path.clone() else {
             return; // stderr (or the journal) needs no reopening
         };
-        self.core.log.line(format_args!("reopening log file {} on SIGHUP", path.display()));
+        self.core.log.entry(Level::Notice, format_args!("reopening log file {} on SIGHUP", path.display()));
         match self.core.log.reopen(&path) {
-            Ok(()) => self.core.log.line(format_args!("log file reopened on SIGHUP")),
-            Err(e) => self.core.log.line(format_args!("cannot reopen log file {} ({e}); still logging here", path.display())),
+            Ok(()) => self.core.log.entry(Level::Notice, format_args!("log file reopened on SIGHUP")),
+            Err(e) => self.core.log.entry(
+                Level::Error,
+                format_args!("cannot reopen log file {} ({e}); still logging here", path.display()),
+            ),
         }
         self.core.log.flush();
     }
@@ -365,7 +374,7 @@ impl Daemon {
             &mut self.usage_buf,
         );
         if let Err(e) = self.usage_file.replace(&self.usage_buf) {
-            self.core.log.line(format_args!("{e}"));
+            self.core.log.entry(Level::Error, format_args!("{e}"));
         }
     }
 
@@ -378,7 +387,7 @@ impl Daemon {
             self.write_usage_file();
         }
         self.usage_file.remove_spare();
-        self.core.log.line(format_args!("daqportmgr stopped"));
+        self.core.log.entry(Level::Notice, format_args!("daqportmgr stopped"));
         self.core.log.flush();
     }
 }

@@ -6,12 +6,13 @@
 
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
 
 use mio::net::TcpStream;
 
 use super::lines::{LineBuffer, MAX_LINE};
 use super::listing;
-use super::log::{Log, printable};
+use super::log::{Level, Log, printable};
 use super::peercred::{Owner, OwnerLookup};
 use super::pool::Pool;
 use super::probe::Probe;
@@ -146,7 +147,7 @@ impl Core {
                     }
                     Some(Err(_)) => {
                         let reason = format!("Invalid request: longer than {MAX_LINE} bytes");
-                        self.log.line(format_args!("{} issued an illegal request: {reason}", conn.peer.ip()));
+                        self.log.alert(format_args!("{} issued an illegal request: {reason}", conn.peer.ip()));
                         protocol::fail_reply(reason.as_bytes(), &mut conn.output);
                         self.end(conn);
                     }
@@ -161,10 +162,10 @@ impl Core {
                     // behind requests that would wait for it to read, perhaps forever.
                     // A half-close ends a connection, so its ports go now, as they would
                     // have if it had read its replies; what is queued is still written.
-                    self.log.line(format_args!(
-                        "{} closed its side with replies unread; releasing its ports",
-                        conn.peer.ip()
-                    ));
+                    self.log.entry(
+                        Level::Notice,
+                        format_args!("{} closed its side with replies unread; releasing its ports", conn.peer.ip()),
+                    );
                     self.end(conn);
                     break;
                 }
@@ -198,7 +199,7 @@ impl Core {
         conn.closing = true;
         for port in conn.ports.drain(..) {
             if let Some(held) = self.pool.release(port) {
-                self.log.line(format_args!(
+                self.log.info(format_args!(
                     "Port {port} was released by {} run by {}",
                     printable(&held.application),
                     printable(&held.user)
@@ -224,7 +225,7 @@ impl Core {
                 conn.output.extend_from_slice(reply);
             }
             Request::Invalid => {
-                self.log.line(format_args!("{} issued an illegal request: {}", conn.peer.ip(), printable(line)));
+                self.log.alert(format_args!("{} issued an illegal request: {}", conn.peer.ip(), printable(line)));
                 protocol::invalid_reply(line, &mut conn.output);
                 self.end(conn);
             }
@@ -258,7 +259,7 @@ impl Core {
                 conn.ports.push(port);
                 self.dirty = true;
                 self.list_cache = None;
-                self.log.line(format_args!(
+                self.log.info(format_args!(
                     "Port {port} was allocated to {} run by {}",
                     printable(application),
                     printable(user)
@@ -270,7 +271,7 @@ impl Core {
     }
 
     fn refuse(&mut self, conn: &mut Conn, application: &[u8], user: &[u8], reason: &str) {
-        self.log.line(format_args!(
+        self.log.alert(format_args!(
             "Unable to allocate a port for {} run by {} because: {}",
             printable(application),
             printable(user),
@@ -279,21 +280,21 @@ impl Core {
         protocol::fail_reply(reason.as_bytes(), &mut conn.output);
     }
 
-    /// The user named in a GIMME must own the client's socket.
+    /// The user named in a GIMME must be the client's (see `Owner::verify`).
     fn verify_user(&mut self, conn: &mut Conn, user: &[u8]) -> Result<(), String> {
         let Some(owners) = self.owners.as_mut() else {
             return Ok(());
         };
-        let owner = match conn.owner.take() {
+        let mut owner = match conn.owner.take() {
             Some(owner) => owner,
             None => {
-                let uid = owners.tcp_owner(conn.peer, conn.local).map_err(|e| {
+                let socket = owners.tcp_owner(conn.peer, conn.local).map_err(|e| {
                     format!("cannot verify user {}: the owner of this connection is unknown ({e})", printable(user))
                 })?;
-                Owner::lookup(uid)
+                Owner::lookup(socket)
             }
         };
-        let verdict = owner.verify(user);
+        let verdict = owner.verify(user, Path::new("/proc"));
         conn.owner = Some(owner);
         verdict
     }
