@@ -77,7 +77,9 @@ impl ringmaster {
             };
             return Err(Error::new(
                 libc::ENOTSUP,
-                format!("{doing}: only this host's ring master, reached as localhost, takes this (connected to {server})"),
+                format!(
+                    "{doing}: only this host's ring master, reached as localhost, takes this (connected to {server})"
+                ),
             ));
         }
         self.client(doing)
@@ -118,7 +120,9 @@ pub unsafe extern "C" fn ringmaster_open(host: *const c_char, out: *mut *mut rin
         let client = Client::locate(host, Some(portmgr_port), TIMEOUT)?;
         let local = loopback(client.server().ip());
         // SAFETY: `out` is non-NULL.
-        unsafe { *out = Box::into_raw(Box::new(ringmaster { state: State::Open(client), local, refusal: None, text: None })) };
+        unsafe {
+            *out = Box::into_raw(Box::new(ringmaster { state: State::Open(client), local, refusal: None, text: None }))
+        };
         Ok(0)
     })
 }
@@ -195,7 +199,8 @@ pub unsafe extern "C" fn ringmaster_notify_disconnect(rm: *mut ringmaster, ring:
         let ring = unsafe { str_arg(ring, "ring name") }?;
         let role = role(slot)?;
         let pid = std::process::id() as i32;
-        exchange(rm, |rm| rm.local_client("announcing a ring client's release")?.disconnect(ring, role, pid)).map(|()| 0)
+        exchange(rm, |rm| rm.local_client("announcing a ring client's release")?.disconnect(ring, role, pid))
+            .map(|()| 0)
     })
 }
 
