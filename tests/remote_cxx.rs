@@ -5,7 +5,7 @@
 
 mod remote_support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -64,7 +64,7 @@ fn build_consumer(net: &Net) -> Option<PathBuf> {
 
 /// Runs the consumer (with `extra` arguments) on host B against a ring of host A that is
 /// fed 20000 items; returns what it printed, after checking that it succeeded.
-fn consume_from_a(net: &mut Net, exe: &PathBuf, extra: &[&str]) -> String {
+fn consume_from_a(net: &mut Net, exe: &Path, extra: &[&str]) -> String {
     net.start_daemons(0, true);
     net.start_daemons(1, true);
     let ring = format!("cxx{}", std::process::id());
