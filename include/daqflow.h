@@ -277,7 +277,7 @@ int ring_attach_consumer(const char *name, struct ring_client **out);
  * local proxy ring it reads (or the ring itself when host is this one). Valid until
  * ring_detach. NULL for a NULL client.
  */
-const char *ring_name(const struct ring_client *client);
+const char *ring_client_name(const struct ring_client *client);
 
 /**
  * Releases the slot and frees the handle. NULL is allowed. When a ring master is

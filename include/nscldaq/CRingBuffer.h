@@ -221,7 +221,7 @@ public:
         if (rc < 0) daqflow_nscldaq::throw_errno(rc, doing);
         // A consumer of tcp://host/ring reads a proxy ring (or the ring itself, for this
         // host): usage and management act on that ring, as in NSCLDAQ.
-        if (m_client) m_ringName = ring_name(m_client);
+        if (m_client) m_ringName = ring_client_name(m_client);
     }
 
     // Gives the slot back. Never throws, also when the ring was removed meanwhile or a

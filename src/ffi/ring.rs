@@ -22,7 +22,7 @@ pub const RING_DEFAULT_MODE: u32 = 0o666;
 /// A producer or consumer attachment to one ring (opaque).
 pub struct ring_client {
     side: Side,
-    /// The ring attached to, for ring_name.
+    /// The ring attached to, for ring_client_name.
     name: CString,
 }
 
@@ -219,7 +219,7 @@ pub unsafe extern "C" fn ring_attach_consumer(name: *const c_char, out: *mut *mu
 /// local proxy ring it reads (or the ring itself when host is this one). Valid until
 /// ring_detach. NULL for a NULL client.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ring_name(client: *const ring_client) -> *const c_char {
+pub unsafe extern "C" fn ring_client_name(client: *const ring_client) -> *const c_char {
     // SAFETY: NULL or a handle from ring_attach_*, per the contract.
     guard_infallible(std::ptr::null(), || unsafe { client.as_ref() }.map_or(std::ptr::null(), |c| c.name.as_ptr()))
 }
