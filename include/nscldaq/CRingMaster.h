@@ -20,6 +20,9 @@
 //   CErrnoException (EPIPE): a late reply can never be taken for the next answer.
 // - A comment containing braces, backslashes or control characters is refused
 //   (CErrnoException, EINVAL) instead of sent, where it would break the request line.
+// - A host whose port manager does not answer throws CErrnoException (ECONNREFUSED, the
+//   same as a port manager that lists no ring master); NSCLDAQ's threw its port
+//   manager client's CPortManagerException there.
 // - The destructor never throws.
 #ifndef DAQFLOW_NSCLDAQ_CRINGMASTER_H
 #define DAQFLOW_NSCLDAQ_CRINGMASTER_H
