@@ -1,7 +1,10 @@
 // An unmodified NSCLDAQ-style consumer of tcp://host/ring: CRingBuffer(url, consumer),
+// or with --access CRingAccess::daqConsumeFrom(url) after asking for a proxy ring of
+// 1 MiB and 7 consumer slots (it then prints "proxy <data bytes> <slots>"),
 // then whole ring items checked one by one (the items of examples/remote_role.rs:
 // [u32 size][u32 type][u64 sequence][pattern], some byte-swapped) until the end item.
 // Built by c-tests/run.sh but run by tests/remote_cxx.rs inside network namespaces.
+#include <CRemoteAccess.h>
 #include <CRingBuffer.h>
 #include <Exception.h>
 
@@ -9,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -29,12 +33,24 @@ bool fill(CRingBuffer& ring, unsigned char* into, size_t n)
 
 int main(int argc, char** argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s tcp://host/ring\n", argv[0]);
+    bool access = argc == 3 && strcmp(argv[2], "--access") == 0;
+    if (argc != 2 && !access) {
+        fprintf(stderr, "usage: %s tcp://host/ring [--access]\n", argv[0]);
         return 2;
     }
     try {
-        CRingBuffer ring(argv[1], CRingBuffer::consumer);
+        if (access) {
+            CRingAccess::setProxyRingSize(1 << 20);
+            CRingAccess::setProxyMaxConsumers(7);
+        }
+        std::unique_ptr<CRingBuffer> attached(access ? CRingAccess::daqConsumeFrom(argv[1])
+                                                     : new CRingBuffer(argv[1], CRingBuffer::consumer));
+        CRingBuffer& ring = *attached;
+        if (access) {
+            // The consumer's usage is its proxy ring's, as with NSCLDAQ.
+            CRingBuffer::Usage usage = ring.getUsage();
+            printf("proxy %zu %zu\n", usage.s_bufferSpace, usage.s_maxConsumers);
+        }
         printf("attached\n");
         fflush(stdout);
         std::vector<unsigned char> item(1 << 20);

@@ -51,6 +51,11 @@ typedef struct portmgr portmgr;
 typedef struct ring_client ring_client;
 
 /**
+ * A connection to a ring master (opaque).
+ */
+typedef struct ringmaster ringmaster;
+
+/**
  * One allocation as the server lists it.
  */
 typedef struct portmgr_allocation {
@@ -207,6 +212,28 @@ int portmgr_find_server(struct portmgr *pm, const char *service, const char *use
 int portmgr_close(struct portmgr *pm);
 
 /**
+ * Sets the data bytes and consumer slots of the proxy rings this process creates from
+ * now on when it attaches a consumer to tcp://host/ring (0: the default, as for
+ * ring_create; checked when a proxy is created). A proxy ring that already exists
+ * keeps its geometry, whoever created it. Initially RING_DEFAULT_DATA_BYTES and
+ * RING_DEFAULT_MAX_CONSUMERS.
+ */
+void ring_set_proxy_geometry(uint64_t data_bytes, uint32_t max_consumers);
+
+/**
+ * The values ring_set_proxy_geometry last set. Either pointer may be NULL.
+ */
+void ring_proxy_geometry(uint64_t *data_bytes, uint32_t *max_consumers);
+
+/**
+ * 1 when host names this host (localhost, one of its names, a loopback address or
+ * one of its interfaces' addresses): a consumer of tcp://host/ring then reads the
+ * ring itself, with no proxy. 0 for another host; -EHOSTUNREACH when host does not
+ * resolve, -ETIMEDOUT when the resolver gives no answer within 5 s.
+ */
+int ring_host_is_local(const char *host);
+
+/**
  * Creates ring `name` with at least data_bytes of data (0: 8 MiB) and max_consumers
  * consumer slots (0: 100), mode 0666. -EEXIST if the name is taken; nothing is left
  * behind on failure.
@@ -259,6 +286,13 @@ int ring_attach_producer(const char *name, struct ring_client **out);
  * mean the local ring.
  */
 int ring_attach_consumer(const char *name, struct ring_client **out);
+
+/**
+ * The name of the ring client is attached to: for a consumer of tcp://host/ring, the
+ * local proxy ring it reads (or the ring itself when host is this one). Valid until
+ * ring_detach. NULL for a NULL client.
+ */
+const char *ring_client_name(const struct ring_client *client);
 
 /**
  * Releases the slot and frees the handle. NULL is allowed. When a ring master is
@@ -367,6 +401,84 @@ int ring_release(struct ring_client *consumer, size_t len);
  * Refused (-EBUSY) while a borrow or reservation is open.
  */
 int ring_position(struct ring_client *client, void **at, size_t *to_top);
+
+/**
+ * Connects to the ring master of host (NULL: "localhost"), found as the RingMaster
+ * service of the port manager on that host (at portmgr_default_port()). Finding and
+ * connecting take at most 5 s, and so does each later exchange. -ECONNREFUSED when no
+ * port manager answers or it lists no RingMaster; -EHOSTUNREACH when host does not
+ * resolve.
+ */
+int ringmaster_open(const char *host, struct ringmaster **out);
+
+/**
+ * 1 when rm is connected to this host's ring master through the loopback address
+ * (127.0.0.1 or ::1), which alone accepts the ringmaster_notify_* calls; else 0.
+ */
+int ringmaster_is_local(struct ringmaster *rm);
+
+/**
+ * Tells the ring master that ring was created (REGISTER). -ENOTSUP unless
+ * ringmaster_is_local. A ring master that does not accept it (no such ring, say)
+ * makes this fail with the errno its reply maps to; ringmaster_refusal gives the reply.
+ */
+int ringmaster_notify_create(struct ringmaster *rm, const char *ring);
+
+/**
+ * Tells the ring master that ring is about to be removed (UNREGISTER). As
+ * ringmaster_notify_create.
+ */
+int ringmaster_notify_destroy(struct ringmaster *rm, const char *ring);
+
+/**
+ * Tells the ring master that this process has become the producer (slot -1) or the
+ * consumer in slot `slot` of ring (CONNECT), with a comment (NULL: none; no braces,
+ * backslashes or control characters). The ring master frees the slot when this
+ * connection closes and the process has exited. As ringmaster_notify_create.
+ */
+int ringmaster_notify_connect(struct ringmaster *rm,
+                              const char *ring,
+                              int slot,
+                              const char *comment);
+
+/**
+ * Tells the ring master that this process is about to release the producer slot (slot
+ * -1) or consumer slot `slot` of ring (DISCONNECT). As ringmaster_notify_create.
+ */
+int ringmaster_notify_disconnect(struct ringmaster *rm, const char *ring, int slot);
+
+/**
+ * The ring master's LIST, as the one line of text it sent (a Tcl list of {name
+ * {usage}} pairs, without its line end; the usage is data bytes, free space, consumer
+ * slots, producer pid, largest and smallest backlog, and {pid backlog} per consumer).
+ * *text stays valid until the next call on rm. Works with any host's ring master.
+ */
+int ringmaster_usage(struct ringmaster *rm, const char **text);
+
+/**
+ * Asks the ring master for ring's data (REMOTE). On success *fd is a connected TCP
+ * socket (close-on-exec) that carries every byte put into the ring from about now on;
+ * it is the caller's to read and close, and rm can do nothing more (-EACCES). Works
+ * with any host's ring master that lets this host read its rings (-EPERM otherwise;
+ * -ENOENT no such ring; -EBUSY this host already has the most streams of it allowed).
+ */
+int ringmaster_request_data(struct ringmaster *rm, const char *ring, int *fd);
+
+/**
+ * The ring master's own reply when the last call on rm failed because it answered
+ * something other than what was asked for (an ERROR line, or something that is not
+ * the protocol): returns 1 and points *reply at it (valid until the next call on rm).
+ * Returns 0, leaving *reply alone, when that call succeeded or failed otherwise (no
+ * connection, no answer in time, refused before sending).
+ */
+int ringmaster_refusal(struct ringmaster *rm, const char **reply);
+
+/**
+ * Closes the connection (not a data socket handed out by ringmaster_request_data) and
+ * frees rm. NULL is allowed. A legacy ring master frees the slots announced on this
+ * connection whose processes have exited.
+ */
+void ringmaster_close(struct ringmaster *rm);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,5 +1,5 @@
 # NSCLDAQ compatibility: header-only C++ classes (include/nscldaq/) and their pkg-config
-# file, daqflow-nscldaq.pc, whose Cflags make <CRingBuffer.h> and <CPortManager.h>
+# file, daqflow-nscldaq.pc, whose Cflags make <CRingBuffer.h>, <CRingMaster.h> and the rest
 # resolve. Nothing to build; their tests are C++ programs in c-tests/ (make check-c).
 
 NSCLDAQ_HEADERS := $(notdir $(wildcard include/nscldaq/*.h))

@@ -1,6 +1,7 @@
-//! The usage of a ring on another host through its URL (what `ring_usage`, the Tcl
-//! `ringbuffer usage` and CRingBuffer::getUsage answer for tcp://host/ring): that
-//! host's ring master's LIST entry for the ring.
+//! The usage of a ring on another host through its URL (what `ring_usage` and the Tcl
+//! `ringbuffer usage` answer for tcp://host/ring): that host's ring master's LIST entry
+//! for the ring. (A CRingBuffer consumer of the URL reports its proxy ring's usage, as
+//! NSCLDAQ's daqConsumeFrom consumer did: tests/remote_cxx.rs.)
 
 mod remote_support;
 

@@ -5,7 +5,11 @@
 // thrown in one unit must be caught by its class in the other.
 #include <CPortManager.h>
 #include <CPortManagerException.h>
+#include <CRemoteAccess.h>
 #include <CRingBuffer.h>
+#include <CRingMaster.h>
+#include <CTestRingBuffer.h>
+#include <CZCopyRingBuffer.h>
 #include <ErrnoException.h>
 #include <Exception.h>
 #include <RangeError.h>
@@ -38,6 +42,8 @@ int main()
         // Set there, seen here.
         setOtherDefaults(65536, 3);
         CHECK(CRingBuffer::getDefaultRingSize() == 65536 && CRingBuffer::getDefaultMaxConsumers() == 3);
+        setOtherRemoteSettings(1000, 5);
+        CHECK(CRingAccess::getMinData() == 1000 && CRingAccess::getTimeout() == 5);
 
         // Thrown there, caught here by its own class and by the base class.
         try {

@@ -6,6 +6,10 @@
 #include <CRingBuffer.h>
 #include <CPortManagerException.h>
 #include <CPortManager.h>
+#include <CTestRingBuffer.h>
+#include <CZCopyRingBuffer.h>
+#include <CRingMaster.h>
+#include <CRemoteAccess.h>
 
 #include "units.h"
 
@@ -16,6 +20,12 @@ void setOtherDefaults(size_t bytes, size_t consumers)
 {
     CRingBuffer::setDefaultRingSize(bytes);
     CRingBuffer::setDefaultMaxConsumers(consumers);
+}
+
+void setOtherRemoteSettings(size_t minData, unsigned timeout)
+{
+    CRingAccess::setMinData(minData);
+    CRingAccess::setTimeout(timeout);
 }
 
 void createWithDefaults(const std::string& ring) { CRingBuffer::create(ring); }

@@ -9,6 +9,7 @@
 size_t otherDefaultRingSize();
 size_t otherDefaultMaxConsumers();
 void setOtherDefaults(size_t bytes, size_t consumers);
+void setOtherRemoteSettings(size_t minData, unsigned timeout);
 void createWithDefaults(const std::string& ring);
 void attachMissing(const std::string& ring);
 void putAsConsumer(const std::string& ring);

@@ -189,7 +189,8 @@ public:
     // --- One client ---
 
     // Attaches to ring `name` as its producer or as a consumer (which sees data put from
-    // now on), or as a manager, which holds no slot and may force others' release.
+    // now on), or as a manager, which holds no slot and may force others' release. A
+    // consumer may name a ring on another host, tcp://host/ring (see CRemoteAccess.h).
     // CErrnoException: ENOENT not a ring (also a shared-memory object that is something
     // else), EACCES it has a producer, ENOMEM no free consumer slot, EINVAL an unknown mode.
     CRingBuffer(std::string name, ClientMode mode = consumer)
@@ -218,6 +219,9 @@ public:
         // The C ABI says EBADMSG for an object that is not a ring; NSCLDAQ said ENOENT.
         if (rc == -EBADMSG) rc = -ENOENT;
         if (rc < 0) daqflow_nscldaq::throw_errno(rc, doing);
+        // A consumer of tcp://host/ring reads a proxy ring (or the ring itself, for this
+        // host): usage and management act on that ring, as in NSCLDAQ.
+        if (m_client) m_ringName = ring_client_name(m_client);
     }
 
     // Gives the slot back. Never throws, also when the ring was removed meanwhile or a

@@ -1,5 +1,5 @@
 //! The C ABI: a thin layer over the safe Rust API. Every exported function checks its
-//! arguments, calls into `crate::ring` or `crate::portmgr`, and turns the `Result` into
+//! arguments, calls into `crate::ring`, `crate::portmgr` or `crate::ringmaster`, and turns the `Result` into
 //! a negated errno plus a thread-local message. Panics never cross into C.
 
 // The C names (ring_client, portmgr_allocation ...) are the contract.
@@ -12,7 +12,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::error::{Error, Result};
 
 pub mod portmgr;
+pub mod remote;
 pub mod ring;
+pub mod ringmaster;
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());

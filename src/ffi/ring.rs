@@ -22,6 +22,8 @@ pub const RING_DEFAULT_MODE: u32 = 0o666;
 /// A producer or consumer attachment to one ring (opaque).
 pub struct ring_client {
     side: Side,
+    /// The ring attached to, for ring_client_name.
+    name: CString,
 }
 
 enum Side {
@@ -73,7 +75,7 @@ fn timeout(ms: c_int) -> Result<Option<Duration>> {
 fn as_producer<'a>(client: *mut ring_client) -> Result<&'a mut Producer> {
     // SAFETY: the caller passes a handle from ring_attach_* (or NULL), used by one thread.
     match unsafe { client.as_mut() } {
-        Some(ring_client { side: Side::Producer(p) }) => Ok(p),
+        Some(ring_client { side: Side::Producer(p), .. }) => Ok(p),
         Some(_) => Err(Error::new(libc::EINVAL, "this call needs a producer, and the handle is a consumer")),
         None => Err(Error::new(libc::EINVAL, "ring client is NULL")),
     }
@@ -82,7 +84,7 @@ fn as_producer<'a>(client: *mut ring_client) -> Result<&'a mut Producer> {
 fn as_consumer<'a>(client: *mut ring_client) -> Result<&'a mut Consumer> {
     // SAFETY: as for `producer`.
     match unsafe { client.as_mut() } {
-        Some(ring_client { side: Side::Consumer(c) }) => Ok(c),
+        Some(ring_client { side: Side::Consumer(c), .. }) => Ok(c),
         Some(_) => Err(Error::new(libc::EINVAL, "this call needs a consumer, and the handle is a producer")),
         None => Err(Error::new(libc::EINVAL, "ring client is NULL")),
     }
@@ -187,7 +189,12 @@ fn attach(name: *const c_char, out: *mut *mut ring_client, make: impl FnOnce(&st
     guard(|| {
         let name = unsafe { str_arg(name, "ring name") }?;
         let out = out_arg(out, "out")?;
-        let client = Box::new(ring_client { side: make(name)? });
+        let side = make(name)?;
+        let attached = match &side {
+            Side::Producer(p) => p.name(),
+            Side::Consumer(c) => c.name(),
+        };
+        let client = Box::new(ring_client { name: CString::new(attached).unwrap_or_default(), side });
         // SAFETY: `out` is non-NULL.
         unsafe { *out = Box::into_raw(client) };
         Ok(0)
@@ -208,6 +215,15 @@ pub unsafe extern "C" fn ring_attach_producer(name: *const c_char, out: *mut *mu
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_attach_consumer(name: *const c_char, out: *mut *mut ring_client) -> c_int {
     attach(name, out, |n| Consumer::attach(n).map(Side::Consumer))
+}
+
+/// The name of the ring client is attached to: for a consumer of tcp://host/ring, the
+/// local proxy ring it reads (or the ring itself when host is this one). Valid until
+/// ring_detach. NULL for a NULL client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_client_name(client: *const ring_client) -> *const c_char {
+    // SAFETY: NULL or a handle from ring_attach_*, per the contract.
+    guard_infallible(std::ptr::null(), || unsafe { client.as_ref() }.map_or(std::ptr::null(), |c| c.name.as_ptr()))
 }
 
 /// Releases the slot and frees the handle. NULL is allowed. When a ring master is
@@ -287,8 +303,8 @@ pub unsafe extern "C" fn ring_available_put_space(producer: *const ring_client) 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_slot(client: *const ring_client) -> c_int {
     guard(|| match unsafe { client.as_ref() } {
-        Some(ring_client { side: Side::Consumer(c) }) => Ok(c.slot() as c_int),
-        Some(ring_client { side: Side::Producer(_) }) => Ok(-1),
+        Some(ring_client { side: Side::Consumer(c), .. }) => Ok(c.slot() as c_int),
+        Some(ring_client { side: Side::Producer(_), .. }) => Ok(-1),
         None => Err(Error::new(libc::EINVAL, "ring client is NULL")),
     })
 }
@@ -408,12 +424,12 @@ pub unsafe extern "C" fn ring_position(client: *mut ring_client, at: *mut *mut c
         // A zero-byte lend names both the client's position (first span) and the start
         // of the data area (second span), without moving anything.
         let ([here, base], data_bytes) = match unsafe { client.as_mut() } {
-            Some(ring_client { side: Side::Consumer(c) }) => {
+            Some(ring_client { side: Side::Consumer(c), .. }) => {
                 let spans = c.borrow(0, 0, Some(Duration::ZERO))?;
                 c.release(0)?;
                 (spans, c.geometry().data_bytes())
             }
-            Some(ring_client { side: Side::Producer(p) }) => {
+            Some(ring_client { side: Side::Producer(p), .. }) => {
                 let spans = p.reserve(0, Some(Duration::ZERO))?;
                 p.commit(0)?;
                 (spans, p.geometry().data_bytes())

@@ -6,15 +6,16 @@
 //! reached from `Consumer::attach` for any name that is a `tcp://` URL.
 
 pub mod feeder;
-pub mod master;
 pub mod framing;
+pub mod geometry;
+pub mod master;
 pub mod revive;
 pub mod source;
 pub mod spawn;
 pub mod url;
 
 use crate::error::Result;
-use crate::ring::{self, Consumer, CreateOptions};
+use crate::ring::{self, Consumer};
 
 pub use url::RingUrl;
 
@@ -62,7 +63,7 @@ pub fn attach_consumer(url: &RingUrl) -> Result<Consumer> {
         return Consumer::attach(&url.ring);
     }
     let proxy = url::proxy_name(&resolved.canonical, &url.ring)?;
-    let created = match ring::create(&proxy, CreateOptions::default()) {
+    let created = match ring::create(&proxy, geometry::create_options()) {
         Ok(()) => true,
         Err(e) if e.errno() == libc::EEXIST => false,
         Err(e) => return Err(e),

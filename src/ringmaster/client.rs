@@ -37,6 +37,8 @@ pub struct Client {
     timeout: Duration,
     /// Why the connection can no longer be used, once an exchange failed half way.
     broken: Option<String>,
+    /// The reply line of the last exchange when it was not the one expected.
+    refusal: Option<String>,
 }
 
 /// Time left before `deadline`, or a timeout error.
@@ -178,7 +180,7 @@ impl Client {
         let stream = TcpStream::connect_timeout(&addr, connect_timeout)
             .map_err(|e| Error::new(Error::errno_of(&e), format!("cannot connect to the {SERVICE} at {addr}: {e}")))?;
         let _ = stream.set_nodelay(true);
-        Ok(Client { stream, input: LineBuffer::new(MAX_REPLY_LINE), server: addr, timeout, broken: None })
+        Ok(Client { stream, input: LineBuffer::new(MAX_REPLY_LINE), server: addr, timeout, broken: None, refusal: None })
     }
 
     /// The ring master's address.
@@ -228,6 +230,12 @@ impl Client {
 
     /// `LIST`: every ring the ring master knows, with its usage, sorted by name.
     pub fn list(&mut self) -> Result<Vec<(String, RingUsage)>> {
+        self.list_with_text().map(|(rings, _)| rings)
+    }
+
+    /// `LIST`, with the listing line as the ring master sent it (a Tcl list, without
+    /// its line end), for callers that hand it on as text.
+    pub fn list_with_text(&mut self) -> Result<(Vec<(String, RingUsage)>, String)> {
         let context = "listing rings".to_string();
         let deadline = self.start(b"LIST\n", &context)?;
         let status = self.line(deadline, &context)?;
@@ -235,16 +243,39 @@ impl Client {
             return Err(self.refused_or_unexpected(&context, &status));
         }
         let line = self.line(deadline, &context)?;
-        match protocol::parse_list_line(&line) {
-            Some(rings) => Ok(rings),
-            None => Err(self.unexpected(&context, &line)),
+        // A line that parses is ASCII-clean enough for Tcl, so it is kept as it came.
+        match (protocol::parse_list_line(&line), String::from_utf8(line.clone())) {
+            (Some(rings), Ok(text)) => Ok((rings, text)),
+            _ => Err(self.unexpected(&context, &line)),
         }
+    }
+
+    /// Whether an earlier exchange shut the connection down (every later request fails
+    /// with `EPIPE`), or it carries ring data after [`Client::ask_remote`].
+    pub fn is_broken(&self) -> bool {
+        self.broken.is_some()
+    }
+
+    /// The reply line of the last request when it was not the one expected (a refusal
+    /// such as `ERROR ...`, or something that is not the protocol); `None` when that
+    /// request succeeded or failed otherwise (no connection, no answer in time).
+    pub fn refusal(&self) -> Option<&str> {
+        self.refusal.as_deref()
     }
 
     /// `REMOTE ring`: asks for the ring's data. On `OK BINARY FOLLOWS` the connection
     /// becomes the data stream (returned with no timeouts set: the caller chooses its
     /// own); the bytes after the reply line are the ring's, from about now on.
     pub fn remote(mut self, ring: &str) -> Result<TcpStream> {
+        self.ask_remote(ring)?;
+        Ok(self.into_data_stream())
+    }
+
+    /// [`Client::remote`] in two steps, for a caller that keeps the client when the ring
+    /// master refuses (to read [`Client::refusal`]). After `Ok`, the connection carries
+    /// ring data: every later request fails with `EPIPE`; take it with
+    /// [`Client::into_data_stream`].
+    pub fn ask_remote(&mut self, ring: &str) -> Result<()> {
         validate_name(ring)?;
         let context = format!("asking for the data of ring {ring}");
         if self.input.pending() != 0 {
@@ -285,12 +316,19 @@ impl Client {
             line.pop();
         }
         if line == BINARY_FOLLOWS.as_bytes() {
-            let _ = self.stream.set_read_timeout(None);
-            let _ = self.stream.set_write_timeout(None);
-            let _ = self.stream.set_nodelay(false);
-            return Ok(self.stream);
+            self.broken = Some(format!("it carries the data of ring {ring} now"));
+            return Ok(());
         }
         Err(self.refused_or_unexpected(&context, &line))
+    }
+
+    /// The connection, as the data stream after [`Client::ask_remote`] succeeded, with no
+    /// timeouts set.
+    pub fn into_data_stream(self) -> TcpStream {
+        let _ = self.stream.set_read_timeout(None);
+        let _ = self.stream.set_write_timeout(None);
+        let _ = self.stream.set_nodelay(false);
+        self.stream
     }
 
     fn describe(&self) -> String {
@@ -306,6 +344,7 @@ impl Client {
 
     fn refused_or_unexpected(&mut self, context: &str, line: &[u8]) -> Error {
         let text = String::from_utf8_lossy(line).into_owned();
+        self.refusal = Some(text.clone());
         if text.starts_with("ERROR ") || text.starts_with("FAIL") {
             // A legacy daemon closes the connection after some refusals: start afresh.
             let e = Error::new(refusal(&text), format!("{}: {context}: refused: {text}", self.describe()));
@@ -315,6 +354,7 @@ impl Client {
     }
 
     fn unexpected(&mut self, context: &str, line: &[u8]) -> Error {
+        self.refusal = Some(String::from_utf8_lossy(line).into_owned());
         let e = Error::new(
             libc::EPROTO,
             format!("{}: {context}: unexpected reply {:?}", self.describe(), String::from_utf8_lossy(line)),
@@ -324,6 +364,7 @@ impl Client {
 
     /// Sends a request; returns the deadline for its reply.
     fn start(&mut self, request: &[u8], context: &str) -> Result<Instant> {
+        self.refusal = None;
         if let Some(why) = &self.broken {
             return Err(Error::new(
                 libc::EPIPE,
