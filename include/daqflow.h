@@ -40,6 +40,12 @@
 #define RING_DEFAULT_MODE 438
 
 /**
+ * The most consumer slots a ring may have (NSCLDAQ's create limit). A larger count
+ * read from a ring or a ring master is corrupt or hostile: size nothing by it.
+ */
+#define RING_MAX_CONSUMERS 1048576
+
+/**
  * A connection to a port manager (opaque). The ports allocated through it stay
  * allocated until portmgr_close.
  */

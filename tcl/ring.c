@@ -21,6 +21,10 @@
 /* Consumers read in one ring_usage call before falling back to a heap buffer. */
 #define USAGE_STACK_SLOTS 128
 
+/* ring_usage calls for one answer: the second has room for every slot of the ring, so
+ * a third is needed only if the ring changed shape in between. */
+#define USAGE_TRIES 3
+
 /* A size or count argument: an integer in [min, max]. */
 static int GetBounded(Tcl_Interp *interp, Tcl_Obj *obj, const char *what, Tcl_WideInt min, Tcl_WideInt max,
                       Tcl_WideInt *out)
@@ -38,9 +42,23 @@ static int GetBounded(Tcl_Interp *interp, Tcl_Obj *obj, const char *what, Tcl_Wi
     return TCL_OK;
 }
 
-/* {dataBytes putSpace maxConsumers producerPid maxGet minGet {{pid backlog} ...}}, or a
- * negated errno (daqflow_last_error says why). */
-static int UsageObj(const char *name, Tcl_Obj **out)
+/* Sets the error "<what>: ring <name> <why>" with errorCode {POSIX EBADMSG ...}, for
+ * counts from a ring's header or another host's ring master that no ring can have;
+ * returns -EBADMSG. */
+static int HostileCounts(Tcl_Interp *interp, const char *what, const char *name, Tcl_Obj *why)
+{
+    Tcl_Obj *message = Tcl_ObjPrintf("%s: ring %s %s", what, name, Tcl_GetString(why));
+    Tcl_DecrRefCount(why);
+    DfArgError(interp, EBADMSG, message);
+    return -EBADMSG;
+}
+
+/* {dataBytes putSpace maxConsumers producerPid maxGet minGet {{pid backlog} ...}} in *out
+ * and 0, or a negated errno with the interpreter's result "<what>: <why>" and a POSIX
+ * errorCode.
+ * The counts come from shared memory anyone can write, or, for tcp://host/ring, from
+ * that host's ring master: they are checked before anything is sized by them. */
+static int UsageObj(Tcl_Interp *interp, const char *name, const char *what, Tcl_Obj **out)
 {
     ring_usage_info info;
     ring_consumer_info stackSlots[USAGE_STACK_SLOTS];
@@ -48,17 +66,48 @@ static int UsageObj(const char *name, Tcl_Obj **out)
     size_t capacity = USAGE_STACK_SLOTS;
     int n;
 
-    for (;;) {
+    for (int tries = 1;; tries++) {
         n = ring_usage(name, &info, slots, capacity);
-        if (n < 0 || (size_t)n <= capacity) {
+        if (n < 0) {
+            DfPosixError(interp, n, what);
             break;
         }
-        /* More consumers than room: every slot of the ring fits in max_consumers. */
+        if ((size_t)n <= capacity) {
+            break;
+        }
+        /* More consumers than room. A ring has at most max_consumers slots in use, and no
+         * ring more than RING_MAX_CONSUMERS, so room for those is room for all (16 MiB at
+         * most); counts beyond either were not read from a real ring. */
+        if ((uint32_t)n > info.max_consumers) {
+            n = HostileCounts(interp, what, name,
+                              Tcl_ObjPrintf("reports %d consumers in use but has only %u consumer slots", n,
+                                            (unsigned)info.max_consumers));
+            break;
+        }
+        if (info.max_consumers > RING_MAX_CONSUMERS) {
+            n = HostileCounts(interp, what, name,
+                              Tcl_ObjPrintf("claims %u consumer slots, more than the %u a ring can have",
+                                            (unsigned)info.max_consumers, (unsigned)RING_MAX_CONSUMERS));
+            break;
+        }
+        if (tries == USAGE_TRIES) {
+            n = HostileCounts(interp, what, name,
+                              Tcl_ObjPrintf("reported more consumers than its slots at each of %d tries", tries));
+            break;
+        }
         if (slots != stackSlots) {
             ckfree(slots);
         }
-        capacity = info.max_consumers > (uint32_t)n ? info.max_consumers : (size_t)n;
-        slots = (ring_consumer_info *)ckalloc(capacity * sizeof *slots);
+        capacity = info.max_consumers;
+        slots = (ring_consumer_info *)attemptckalloc((unsigned)(capacity * sizeof *slots));
+        if (slots == NULL) {
+            slots = stackSlots;
+            DfArgError(interp, ENOMEM,
+                       Tcl_ObjPrintf("%s: no memory for the %u consumer slots of ring %s", what, (unsigned)capacity,
+                                     name));
+            n = -ENOMEM;
+            break;
+        }
     }
     if (n >= 0) {
         Tcl_Obj *consumers = Tcl_NewListObj(0, NULL);
@@ -178,9 +227,8 @@ static int UsageCmd(void *cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[
         return TCL_ERROR;
     }
     if (objc == 2) {
-        rc = UsageObj(Tcl_GetString(objv[1]), &result);
-        if (rc < 0) {
-            return DfPosixError(interp, rc, "Failed to get ring buffer usage");
+        if (UsageObj(interp, Tcl_GetString(objv[1]), "Failed to get ring buffer usage", &result) < 0) {
+            return TCL_ERROR;
         }
         Tcl_SetObjResult(interp, result);
         return TCL_OK;
@@ -192,20 +240,20 @@ static int UsageCmd(void *cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[
     result = Tcl_NewListObj(0, NULL);
     for (size_t i = 0; i < count; i++) {
         Tcl_Obj *usage, *pair[2];
-        rc = UsageObj(names[i], &usage);
+        Tcl_Obj *what = Tcl_ObjPrintf("Failed to get usage of ring buffer %s", names[i]);
+        Tcl_IncrRefCount(what);
+        rc = UsageObj(interp, names[i], Tcl_GetString(what), &usage);
+        Tcl_DecrRefCount(what);
         /* A ring removed since the listing, or one we may not read, is not in use by us:
          * skip it rather than fail the whole table. Anything else (a corrupt ring) is
          * reported with its name. */
         if (rc == -ENOENT || rc == -EACCES || rc == -EPERM) {
+            Tcl_ResetResult(interp);
             continue;
         }
         if (rc < 0) {
-            Tcl_Obj *what = Tcl_ObjPrintf("Failed to get usage of ring buffer %s", names[i]);
-            Tcl_IncrRefCount(what);
             Tcl_DecrRefCount(result);
             ring_list_free(names, count);
-            DfPosixError(interp, rc, Tcl_GetString(what));
-            Tcl_DecrRefCount(what);
             return TCL_ERROR;
         }
         pair[0] = Tcl_NewStringObj(names[i], -1);

@@ -441,10 +441,15 @@ private:
     }
 
     // The ring's usage with room for `capacity` consumers (more when there are more).
+    // The counts come from shared memory anyone can write, or, for a tcp:// name, from
+    // that host's ring master: they are checked before anything is sized by them.
     std::pair<ring_usage_info, std::vector<ring_consumer_info> > usage(size_t capacity)
     {
+        // The second call has room for every slot of the ring; a third is needed only if
+        // the ring changed shape in between.
+        const int tries = 3;
         std::pair<ring_usage_info, std::vector<ring_consumer_info> > result;
-        for (;;) {
+        for (int attempt = 1;; ++attempt) {
             result.second.resize(capacity);
             int n = ring_usage(m_ringName.c_str(), &result.first, capacity ? result.second.data() : 0, capacity);
             check(n, "CRingBuffer::getUsage");
@@ -452,8 +457,26 @@ private:
                 result.second.resize(capacity ? static_cast<size_t>(n) : 0);
                 return result;
             }
-            capacity = static_cast<size_t>(n);
+            // A ring has at most max_consumers slots in use, and no ring more than
+            // RING_MAX_CONSUMERS: room for those is room for all (16 MiB at most).
+            const uint32_t slots = result.first.max_consumers;
+            if (static_cast<uint32_t>(n) > slots)
+                throwHostile("reports " + std::to_string(n) + " consumers in use but has only " +
+                             std::to_string(slots) + " consumer slots");
+            if (slots > RING_MAX_CONSUMERS)
+                throwHostile("claims " + std::to_string(slots) + " consumer slots, more than the " +
+                             std::to_string(RING_MAX_CONSUMERS) + " a ring can have");
+            if (attempt == tries)
+                throwHostile("reported more consumers than its slots at each of " + std::to_string(tries) + " tries");
+            capacity = slots;
         }
+    }
+
+    // CErrnoException(EBADMSG) for usage counts that no ring can have.
+    [[noreturn]] void throwHostile(const std::string& why)
+    {
+        errno = EBADMSG;
+        throw CErrnoException("CRingBuffer::getUsage " + m_ringName + ": the ring " + why);
     }
 
     // For a transfer larger than the most a ring can ever hold (data bytes - 1).

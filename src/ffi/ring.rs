@@ -18,6 +18,10 @@ pub const RING_DEFAULT_DATA_BYTES: u64 = 8388608;
 pub const RING_DEFAULT_MAX_CONSUMERS: u32 = 100;
 /// Permissions of a ring made by ring_create: 0666, world read-write, like NSCLDAQ.
 pub const RING_DEFAULT_MODE: u32 = 0o666;
+/// The most consumer slots a ring may have (NSCLDAQ's create limit). A larger count
+/// read from a ring or a ring master is corrupt or hostile: size nothing by it.
+pub const RING_MAX_CONSUMERS: u32 = 1048576;
+const _: () = assert!(RING_MAX_CONSUMERS == ring::MAX_CONSUMERS_LIMIT);
 
 /// A producer or consumer attachment to one ring (opaque).
 pub struct ring_client {

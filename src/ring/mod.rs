@@ -26,8 +26,8 @@ mod wait;
 mod watch;
 
 pub use admin::{
-    ConsumerUsage, CreateOptions, DEFAULT_MODE, Usage, create, disconnect_consumer, disconnect_producer, exists,
-    format, list, peek_usage, release_if_gone, remove, usage, SlotCheck,
+    ConsumerUsage, CreateOptions, DEFAULT_MODE, MAX_CONSUMERS_LIMIT, Usage, create, disconnect_consumer,
+    disconnect_producer, exists, format, list, peek_usage, release_if_gone, remove, usage, SlotCheck,
 };
 pub use consumer::Consumer;
 pub use layout::{DEFAULT_DATA_BYTES, DEFAULT_MAX_CONSUMERS};

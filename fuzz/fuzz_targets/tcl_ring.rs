@@ -1,0 +1,14 @@
+//! The Tcl `ring` package (tcl/ring.c) over a fake libdaqflow whose every
+//! result comes from the input: see c/harness.c.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+unsafe extern "C" {
+    fn df_fuzz_tcl_ring(data: *const u8, size: usize);
+}
+
+fuzz_target!(|data: &[u8]| {
+    // SAFETY: the harness only reads `size` bytes from `data`, during the call.
+    unsafe { df_fuzz_tcl_ring(data.as_ptr(), data.len()) }
+});
