@@ -26,7 +26,6 @@ fn a_ring_made_behind_its_back_is_listed_once_registered() {
     master.register(ring.s());
     std::fs::remove_file(format!("/dev/shm/{}", ring.s())).unwrap();
     assert!(!master.listed().contains(&ring.0));
-    assert!(master.listed().iter().all(|name| std::path::Path::new(&format!("/dev/shm/{name}")).exists()));
 }
 
 #[test]
