@@ -101,7 +101,11 @@ pub fn produce(record: usize, total: u64, mut put: impl FnMut(&[u8]) -> Result<(
 
 /// Reads `total` bytes in records of `record` bytes and checks every byte. `get` fills
 /// a prefix of its buffer and says how much.
-pub fn consume(record: usize, total: u64, mut get: impl FnMut(&mut [u8]) -> Result<usize, String>) -> Result<(), String> {
+pub fn consume(
+    record: usize,
+    total: u64,
+    mut get: impl FnMut(&mut [u8]) -> Result<usize, String>,
+) -> Result<(), String> {
     let mut buf = vec![0u8; record];
     let mut at = 0u64;
     while at < total {

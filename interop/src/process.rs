@@ -65,7 +65,12 @@ impl Peer {
     pub fn start(label: &str, program: impl AsRef<std::ffi::OsStr>, args: &[&str], env: &[(&str, &str)]) -> Peer {
         let mut command = Command::new(program);
         command.env("DAQFLOW_RINGMASTER", "off");
-        command.args(args).envs(env.iter().copied()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {label}: {e}"));
         let (tx, lines) = channel();
         let stdout = child.stdout.take().expect("piped stdout");
@@ -103,6 +108,18 @@ impl Peer {
                 outcome.assert_success();
                 panic!("{} exited without saying {prefix:?}", self.label)
             }
+        }
+    }
+
+    /// "running", or how it ended (a peer a ring master signalled shows it here).
+    pub fn state(&mut self) -> String {
+        match self.child.try_wait() {
+            Ok(None) => "running".into(),
+            Ok(Some(status)) => match status.signal() {
+                Some(signal) => format!("killed by signal {signal}{}", signal_name(signal)),
+                None => status.to_string(),
+            },
+            Err(e) => e.to_string(),
         }
     }
 

@@ -9,7 +9,9 @@ fn run(a: &Args) -> Result<(), String> {
         Op::Produce => {
             let mut p = Producer::attach(&a.ring).map_err(text)?;
             peer::transfer(a, || {
-                peer::wait_for_consumers(a.consumers, || ring::usage(&a.ring).map(|u| u.consumers.len()).map_err(text))?;
+                peer::wait_for_consumers(a.consumers, || {
+                    ring::usage(&a.ring).map(|u| u.consumers.len()).map_err(text)
+                })?;
                 peer::produce(a.record, a.total, |data| p.put(data, Some(PATIENCE)).map_err(text))
             })?;
             p.detach().map_err(text)

@@ -28,7 +28,9 @@ fn run(a: &Args) -> Result<(), String> {
         Op::Consume => {
             let mut c = consumer::Consumer::attach(&ring).map_err(|e| consumer::error_string(&e))?;
             peer::transfer(a, || {
-                peer::consume(a.record, a.total, |buf| c.timed_get(buf, PATIENCE).map_err(|e| consumer::error_string(&e)))
+                peer::consume(a.record, a.total, |buf| {
+                    c.timed_get(buf, PATIENCE).map_err(|e| consumer::error_string(&e))
+                })
             })
         }
     }
