@@ -14,8 +14,9 @@ use std::io::Read;
 /// Text of FRIB's `RingBufferMap::new` (nscldaq_ringbuffer 0.8.9), kept reversed so
 /// that this program does not hold it and look like one of FRIB's itself.
 const MARKER_REVERSED: &[u8] = b"reffubgnir a rof gnirts cigam tcerroc eht evah ton seod ";
-/// Executables are read this far at most: FRIB's programs are a few MiB.
-const MAX_SCAN: u64 = 256 << 20;
+/// Executables are read this far at most. The text is in .rodata, which comes before
+/// the debug sections: 64 KiB into FRIB's ring master and into a test program of 9 MiB.
+const MAX_SCAN: u64 = 64 << 20;
 const CHUNK: usize = 1 << 20;
 
 /// Whether process `pid` runs a program built with FRIB's crate. False when that cannot
