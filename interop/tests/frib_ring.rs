@@ -135,24 +135,38 @@ fn a_ring_made_by_frib_is_refused_with_the_cure_then_formatted_and_shared() {
     complete(p, consumers);
 }
 
+/// A ring made by FRIB's `create` and then formatted by daqflow's `ringbuffer format`.
+fn frib_made_and_formatted(tag: &str) -> RingName {
+    let ring = RingName::new(tag);
+    RingBufferMap::create(&ring.path(), DATA as u32).expect("FRIB's create");
+    let out = Command::new(daqflow_program("ringbuffer")).args(["format", ring.s()]).output().unwrap();
+    assert!(out.status.success(), "ringbuffer format: {}", String::from_utf8_lossy(&out.stderr));
+    ring
+}
+
 /// FRIB's view of a ring and daqflow's agree: producer, each consumer's pid and backlog,
-/// the largest backlog; free space differs by FRIB's missing one-byte gap.
+/// the largest backlog; free space differs by FRIB's missing one-byte gap. Rings made by
+/// daqflow under either producer, and one made by FRIB (then formatted).
 #[test]
 fn frib_and_daqflow_agree_on_a_rings_usage() {
-    for producer_program in [DAQFLOW, FRIB] {
-        let ring = RingName::create("usage", DATA, 4);
+    let cases: [(&str, fn() -> RingName); 3] = [
+        (DAQFLOW, || RingName::create("usage-daqflow", DATA, 4)),
+        (FRIB, || RingName::create("usage-frib", DATA, 4)),
+        (FRIB, || frib_made_and_formatted("usage-frib-made")),
+    ];
+    for (producer_program, make) in cases {
+        let ring = make();
         // Each consumer reads part of what is put, then holds its place.
-        let frib = consumer(FRIB, &ring, "20000", &["--hold"]);
-        let daq = consumer(DAQFLOW, &ring, "35000", &["--hold"]);
+        let mut frib = consumer(FRIB, &ring, "20000", &["--hold"]);
+        let mut daq = consumer(DAQFLOW, &ring, "35000", &["--hold"]);
         let mut p = producer(producer_program, &ring, RECORD, "50000", 2, &["--hold"]);
         p.expect("done");
-        let (mut frib, mut daq) = (frib, daq);
         frib.expect("done");
         daq.expect("done");
 
         let ours = ring::usage(ring.s()).unwrap();
         let theirs = RingBufferMap::new(&ring.path()).expect("FRIB maps the ring").get_usage();
-        let what = format!("{} producer: daqflow {ours:?}, FRIB {theirs:?}", p.label);
+        let what = format!("{} producer on {}: daqflow {ours:?}, FRIB {theirs:?}", p.label, ring.s());
         assert_eq!(ours.producer_pid, p.pid(), "{what}");
         assert_eq!(theirs.producer_pid as i32, p.pid(), "{what}");
         let backlogs: Vec<(i32, u64)> = ours.consumers.iter().map(|c| (c.pid, c.backlog)).collect();
@@ -161,7 +175,7 @@ fn frib_and_daqflow_agree_on_a_rings_usage() {
             theirs.consumer_usage.iter().map(|c| (c.pid as i32, c.available as u64)).collect();
         assert_eq!(their_backlogs, backlogs, "{what}");
         assert_eq!((ours.max_get, theirs.max_queued as u64), (30000, 30000), "{what}");
-        assert_eq!(ours.put_space, DATA_BYTES - 1 - 30000, "{what}");
+        assert_eq!(ours.put_space, ours.data_bytes - 1 - 30000, "{what}");
         assert_eq!(theirs.free_space as u64, ours.put_space + 1, "{what}");
 
         for peer in [p, frib, daq] {
