@@ -262,7 +262,7 @@ pub fn disconnect_producer(name: &str) -> Result<()> {
     validate(name)?;
     let ring = Shared::open(name, true)?;
     let _lock = ring.lock()?;
-    slots::release_record(ring.producer());
+    slots::release_producer(&ring);
     Ok(())
 }
 
@@ -278,8 +278,7 @@ pub fn disconnect_consumer(name: &str, slot: u32) -> Result<()> {
         ));
     }
     let _lock = ring.lock()?;
-    slots::release_record(ring.consumer(slot));
-    ring.space_signal().notify();
+    slots::release_consumer(&ring, slot);
     Ok(())
 }
 
@@ -313,7 +312,6 @@ pub fn release_if_gone(name: &str, slot: Option<u32>, pid: i32) -> Result<SlotCh
     if super::liveness::alive(pid) {
         return Ok(SlotCheck::StillRunning);
     }
-    slots::release_record(record);
-    ring.space_signal().notify();
+    slots::release(&ring, slot);
     Ok(SlotCheck::Freed)
 }

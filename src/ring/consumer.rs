@@ -9,7 +9,8 @@ use super::liveness::{alive, my_pid};
 use super::shared::Shared;
 use super::slots;
 use super::span::Span;
-use super::wait::{self, POLL_SLICE, WOKEN_SLICE, Waiter};
+use super::signal;
+use super::wait::{self, POLL_SLICE, Ticket, WOKEN_SLICE, Waiter};
 use crate::error::{Error, Result};
 use crate::remote::master;
 use crate::remote::revive::Revival;
@@ -159,7 +160,7 @@ impl Consumer {
     fn wait_data(&mut self, min: u64, timeout: Option<Duration>) -> Result<u64> {
         self.check_owner()?;
         let mut waiter = DataWaiter { consumer: self, min };
-        match wait::wait(self.ring.data_signal().seq, timeout, &mut waiter)? {
+        match wait::wait(timeout, &mut waiter)? {
             Some(avail) => {
                 self.avail_hint = avail;
                 Ok(avail)
@@ -223,11 +224,24 @@ impl Consumer {
 
     #[inline]
     fn advance(&mut self, n: u64) {
-        let from = self.get;
-        self.get = self.ring.geo.advance(from, n);
+        self.get = self.ring.geo.advance(self.get, n);
         self.avail_hint -= n;
         fence::publish(self.ring.consumer(self.slot).pos, self.get, self.light);
-        self.ring.space_signal().progressed(&self.ring.geo, from, n);
+        if let Some(free) = self.ring.space_request(self.slot).pending(&self.ring.geo) {
+            self.answer_space_request(free);
+        }
+    }
+
+    /// The producer sleeps until we free `free` bytes: wake it if we have. Its put
+    /// pointer stands still while it sleeps; a wild one is debris, so wake rather than
+    /// trust it.
+    #[cold]
+    fn answer_space_request(&self, free: u64) {
+        let geo = &self.ring.geo;
+        let put = self.ring.producer().pos.load(Ordering::SeqCst);
+        if !geo.contains(put) || geo.capacity() - geo.backlog(put, self.get) >= free {
+            self.ring.space_request(self.slot).answer();
+        }
     }
 
     #[inline]
@@ -333,9 +347,8 @@ impl Consumer {
             return Ok(());
         }
         let told = if self.announced { master::disconnecting(self.name(), Role::Consumer(self.slot)) } else { Ok(()) };
-        slots::release_own(&self.ring, self.ring.consumer(self.slot), self.pid, &self.claim);
-        // Our backlog no longer holds the producer back.
-        self.ring.space_signal().notify();
+        // Wakes the producer if our backlog was what held it back.
+        slots::release_own(&self.ring, Some(self.slot), self.pid, &self.claim);
         told
     }
 }
@@ -351,7 +364,7 @@ struct DataWaiter<'a> {
     min: u64,
 }
 
-impl Waiter for DataWaiter<'_> {
+impl<'a> Waiter<'a> for DataWaiter<'a> {
     type Ready = u64;
 
     fn check(&mut self) -> Result<Option<u64>> {
@@ -363,13 +376,13 @@ impl Waiter for DataWaiter<'_> {
     /// A daqflow producer wakes us; anything else (a legacy producer, or none yet)
     /// must be polled for.
     fn slice(&self) -> Duration {
-        let ring = &self.consumer.ring;
-        let producer = ring.producer().pid.load(Ordering::Relaxed);
-        if producer > 0 && ring.producer().waker.load(Ordering::Relaxed) == producer { WOKEN_SLICE } else { POLL_SLICE }
+        let producer = self.consumer.ring.producer();
+        if signal::wakes(producer.pad, producer.pid.load(Ordering::Relaxed)) { WOKEN_SLICE } else { POLL_SLICE }
     }
 
-    fn announce(&mut self) -> u32 {
-        self.consumer.ring.data_signal().announce()
+    fn announce(&mut self) -> Ticket<'a> {
+        let ring = &self.consumer.ring;
+        Ticket { word: ring.producer().pad, expected: ring.data_signal().announce() }
     }
 
     fn housekeeping(&mut self) -> Result<()> {

@@ -8,7 +8,8 @@
 
 use crate::error::{Error, Result};
 
-/// Magic at offset 0, compared as a C string (bytes 9..31 are not part of it).
+/// Magic at offset 0. NSCLDAQ compares it as a C string; FRIB's crate also wants the
+/// rest of the 32-byte field zero, so only a format ever writes bytes 8..31.
 pub const MAGIC: &[u8; 9] = b"NSCLRing\0";
 pub const HEADER_FIXED: u64 = 80;
 pub const RECORD_BYTES: u64 = 16;
@@ -22,17 +23,11 @@ const OFF_CONSUMERS: usize = 56;
 const OFF_DATA: usize = 64;
 const OFF_TOP: usize = 72;
 
-/// daqflow's own words live in bytes 12..31 of the 32-byte magic field, which NSCLDAQ
-/// never writes or reads past the NUL at byte 8, so the legacy layout is untouched.
-/// They are what lets a sleeping peer be woken instead of polling.
-pub const OFF_DATA_SEQ: u64 = 12; // u32 futex: bumped when a producer wakes consumers
-pub const OFF_DATA_SLEEPERS: u64 = 16; // u32, non-zero: some consumer sleeps on OFF_DATA_SEQ
-pub const OFF_SPACE_SEQ: u64 = 20; // u32 futex: bumped when a consumer wakes the producer
-/// u64: 0, or 1 + the position a consumer must pass to wake the sleeping producer.
-pub const OFF_SPACE_TARGET: u64 = 24;
-/// In a client record, the 4 padding bytes NSCLDAQ never writes: a daqflow client puts
-/// its pid there, so a peer knows that client will wake it and need not poll fast.
-pub const RECORD_WAKER: u64 = 12;
+/// In a client record, the 4 padding bytes: the only bytes of a ring that neither
+/// NSCLDAQ nor FRIB's crates read or write, where daqflow keeps its wake-up state (see
+/// `signal`). Nothing of daqflow's is in the header: FRIB's crate refuses a ring whose
+/// magic field holds anything after `NSCLRing` but zeros.
+pub const RECORD_PAD: u64 = 12;
 
 pub const DEFAULT_DATA_BYTES: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_MAX_CONSUMERS: u32 = 100;
@@ -127,7 +122,7 @@ impl Geometry {
     }
 
     /// The header bytes a format writes for this geometry (magic, then the six fields;
-    /// bytes 9..31 zero, which also resets daqflow's wake-up words).
+    /// bytes 9..31 zero, which also cleans what daqflow 1.0 kept there).
     pub fn encode(&self) -> [u8; 80] {
         let mut out = [0u8; 80];
         out[..MAGIC.len()].copy_from_slice(MAGIC);

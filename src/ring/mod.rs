@@ -21,6 +21,7 @@ mod shm;
 mod slots;
 mod span;
 mod truncation;
+mod signal;
 mod wait;
 mod watch;
 

@@ -14,7 +14,8 @@ use super::liveness::my_pid;
 use super::shared::{JOINING, Shared};
 use super::slots;
 use super::span::Span;
-use super::wait::{self, POLL_SLICE, WOKEN_SLICE, Waiter};
+use super::signal;
+use super::wait::{self, POLL_SLICE, Ticket, WOKEN_SLICE, Waiter};
 use crate::error::{Error, Result};
 use crate::remote::master;
 use crate::ringmaster::Role;
@@ -43,6 +44,8 @@ struct Scan {
     free: u64,
     /// Every consumer that holds space back will wake us when it reads.
     all_wake: bool,
+    /// The consumer with the largest backlog: the one to wait for.
+    slowest: Option<u32>,
 }
 
 impl Producer {
@@ -74,6 +77,7 @@ impl Producer {
         let geo = &self.ring.geo;
         let mut worst = 0;
         let mut all_wake = true;
+        let mut slowest = None;
         for (slot, record) in self.ring.consumers() {
             let pid = record.pid.load(Ordering::SeqCst);
             // A joiner (pid 0) may already have copied an older put pointer and be about
@@ -84,10 +88,13 @@ impl Producer {
             }
             let get = self.ring.get_pos(slot)?;
             let backlog = geo.backlog(self.put, get);
-            worst = worst.max(backlog);
-            all_wake &= pid > 0 && record.waker.load(Ordering::Relaxed) == pid;
+            if backlog >= worst {
+                worst = backlog;
+                slowest = Some(slot);
+            }
+            all_wake &= signal::wakes(record.pad, pid);
         }
-        Ok(Scan { free: geo.capacity() - worst, all_wake })
+        Ok(Scan { free: geo.capacity() - worst, all_wake, slowest })
     }
 
     /// Bytes that can be put now without blocking.
@@ -143,9 +150,11 @@ impl Producer {
     #[inline(never)]
     fn wait_space_slow(&mut self, need: u64, timeout: Option<Duration>) -> Result<()> {
         self.check_owner()?;
-        let ring = &self.ring;
-        let mut waiter = SpaceWaiter { producer: self, need, all_wake: false, last_reap: Instant::now() };
-        match wait::wait(ring.space_signal().seq, timeout, &mut waiter)? {
+        let mut waiter =
+            SpaceWaiter { producer: self, need, all_wake: false, slowest: None, asked: None, last_reap: Instant::now() };
+        let waited = wait::wait(timeout, &mut waiter);
+        waiter.withdraw();
+        match waited? {
             Some(free) => {
                 self.free_hint = free;
                 Ok(())
@@ -252,7 +261,7 @@ impl Producer {
             return Ok(());
         }
         let told = if self.announced { master::disconnecting(self.name(), Role::Producer) } else { Ok(()) };
-        slots::release_own(&self.ring, self.ring.producer(), self.pid, &self.claim);
+        slots::release_own(&self.ring, None, self.pid, &self.claim);
         told
     }
 }
@@ -267,26 +276,53 @@ struct SpaceWaiter<'a> {
     producer: &'a Producer,
     need: u64,
     all_wake: bool,
+    slowest: Option<u32>,
+    /// The consumer asked to wake us, and the word we left it.
+    asked: Option<(u32, u32)>,
     last_reap: Instant,
 }
 
-impl Waiter for SpaceWaiter<'_> {
+impl SpaceWaiter<'_> {
+    /// Takes back our request once we no longer sleep on it.
+    fn withdraw(&mut self) {
+        if let Some((slot, word)) = self.asked.take() {
+            self.producer.ring.space_request(slot).withdraw(word);
+        }
+    }
+}
+
+impl<'a> Waiter<'a> for SpaceWaiter<'a> {
     type Ready = u64;
 
     fn check(&mut self) -> Result<Option<u64>> {
         let scan = self.producer.scan()?;
         self.all_wake = scan.all_wake;
+        self.slowest = scan.slowest;
         Ok((scan.free >= self.need).then_some(scan.free))
     }
 
     /// Sleeps until the slowest consumer has freed `need` bytes, or an eighth of the
     /// ring if that is more: refilling in big steps keeps wake-ups rare when consumers
     /// are slower than the producer. (Checks in between still use `need` alone.)
-    fn announce(&mut self) -> u32 {
-        let geo = &self.producer.ring.geo;
-        let threshold = self.need.max(geo.capacity() / 8).min(geo.capacity());
-        let position = geo.advance(self.producer.put, threshold + 1);
-        self.producer.ring.space_signal().announce(position)
+    /// Only the slowest consumer is asked: once it has freed enough, so has every other.
+    fn announce(&mut self) -> Ticket<'a> {
+        let ring = &self.producer.ring;
+        let threshold = self.need.max(ring.geo.capacity() / 8).min(ring.geo.capacity());
+        match self.slowest {
+            Some(slot) => {
+                if self.asked.is_some_and(|(asked, _)| asked != slot) {
+                    self.withdraw();
+                }
+                let word = ring.space_request(slot).ask(&ring.geo, threshold);
+                self.asked = Some((slot, word));
+                Ticket { word: ring.consumer(slot).pad, expected: word }
+            }
+            // Nobody holds space back any more: the check that follows says so.
+            None => {
+                let word = ring.producer().pad;
+                Ticket { word, expected: word.load(Ordering::SeqCst) }
+            }
+        }
     }
 
     fn slice(&self) -> Duration {

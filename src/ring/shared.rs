@@ -2,14 +2,14 @@
 //! words. Geometry is read from the ring's own header once, at attach, and every
 //! pointer read back from a record is checked against it before use.
 
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::layout::{self, Geometry};
 use super::mem::Mapping;
 use super::shm::{LOCK_WAIT, RingFile, RingLock};
 use super::span::Span;
-use super::wait::{Signal, SpaceSignal};
+use super::signal::{DataSignal, SpaceRequest};
 use crate::error::{Error, Result};
 
 pub const FREE: i32 = -1;
@@ -26,8 +26,8 @@ pub struct Shared {
 pub struct Record<'a> {
     pub pos: &'a AtomicU64,
     pub pid: &'a AtomicI32,
-    /// The padding word: the pid of a daqflow client, which wakes its peers.
-    pub waker: &'a AtomicI32,
+    /// The padding word: daqflow's wake-up state (see `signal`).
+    pub pad: &'a AtomicU32,
 }
 
 impl Shared {
@@ -70,7 +70,7 @@ impl Shared {
         Record {
             pos: self.map.u64_at(off),
             pid: self.map.i32_at(off + 8),
-            waker: self.map.i32_at(off + layout::RECORD_WAKER),
+            pad: self.map.u32_at(off + layout::RECORD_PAD),
         }
     }
 
@@ -88,16 +88,16 @@ impl Shared {
         (0..self.geo.max_consumers).map(|slot| (slot, self.consumer(slot)))
     }
 
-    /// Woken when data is published (consumers sleep on it).
+    /// Consumers waiting for data sleep in the producer record's word.
     #[inline]
-    pub fn data_signal(&self) -> Signal<'_> {
-        Signal { seq: self.map.u32_at(layout::OFF_DATA_SEQ), sleepers: self.map.u32_at(layout::OFF_DATA_SLEEPERS) }
+    pub fn data_signal(&self) -> DataSignal<'_> {
+        DataSignal(self.producer().pad)
     }
 
-    /// Woken when a consumer frees space (the producer sleeps on it).
+    /// The producer waiting for space asks a consumer, in its record's word.
     #[inline]
-    pub fn space_signal(&self) -> SpaceSignal<'_> {
-        SpaceSignal { seq: self.map.u32_at(layout::OFF_SPACE_SEQ), target: self.map.u64_at(layout::OFF_SPACE_TARGET) }
+    pub fn space_request(&self, slot: u32) -> SpaceRequest<'_> {
+        SpaceRequest(self.consumer(slot).pad)
     }
 
     /// A position read from a record, checked to lie in the data area.
@@ -214,7 +214,7 @@ impl Shared {
         let free = |off: u64| {
             map.u64_at(off).store(geo.data_offset, Ordering::SeqCst);
             map.i32_at(off + 8).store(FREE, Ordering::SeqCst);
-            map.i32_at(off + layout::RECORD_WAKER).store(0, Ordering::SeqCst);
+            map.u32_at(off + layout::RECORD_PAD).store(0, Ordering::SeqCst);
         };
         free(layout::PRODUCER_RECORD);
         for slot in 0..geo.max_consumers {

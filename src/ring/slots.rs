@@ -11,7 +11,8 @@ use std::sync::atomic::Ordering;
 
 use super::handles::{self, Claim};
 use super::liveness::alive;
-use super::shared::{FREE, JOINING, Record, Shared};
+use super::shared::{FREE, JOINING, Shared};
+use super::signal;
 use super::shm::RingLock;
 use crate::error::{Error, Result};
 
@@ -24,29 +25,32 @@ fn dead(pid: i32) -> bool {
 /// Frees the slots of dead clients. The lock proves it is held.
 pub fn reap_dead(ring: &Shared, _lock: &RingLock<'_>) -> usize {
     let mut freed = 0;
-    let producer = ring.producer();
-    let pid = producer.pid.load(Ordering::SeqCst);
-    if dead(pid) {
-        release_record(producer);
+    if dead(ring.producer().pid.load(Ordering::SeqCst)) {
+        release_producer(ring);
         freed += 1;
     }
-    for (_, record) in ring.consumers() {
-        let pid = record.pid.load(Ordering::SeqCst);
-        if dead(pid) {
-            release_record(record);
+    for (slot, record) in ring.consumers() {
+        if dead(record.pid.load(Ordering::SeqCst)) {
+            release_consumer(ring, slot);
             freed += 1;
         }
-    }
-    if freed > 0 {
-        // A blocked producer may now have room.
-        ring.space_signal().notify();
     }
     freed
 }
 
-pub fn release_record(record: Record<'_>) {
-    record.waker.store(0, Ordering::SeqCst);
-    record.pid.store(FREE, Ordering::SeqCst);
+/// Frees the producer's slot. Consumers asleep are woken: they slept long trusting
+/// this producer to wake them, and must poll whoever comes next.
+pub fn release_producer(ring: &Shared) {
+    let producer = ring.producer();
+    signal::set_producer_tag(producer.pad, None);
+    producer.pid.store(FREE, Ordering::SeqCst);
+    ring.data_signal().wake();
+}
+
+/// Frees a consumer's slot, waking the producer if it waits for this consumer's space.
+pub fn release_consumer(ring: &Shared, slot: u32) {
+    ring.consumer(slot).pid.store(FREE, Ordering::SeqCst);
+    ring.space_request(slot).release();
 }
 
 /// Makes `me` the producer, keeping the put pointer (it survives producer restarts).
@@ -63,7 +67,7 @@ pub fn claim_producer(ring: &Shared, me: i32) -> Result<Claim> {
         return Err(Error::new(libc::EACCES, format!("ring {} already has a producer (pid {pid})", ring.name())));
     }
     ring.put_pos()?;
-    producer.waker.store(me, Ordering::SeqCst);
+    signal::set_producer_tag(producer.pad, Some(me));
     producer.pid.store(me, Ordering::SeqCst);
     // Sleeping consumers were polling for a legacy producer; let them see this one.
     ring.data_signal().wake();
@@ -96,7 +100,7 @@ pub fn claim_consumer(ring: &Shared, me: i32) -> Result<(u32, u64, Claim)> {
         let put = match ring.put_pos() {
             Ok(put) => put,
             Err(e) => {
-                release_record(record);
+                release_consumer(ring, slot);
                 return Err(e);
             }
         };
@@ -105,18 +109,28 @@ pub fn claim_consumer(ring: &Shared, me: i32) -> Result<(u32, u64, Claim)> {
             break put;
         }
     };
-    record.waker.store(me, Ordering::SeqCst);
+    record.pad.store(signal::consumer_word(me), Ordering::SeqCst);
     record.pid.store(me, Ordering::SeqCst);
     drop(lock);
     Ok((slot, start, Claim::new(dev, ino, slot)))
 }
 
-/// Gives back a slot if it is still this handle's. The store needs no lock to be safe
-/// (nobody claims a slot that is not free), but the lock is taken when it can be had so
-/// legacy peers see the same sequence they would from NSCLDAQ.
-pub fn release_own(ring: &Shared, record: Record<'_>, me: i32, claim: &Claim) {
+/// Gives back a slot (the producer's when `slot` is `None`) if it is still this
+/// handle's. The store needs no lock to be safe (nobody claims a slot that is not free),
+/// but the lock is taken when it can be had so legacy peers see the same sequence they
+/// would from NSCLDAQ.
+pub fn release_own(ring: &Shared, slot: Option<u32>, me: i32, claim: &Claim) {
     let _lock = ring.lock_for(std::time::Duration::from_millis(500));
+    let record = slot.map_or_else(|| ring.producer(), |slot| ring.consumer(slot));
     if claim.holds(record.pid, me) {
-        release_record(record);
+        release(ring, slot);
+    }
+}
+
+/// Frees the producer's slot (`None`) or a consumer's.
+pub fn release(ring: &Shared, slot: Option<u32>) {
+    match slot {
+        None => release_producer(ring),
+        Some(slot) => release_consumer(ring, slot),
     }
 }

@@ -11,10 +11,9 @@
 //! Peers that never notify (NSCLDAQ's C++ clients poll) are still noticed because every
 //! sleep is a slice of at most a few milliseconds unless the peer is known to wake us.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
-use super::layout::Geometry;
 use super::{fence, futex};
 use crate::error::Result;
 
@@ -33,94 +32,28 @@ pub const WOKEN_SLICE: Duration = Duration::from_millis(100);
 const SPIN_ROUNDS: u32 = 6; // pauses of 1, 2 .. 32 spin hints: a few microseconds
 const YIELDS: u32 = 16; // about a microsecond each when the core is otherwise idle
 
-/// Consumers waiting for data: one flag for all of them, one wake for all of them.
-pub struct Signal<'a> {
-    pub seq: &'a AtomicU32,
-    pub sleepers: &'a AtomicU32,
-}
-
-impl Signal<'_> {
-    /// Wakes every sleeper, if any announced itself. Call after the publishing store
-    /// (`fence::publish`), which orders the two.
-    #[inline]
-    pub fn notify(&self) {
-        if self.sleepers.load(Ordering::Relaxed) != 0 && self.sleepers.swap(0, Ordering::SeqCst) != 0 {
-            self.wake();
-        }
-    }
-
-    /// Wakes every sleeper whether or not one announced itself.
-    pub fn wake(&self) {
-        self.seq.fetch_add(1, Ordering::SeqCst);
-        futex::wake_all(self.seq);
-    }
-
-    /// Announces a sleep; returns the ticket to sleep on. Re-check the condition after.
-    /// The ticket is read *before* the announcement: a notifier that clears the
-    /// announcement afterwards also bumps the sequence, so the sleep returns at once
-    /// instead of missing the wake-up.
-    pub fn announce(&self) -> u32 {
-        let ticket = self.seq.load(Ordering::SeqCst);
-        self.sleepers.store(1, Ordering::SeqCst);
-        ticket
-    }
-}
-
-/// The producer waiting for space. It announces the position the slowest consumer must
-/// pass, so only the get that frees enough space wakes it: a producer woken by every
-/// consumer's every read would cost each read a system call, which is what made many
-/// consumers sharing a core slower than NSCLDAQ's polling.
-pub struct SpaceSignal<'a> {
-    pub seq: &'a AtomicU32,
-    pub target: &'a AtomicU64,
-}
-
-impl SpaceSignal<'_> {
-    /// After a consumer moved its get pointer forward by `n` from `from`: wakes the
-    /// producer if it waits for a position in (from, from + n].
-    #[inline]
-    pub fn progressed(&self, geo: &Geometry, from: u64, n: u64) {
-        let word = self.target.load(Ordering::Relaxed);
-        if word != 0 {
-            let target = word - 1;
-            // A target outside the data area is debris: wake rather than trust it.
-            if !geo.contains(target) || geo.backlog(target, from) <= n {
-                self.notify();
-            }
-        }
-    }
-
-    /// Wakes the producer if it sleeps, whatever it waits for (a consumer left).
-    pub fn notify(&self) {
-        if self.target.load(Ordering::Relaxed) != 0 && self.target.swap(0, Ordering::SeqCst) != 0 {
-            self.seq.fetch_add(1, Ordering::SeqCst);
-            futex::wake_all(self.seq);
-        }
-    }
-
-    /// Announces that the producer sleeps until a consumer passes `position`.
-    pub fn announce(&self, position: u64) -> u32 {
-        let ticket = self.seq.load(Ordering::SeqCst);
-        self.target.store(position + 1, Ordering::SeqCst);
-        ticket
-    }
+/// What to sleep on: a word in ring memory and the value it had when the sleep was
+/// announced (the sleep ends at once if it changed since).
+pub struct Ticket<'r> {
+    pub word: &'r AtomicU32,
+    pub expected: u32,
 }
 
 /// What a waiting side supplies: its condition, how long it may sleep between checks,
 /// and periodic work (freeing dead peers' slots).
-pub trait Waiter {
+pub trait Waiter<'r> {
     type Ready;
     /// `Some` when the wait is over. Must load the peer's pointer with SeqCst.
     fn check(&mut self) -> Result<Option<Self::Ready>>;
-    /// Announces the coming sleep to the peer; returns the futex ticket.
-    fn announce(&mut self) -> u32;
+    /// Announces the coming sleep to the peer; returns what to sleep on.
+    fn announce(&mut self) -> Ticket<'r>;
     fn slice(&self) -> Duration;
     fn housekeeping(&mut self) -> Result<()>;
 }
 
 /// Waits until `waiter.check()` is ready or `timeout` passes (`Ok(None)`); `None`
-/// waits forever, zero only checks. Sleeps on the futex `seq`.
-pub fn wait<W: Waiter>(seq: &AtomicU32, timeout: Option<Duration>, waiter: &mut W) -> Result<Option<W::Ready>> {
+/// waits forever, zero only checks.
+pub fn wait<'r, W: Waiter<'r>>(timeout: Option<Duration>, waiter: &mut W) -> Result<Option<W::Ready>> {
     if let Some(ready) = waiter.check()? {
         return Ok(Some(ready));
     }
@@ -160,7 +93,7 @@ pub fn wait<W: Waiter>(seq: &AtomicU32, timeout: Option<Duration>, waiter: &mut 
         if let Some(ready) = waiter.check()? {
             return Ok(Some(ready));
         }
-        futex::wait(seq, ticket, nap);
+        futex::wait(ticket.word, ticket.expected, nap);
         waiter.housekeeping()?;
         if let Some(ready) = waiter.check()? {
             return Ok(Some(ready));
