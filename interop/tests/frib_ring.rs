@@ -206,6 +206,7 @@ fn a_frib_producer_can_fill_a_ring_and_status_says_it_may_lose_data() {
     p.expect("done");
     let usage = ring::usage(ring.s()).unwrap();
     assert_eq!(usage.consumers[0].backlog, 0, "FRIB's producer filled the ring and it looks empty: {usage:?}");
+    assert!(!ring::producer_is_daqflow(ring.s()).unwrap(), "FRIB's producer taken for daqflow's");
     let text = status(&ring);
     assert!(text.contains("may lose data"), "no warning for a FRIB producer:\n{text}");
     p.finish().assert_success();
@@ -213,6 +214,7 @@ fn a_frib_producer_can_fill_a_ring_and_status_says_it_may_lose_data() {
     // A daqflow producer: no warning.
     let mut p = producer(DAQFLOW, &ring, RECORD, "1000", 1, &["--hold"]);
     p.expect("done");
+    assert!(ring::producer_is_daqflow(ring.s()).unwrap(), "daqflow's producer not recognised");
     let text = status(&ring);
     assert!(!text.contains("may lose data"), "a warning for a daqflow producer:\n{text}");
     p.finish().assert_success();
@@ -222,6 +224,7 @@ fn a_frib_producer_can_fill_a_ring_and_status_says_it_may_lose_data() {
     let mut other = Command::new("sleep").arg("60").spawn().unwrap();
     let file = std::fs::OpenOptions::new().read(true).write(true).open(ring.path()).unwrap();
     file.write_all_at(&(other.id() as i32).to_le_bytes(), 80 + 8).unwrap();
+    assert!(!ring::producer_is_daqflow(ring.s()).unwrap(), "another program's producer taken for daqflow's");
     let text = status(&ring);
     let _ = other.kill();
     let _ = other.wait();

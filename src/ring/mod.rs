@@ -27,7 +27,7 @@ mod watch;
 
 pub use admin::{
     ConsumerUsage, CreateOptions, DEFAULT_MODE, Usage, create, disconnect_consumer, disconnect_producer, exists,
-    format, list, peek_usage, release_if_gone, remove, usage, SlotCheck,
+    format, list, peek_usage, producer_is_daqflow, release_if_gone, remove, usage, SlotCheck,
 };
 pub use consumer::Consumer;
 pub use layout::{DEFAULT_DATA_BYTES, DEFAULT_MAX_CONSUMERS};

@@ -1,8 +1,9 @@
 //! Recognising a producer that uses FRIB's Rust crate `nscldaq_ringbuffer`. Its free
 //! space lacks NSCLDAQ's one-byte gap, so it can fill a ring to the last byte, and a full
 //! ring looks empty to every consumer: what they had not read is lost. `status` warns
-//! about such a producer, and only when it can tell: a producer that is not daqflow's may
-//! as well be NSCLDAQ's C++ class, which keeps the gap.
+//! about such a producer, and only when it can tell: a producer that is not daqflow's (its
+//! record has no daqflow tag, `ring::producer_is_daqflow`) may as well be NSCLDAQ's C++
+//! class, which keeps the gap.
 //!
 //! FRIB's crate is linked statically into each program, so no library name shows it; its
 //! text does: every program that opens a ring with it holds the message its

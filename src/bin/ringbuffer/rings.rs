@@ -98,7 +98,8 @@ fn from_usage(name: &str, owner: Option<String>, u: Usage) -> RingStatus {
             .iter()
             .map(|c| Client { slot: Some(c.slot), pid: c.pid, backlog: c.backlog, command: command_of(c.pid) })
             .collect(),
-        producer_may_lose_data: crate::frib::is_frib_program(u.producer_pid),
+        producer_may_lose_data: !ring::producer_is_daqflow(name).unwrap_or(false)
+            && crate::frib::is_frib_program(u.producer_pid),
     }
 }
 
