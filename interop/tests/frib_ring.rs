@@ -149,7 +149,8 @@ fn frib_made_and_formatted(tag: &str) -> RingName {
 /// daqflow under either producer, and one made by FRIB (then formatted).
 #[test]
 fn frib_and_daqflow_agree_on_a_rings_usage() {
-    let cases: [(&str, fn() -> RingName); 3] = [
+    type MakeRing = fn() -> RingName;
+    let cases: [(&str, MakeRing); 3] = [
         (DAQFLOW, || RingName::create("usage-daqflow", DATA, 4)),
         (FRIB, || RingName::create("usage-frib", DATA, 4)),
         (FRIB, || frib_made_and_formatted("usage-frib-made")),
