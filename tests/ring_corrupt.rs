@@ -246,6 +246,34 @@ fn format_repairs_or_refuses_a_corrupt_header() {
     }
 }
 
+/// A corrupt header's refusal names the cure; FRIB's `create` signature (top offset =
+/// the object's size, no page rounding) is named as the cause.
+#[test]
+fn a_corrupt_header_is_refused_with_its_cause_and_cure() {
+    let r = RingName::new("corrupt-cure");
+    small_ring(&r);
+    poke_u64(&r, 40, 0);
+    let text = Consumer::attach(r.s()).err().expect("attach to a corrupt ring").to_string();
+    assert!(text.contains(&format!("`ringbuffer format {}`", r.s())) && !text.contains("FRIB"), "{text}");
+    std::fs::remove_file(r.path()).unwrap();
+
+    // As FRIB's nscldaq_ringbuffer 0.8.9 makes them: 100 consumers, 1000 data bytes.
+    small_ring(&r);
+    let size = 80 + 16 * 101 + 1000;
+    OpenOptions::new().write(true).open(r.path()).unwrap().set_len(size).unwrap();
+    for (off, value) in [(32, 100), (40, 1000), (64, 80 + 16 * 101), (72, size)] {
+        poke_u64(&r, off, value);
+    }
+    let err = Producer::attach(r.s()).err().expect("attach to FRIB's unformatted ring");
+    assert_eq!(err.errno(), libc::EBADMSG);
+    let text = err.to_string();
+    assert!(text.contains(&format!("top offset {size}")) && text.contains("FRIB's nscldaq_ringbuffer create"), "{text}");
+    assert!(text.contains(&format!("`ringbuffer format {}`", r.s())), "{text}");
+    ring::format(r.s(), 0).unwrap();
+    assert_eq!(ring::usage(r.s()).unwrap().data_bytes, 1000);
+    std::fs::remove_file(r.path()).unwrap();
+}
+
 /// Positions that are not in [B, T] = [128, 8191].
 const BAD_POSITIONS: [u64; 7] = [0, 80, 127, 8192, 8193, 1 << 40, u64::MAX];
 

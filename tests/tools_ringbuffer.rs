@@ -286,7 +286,7 @@ fn another_hosts_rings_come_from_its_ring_master() {
     let local = ring::usage(n).unwrap();
     let json = stdout(&out);
     let expect = format!(
-        "{{\"host\":\"127.0.0.2\",\"rings\":[{{\"name\":\"{n}\",\"owner\":null,\"data_bytes\":{},\"free\":{},\"max_consumers\":2,\"producer_pid\":null,\"max_backlog\":0,\"min_backlog\":0,\"consumers\":[{{\"slot\":null,\"pid\":{},\"backlog\":0,\"command\":null}}]}}],\"errors\":[]}}\n",
+        "{{\"host\":\"127.0.0.2\",\"rings\":[{{\"name\":\"{n}\",\"owner\":null,\"data_bytes\":{},\"free\":{},\"max_consumers\":2,\"producer_pid\":null,\"max_backlog\":0,\"min_backlog\":0,\"consumers\":[{{\"slot\":null,\"pid\":{},\"backlog\":0,\"command\":null}}],\"producer_may_lose_data\":false}}],\"errors\":[]}}\n",
         local.data_bytes,
         local.put_space,
         std::process::id()

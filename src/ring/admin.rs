@@ -246,6 +246,17 @@ pub fn peek_usage(name: &str) -> Result<Usage> {
     usage_of(&Shared { file, map, geo })
 }
 
+/// Whether ring `name`'s producer is a daqflow client: its record carries the tag
+/// daqflow's producers write, which NSCLDAQ's and FRIB's never do. False without one.
+pub fn producer_is_daqflow(name: &str) -> Result<bool> {
+    validate(name)?;
+    let file = RingFile::open(name, false)?;
+    let (map, geo) = file.map_ring()?;
+    let ring = Shared { file, map, geo };
+    let producer = ring.producer();
+    Ok(super::signal::wakes(producer.pad, producer.pid.load(Ordering::SeqCst)))
+}
+
 fn usage_of(ring: &Shared) -> Result<Usage> {
     let geo = &ring.geo;
     let put = ring.put_pos()?;

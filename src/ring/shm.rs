@@ -124,9 +124,8 @@ impl RingFile {
             return Err(not_ring());
         }
         let map = self.map(size)?;
-        let geometry = Geometry::parse(&map.header(), size)
-            .map_err(|e| Error::new(e.errno(), format!("ring {} is corrupt: {}", self.name, e.message())))?
-            .ok_or_else(not_ring)?;
+        let header = map.header();
+        let geometry = Geometry::parse(&header, size).map_err(|e| corrupt(&self.name, &header, size, e))?.ok_or_else(not_ring)?;
         Ok((map, geometry))
     }
 
@@ -201,4 +200,21 @@ pub fn exists_as_ring(name: &str) -> bool {
 pub fn has_magic(file: &File) -> bool {
     let mut magic = [0u8; 9];
     file.read_exact_at(&mut magic, 0).is_ok() && &magic == super::layout::MAGIC
+}
+
+/// A refused header's error: what is wrong, the cause when it is known, and the cure.
+/// FRIB's `nscldaq_ringbuffer` creates rings with top offset = the object's size
+/// (NSCLDAQ: size - 1), which no NSCLDAQ or daqflow client can use as it is.
+fn corrupt(name: &str, header: &[u8; 80], size: u64, e: Error) -> Error {
+    let mut top = [0u8; 8];
+    top.copy_from_slice(&header[72..80]);
+    let cause = if u64::from_le_bytes(top) == size {
+        " (a top offset equal to the object's size is what FRIB's nscldaq_ringbuffer create writes; NSCLDAQ writes size - 1)"
+    } else {
+        ""
+    };
+    Error::new(
+        e.errno(),
+        format!("ring {name} is corrupt: {}{cause}; `ringbuffer format {name}` rewrites its header (unread data is lost)", e.message()),
+    )
 }

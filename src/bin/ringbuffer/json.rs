@@ -52,7 +52,7 @@ fn ring(r: &RingStatus) -> String {
         .collect();
     let producer = if r.producer_pid < 0 { "null".to_string() } else { r.producer_pid.to_string() };
     format!(
-        "{{\"name\":{},\"owner\":{},\"data_bytes\":{},\"free\":{},\"max_consumers\":{},\"producer_pid\":{producer},\"max_backlog\":{},\"min_backlog\":{},\"consumers\":[{}]}}",
+        "{{\"name\":{},\"owner\":{},\"data_bytes\":{},\"free\":{},\"max_consumers\":{},\"producer_pid\":{producer},\"max_backlog\":{},\"min_backlog\":{},\"consumers\":[{}],\"producer_may_lose_data\":{}}}",
         string(&r.name),
         optional_string(r.owner.as_deref()),
         r.data_bytes,
@@ -60,7 +60,8 @@ fn ring(r: &RingStatus) -> String {
         r.max_consumers,
         r.max_backlog,
         r.min_backlog,
-        clients.join(",")
+        clients.join(","),
+        r.producer_may_lose_data
     )
 }
 
@@ -96,11 +97,12 @@ mod tests {
             max_backlog: 0,
             min_backlog: 0,
             clients: vec![Client { slot: None, pid: 7, backlog: 0, command: None }],
+            producer_may_lose_data: false,
         };
         let failure = Failure { name: "bad".into(), error: daqflow::Error::new(libc::EBADMSG, "corrupt") };
         assert_eq!(
             status("h", &[r], &[failure]),
-            "{\"host\":\"h\",\"rings\":[{\"name\":\"r\",\"owner\":null,\"data_bytes\":10,\"free\":9,\"max_consumers\":2,\"producer_pid\":null,\"max_backlog\":0,\"min_backlog\":0,\"consumers\":[{\"slot\":null,\"pid\":7,\"backlog\":0,\"command\":null}]}],\"errors\":[{\"name\":\"bad\",\"errno\":74,\"error\":\"corrupt\"}]}\n"
+            "{\"host\":\"h\",\"rings\":[{\"name\":\"r\",\"owner\":null,\"data_bytes\":10,\"free\":9,\"max_consumers\":2,\"producer_pid\":null,\"max_backlog\":0,\"min_backlog\":0,\"consumers\":[{\"slot\":null,\"pid\":7,\"backlog\":0,\"command\":null}],\"producer_may_lose_data\":false}],\"errors\":[{\"name\":\"bad\",\"errno\":74,\"error\":\"corrupt\"}]}\n"
         );
         assert_eq!(list("h", &["a".into(), "b".into()]), "{\"host\":\"h\",\"rings\":[\"a\",\"b\"]}\n");
     }

@@ -2,6 +2,7 @@
 //! with `--json` for scripts and `top`, a live view. See man/ringbuffer.1.
 
 mod args;
+mod frib;
 mod json;
 mod remote;
 mod rings;

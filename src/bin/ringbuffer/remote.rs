@@ -52,6 +52,8 @@ pub fn status(host: &str) -> Result<Vec<RingStatus>, Error> {
                 .into_iter()
                 .map(|(pid, backlog)| Client { slot: None, pid, backlog, command: None })
                 .collect(),
+            // Another host's processes cannot be looked at.
+            producer_may_lose_data: false,
         })
         .collect())
 }

@@ -33,6 +33,9 @@ pub struct RingStatus {
     pub max_backlog: u64,
     pub min_backlog: u64,
     pub clients: Vec<Client>,
+    /// The producer is a program built with FRIB's Rust crate, whose free space lacks
+    /// the one-byte gap: it can fill the ring, which then looks empty (see `frib`).
+    pub producer_may_lose_data: bool,
 }
 
 /// A ring that could not be read (corrupt, unreadable): reported, never fatal.
@@ -95,6 +98,8 @@ fn from_usage(name: &str, owner: Option<String>, u: Usage) -> RingStatus {
             .iter()
             .map(|c| Client { slot: Some(c.slot), pid: c.pid, backlog: c.backlog, command: command_of(c.pid) })
             .collect(),
+        producer_may_lose_data: !ring::producer_is_daqflow(name).unwrap_or(false)
+            && crate::frib::is_frib_program(u.producer_pid),
     }
 }
 

@@ -1,6 +1,6 @@
 //! `status` as a table for people: NSCLDAQ's columns (sizes in KiB, rounded down as
 //! NSCLDAQ did), one row per ring followed by one row per client, plus the client's
-//! command name.
+//! command name. A ring whose producer may lose data gets a warning line under the table.
 
 use crate::rings::{RingStatus, printable};
 
@@ -68,6 +68,13 @@ pub fn render(rings: &[RingStatus]) -> String {
     for row in &rows {
         out += &line(row);
     }
+    for r in rings.iter().filter(|r| r.producer_may_lose_data) {
+        out += &format!(
+            "warning: {}: producer {} uses FRIB's nscldaq_ringbuffer, which can fill the ring to the last byte, and a full ring looks empty: its consumers may lose data\n",
+            printable(&r.name),
+            r.producer_pid
+        );
+    }
     out
 }
 
@@ -91,6 +98,7 @@ mod tests {
                 Client { slot: Some(0), pid: 42, backlog: 4096, command: Some("reader".into()) },
                 Client { slot: Some(1), pid: 43, backlog: 1023, command: None },
             ],
+            producer_may_lose_data: false,
         };
         let text = render(&[ring]);
         let lines: Vec<&str> = text.lines().collect();
@@ -117,9 +125,30 @@ mod tests {
             max_backlog: 0,
             min_backlog: 0,
             clients: vec![Client { slot: Some(0), pid: 42, backlog: 0, command: Some("\u{1b}]2;x\u{7}\u{9b}1m".into()) }],
+            producer_may_lose_data: true,
         };
         let text = render(&[ring]);
         assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
         assert!(text.contains("r?[2J") && text.contains("?]2;x??1m"), "{text:?}");
+    }
+
+    #[test]
+    fn a_producer_that_may_lose_data_is_named_under_the_table() {
+        let ring = |name: &str, warn: bool| RingStatus {
+            name: name.into(),
+            owner: None,
+            data_bytes: 4096,
+            free: 4095,
+            max_consumers: 1,
+            producer_pid: 77,
+            max_backlog: 0,
+            min_backlog: 0,
+            clients: vec![],
+            producer_may_lose_data: warn,
+        };
+        let text = render(&[ring("quiet", false), ring("lossy", true)]);
+        let last = text.lines().last().unwrap();
+        assert!(last.starts_with("warning: lossy: producer 77 uses FRIB's") && last.ends_with("may lose data"), "{text}");
+        assert_eq!(text.matches("may lose data").count(), 1, "{text}");
     }
 }
