@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -199,6 +201,28 @@ void notifications(const std::string& ring)
     CHECK(ERRNO_OF(CRingMaster("no-such-host.invalid")) == EHOSTUNREACH);
 }
 
+// NSCLDAQ's rmasterTests::existsAndIsRing: create of a formatted ring that the ring
+// master does not list adopts it (registers it) and succeeds; once listed, EEXIST.
+void adoption(const std::string& ring)
+{
+    const std::string name = ring + "-adopt";
+    int fd = shm_open(("/" + name).c_str(), O_CREAT | O_EXCL | O_RDWR, 0666);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    CHECK(ftruncate(fd, 2 << 20) == 0);
+    close(fd);
+    CRingBuffer::format(name, 10);
+    CHECK(CRingBuffer::isRing(name));
+    CHECK(CRingMaster().requestUsage().find(name + " {") == std::string::npos);
+    CHECK(ERRNO_OF(CRingBuffer::create(name)) == -1);
+    CHECK(CRingMaster().requestUsage().find(name + " {") != std::string::npos);
+    CHECK(ERRNO_OF(CRingBuffer::create(name)) == EEXIST);
+    CHECK(ERRNO_OF(CRingBuffer::create(ring + "-not-a-ring-" + "x", 4096)) == -1);
+    CRingBuffer::remove(ring + "-not-a-ring-x");
+    CRingBuffer::remove(name);
+    CHECK(!CRingBuffer::isRing(name));
+}
+
 void data(const std::string& ring)
 {
     CRingMaster master;
@@ -295,6 +319,7 @@ int main()
     try {
         CRingBuffer::create(ring, 64 * 1024);
         notifications(ring);
+        adoption(ring);
         data(ring);
         urls(ring);
         CRingBuffer::remove(ring);

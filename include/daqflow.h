@@ -260,6 +260,14 @@ int ring_create_mode(const char *name, uint64_t data_bytes, uint32_t max_consume
 int ring_format(const char *name, uint32_t max_consumers);
 
 /**
+ * After ring_create said -EEXIST: adopts ring `name` as NSCLDAQ's CRingBuffer::create
+ * does when its host's ring master does not list it (registers it there, and 0 says the
+ * create may count as done). -EEXIST when the ring master lists it or there is no ring
+ * master; -ENOENT/-EBADMSG when `name` is no ring.
+ */
+int ring_adopt(const char *name);
+
+/**
  * Removes ring `name`. -ENOENT if there is none; -EPERM if it is another user's.
  */
 int ring_remove(const char *name);

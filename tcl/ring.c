@@ -148,6 +148,11 @@ static int CreateCmd(void *cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv
         return TCL_ERROR;
     }
     rc = ring_create(Tcl_GetString(objv[1]), (uint64_t)size, (uint32_t)consumers);
+    /* As NSCLDAQ's (CRingBuffer::create): an existing ring that the host's ring master
+       does not list is adopted (registered), and the create succeeds. */
+    if (rc == -EEXIST && ring_adopt(Tcl_GetString(objv[1])) == 0) {
+        rc = 0;
+    }
     if (rc < 0) {
         return DfPosixError(interp, rc, "Failed to create ring buffer");
     }

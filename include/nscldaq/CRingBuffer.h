@@ -133,6 +133,9 @@ public:
         // The C ABI reads 0 as "the default size"; NSCLDAQ made the smallest ring.
         uint64_t bytes = dataBytes == 0 ? 1 : dataBytes;
         int rc = ring_create(name.c_str(), bytes, static_cast<uint32_t>(maxConsumer));
+        // As NSCLDAQ's: an existing ring that the host's ring master does not list is
+        // adopted (registered), and the create succeeds.
+        if (rc == -EEXIST && ring_adopt(name.c_str()) == 0) return;
         if (rc < 0) daqflow_nscldaq::throw_errno(rc, doing);
     }
 

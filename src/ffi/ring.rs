@@ -139,6 +139,21 @@ pub unsafe extern "C" fn ring_format(name: *const c_char, max_consumers: u32) ->
     guard(|| ring::format(unsafe { str_arg(name, "ring name") }?, max_consumers).map(|()| 0))
 }
 
+/// After ring_create said -EEXIST: adopts ring `name` as NSCLDAQ's CRingBuffer::create
+/// does when its host's ring master does not list it (registers it there, and 0 says the
+/// create may count as done). -EEXIST when the ring master lists it or there is no ring
+/// master; -ENOENT/-EBADMSG when `name` is no ring.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_adopt(name: *const c_char) -> c_int {
+    guard(|| {
+        let name = unsafe { str_arg(name, "ring name") }?;
+        if !ring::exists(name)? {
+            return Err(Error::new(libc::ENOENT, format!("cannot adopt {name}: it is not a ring")));
+        }
+        crate::remote::master::adopt(name).map(|()| 0)
+    })
+}
+
 /// Removes ring `name`. -ENOENT if there is none; -EPERM if it is another user's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_remove(name: *const c_char) -> c_int {

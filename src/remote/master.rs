@@ -107,3 +107,21 @@ pub fn registered(ring: &str) -> Result<()> {
 pub fn unregistering(ring: &str) -> Result<()> {
     with_master(|c| c.unregister(ring))
 }
+
+/// NSCLDAQ's `CRingBuffer::create` of a ring that exists already: a ring the local ring
+/// master does not list (made while no ring master ran, or before this one started) is
+/// adopted, registered as if just created, and the create succeeds; one it lists is
+/// `EEXIST`. So a program that creates its ring at every start works on the ring an
+/// earlier run left. With no ring master there is nothing to adopt into: `EEXIST`.
+pub fn adopt(ring: &str) -> Result<()> {
+    let exists = || Error::new(libc::EEXIST, format!("ring {ring} already exists"));
+    let adopted = std::cell::Cell::new(false);
+    with_master(|c| {
+        if !c.list()?.iter().any(|(name, _)| name == ring) {
+            c.register(ring)?;
+            adopted.set(true);
+        }
+        Ok(())
+    })?;
+    if adopted.get() { Ok(()) } else { Err(exists()) }
+}
