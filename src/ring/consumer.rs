@@ -380,9 +380,16 @@ impl<'a> Waiter<'a> for DataWaiter<'a> {
         if signal::wakes(producer.pad, producer.pid.load(Ordering::Relaxed)) { WOKEN_SLICE } else { POLL_SLICE }
     }
 
+    /// A producer that asked us for space waits until we free an eighth of the ring, but
+    /// we stop reading now: it is told to look again, since what it needs may already be
+    /// free (else it sleeps until its backstop, while we sleep waiting for its data).
     fn announce(&mut self) -> Ticket<'a> {
-        let ring = &self.consumer.ring;
-        Ticket { word: ring.producer().pad, expected: ring.data_signal().announce() }
+        let c = self.consumer;
+        let request = c.ring.space_request(c.slot);
+        if request.pending(&c.ring.geo).is_some() {
+            request.answer();
+        }
+        Ticket { word: c.ring.producer().pad, expected: c.ring.data_signal().announce() }
     }
 
     fn housekeeping(&mut self) -> Result<()> {

@@ -289,6 +289,16 @@ impl SpaceWaiter<'_> {
             self.producer.ring.space_request(slot).withdraw(word);
         }
     }
+
+    /// Whether the consumer in `slot`, alone, keeps `need` bytes from being free.
+    fn holds_back(&self, slot: u32) -> Result<bool> {
+        let ring = &self.producer.ring;
+        if ring.consumer(slot).pid.load(Ordering::SeqCst) < JOINING {
+            return Ok(false);
+        }
+        let backlog = ring.geo.backlog(self.producer.put, ring.get_pos(slot)?);
+        Ok(ring.geo.capacity() - backlog < self.need)
+    }
 }
 
 impl<'a> Waiter<'a> for SpaceWaiter<'a> {
@@ -298,7 +308,19 @@ impl<'a> Waiter<'a> for SpaceWaiter<'a> {
         let scan = self.producer.scan()?;
         self.all_wake = scan.all_wake;
         self.slowest = scan.slowest;
-        Ok((scan.free >= self.need).then_some(scan.free))
+        if scan.free >= self.need {
+            return Ok(Some(scan.free));
+        }
+        // The consumer we asked may have left between the scan that chose it and the
+        // request (and another may have joined in its slot): it would never answer, and
+        // whoever holds us back now was not asked. Taking the request back changes the
+        // word, so the sleep on it ends at once and the next one asks the right consumer.
+        if let Some((slot, _)) = self.asked {
+            if !self.holds_back(slot)? {
+                self.withdraw();
+            }
+        }
+        Ok(None)
     }
 
     /// Sleeps until the slowest consumer has freed `need` bytes, or an eighth of the
@@ -344,5 +366,70 @@ impl<'a> Waiter<'a> for SpaceWaiter<'a> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::futex;
+    use crate::ring::{Consumer, CreateOptions, create, remove};
+
+    /// What the slowest consumer does after the producer's scan chose it and before the
+    /// request reaches its word.
+    #[derive(Debug, Clone, Copy)]
+    enum Meanwhile {
+        /// It reads everything, then waits for data: it never advances again to answer.
+        CatchesUp,
+        Leaves,
+        /// It leaves and another consumer joins in its slot.
+        LeavesAndIsReplaced,
+    }
+
+    /// Interleavings `wait::wait` cannot be made to hit on demand (found with a Spin
+    /// model): the producer, asleep on the word of a consumer that no longer holds it
+    /// back, slept until its 100 ms backstop while another consumer freed the space.
+    #[test]
+    fn the_consumer_asked_for_space_still_holds_it_back_or_the_producer_does_not_sleep() {
+        let name = format!("t-unit-asked-{}", std::process::id());
+        create(&name, CreateOptions { data_bytes: 4096, max_consumers: 3, ..Default::default() }).expect("create");
+        let mut p = Producer::attach(&name).expect("producer");
+        let cap = p.geometry().capacity();
+        for meanwhile in [Meanwhile::CatchesUp, Meanwhile::Leaves, Meanwhile::LeavesAndIsReplaced] {
+            let mut slow = Consumer::attach(&name).expect("slow consumer");
+            let mut other = Consumer::attach(&name).expect("other consumer");
+            // `slow` holds back everything, `other` all but 100 bytes: 200 bytes wait for both.
+            p.put(&[1u8; 100], Some(Duration::ZERO)).expect("put");
+            assert_eq!(other.get(&mut [0u8; 100], 100, Some(Duration::ZERO)).expect("get"), 100);
+            p.put(&vec![2u8; cap as usize - 100], Some(Duration::ZERO)).expect("fill");
+            let mut waiter =
+                SpaceWaiter { producer: &p, need: 200, all_wake: false, slowest: None, asked: None, last_reap: Instant::now() };
+            assert_eq!(waiter.check().expect("check"), None);
+            assert_eq!(waiter.slowest, Some(slow.slot()));
+            let mut newcomer = None;
+            match meanwhile {
+                Meanwhile::CatchesUp => {
+                    let mut buf = vec![0u8; cap as usize];
+                    assert_eq!(slow.get(&mut buf, cap, Some(Duration::ZERO)).expect("drain"), cap as usize);
+                }
+                Meanwhile::Leaves => drop(slow),
+                Meanwhile::LeavesAndIsReplaced => {
+                    drop(slow);
+                    newcomer = Some(Consumer::attach(&name).expect("newcomer"));
+                }
+            }
+            let ticket = waiter.announce();
+            assert_eq!(waiter.check().expect("check"), None, "`other` still holds 200 bytes back");
+            let start = Instant::now();
+            futex::wait(ticket.word, ticket.expected, Duration::from_secs(5));
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "{meanwhile:?}: the producer slept on the word of a consumer that no longer holds it back"
+            );
+            waiter.withdraw();
+            drop((other, newcomer));
+        }
+        drop(p);
+        remove(&name).expect("remove");
     }
 }

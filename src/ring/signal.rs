@@ -39,17 +39,20 @@ const REQUEST_STEPS: u64 = (1 << (32 - REQUEST_SHIFT)) - 1;
 
 /// The tag of a daqflow client with this pid. The complement, not the pid itself: the
 /// previous release wrote the plain pid into the padding, and a client of that release
-/// polls its peers, so it must not be taken for a waker; and a zero word (a fresh ring,
-/// a legacy client) must not match any pid but the highest one Linux can give.
+/// polls its peers, so it must not be taken for a waker.
 #[inline]
 fn tag(pid: i32) -> u32 {
     !(pid as u32) & TAG_MASK
 }
 
-/// Whether a record's word says its client, `pid`, wakes its peers.
+/// Whether a record's word says its client, `pid`, wakes its peers. The highest pid
+/// Linux can give (2^22 - 1, where `pid_max` is 2^22, as systemd sets it) has tag 0,
+/// which is also the word of a fresh ring and of every legacy client: nobody with that
+/// tag counts as a waker (a daqflow client with that pid is polled, like a legacy one).
 #[inline]
 pub fn wakes(word: &AtomicU32, pid: i32) -> bool {
-    pid > 0 && word.load(Ordering::Relaxed) & TAG_MASK == tag(pid)
+    let tag = tag(pid);
+    pid > 0 && tag != 0 && word.load(Ordering::Relaxed) & TAG_MASK == tag
 }
 
 /// The word a consumer writes when it claims a slot: its tag, no request.
@@ -167,6 +170,8 @@ mod tests {
             assert!(!wakes(&word, pid + 1));
         }
         assert!(!wakes(&AtomicU32::new(tag(-1)), -1), "a free slot is nobody's waker");
+        let highest = (1 << 22) - 1;
+        assert!(!wakes(&AtomicU32::new(0), highest), "a legacy client (zero word) with the highest pid");
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub trait Waiter<'r> {
     fn check(&mut self) -> Result<Option<Self::Ready>>;
     /// Announces the coming sleep to the peer; returns what to sleep on.
     fn announce(&mut self) -> Ticket<'r>;
+    /// How long to sleep at most; asked after `announce` and the check that follows it.
     fn slice(&self) -> Duration;
     fn housekeeping(&mut self) -> Result<()>;
 }
@@ -79,24 +80,80 @@ pub fn wait<'r, W: Waiter<'r>>(timeout: Option<Duration>, waiter: &mut W) -> Res
         }
     }
     loop {
-        let nap = match timeout {
+        let left = match timeout {
             Some(t) => match t.checked_sub(start.elapsed()) {
-                Some(left) if !left.is_zero() => left.min(waiter.slice()),
+                Some(left) if !left.is_zero() => Some(left),
                 _ => return Ok(None),
             },
-            None => waiter.slice(),
+            None => None,
         };
         let ticket = waiter.announce();
-        // Without the barrier a publisher's plain store may not be visible yet, nor our
-        // announcement to it: sleep only briefly then.
-        let nap = if fence::heavy() { nap } else { nap.min(POLL_SLICE) };
+        let fenced = fence::heavy();
         if let Some(ready) = waiter.check()? {
             return Ok(Some(ready));
         }
+        // The slice is read after the announcement: a peer that wakes us and leaves before
+        // it saw the announcement, replaced by one that never wakes anyone, would
+        // otherwise leave us asleep for a whole long slice.
+        let slice = waiter.slice();
+        // Without the barrier a publisher's plain store may not be visible yet, nor our
+        // announcement to it: sleep only briefly then.
+        let slice = if fenced { slice } else { slice.min(POLL_SLICE) };
+        let nap = left.map_or(slice, |left| left.min(slice));
         futex::wait(ticket.word, ticket.expected, nap);
         waiter.housekeeping()?;
         if let Some(ready) = waiter.check()? {
             return Ok(Some(ready));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// A waiter whose peer woke it (long slices) until, while it announced its sleep, that
+    /// peer left and one that never wakes anyone took its place and put the data.
+    struct PeerReplaced<'r> {
+        word: &'r AtomicU32,
+        announced: bool,
+        checks_since: u32,
+    }
+
+    impl<'r> Waiter<'r> for PeerReplaced<'r> {
+        type Ready = ();
+
+        fn check(&mut self) -> Result<Option<()>> {
+            if self.announced {
+                self.checks_since += 1;
+            }
+            // The data comes just after the check that follows the announcement.
+            Ok((self.checks_since >= 2).then_some(()))
+        }
+
+        fn announce(&mut self) -> Ticket<'r> {
+            self.announced = true;
+            Ticket { word: self.word, expected: self.word.load(Ordering::SeqCst) }
+        }
+
+        fn slice(&self) -> Duration {
+            if self.announced { POLL_SLICE } else { Duration::from_secs(10) }
+        }
+
+        fn housekeeping(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_slice_is_the_one_of_the_peer_there_when_the_sleep_was_announced() {
+        let word = AtomicU32::new(0);
+        let mut waiter = PeerReplaced { word: &word, announced: false, checks_since: 0 };
+        let start = Instant::now();
+        let got = wait(Some(Duration::from_secs(5)), &mut waiter).expect("wait");
+        assert_eq!(got, Some(()), "timed out");
+        // With the slice of the peer that left, the sleep lasts the whole 5 s timeout.
+        assert!(start.elapsed() < Duration::from_secs(2), "slept {:?} past a poller's data", start.elapsed());
     }
 }
