@@ -48,11 +48,16 @@ impl Trust {
     /// From a list of names and uids (commas, white space, `#` comments to the line end).
     pub fn parse(listed: &str) -> Trust {
         let mut accounts = Vec::new();
-        let words = listed.lines().flat_map(|l| l.split('#').next().unwrap_or("").split(|c: char| c == ',' || c.is_whitespace()));
+        let words = listed
+            .lines()
+            .flat_map(|l| l.split('#').next().unwrap_or("").split(|c: char| c == ',' || c.is_whitespace()));
         for word in words.filter(|w| !w.is_empty()).take(MAX_ACCOUNTS) {
             let account = match word.parse::<u32>() {
                 Ok(uid) => Account { name: user_by_uid(uid), uid: Some(uid) },
-                Err(_) => Account { name: Some(word.to_string()), uid: User::from_name(word).ok().flatten().map(|u| u.uid.as_raw()) },
+                Err(_) => Account {
+                    name: Some(word.to_string()),
+                    uid: User::from_name(word).ok().flatten().map(|u| u.uid.as_raw()),
+                },
             };
             if !accounts.contains(&account) {
                 accounts.push(account);
@@ -83,7 +88,10 @@ impl Trust {
         }
         user == "root"
             || user == "0"
-            || self.accounts.iter().any(|a| a.name.as_deref() == Some(user) || a.uid.is_some_and(|uid| uid.to_string() == user))
+            || self
+                .accounts
+                .iter()
+                .any(|a| a.name.as_deref() == Some(user) || a.uid.is_some_and(|uid| uid.to_string() == user))
     }
 
     /// "root, daq (uid 500)": for error messages.
@@ -135,12 +143,16 @@ mod tests {
     fn parsing_and_matching() {
         let t = Trust::parse("daq-nobody-here, 4242 # a comment, ignored\n# whole line\n\tother");
         assert!(t.listed_user("root", false) && t.listed_user("0", false));
-        assert!(t.listed_user("daq-nobody-here", false) && t.listed_user("4242", false) && t.listed_user("other", false));
+        assert!(
+            t.listed_user("daq-nobody-here", false) && t.listed_user("4242", false) && t.listed_user("other", false)
+        );
         assert!(!t.listed_user("ignored", false) && !t.listed_user("a", false) && !t.listed_user("", false));
         assert!(t.uid(0) && t.uid(4242) && t.uid(geteuid().as_raw()) && !t.uid(4243));
         // Locally the name is resolved; an unknown name or another spelling of a uid is nobody.
         assert!(t.listed_user("root", true) && t.listed_user("0", true) && t.listed_user("4242", true));
-        assert!(!t.listed_user("04242", true) && !t.listed_user("+4242", true) && !t.listed_user("no-such-user-here", true));
+        assert!(
+            !t.listed_user("04242", true) && !t.listed_user("+4242", true) && !t.listed_user("no-such-user-here", true)
+        );
         let none = Trust::parse("");
         assert!(!none.listed_user("daq", false) && none.listed_user("root", false));
         assert_eq!(none.describe(), "root");

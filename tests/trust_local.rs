@@ -33,14 +33,21 @@ impl Drop for Running {
 fn ring_master(pm: &Daemon, log: &Path, user: Option<(u32, u32)>) -> Running {
     let mut cmd = Command::new(RINGMASTER);
     cmd.args(["--portmgr-port", &pm.port.to_string(), "--log"]).arg(log);
-    cmd.env("DAQPORTMGR_PORTFILE", pm.path("listen.port")).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.env("DAQPORTMGR_PORTFILE", pm.path("listen.port"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     if let Some((uid, gid)) = user {
         cmd.uid(uid).gid(gid);
     }
     let running = Running(cmd.spawn().expect("start ringmaster"));
     let deadline = Instant::now() + Duration::from_secs(20);
     while !std::fs::read_to_string(log).unwrap_or_default().contains("registered as RingMaster") {
-        assert!(Instant::now() < deadline, "the ring master did not register: {}", std::fs::read_to_string(log).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "the ring master did not register: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     running
@@ -74,7 +81,9 @@ fn an_impostor_ring_master_hears_nothing() {
     let nobody = match User::from_name("nobody") {
         Ok(Some(u)) if nix::unistd::geteuid().is_root() => (u.uid.as_raw(), u.gid.as_raw()),
         _ => {
-            eprintln!("SKIPPED an_impostor_ring_master_hears_nothing: needs root and a user nobody to act as another user");
+            eprintln!(
+                "SKIPPED an_impostor_ring_master_hears_nothing: needs root and a user nobody to act as another user"
+            );
             return;
         }
     };
@@ -96,7 +105,12 @@ fn an_impostor_ring_master_hears_nothing() {
     create().expect("create with only an impostor");
     let _ = daqflow::ring::remove(ring);
     use_ring(&pm, ring, &[]);
-    assert_eq!(connections(&fake_log), before, "the impostor was told: {}", std::fs::read_to_string(&fake_log).unwrap_or_default());
+    assert_eq!(
+        connections(&fake_log),
+        before,
+        "the impostor was told: {}",
+        std::fs::read_to_string(&fake_log).unwrap_or_default()
+    );
 
     // Root's too: root's hears, the impostor (first in LIST) still nothing.
     let _real = ring_master(&pm, &real_log, None);

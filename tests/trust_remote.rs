@@ -93,21 +93,37 @@ fn an_impostor_ring_master_is_not_used() {
     let made = as_attacker(&net, 0, who, &fake_shm, &role, &["create", &ring]).output().expect("impostor's ring");
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let log = logs.join("ringmaster.log");
-    let impostor = as_attacker(&net, 0, who, &fake_shm, &bin("ringmaster"), &["--portmgr-port", "30000", "--log", log.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("impostor ring master");
+    let impostor = as_attacker(
+        &net,
+        0,
+        who,
+        &fake_shm,
+        &bin("ringmaster"),
+        &["--portmgr-port", "30000", "--log", log.to_str().unwrap()],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("impostor ring master");
     let _impostor = KillOnDrop(impostor);
-    wait_for("the impostor's registration", || std::fs::read_to_string(&log).unwrap_or_default().contains("registered as RingMaster"));
-    let fake = as_attacker(&net, 0, who, &fake_shm, &role, &["produce", &ring, "100", "5", "1"]).spawn().expect("impostor's producer");
+    wait_for("the impostor's registration", || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("registered as RingMaster")
+    });
+    let fake = as_attacker(&net, 0, who, &fake_shm, &role, &["produce", &ring, "100", "5", "1"])
+        .spawn()
+        .expect("impostor's producer");
     let _fake = KillOnDrop(fake);
 
     // Only the impostor: refused, with the reason.
     let out = net.run(1, &["consume", &url], LIMIT);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "read the impostor's ring: {}", summary(&out));
-    assert!(err.contains("run only by \"nobody\"") && err.contains("does not trust") && err.contains("DAQFLOW_TRUSTED_USERS"), "{err}");
+    assert!(
+        err.contains("run only by \"nobody\"")
+            && err.contains("does not trust")
+            && err.contains("DAQFLOW_TRUSTED_USERS"),
+        "{err}"
+    );
     let usage = net.run(1, &["usage", &url], LIMIT);
     assert_eq!(summary(&usage), format!("errno {}", libc::EPERM), "usage through the impostor");
 
@@ -144,7 +160,9 @@ fn a_squatted_proxy_is_not_read() {
         let made = as_attacker(&net, 1, who, &b_shm, &role, &["create", name]).output().expect("squat");
         assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     }
-    let fake = as_attacker(&net, 1, who, &b_shm, &role, &["produce", &proxy, "100", "5", "1"]).spawn().expect("squatter's feeder");
+    let fake = as_attacker(&net, 1, who, &b_shm, &role, &["produce", &proxy, "100", "5", "1"])
+        .spawn()
+        .expect("squatter's feeder");
     let fake = KillOnDrop(fake);
     wait_for("the squatter's producer", || net.producer_pid(1, &proxy) > 0);
     let out = net.run(1, &["consume", &url], LIMIT);
@@ -167,7 +185,9 @@ fn a_squatted_proxy_is_not_read() {
     let proxy2 = format!("{}.{ring2}", net.hosts[0].name);
     assert!(net.run(0, &["create", &ring2], LIMIT).status.success());
     assert!(net.run(1, &["create", &proxy2], LIMIT).status.success(), "root's world-writable proxy");
-    let fake = as_attacker(&net, 1, who, &b_shm, &role, &["produce", &proxy2, "100", "5", "1"]).spawn().expect("attacker's feeder");
+    let fake = as_attacker(&net, 1, who, &b_shm, &role, &["produce", &proxy2, "100", "5", "1"])
+        .spawn()
+        .expect("attacker's feeder");
     let _fake = KillOnDrop(fake);
     wait_for("the attacker's producer", || net.producer_pid(1, &proxy2) > 0);
     let producer = net.spawn(0, &["produce", &ring2, "100", "30", "1"]);

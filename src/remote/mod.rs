@@ -17,6 +17,7 @@ pub mod url;
 
 use crate::error::{Error, Result};
 use crate::ring::{self, Consumer, CreateOptions};
+use crate::trust::Trust;
 
 pub use url::RingUrl;
 
@@ -61,7 +62,7 @@ pub fn attach_consumer(url: &RingUrl) -> Result<Consumer> {
     if local {
         return Consumer::attach(&url.ring);
     }
-    let trust = crate::trust::Trust::load();
+    let trust = Trust::load();
     let mut refused = Vec::new();
     for name in proxy::candidates(&resolved.canonical, &url.ring)? {
         match attach_proxy(url, name, &trust)? {
@@ -71,12 +72,17 @@ pub fn attach_consumer(url: &RingUrl) -> Result<Consumer> {
     }
     Err(Error::new(
         libc::EPERM,
-        format!("refusing to read tcp://{}/{} through a proxy ring someone else controls: {}", url.host, url.ring, refused.join("; ")),
+        format!(
+            "refusing to read tcp://{}/{} through a proxy ring someone else controls: {}",
+            url.host,
+            url.ring,
+            refused.join("; ")
+        ),
     ))
 }
 
 /// Attaches to the proxy `name` when it can be trusted: `Ok(Err(why))` when it cannot.
-fn attach_proxy(url: &RingUrl, name: String, trust: &crate::trust::Trust) -> Result<std::result::Result<Consumer, String>> {
+fn attach_proxy(url: &RingUrl, name: String, trust: &Trust) -> Result<std::result::Result<Consumer, String>> {
     let created = match ring::create(&name, CreateOptions { mode: proxy::PROXY_MODE, ..CreateOptions::default() }) {
         Ok(()) => true,
         Err(e) if e.errno() == libc::EEXIST => false,
@@ -100,7 +106,8 @@ fn attach_proxy(url: &RingUrl, name: String, trust: &crate::trust::Trust) -> Res
     if !consumer.still_named() {
         return Ok(Err(format!("proxy ring {name} was replaced while attaching")));
     }
-    let plan = feeder::Plan { host: url.host.clone(), portmgr_port: url.portmgr_port, ring: url.ring.clone(), proxy: name };
+    let (host, ring) = (url.host.clone(), url.ring.clone());
+    let plan = feeder::Plan { host, portmgr_port: url.portmgr_port, ring, proxy: name };
     match proxy::feeder_of(&plan.proxy, &plan.ring, trust)? {
         proxy::Feeder::Trusted => {}
         proxy::Feeder::Untrusted(why) => return Ok(Err(why)),

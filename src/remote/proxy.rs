@@ -39,9 +39,13 @@ pub fn candidates(canonical_host: &str, ring: &str) -> Result<[String; 2]> {
 /// else (/dev/shm is sticky), so what is found here stays what the name names.
 pub fn untrusted_object(proxy: &str, trust: &Trust) -> Result<Option<String>> {
     let path = Path::new(SHM_DIR).join(proxy);
-    let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&e, format!("cannot look at proxy ring {proxy}")))?;
+    let meta =
+        std::fs::symlink_metadata(&path).map_err(|e| Error::io(&e, format!("cannot look at proxy ring {proxy}")))?;
     if !trust.uid(meta.uid()) {
-        return Ok(Some(format!("proxy ring {proxy} belongs to {}, an account this process does not trust", describe_uid(meta.uid()))));
+        return Ok(Some(format!(
+            "proxy ring {proxy} belongs to {}, an account this process does not trust",
+            describe_uid(meta.uid())
+        )));
     }
     if meta.mode() & 0o022 != 0 {
         return Ok(Some(format!(
@@ -72,7 +76,8 @@ pub fn feeder_of(proxy: &str, ring: &str, trust: &Trust) -> Result<Feeder> {
         return Ok(Feeder::None);
     }
     let proc = Path::new("/proc").join(pid.to_string());
-    let untrusted = |why: String| Ok(Feeder::Untrusted(format!("the producer of proxy ring {proxy} (pid {pid}) {why}")));
+    let untrusted =
+        |why: String| Ok(Feeder::Untrusted(format!("the producer of proxy ring {proxy} (pid {pid}) {why}")));
     let Some(uid) = effective_uid(&proc) else {
         // Gone since the usage was read: nobody feeds it.
         return if proc.exists() { untrusted("cannot be looked at".into()) } else { Ok(Feeder::None) };
@@ -86,7 +91,10 @@ pub fn feeder_of(proxy: &str, ring: &str, trust: &Trust) -> Result<Feeder> {
     // A feeder's last arguments are `-- host ring proxy` (see `spawn::launch`).
     let cmdline = std::fs::read(proc.join("cmdline")).unwrap_or_default();
     let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty()).collect();
-    let feeds = args.len() >= 4 && args[args.len() - 4] == b"--" && args[args.len() - 2] == ring.as_bytes() && args[args.len() - 1] == proxy.as_bytes();
+    let feeds = args.len() >= 4
+        && args[args.len() - 4] == b"--"
+        && args[args.len() - 2] == ring.as_bytes()
+        && args[args.len() - 1] == proxy.as_bytes();
     if !feeds {
         return untrusted(format!("is a feeder, but not of ring {ring} into this proxy"));
     }

@@ -73,14 +73,15 @@ impl Listed {
     pub fn port(self, host: &str) -> Result<u16> {
         match self {
             Listed::Trusted(port) => Ok(port),
-            Listed::None => {
-                Err(Error::new(libc::ECONNREFUSED, format!("no {SERVICE} is registered with the port manager on {host}")))
-            }
+            Listed::None => Err(Error::new(
+                libc::ECONNREFUSED,
+                format!("no {SERVICE} is registered with the port manager on {host}"),
+            )),
             Listed::Untrusted(whose) => Err(Error::new(
                 libc::EPERM,
                 format!(
-                    "the port manager on {host} lists a {SERVICE} run only by {whose}, which this process does not trust \
-                     (it trusts {}); {}",
+                    "the port manager on {host} lists a {SERVICE} run only by {whose}, which this process does \
+                     not trust (it trusts {}); {}",
                     Trust::load().describe(),
                     crate::trust::how_to_configure()
                 ),
