@@ -178,23 +178,61 @@ fn a_squatted_proxy_is_not_read() {
     assert_eq!(items(&out), 30, "the consumer read the squatter's items: {}", summary(&out));
     assert!(wait_output(producer, LIMIT, "producer").status.success());
     drop(fake);
+}
 
-    // A proxy of root's that anyone may write (as an older daqflow made them), fed by the
-    // attacker: not read either.
-    let ring2 = format!("{ring}w");
-    let proxy2 = format!("{}.{ring2}", net.hosts[0].name);
-    assert!(net.run(0, &["create", &ring2], LIMIT).status.success());
-    assert!(net.run(1, &["create", &proxy2], LIMIT).status.success(), "root's world-writable proxy");
-    let fake = as_attacker(&net, 1, who, &b_shm, &role, &["produce", &proxy2, "100", "5", "1"])
+/// Root's proxy of tcp://A/ring exists as an older daqflow made it, writable by anyone,
+/// and `nobody` feeds it (or could overwrite it in place): a consumer on B reads A's
+/// items through a proxy of its own instead.
+#[test]
+fn a_world_writable_proxy_is_not_read() {
+    let Some(who) = attacker("a_world_writable_proxy_is_not_read") else { return };
+    let Some(net) = proxied_net("tww") else { return };
+    let ring = format!("ww{}", std::process::id());
+    let proxy = format!("{}.{ring}", net.hosts[0].name);
+    assert!(net.run(1, &["create", &proxy], LIMIT).status.success(), "root's world-writable proxy");
+    let b_shm = net.hosts[1].shm.clone();
+    let fake = as_attacker(&net, 1, who, &b_shm, &role_exe(), &["produce", &proxy, "100", "5", "1"])
         .spawn()
         .expect("attacker's feeder");
     let _fake = KillOnDrop(fake);
-    wait_for("the attacker's producer", || net.producer_pid(1, &proxy2) > 0);
-    let producer = net.spawn(0, &["produce", &ring2, "100", "30", "1"]);
-    let out = net.run(1, &["consume", &format!("tcp://{}/{ring2}", net.hosts[0].name)], LIMIT);
+    wait_for("the attacker's producer", || net.producer_pid(1, &proxy) > 0);
+    assert_eq!(read_through_b(&net, &ring), 30, "the consumer read the attacker's items");
+}
+
+/// Root's own proxy, mode 0600, fed by something that is not a daqflow feeder (here a
+/// plain producer of root's): not what the URL names, so not read.
+#[test]
+fn a_proxy_fed_by_another_program_is_not_read() {
+    let Some(net) = proxied_net("tnf") else { return };
+    let ring = format!("nf{}", std::process::id());
+    let proxy = format!("{}.{ring}", net.hosts[0].name);
+    assert!(net.run(1, &["create", &proxy], LIMIT).status.success());
+    open_to_all(&net.hosts[1].shm.join(&proxy), 0o600);
+    let fake = KillOnDrop(net.spawn(1, &["produce", &proxy, "100", "5", "1"]));
+    wait_for("the other producer", || net.producer_pid(1, &proxy) > 0);
+    assert_eq!(read_through_b(&net, &ring), 30, "the consumer read another program's items");
+    drop(fake);
+}
+
+/// Hosts A (port manager, ring master) and B (port manager), B's /dev/shm open to all.
+fn proxied_net(tag: &str) -> Option<Net> {
+    let mut net = Net::new(tag, 2)?;
+    net.start_daemons(0, true);
+    net.start_daemons(1, false);
+    open_to_all(&net.hosts[1].shm, 0o1777);
+    Some(net)
+}
+
+/// Creates `ring` on A, puts 30 items once B reads it through tcp://A/ring, and returns
+/// how many items B's consumer read.
+fn read_through_b(net: &Net, ring: &str) -> u64 {
+    assert!(net.run(0, &["create", ring], LIMIT).status.success());
+    let producer = net.spawn(0, &["produce", ring, "100", "30", "1"]);
+    let out = net.run(1, &["consume", &format!("tcp://{}/{ring}", net.hosts[0].name)], LIMIT);
+    let producer = KillOnDrop(producer);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(items(&out), 30, "the consumer read the attacker's items: {}", summary(&out));
-    assert!(wait_output(producer, LIMIT, "producer").status.success());
+    drop(producer);
+    items(&out)
 }
 
 struct KillOnDrop(std::process::Child);
