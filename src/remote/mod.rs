@@ -112,6 +112,13 @@ fn attach_proxy(url: &RingUrl, name: String, trust: &Trust) -> Result<std::resul
         proxy::Feeder::Trusted => {}
         proxy::Feeder::Untrusted(why) => return Ok(Err(why)),
         proxy::Feeder::None => {
+            // Data put since we attached came from a producer that left before it could
+            // be looked at (only the proxy's owner or root could have put it, but not
+            // necessarily a feeder of this ring).
+            if consumer.available()? > 0 {
+                let why = format!("proxy ring {} was written by a producer that left before it could be checked", plan.proxy);
+                return Ok(Err(why));
+            }
             if let Err(e) = spawn::start_feeder(&plan) {
                 drop(consumer);
                 // A proxy made just now for a ring that cannot be fed is debris, unless
