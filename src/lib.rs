@@ -11,5 +11,6 @@ pub mod progress;
 pub mod remote;
 pub mod ring;
 pub mod ringmaster;
+pub mod trust;
 
 pub use error::{Error, Result};

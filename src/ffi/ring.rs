@@ -230,7 +230,9 @@ pub unsafe extern "C" fn ring_attach_producer(name: *const c_char, out: *mut *mu
 /// every consumer slot is taken by a live process. `name` may be `tcp://host/ring`: a
 /// ring on another host, read through a local proxy ring fed by the daqflow-feeder
 /// program (started if needed; see docs/remote.md); localhost and this host's own names
-/// mean the local ring.
+/// mean the local ring. -EPERM when that host lists a ring master only under accounts
+/// this process does not trust, or every proxy ring name is held by someone it does not
+/// trust (see docs/security.md).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_attach_consumer(name: *const c_char, out: *mut *mut ring_client) -> c_int {
     attach(name, out, |n| Consumer::attach(n).map(Side::Consumer))
@@ -334,7 +336,8 @@ pub unsafe extern "C" fn ring_slot(client: *const ring_client) -> c_int {
 /// name may be a URL, tcp://host/ring: this host's names mean the local ring; for
 /// another host the figures are what its ring master LISTs (slot is then UINT32_MAX:
 /// LIST does not say); -ENOENT when it lists no such ring, -ECONNREFUSED when the host
-/// runs no ring master.
+/// runs no ring master, -EPERM when it runs one only under accounts this process does not
+/// trust (see docs/security.md).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_usage(
     name: *const c_char,

@@ -2,8 +2,9 @@
 //! clients, so that it and NSCLDAQ's tools see them: CONNECT/DISCONNECT around attach
 //! and detach, REGISTER/UNREGISTER around create and remove.
 //!
-//! Only when a `RingMaster` is advertised on the local port manager; otherwise rings
-//! work daemonless and this costs one refused connect (no port manager) or one LIST.
+//! Only when a `RingMaster` run by a trusted user (see `crate::trust`) is advertised on
+//! the local port manager; otherwise rings work daemonless and this costs one refused
+//! connect (no port manager) or one LIST.
 //! One connection per process, kept open: a legacy ring master frees a client's slots
 //! when its connection closes. Every exchange is time-boxed by the client; a ring master
 //! that dies or talks garbage costs the call an error, never a hang.
@@ -15,7 +16,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::ringmaster::client::find_port;
+use crate::ringmaster::client::{Listed, lookup};
 use crate::ringmaster::{Client, Role};
 
 /// Environment variable: `off` keeps this process away from any ring master.
@@ -66,9 +67,13 @@ fn with_master(exchange: impl Fn(&mut Client) -> Result<()>) -> Result<()> {
     let Ok(portmgr_port) = crate::portmgr::client::default_port() else {
         return Ok(());
     };
-    let port = match find_port("localhost", Some(portmgr_port), TIMEOUT) {
-        Ok(port) => port,
-        // No port manager, or no ring master registered with it: daemonless.
+    let port = match lookup("localhost", Some(portmgr_port), TIMEOUT) {
+        Ok(Listed::Trusted(port)) => port,
+        // No ring master registered, or only one run by a user we do not trust (anyone
+        // can register the service: telling it our rings would leak them, and failing
+        // would let it stop everyone's rings): daemonless.
+        Ok(Listed::None | Listed::Untrusted(_)) => return Ok(()),
+        // No port manager: daemonless.
         Err(e) if e.errno() == libc::ECONNREFUSED => return Ok(()),
         Err(e) => return Err(Error::new(e.errno(), format!("looking for the local ring master: {}", e.message()))),
     };

@@ -1,11 +1,13 @@
 //! Rings on other hosts: `tcp://host/ring`.
 //!
 //! A consumer of a remote ring reads a local proxy ring named `<fully qualified
-//! host>.<ring>`, as NSCLDAQ names it; one feeder process per (host, ring) copies the
-//! remote ring's data into it (see `feeder`). The library side is `attach_consumer`,
+//! host>.<ring>`, as NSCLDAQ names it, or its own `<host>.<ring>.uid<uid>` when that one
+//! is not trusted (see `proxy`); one feeder process per proxy copies the remote ring's
+//! data into it (see `feeder`). The library side is `attach_consumer`,
 //! reached from `Consumer::attach` for any name that is a `tcp://` URL.
 
 pub mod feeder;
+pub mod proxy;
 pub mod framing;
 pub mod geometry;
 pub mod master;
@@ -14,8 +16,9 @@ pub mod source;
 pub mod spawn;
 pub mod url;
 
-use crate::error::Result;
-use crate::ring::{self, Consumer};
+use crate::error::{Error, Result};
+use crate::ring::{self, Consumer, CreateOptions};
+use crate::trust::Trust;
 
 pub use url::RingUrl;
 
@@ -36,7 +39,7 @@ pub fn usage(url: &RingUrl) -> Result<ring::Usage> {
     let mut master = crate::ringmaster::Client::locate(&url.host, Some(port), USAGE_TIMEOUT)?;
     let listing = master.list()?;
     let Some((_, found)) = listing.into_iter().find(|(name, _)| *name == url.ring) else {
-        return Err(crate::error::Error::new(
+        return Err(Error::new(
             libc::ENOENT,
             format!(
                 "the ring master of {} lists no ring {} (there is none, or it was never registered there)",
@@ -56,33 +59,82 @@ pub fn usage(url: &RingUrl) -> Result<ring::Usage> {
 }
 
 /// Attaches a consumer to the ring `url` names: the ring itself when the host is this
-/// one, else the proxy ring, starting its feeder if nobody feeds it.
+/// one, else a proxy ring this process trusts (see `proxy`), starting its feeder if
+/// nobody feeds it.
 pub fn attach_consumer(url: &RingUrl) -> Result<Consumer> {
     let (resolved, local) = url::resolve_within(&url.host, RESOLVE_TIMEOUT)?;
     if local {
         return Consumer::attach(&url.ring);
     }
-    let proxy = url::proxy_name(&resolved.canonical, &url.ring)?;
-    let created = match ring::create(&proxy, geometry::create_options()) {
+    let trust = Trust::load();
+    let mut refused = Vec::new();
+    for name in proxy::candidates(&resolved.canonical, &url.ring)? {
+        match attach_proxy(url, name, &trust)? {
+            Ok(consumer) => return Ok(consumer),
+            Err(why) => refused.push(why),
+        }
+    }
+    Err(Error::new(
+        libc::EPERM,
+        format!(
+            "refusing to read tcp://{}/{} through a proxy ring someone else controls: {}",
+            url.host,
+            url.ring,
+            refused.join("; ")
+        ),
+    ))
+}
+
+/// Attaches to the proxy `name` when it can be trusted: `Ok(Err(why))` when it cannot.
+fn attach_proxy(url: &RingUrl, name: String, trust: &Trust) -> Result<std::result::Result<Consumer, String>> {
+    let created = match ring::create(&name, CreateOptions { mode: proxy::PROXY_MODE, ..geometry::create_options() }) {
         Ok(()) => true,
         Err(e) if e.errno() == libc::EEXIST => false,
         Err(e) => return Err(e),
     };
+    // Looked at before attaching (a hostile object gets nothing of ours) and again after,
+    // through the object attached to: the name may have changed hands in between.
+    if let Some(why) = proxy::untrusted_object(&name, trust)? {
+        return Ok(Err(why));
+    }
     // Attached before the feeder starts, so we see its very first item.
-    let mut consumer = Consumer::attach(&proxy)?;
-    let plan = feeder::Plan { host: url.host.clone(), portmgr_port: url.portmgr_port, ring: url.ring.clone(), proxy };
-    if ring::usage(&plan.proxy)?.producer_pid <= 0 {
-        if let Err(e) = spawn::start_feeder(&plan) {
-            drop(consumer);
-            // A proxy made just now for a ring that cannot be fed is debris, unless
-            // someone else has started using it meanwhile.
-            if created && ring::usage(&plan.proxy).is_ok_and(|u| u.producer_pid <= 0 && u.consumers.is_empty()) {
-                let _ = ring::remove(&plan.proxy);
+    let mut consumer = match Consumer::attach(&name) {
+        Ok(consumer) => consumer,
+        // Another trusted account's proxy (made 0600): not ours to read.
+        Err(e) if e.errno() == libc::EACCES => return Ok(Err(e.message().to_string())),
+        Err(e) => return Err(e),
+    };
+    if let Some(why) = proxy::untrusted_object(&name, trust)? {
+        return Ok(Err(why));
+    }
+    if !consumer.still_named() {
+        return Ok(Err(format!("proxy ring {name} was replaced while attaching")));
+    }
+    let (host, ring) = (url.host.clone(), url.ring.clone());
+    let plan = feeder::Plan { host, portmgr_port: url.portmgr_port, ring, proxy: name };
+    match proxy::feeder_of(&plan.proxy, &plan.ring, trust)? {
+        proxy::Feeder::Trusted => {}
+        proxy::Feeder::Untrusted(why) => return Ok(Err(why)),
+        proxy::Feeder::None => {
+            // Data put since we attached came from a producer that left before it could
+            // be looked at (only the proxy's owner or root could have put it, but not
+            // necessarily a feeder of this ring).
+            if consumer.available()? > 0 {
+                let why = format!("proxy ring {} was written by a producer that left before it could be checked", plan.proxy);
+                return Ok(Err(why));
             }
-            return Err(e);
+            if let Err(e) = spawn::start_feeder(&plan) {
+                drop(consumer);
+                // A proxy made just now for a ring that cannot be fed is debris, unless
+                // someone else has started using it meanwhile.
+                if created && ring::usage(&plan.proxy).is_ok_and(|u| u.producer_pid <= 0 && u.consumers.is_empty()) {
+                    let _ = ring::remove(&plan.proxy);
+                }
+                return Err(e);
+            }
         }
     }
     // The feeder may die later: the consumer restarts it while it waits for data.
     consumer.revive_with(revive::Revival::new(plan));
-    Ok(consumer)
+    Ok(Ok(consumer))
 }

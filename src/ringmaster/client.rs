@@ -17,6 +17,7 @@ use super::protocol::{
 use crate::error::{Error, Result};
 use crate::portmgr::lines::LineBuffer;
 use crate::ring::validate_name;
+use crate::trust::Trust;
 
 /// Longest reply line accepted: a LIST line of many rings with many consumers.
 /// The port manager lists a service the moment it hands out the port, a little before
@@ -51,15 +52,54 @@ fn left(deadline: Instant, context: &dyn Fn() -> String) -> Result<Duration> {
 
 /// The port the ring master on `host` listens on: the first `RingMaster` entry in the
 /// LIST of the port manager on `host` (at `portmgr_port`, default as the port manager
-/// client finds it), whatever its user. None: `ECONNREFUSED`, as NSCLDAQ's client says.
+/// client finds it) run by a user this process trusts (see [`crate::trust`]). None:
+/// `ECONNREFUSED`, as NSCLDAQ's client says; only untrusted ones: `EPERM`, saying whose.
 /// `timeout` bounds the whole search, resolving `host` included.
 pub fn find_port(host: &str, portmgr_port: Option<u16>, timeout: Duration) -> Result<u16> {
-    let deadline = Instant::now() + timeout;
-    let addresses = resolve_within(host, deadline)?;
-    find_port_at(host, &addresses, portmgr_port, deadline)
+    lookup(host, portmgr_port, timeout)?.port(host)
 }
 
-fn find_port_at(host: &str, addresses: &[IpAddr], portmgr_port: Option<u16>, deadline: Instant) -> Result<u16> {
+/// What the port manager of a host lists as its ring master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listed {
+    /// The port of the first one run by a trusted user.
+    Trusted(u16),
+    /// No `RingMaster` at all.
+    None,
+    /// Only ones run by users this process does not trust: "alice (port 30005), ...".
+    Untrusted(String),
+}
+
+impl Listed {
+    /// The trusted port, or the error that says why there is none.
+    pub fn port(self, host: &str) -> Result<u16> {
+        match self {
+            Listed::Trusted(port) => Ok(port),
+            Listed::None => Err(Error::new(
+                libc::ECONNREFUSED,
+                format!("no {SERVICE} is registered with the port manager on {host}"),
+            )),
+            Listed::Untrusted(whose) => Err(Error::new(
+                libc::EPERM,
+                format!(
+                    "the port manager on {host} lists a {SERVICE} run only by {whose}, which this process does \
+                     not trust (it trusts {}); {}",
+                    Trust::load().describe(),
+                    crate::trust::how_to_configure()
+                ),
+            )),
+        }
+    }
+}
+
+/// Which `RingMaster` the port manager on `host` lists, as [`find_port`] without the error.
+pub fn lookup(host: &str, portmgr_port: Option<u16>, timeout: Duration) -> Result<Listed> {
+    let deadline = Instant::now() + timeout;
+    let addresses = resolve_within(host, deadline)?;
+    lookup_at(host, &addresses, portmgr_port, deadline)
+}
+
+fn lookup_at(host: &str, addresses: &[IpAddr], portmgr_port: Option<u16>, deadline: Instant) -> Result<Listed> {
     let context = || format!("asking the port manager on {host} for the {SERVICE}");
     let mut last = Error::new(libc::EHOSTUNREACH, format!("{}: {host} has no address", context()));
     for ip in addresses {
@@ -74,9 +114,18 @@ fn find_port_at(host: &str, addresses: &[IpAddr], portmgr_port: Option<u16>, dea
         };
         portmgr.set_timeout(Some(left(deadline, &context)?));
         let listing = portmgr.list()?;
-        return listing.iter().find(|a| a.application == SERVICE).map(|a| a.port).ok_or_else(|| {
-            Error::new(libc::ECONNREFUSED, format!("no {SERVICE} is registered with the port manager on {host}"))
-        });
+        // LIST sorts by user: anyone can register the service, and a name sorting before
+        // root's would be first. Only the trusted count.
+        let trust = Trust::load();
+        let masters: Vec<_> = listing.iter().filter(|a| a.application == SERVICE).collect();
+        if let Some(found) = masters.iter().find(|a| trust.listed_user(&a.user, ip.is_loopback())) {
+            return Ok(Listed::Trusted(found.port));
+        }
+        if masters.is_empty() {
+            return Ok(Listed::None);
+        }
+        let whose: Vec<String> = masters.iter().take(8).map(|a| format!("{:?} (port {})", a.user, a.port)).collect();
+        return Ok(Listed::Untrusted(whose.join(", ")));
     }
     Err(last)
 }
@@ -128,7 +177,7 @@ impl Client {
     pub fn locate(host: &str, portmgr_port: Option<u16>, timeout: Duration) -> Result<Client> {
         let deadline = Instant::now() + timeout;
         let addresses = resolve_within(host, deadline)?;
-        let port = find_port_at(host, &addresses, portmgr_port, deadline)?;
+        let port = lookup_at(host, &addresses, portmgr_port, deadline)?.port(host)?;
         let addresses: Vec<SocketAddr> = addresses.into_iter().map(|ip| SocketAddr::new(ip, port)).collect();
         Client::open_listed(&addresses, deadline, timeout, &|| format!("connecting to the {SERVICE} of {host} (port {port})"))
     }
