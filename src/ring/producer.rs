@@ -311,10 +311,11 @@ impl<'a> Waiter<'a> for SpaceWaiter<'a> {
         if scan.free >= self.need {
             return Ok(Some(scan.free));
         }
-        // The consumer we asked may have left between the scan that chose it and the
-        // request (and another may have joined in its slot): it would never answer, and
-        // whoever holds us back now was not asked. Taking the request back changes the
-        // word, so the sleep on it ends at once and the next one asks the right consumer.
+        // Between the scan that chose it and the request, the consumer we asked may have
+        // caught up (and gone to wait for data: it advances no more, so never answers),
+        // left, or been replaced in its slot, while whoever holds us back now was not
+        // asked. Taking the request back changes the word, so the sleep on it ends at
+        // once and the next one asks the right consumer.
         if let Some((slot, _)) = self.asked {
             if !self.holds_back(slot)? {
                 self.withdraw();

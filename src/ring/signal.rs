@@ -176,17 +176,20 @@ mod tests {
 
     #[test]
     fn requests_round_up_and_stay_answerable() {
-        let geo = Geometry::for_format(8 * 1024 * 1024 + 4096, 100).unwrap();
         let word = AtomicU32::new(tag(77));
         let request = SpaceRequest(&word);
-        for free in [1, 4096, geo.capacity() / 8, geo.capacity() - 1, geo.capacity()] {
-            let asked = request.ask(&geo, free);
-            let wanted = request.pending(&geo).unwrap();
-            assert!(wanted >= free && wanted <= geo.capacity(), "{free} -> {wanted}");
-            assert!(wanted - free < step(&geo), "rounded up by less than a step");
-            assert!(wakes(&word, 77), "the tag survives a request");
-            request.withdraw(asked);
-            assert_eq!(request.pending(&geo), None);
+        // The default ring; one past 4 GiB of data (steps of megabytes); 2^20 consumers.
+        let geos = [((8 << 20) + 4096, 100), ((5 << 30) + 4096, 100), ((32 << 20) + 4096, 1 << 20)];
+        for geo in geos.map(|(len, consumers)| Geometry::for_format(len, consumers).unwrap()) {
+            for free in [1, 4096, geo.capacity() / 8, geo.capacity() - 1, geo.capacity()] {
+                let asked = request.ask(&geo, free);
+                let wanted = request.pending(&geo).unwrap();
+                assert!(wanted >= free && wanted <= geo.capacity(), "{free} -> {wanted}");
+                assert!(wanted - free < step(&geo), "rounded up by less than a step");
+                assert!(wakes(&word, 77), "the tag survives a request");
+                request.withdraw(asked);
+                assert_eq!(request.pending(&geo), None);
+            }
         }
         // A tiny ring: every byte a step.
         let small = Geometry::for_format(1024, 2).unwrap(); // capacity 895
