@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn the_sequence_wraps_inside_its_bits() {
-        let word = AtomicU32::new(u32::MAX & !SLEEPERS);
+        let word = AtomicU32::new(!SLEEPERS);
         let data = DataSignal(&word);
         set_producer_tag(&word, Some(9));
         assert_eq!(data.announce() & SLEEPERS, SLEEPERS);
