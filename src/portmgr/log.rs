@@ -101,11 +101,33 @@ impl Level {
     }
 }
 
-/// Bytes from the network made safe for one log line: invalid UTF-8 replaced, control
-/// characters (line breaks included) escaped, so nothing a client sends can start a log
-/// line of its own.
+/// Bytes from a client made safe for one log line. The one place every client-supplied
+/// field of either daemon's log goes through: control characters (line breaks, escape
+/// sequences), the Unicode line and paragraph separators and direction overrides are
+/// written as Rust escapes (`\n`, `\u{1b}`), a byte that is not UTF-8 as `\xNN`, and a
+/// backslash as `\\`, so nothing a client sends can start or rewrite a line of its own,
+/// and an escape in the log always means the client sent that character.
 pub fn printable(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' || c.is_control() || is_invisible_format(c) {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Characters a terminal or viewer shows as a line break or uses to reorder the text
+/// around them (Unicode Zl, Zp and the bidirectional controls).
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 fn hostname() -> String {
