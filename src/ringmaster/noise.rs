@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::peer::Key;
 
 /// Lines a client may cause in a burst.
-const BURST: f64 = 30.0;
+const BURST: f64 = 60.0;
 /// Lines per second a client may cause on average.
 const RATE: f64 = 2.0;
 /// At most one summary line per client this often.
@@ -95,7 +95,7 @@ mod tests {
         assert_eq!(noise.admit(Key::User(8), start), Verdict::Write { suppressed: 0 }, "others are not affected");
         assert!(noise.due(start).is_empty(), "not before an interval");
         let later = start + SUMMARY_INTERVAL;
-        assert_eq!(noise.due(later), vec![(Some(client), 70)]);
+        assert_eq!(noise.due(later), vec![(Some(client), 100 - BURST as u64)]);
         assert!(noise.due(later).is_empty());
         assert_eq!(noise.admit(client, later + Duration::from_secs(1)), Verdict::Write { suppressed: 0 });
     }

@@ -155,7 +155,7 @@ impl<'a> Session<'a> {
         match Request::parse(line) {
             Request::Empty => Next::Continue,
             Request::Invalid => {
-                self.log(format_args!("Invalid request {:?} from {}; closing", printable(line), self.ip()));
+                self.log(format_args!("Invalid request \"{}\" from {}; closing", printable(line), self.ip()));
                 Next::Close
             }
             Request::Connect(claim) => {
@@ -165,7 +165,7 @@ impl<'a> Session<'a> {
                     return Next::Close;
                 }
                 let Some(claim) = claim else {
-                    self.log(format_args!("{:?} from {} is not a valid CONNECT", printable(line), self.ip()));
+                    self.log(format_args!("\"{}\" from {} is not a valid CONNECT", printable(line), self.ip()));
                     self.reply(INVALID_FORMAT);
                     return Next::Close;
                 };
@@ -188,7 +188,7 @@ impl<'a> Session<'a> {
             Request::Disconnect(claim) => {
                 // The legacy daemon closes without a word on both of these.
                 let Some(claim) = claim.filter(|_| local) else {
-                    self.log(format_args!("{:?} from {} refused; closing", printable(line), self.ip()));
+                    self.log(format_args!("\"{}\" from {} refused; closing", printable(line), self.ip()));
                     return Next::Close;
                 };
                 let known =
@@ -214,7 +214,7 @@ impl<'a> Session<'a> {
                 Next::Close
             }
             Request::Register(None) | Request::Unregister(None) => {
-                self.log(format_args!("{:?} from {} is not a valid message", printable(line), self.ip()));
+                self.log(format_args!("\"{}\" from {} is not a valid message", printable(line), self.ip()));
                 self.reply(INVALID_FORMAT);
                 Next::Close
             }
@@ -231,7 +231,8 @@ impl<'a> Session<'a> {
                             printable(ring.as_bytes()),
                             printable(e.to_string().as_bytes())
                         ));
-                        self.reply(format!("ERROR {ring}{NOT_A_RING}"));
+                        // Not ours to put line breaks in the client's reply either.
+                        self.reply(format!("ERROR {}{NOT_A_RING}", printable(ring.as_bytes())));
                     }
                 }
                 Next::Continue
@@ -251,11 +252,11 @@ impl<'a> Session<'a> {
             Request::Debug => {
                 // NSCLDAQ's daemon switched its debug log and answered nothing; ours has no
                 // debug log, and a client waits for no reply.
-                self.log(format_args!("{:?} from {}: ignored", printable(line), self.ip()));
+                self.log(format_args!("\"{}\" from {}: ignored", printable(line), self.ip()));
                 Next::Continue
             }
             Request::List { exact: false } => {
-                self.log(format_args!("{:?} from {} is not a valid LIST; closing", printable(line), self.ip()));
+                self.log(format_args!("\"{}\" from {} is not a valid LIST; closing", printable(line), self.ip()));
                 Next::Close
             }
             Request::List { exact: true } => {
@@ -270,7 +271,7 @@ impl<'a> Session<'a> {
                 Next::Continue
             }
             Request::Remote(None) => {
-                self.log(format_args!("{:?} from {} is not a valid REMOTE", printable(line), self.ip()));
+                self.log(format_args!("\"{}\" from {} is not a valid REMOTE", printable(line), self.ip()));
                 self.reply(INVALID_FORMAT);
                 Next::Close
             }
