@@ -195,7 +195,8 @@ fn clients_cannot_write_lines_of_their_own_into_the_log() {
     c.ask("CONNECT a\\\\rFORGED2\\\\x1b[2K producer 4242 {c\\nFORGED3}\n", "OK\r\n");
     c.ask("DISCONNECT a\\\\nFORGED4 producer 4242\n", "OK\r\n");
     c.ask("UNREGISTER a\\nFORGED5\n", "OK\r\n");
-    c.ask("REGISTER b\\nFORGED6\n", "ERROR b\\nFORGED6 shared memory is either corrupt or does not exist\r\n");
+    c.send(b"REGISTER b\\nFORGED6\n");
+    let refusal = c.line();
     c.send(b"DEBUG \xff\xfe\x1b[2J\n");
     c.ask("LIST\n", "OK\r\n");
     drop(c);
@@ -208,6 +209,8 @@ fn clients_cannot_write_lines_of_their_own_into_the_log() {
     assert!(!log.contains('\r'), "{log:?}");
     assert!(log.contains("CONNECT: ring a\\nFORGED1 producer pid 4242"), "{log}");
     assert!(log.contains("\\xff\\xfe"), "bytes that are not UTF-8 are shown as such: {log}");
+    // Nor into the reply: a client reading replies line by line would take it for two.
+    assert_eq!(refusal, "ERROR b\\nFORGED6 shared memory is either corrupt or does not exist\r\n");
 }
 
 #[test]
