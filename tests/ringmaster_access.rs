@@ -130,7 +130,9 @@ fn a_ring_is_streamed_only_to_users_who_may_read_it() {
     let mut c = master.connect();
     c.ask(&format!("REMOTE {}\n", ring.s()), "OK BINARY FOLLOWS\r\n");
     let mut producer = ring::Producer::attach(ring.s()).expect("producer");
-    ringmaster_support::eventually("the sender to attach", || (0..8).any(|slot| ring.consumer_pid(slot) == master.pid()));
+    ringmaster_support::eventually("the sender to attach", || {
+        (0..8).any(|slot| ring.consumer_pid(slot) == master.pid())
+    });
     producer.put(b"secret", Some(Duration::from_secs(5))).expect("put");
     c.expect(b"secret");
 }
@@ -226,7 +228,10 @@ fn garbage_connections_cannot_fill_the_log() {
     bash_as(&users.0[0], &script);
     std::thread::sleep(Duration::from_millis(1500));
     // One more, once the bucket has refilled a little: written, with the count before it.
-    bash_as(&users.0[0], &format!("exec 3<>/dev/tcp/127.0.0.1/{}; printf 'garbage\\n' >&3; read -r -t 5 l <&3", master.port));
+    bash_as(
+        &users.0[0],
+        &format!("exec 3<>/dev/tcp/127.0.0.1/{}; printf 'garbage\\n' >&3; read -r -t 5 l <&3", master.port),
+    );
     master.wait_log("were not logged (too many)");
     let lines = master.log_text().lines().count() - before;
     assert!(lines < 120, "300 garbage connections wrote {lines} lines:\n{}", master.log_text());

@@ -49,7 +49,10 @@ fn another_host_gets_only_rings_every_user_may_read() {
     assert_eq!(remote_from_host_1(&net, &private), format!("ERROR ring {private} is not readable by other hosts"));
     assert_eq!(remote_from_host_1(&net, &public), "OK BINARY FOLLOWS");
     let log = net.log(0, "ringmaster.log");
-    assert!(log.contains(&format!("REMOTE {private} from {} refused: not readable by other hosts", net.addr(1, 0))), "{log}");
+    assert!(
+        log.contains(&format!("REMOTE {private} from {} refused: not readable by other hosts", net.addr(1, 0))),
+        "{log}"
+    );
 
     // The operator may serve every ring, as NSCLDAQ's daemon did.
     net.kill_ringmaster(0);

@@ -38,14 +38,17 @@ pub struct Noise {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Write it (after a summary of `suppressed` lines dropped before it, when not 0).
-    Write { suppressed: u64 },
+    Write {
+        suppressed: u64,
+    },
     Drop,
 }
 
 impl Noise {
     pub fn admit(&mut self, client: Key, now: Instant) -> Verdict {
         let key = self.slot_for(client, now);
-        let bucket = self.buckets.entry(key).or_insert(Bucket { tokens: BURST, filled: now, suppressed: 0, since: now });
+        let bucket =
+            self.buckets.entry(key).or_insert(Bucket { tokens: BURST, filled: now, suppressed: 0, since: now });
         bucket.tokens = (bucket.tokens + now.saturating_duration_since(bucket.filled).as_secs_f64() * RATE).min(BURST);
         bucket.filled = now;
         if bucket.tokens < 1.0 {

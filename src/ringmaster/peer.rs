@@ -67,9 +67,7 @@ impl std::fmt::Display for Key {
 
 fn network_of(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
-            IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into())
-        }
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
         other => other,
     }
 }

@@ -80,7 +80,8 @@ fn groups_of(uid: u32) -> Vec<u32> {
     let Ok(name) = std::ffi::CString::new(user.name) else {
         return vec![user.gid.as_raw()];
     };
-    getgrouplist(&name, user.gid).map_or_else(|_| vec![user.gid.as_raw()], |g| g.iter().map(|g| Gid::as_raw(*g)).collect())
+    getgrouplist(&name, user.gid)
+        .map_or_else(|_| vec![user.gid.as_raw()], |g| g.iter().map(|g| Gid::as_raw(*g)).collect())
 }
 
 #[cfg(test)]

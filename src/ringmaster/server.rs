@@ -292,7 +292,9 @@ impl Daemon {
     ) -> Result<Daemon> {
         let poll = Poll::new().map_err(|e| Error::io(&e, "cannot create the event loop"))?;
         let owners = OwnerLookup::new()
-            .map_err(|e| shared.log(format_args!("cannot identify local clients ({e}): they may read world-readable rings only")))
+            .map_err(|e| {
+                shared.log(format_args!("cannot identify local clients ({e}): they may read world-readable rings only"))
+            })
             .ok();
         poll.registry()
             .register(&mut SourceFd(&signals.as_raw_fd()), SIGNAL, Interest::READABLE)

@@ -336,7 +336,11 @@ impl<'a> Session<'a> {
     /// another ring).
     fn refuse_unreadable(&mut self, ring: &str) -> Next<'a> {
         let whom = if self.who.on_this_host() { self.who.to_string() } else { "other hosts".to_string() };
-        self.log(format_args!("REMOTE {} from {} refused: not readable by {whom}", printable(ring.as_bytes()), self.ip()));
+        self.log(format_args!(
+            "REMOTE {} from {} refused: not readable by {whom}",
+            printable(ring.as_bytes()),
+            self.ip()
+        ));
         self.reply(format!("ERROR ring {ring}{NOT_READABLE}{whom}"));
         Next::Continue
     }
