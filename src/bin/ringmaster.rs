@@ -16,7 +16,8 @@ Tracks which local processes use which ring slots and frees a dead client's slot
 its connection closes; lists the rings for anyone; streams a ring's data to allowed hosts
 (the NSCLDAQ RingMaster protocol): to a user of this host the rings that user may
 read, to other hosts the rings every user may read. Gets its port from the local port
-manager as service RingMaster. Runs in the foreground until SIGTERM or SIGINT; SIGHUP reopens the log.
+manager as service RingMaster. Runs in the foreground until SIGTERM or SIGINT; SIGHUP
+reopens the log.
 
   --listen address     listen on this address only (repeatable; default every IPv4 and
                        IPv6 address: other hosts must reach it for LIST and REMOTE).
