@@ -102,6 +102,24 @@ mod tests {
     }
 
     #[test]
+    fn unidentified_clients_and_other_hosts_get_what_everyone_may_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("daqflow-readers-{}", std::process::id()));
+        std::fs::write(&path, b"").unwrap();
+        let here = Who::Unidentified("127.0.0.1".parse().unwrap());
+        let there = Who::Host("10.0.0.9".parse().unwrap());
+        for (mode, everyone) in [(0o600, false), (0o640, false), (0o604, true), (0o644, true)] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let meta = std::fs::metadata(&path).unwrap();
+            assert_eq!(may_read(here, &meta, RemoteRings::All), everyone, "{mode:o}");
+            assert_eq!(may_read(there, &meta, RemoteRings::WorldReadable), everyone, "{mode:o}");
+            assert!(may_read(there, &meta, RemoteRings::All), "{mode:o}");
+            assert!(may_read(Who::User(0), &meta, RemoteRings::WorldReadable), "{mode:o}");
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
     fn remote_rings() {
         assert_eq!("all".parse::<RemoteRings>(), Ok(RemoteRings::All));
         assert_eq!("world-readable".parse::<RemoteRings>(), Ok(RemoteRings::WorldReadable));
