@@ -93,8 +93,8 @@ fn set_owner_and_mode(ring: &str, uid: u32, gid: u32, mode: u32) {
 
 #[test]
 fn a_ring_is_streamed_only_to_users_who_may_read_it() {
-    let Some(users) = Users::create("a_ring_is_streamed_only_to_users_who_may_read_it", 2) else { return };
-    let (alice, bob) = (&users.0[0], &users.0[1]);
+    let Some(users) = Users::create("a_ring_is_streamed_only_to_users_who_may_read_it", 3) else { return };
+    let (alice, bob, carol) = (&users.0[0], &users.0[1], &users.0[2]);
     let master = Master::start(&[]);
     let ring = TestRing::new("private", 64 * 1024, 8);
     let not_readable = |uid: u32| format!("ERROR ring {} is not readable by uid {uid}", ring.s());
@@ -123,6 +123,20 @@ fn a_ring_is_streamed_only_to_users_who_may_read_it() {
         remote_as(alice, master.port, ring.s());
     }
     assert!(all_free(), "a refused REMOTE took a slot");
+    // Nor does writing the request and closing at once (the socket then has no owner
+    // process, or in TIME_WAIT is reported as root's) pass for anyone who may read it.
+    // Carol, whose log lines are all within her share: every one is refused.
+    let hit_and_run = format!(
+        "for i in $(seq 15); do exec 3<>/dev/tcp/127.0.0.1/{}; printf 'REMOTE %s\\n' '{}' >&3; exec 3<&-; done",
+        master.port,
+        ring.s()
+    );
+    let refused = |log: &str| log.matches("refused: not readable by").count();
+    let refused_before = refused(&master.log_text());
+    bash_as(carol, &hit_and_run);
+    ringmaster_support::eventually("every hit-and-run REMOTE to be refused", || {
+        refused(&master.log_text()) == refused_before + 15
+    });
     let log = master.log_text();
     assert!(log.contains(&format!("not readable by uid {}", alice.uid)), "{log}");
 
