@@ -9,6 +9,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use daqflow::ring::{self, Producer};
+use daqflow::ringmaster::server::DEFAULT_STALL_TIMEOUT;
 use ringmaster_support::{Master, TestRing, eventually, rss_kib};
 
 const PUT_WAIT: Option<Duration> = Some(Duration::from_secs(10));
@@ -213,7 +214,7 @@ fn a_ring_removed_before_its_stream_starts_still_ends_it() {
     let _reader = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (socket, _) = listener.accept().unwrap();
     let stop = AtomicBool::new(false);
-    let streaming = std::thread::spawn(move || sender::stream(consumer, &socket, &stop));
+    let streaming = std::thread::spawn(move || sender::stream(consumer, &socket, &stop, DEFAULT_STALL_TIMEOUT));
     let started = Instant::now();
     while !streaming.is_finished() {
         assert!(started.elapsed() < Duration::from_secs(10), "the stream did not notice the removed ring");
@@ -249,7 +250,7 @@ fn a_ring_truncated_under_the_sender_ends_the_stream_without_zeros() {
         let (socket, _) = listener.accept().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
-        let streaming = std::thread::spawn(move || sender::stream(consumer, &socket, &stopping));
+        let streaming = std::thread::spawn(move || sender::stream(consumer, &socket, &stopping, DEFAULT_STALL_TIMEOUT));
         reader.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut got = Vec::new();
         let eof = reader.read_to_end(&mut got).is_ok();

@@ -5,16 +5,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use daqflow::ringmaster::access::{Access, Rule};
+use daqflow::ringmaster::readers::RemoteRings;
 use daqflow::ringmaster::server::{self, Config};
 
 const USAGE: &str = "\
-Usage: ringmaster [--listen address]... [--allow-remote rule]... [--portmgr-port port]
-                  [--log file]
+Usage: ringmaster [--listen address]... [--allow-remote rule]... [--remote-rings which]
+                  [--stall-timeout seconds] [--portmgr-port port] [--log file]
 
 Tracks which local processes use which ring slots and frees a dead client's slots when
 its connection closes; lists the rings for anyone; streams a ring's data to allowed hosts
-(the NSCLDAQ RingMaster protocol). Gets its port from the local port manager as service
-RingMaster. Runs in the foreground until SIGTERM or SIGINT; SIGHUP reopens the log.
+(the NSCLDAQ RingMaster protocol): to a user of this host the rings that user may
+read, to other hosts the rings every user may read. Gets its port from the local port
+manager as service RingMaster. Runs in the foreground until SIGTERM or SIGINT; SIGHUP
+reopens the log.
 
   --listen address     listen on this address only (repeatable; default every IPv4 and
                        IPv6 address: other hosts must reach it for LIST and REMOTE).
@@ -24,6 +27,11 @@ RingMaster. Runs in the foreground until SIGTERM or SIGINT; SIGHUP reopens the l
                        (10.1.0.0/16, fd00::/8), loopback, local-subnets (the networks
                        of this host's interfaces), any, or none.
                        Default: loopback local-subnets.
+  --remote-rings which which rings other hosts may read: world-readable (default:
+                       those whose mode lets every user read them) or all.
+  --stall-timeout seconds
+                       drop a REMOTE reader that takes nothing for this long while
+                       data waits for it, freeing its slot (default 30).
   --portmgr-port port  the local port manager's port (default: as in its listen.port
                        file, else 30000)
   --log file           log file (default /var/log/nscldaq/ringmaster.log; - for stderr)
@@ -51,6 +59,16 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
                 if text != "none" {
                     rules.push(text.parse::<Rule>().map_err(|e| format!("--allow-remote: {e}"))?);
                 }
+            }
+            Some("remote-rings") => {
+                let text = value("remote-rings")?;
+                config.remote_rings = text.parse::<RemoteRings>().map_err(|e| format!("--remote-rings: {e}"))?;
+            }
+            Some("stall-timeout") => {
+                let text = value("stall-timeout")?;
+                let seconds = text.parse::<f64>().ok().filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0);
+                let seconds = seconds.ok_or_else(|| format!("--stall-timeout {text:?} is not a number of seconds"))?;
+                config.stall_timeout = std::time::Duration::from_secs_f64(seconds);
             }
             Some("portmgr-port") => {
                 let text = value("portmgr-port")?;

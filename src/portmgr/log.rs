@@ -101,11 +101,36 @@ impl Level {
     }
 }
 
-/// Bytes from the network made safe for one log line: invalid UTF-8 replaced, control
-/// characters (line breaks included) escaped, so nothing a client sends can start a log
-/// line of its own.
+/// Bytes from a client made safe for one log line. The one place every client-supplied
+/// field of either daemon's log goes through: control characters (line breaks, escape
+/// sequences), the Unicode line and paragraph separators and direction overrides are
+/// written as Rust escapes (`\n`, `\u{1b}`), a byte that is not UTF-8 as `\xNN`, and a
+/// backslash as `\\`, so nothing a client sends can start or rewrite a line of its own,
+/// and an escape in the log always means the client sent that character.
 pub fn printable(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' || c.is_control() || is_invisible_format(c) {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Characters a terminal or viewer shows as a line break or uses to reorder the text
+/// around them (Unicode Zl, Zp and the bidirectional controls).
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
+    )
 }
 
 fn hostname() -> String {
@@ -132,5 +157,21 @@ fn timestamp() -> String {
         let mut buf = [0u8; 64];
         let n = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), c"%B %d, %Y %H:%M:%S".as_ptr(), &tm);
         String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn nothing_a_client_sends_breaks_or_forges_a_line() {
+        assert_eq!(printable(b"ring-1.a:b"), "ring-1.a:b");
+        assert_eq!(printable("r\u{e9}sum\u{e9}".as_bytes()), "r\u{e9}sum\u{e9}", "text stays readable");
+        assert_eq!(printable(b"a\nb\rc\td\x1b[2J"), "a\\nb\\rc\\td\\u{1b}[2J");
+        assert_eq!(printable(b"\xff\xfeok\xc3"), "\\xff\\xfeok\\xc3");
+        assert_eq!(printable(b"a\\nb"), "a\\\\nb", "a backslash is escaped, so an escape is never ambiguous");
+        assert_eq!(printable("x\u{2028}y\u{202e}z\u{85}".as_bytes()), "x\\u{2028}y\\u{202e}z\\u{85}");
+        assert!(!printable(&(0u8..=255).collect::<Vec<u8>>()).chars().any(|c| c.is_control()));
     }
 }

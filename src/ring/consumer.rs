@@ -94,6 +94,11 @@ impl Consumer {
         self.ring.still_named()
     }
 
+    /// The attached object's owner, mode and identity (whatever its name names now).
+    pub fn metadata(&self) -> Result<std::fs::Metadata> {
+        self.ring.file.file.metadata().map_err(|e| Error::io(&e, format!("cannot stat ring {}", self.name())))
+    }
+
     pub fn slot(&self) -> u32 {
         self.slot
     }

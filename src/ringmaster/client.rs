@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::protocol::{
     self, BINARY_FOLLOWS, DATA_FORBIDDEN, INVALID_FORMAT, NO_SUCH_RING, NOT_A_RING, REGISTRATION_FORBIDDEN,
-    REMOTE_FORBIDDEN, RingUsage, Role, SERVICE, TOO_MANY_STREAMS,
+    NOT_READABLE, REMOTE_FORBIDDEN, RingUsage, Role, SERVICE, TOO_MANY_STREAMS,
 };
 use crate::error::{Error, Result};
 use crate::portmgr::lines::LineBuffer;
@@ -165,6 +165,8 @@ fn refusal(line: &str) -> i32 {
         libc::EINVAL
     } else if line.contains(TOO_MANY_STREAMS) {
         libc::EBUSY
+    } else if line.contains(NOT_READABLE) {
+        libc::EACCES
     } else {
         libc::EIO
     }

@@ -4,15 +4,20 @@
 //! announce the ring slots they claim and release, so the daemon can free a dead client's
 //! slots when its connection closes; anyone allowed may LIST the rings it knows (those
 //! present at its start and those registered since, see `known`), and hosts allowed by
-//! `--allow-remote` may ask for a ring's data as a byte stream (REMOTE).
+//! `--allow-remote` may ask for a ring's data as a byte stream (REMOTE) of the rings they
+//! may read (see `readers`).
 
 pub mod access;
 pub mod client;
 pub mod known;
+pub mod noise;
+pub mod peer;
 pub mod protocol;
+pub mod readers;
 pub mod sender;
 pub mod server;
 pub mod session;
+pub mod streams;
 
 pub use client::Client;
 pub use protocol::{RingUsage, Role};

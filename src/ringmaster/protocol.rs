@@ -19,6 +19,9 @@ pub const NOT_A_RING: &str = " shared memory is either corrupt or does not exist
 pub const NO_SUCH_RING: &str = " does not exist";
 /// Our addition: a REMOTE from a peer outside `--allow-remote`.
 pub const DATA_FORBIDDEN: &str = "is not allowed to receive ring data from this host";
+/// Our addition: `ERROR ring <ring>` + this + `uid <uid>` or `other hosts`, a REMOTE of a
+/// ring the client could not read itself.
+pub const NOT_READABLE: &str = " is not readable by ";
 /// Our addition: `ERROR <peer> already receives ring <ring> <n> times`, a REMOTE from a
 /// peer that holds the most streams of that ring already.
 pub const TOO_MANY_STREAMS: &str = " already receives ring ";

@@ -5,7 +5,10 @@
 //! socket took them, so a peer that stops reading stops this consumer, and the producer
 //! then waits for it as for any slow consumer; nothing piles up in the daemon. The peer
 //! leaving is seen as a failed send, a hang-up while the ring is idle, or (for a peer
-//! that vanished with the link) TCP keepalive and the user timeout.
+//! that vanished with the link) TCP keepalive and the user timeout. A peer that is there
+//! but keeps its receive window closed (acknowledging the kernel's probes, so neither
+//! timeout fires) would hold the producer for ever: a send that makes no progress for
+//! the stall timeout ends the stream and frees the slot.
 
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -37,6 +40,8 @@ const USER_TIMEOUT_MS: u32 = 30_000;
 pub enum End {
     PeerClosed,
     Stopped,
+    /// The peer took nothing for this long with data waiting for it.
+    Stalled(Duration),
     /// A socket or ring error, in words.
     Failed(String),
 }
@@ -82,9 +87,9 @@ fn socket_fd(socket: &TcpStream) -> std::os::fd::BorrowedFd<'_> {
 
 /// Streams the ring to the socket until the peer goes, `stop` is set, the ring is
 /// removed (or replaced by a new one of the same name: this stream would never see its
-/// data), or an error. Returns why, and how many bytes were sent. The consumer is
-/// detached on return.
-pub fn stream(mut consumer: Consumer, socket: &TcpStream, stop: &AtomicBool) -> (End, u64) {
+/// data), the peer takes nothing for `stall` while data waits, or an error. Returns why,
+/// and how many bytes were sent. The consumer is detached on return.
+pub fn stream(mut consumer: Consumer, socket: &TcpStream, stop: &AtomicBool, stall: Duration) -> (End, u64) {
     let mut checked = Instant::now();
     let mut sent_total = 0u64;
     let end = loop {
@@ -110,6 +115,8 @@ pub fn stream(mut consumer: Consumer, socket: &TcpStream, stop: &AtomicBool) -> 
         let borrowed: u64 = spans.iter().map(|s| s.len as u64).sum();
         let mut done = 0u64;
         let mut outcome = None;
+        // Since the peer last took a byte (or since there was data for it to take).
+        let mut progress = Instant::now();
         'spans: for span in spans {
             let mut off = 0usize;
             while off < span.len {
@@ -127,6 +134,7 @@ pub fn stream(mut consumer: Consumer, socket: &TcpStream, stop: &AtomicBool) -> 
                 if n > 0 {
                     off += n as usize;
                     done += n as u64;
+                    progress = Instant::now();
                     continue;
                 }
                 let errno = nix::errno::Errno::last();
@@ -135,6 +143,10 @@ pub fn stream(mut consumer: Consumer, socket: &TcpStream, stop: &AtomicBool) -> 
                     nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR => {
                         if peer_gone(socket) {
                             outcome = Some(End::PeerClosed);
+                            break 'spans;
+                        }
+                        if progress.elapsed() >= stall {
+                            outcome = Some(End::Stalled(progress.elapsed()));
                             break 'spans;
                         }
                     }

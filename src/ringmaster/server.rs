@@ -19,14 +19,22 @@ use nix::sys::signalfd::SignalFd;
 
 use super::access::Access;
 use super::known::Known;
+use super::noise::{Noise, Verdict};
+use super::peer::{self, Who};
 use super::protocol::SERVICE;
+use super::readers::RemoteRings;
 use super::session::{Session, short_of_descriptors_retry};
+use super::streams::Streams;
 use crate::daemon::{block_signals, listen_on, open_log, raise_fd_limit};
 use crate::error::{Error, Result};
 use crate::portmgr::log::Log;
+use crate::portmgr::peercred::OwnerLookup;
 use crate::portmgr::{self, sdnotify};
 
 pub const DEFAULT_LOG_FILE: &str = "/var/log/nscldaq/ringmaster.log";
+/// Long enough for a reader's consumers to pause (a feeder stops reading while its
+/// proxy is full), short enough that a reader that never reads cannot hold a producer.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -36,6 +44,10 @@ pub struct Config {
     pub portmgr_port: Option<u16>,
     /// Who may ask for ring data.
     pub access: Access,
+    /// Which rings other hosts may read.
+    pub remote_rings: RemoteRings,
+    /// A REMOTE reader that takes nothing for this long is dropped.
+    pub stall_timeout: Duration,
     /// `None` logs to stderr.
     pub log_file: Option<PathBuf>,
 }
@@ -46,6 +58,8 @@ impl Default for Config {
             listen: Vec::new(),
             portmgr_port: None,
             access: Access::default(),
+            remote_rings: RemoteRings::default(),
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
             log_file: Some(PathBuf::from(DEFAULT_LOG_FILE)),
         }
     }
@@ -54,58 +68,54 @@ impl Default for Config {
 /// What every connection thread shares with the daemon.
 pub struct Shared {
     log: Mutex<Log>,
+    /// How many lines each client may cause.
+    noise: Mutex<Noise>,
     pub stop: AtomicBool,
     pub access: Access,
+    pub remote_rings: RemoteRings,
+    pub stall_timeout: Duration,
     /// Every open connection, so a stop can wake its thread.
     conns: Mutex<HashMap<u64, Arc<TcpStream>>>,
-    /// REMOTE streams under way per (remote peer, ring).
-    streams: Mutex<HashMap<(IpAddr, String), usize>>,
+    /// REMOTE streams under way.
+    pub streams: Streams,
     /// The rings LIST shows.
     pub known: Known,
 }
 
-/// REMOTE streams of one ring one remote host may hold at once. A host needs one per
-/// ring (its feeder); without a bound, one allowed host could take every consumer slot
-/// of a ring, locking local consumers out, and hold its producer back with streams it
-/// never reads.
-pub const MAX_STREAMS_PER_PEER: usize = 4;
-
-/// A REMOTE stream counted against its peer; uncounted when dropped.
-pub struct StreamTicket<'a> {
-    shared: &'a Shared,
-    key: (IpAddr, String),
-}
-
-impl Drop for StreamTicket<'_> {
-    fn drop(&mut self) {
-        let mut streams = lock(&self.shared.streams);
-        if let Some(n) = streams.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                streams.remove(&self.key);
-            }
-        }
-    }
-}
-
 impl Shared {
-    /// Counts a stream of `ring` to `peer`; `None` when that peer holds the most already.
-    pub fn stream_ticket(&self, peer: IpAddr, ring: &str) -> Option<StreamTicket<'_>> {
-        let key = (peer, ring.to_string());
-        let mut streams = lock(&self.streams);
-        let n = streams.entry(key.clone()).or_insert(0);
-        if *n >= MAX_STREAMS_PER_PEER {
-            return None;
-        }
-        *n += 1;
-        Some(StreamTicket { shared: self, key })
-    }
-
     /// One log line, written at once (threads interleave whole lines only).
     pub fn log(&self, message: std::fmt::Arguments<'_>) {
         let mut log = lock(&self.log);
         log.line(message);
         log.flush();
+    }
+
+    /// A log line caused by a client: written only while the client is within its
+    /// share (see `noise`; root's are all written). Client-supplied fields must be `printable` already.
+    pub fn log_from(&self, who: Who, message: std::fmt::Arguments<'_>) {
+        // Root's programs could write to the log themselves.
+        let verdict = if who == Who::User(0) {
+            Verdict::Write { suppressed: 0 }
+        } else {
+            lock(&self.noise).admit(who.key(), Instant::now())
+        };
+        if let Verdict::Write { suppressed } = verdict {
+            let mut log = lock(&self.log);
+            if suppressed > 0 {
+                log.line(format_args!("{suppressed} lines caused by {who} were not logged (too many)"));
+            }
+            log.line(message);
+            log.flush();
+        }
+    }
+
+    /// Logs how many lines each client that went over its share lost.
+    fn log_suppressed(&self) {
+        let due = lock(&self.noise).due(Instant::now());
+        for (key, n) in due {
+            let whose = key.map_or_else(|| "clients beyond the tracked ones".to_string(), |k| format!("{k}"));
+            self.log(format_args!("{n} lines caused by {whose} were not logged (too many)"));
+        }
     }
 }
 
@@ -141,17 +151,23 @@ pub fn run(config: &Config) -> Result<()> {
     let log = open_log(config.log_file.as_deref());
     let shared = Arc::new(Shared {
         log: Mutex::new(log),
+        noise: Mutex::new(Noise::default()),
         stop: AtomicBool::new(false),
         access: config.access.clone(),
+        remote_rings: config.remote_rings,
+        stall_timeout: config.stall_timeout,
         conns: Mutex::new(HashMap::new()),
-        streams: Mutex::new(HashMap::new()),
+        streams: Streams::default(),
         known: Known::default(),
     });
     shared.log(format_args!(
-        "ringmaster {} starting (pid {}); REMOTE allowed for: {}",
+        "ringmaster {} starting (pid {}); REMOTE allowed for: {}; rings other hosts may read: {}; stalled readers \
+         dropped after {} s",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
-        shared.access
+        shared.access,
+        shared.remote_rings,
+        shared.stall_timeout.as_secs_f64()
     ));
     let Some((registration, Some(listeners))) = register(config, &shared, &mut signals, None) else {
         shared.log(format_args!("ringmaster stopped before it was registered"));
@@ -262,6 +278,8 @@ struct Daemon {
     accept_paused: bool,
     /// The failure is logged: no line per retry.
     accept_failing: bool,
+    /// Asks the kernel who owns a local client's socket (`None`: could not be opened).
+    owners: Option<OwnerLookup>,
 }
 
 impl Daemon {
@@ -273,6 +291,11 @@ impl Daemon {
         listeners: Vec<TcpListener>,
     ) -> Result<Daemon> {
         let poll = Poll::new().map_err(|e| Error::io(&e, "cannot create the event loop"))?;
+        let owners = OwnerLookup::new()
+            .map_err(|e| {
+                shared.log(format_args!("cannot identify local clients ({e}): they may read world-readable rings only"))
+            })
+            .ok();
         poll.registry()
             .register(&mut SourceFd(&signals.as_raw_fd()), SIGNAL, Interest::READABLE)
             .map_err(|e| Error::io(&e, "cannot watch the signalfd"))?;
@@ -286,6 +309,7 @@ impl Daemon {
             next_key: AtomicU64::new(0),
             accept_paused: false,
             accept_failing: false,
+            owners,
         };
         daemon.watch(listeners)?;
         Ok(daemon)
@@ -343,6 +367,7 @@ impl Daemon {
                 }
             }
             if Instant::now() >= next_check {
+                self.shared.log_suppressed();
                 if !self.check_registration() {
                     return Ok(());
                 }
@@ -400,7 +425,12 @@ impl Daemon {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    spawn(&self.shared, &self.next_key, stream, peer);
+                    // Now, while the client's socket is sure to be the client's.
+                    let who = match stream.local_addr() {
+                        Ok(local) => peer::identify(self.owners.as_mut(), peer, local),
+                        Err(_) => peer::identify(None, peer, peer),
+                    };
+                    spawn(&self.shared, &self.next_key, stream, peer, who);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
@@ -420,15 +450,15 @@ impl Daemon {
 }
 
 /// Serves a new connection on a thread of its own.
-fn spawn(shared: &Arc<Shared>, next_key: &AtomicU64, stream: TcpStream, peer: SocketAddr) {
+fn spawn(shared: &Arc<Shared>, next_key: &AtomicU64, stream: TcpStream, peer: SocketAddr, who: Who) {
     let key = next_key.fetch_add(1, Ordering::Relaxed);
     // One descriptor, two owners: the thread, and the registry a stop wakes it through.
     let stream = Arc::new(stream);
     lock(&shared.conns).insert(key, stream.clone());
-    shared.log(format_args!("New socket connection from {}", peer.ip()));
+    shared.log_from(who, format_args!("New socket connection from {} ({who})", peer.ip()));
     let mine = shared.clone();
     let spawned = std::thread::Builder::new().name("ringmaster-conn".into()).stack_size(STACK).spawn(move || {
-        Session::new(stream, peer, &mine).run();
+        Session::new(stream, peer, who, &mine).run();
         lock(&mine.conns).remove(&key);
     });
     if let Err(e) = spawned {

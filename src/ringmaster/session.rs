@@ -11,12 +11,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::peer::Who;
 use super::protocol::{
-    self, BINARY_FOLLOWS, Claim, DATA_FORBIDDEN, INVALID_FORMAT, NO_SUCH_RING, NOT_A_RING, OK, REGISTRATION_FORBIDDEN,
-    REMOTE_FORBIDDEN, Request, RingUsage, Role, TOO_MANY_STREAMS,
+    self, BINARY_FOLLOWS, Claim, DATA_FORBIDDEN, INVALID_FORMAT, NO_SUCH_RING, NOT_A_RING, NOT_READABLE, OK,
+    REGISTRATION_FORBIDDEN, REMOTE_FORBIDDEN, Request, RingUsage, Role, TOO_MANY_STREAMS,
 };
+use super::readers;
 use super::sender::{self, End};
-use super::server::{MAX_STREAMS_PER_PEER, Shared, StreamTicket};
+use super::server::Shared;
+use super::streams::{MAX_STREAMS_PER_CLIENT, StreamTicket};
 use crate::portmgr::lines::{LineBuffer, MAX_LINE};
 use crate::portmgr::log::printable;
 use crate::portmgr::session::is_local;
@@ -34,27 +37,35 @@ const EXIT_GRACE: Duration = Duration::from_secs(3);
 enum Next<'a> {
     Continue,
     Close,
-    /// The connection now carries the ring's data (counted against a remote peer).
+    /// The connection now carries the ring's data (counted against its client).
     /// Boxed: a consumer is large, and the other variants are passed around per line.
-    Stream(Box<ring::Consumer>, String, Option<StreamTicket<'a>>),
+    Stream(Box<ring::Consumer>, String, StreamTicket<'a>),
 }
 
 pub struct Session<'a> {
     /// Shared with the daemon, which shuts it down to wake this thread on a stop.
     stream: Arc<TcpStream>,
     peer: SocketAddr,
+    /// Learnt at accept (see `peer`).
+    who: Who,
     shared: &'a Shared,
     claims: Vec<Claim>,
     out: Vec<u8>,
 }
 
 impl<'a> Session<'a> {
-    pub fn new(stream: Arc<TcpStream>, peer: SocketAddr, shared: &'a Shared) -> Session<'a> {
-        Session { stream, peer, shared, claims: Vec::new(), out: Vec::new() }
+    pub fn new(stream: Arc<TcpStream>, peer: SocketAddr, who: Who, shared: &'a Shared) -> Session<'a> {
+        Session { stream, peer, who, shared, claims: Vec::new(), out: Vec::new() }
     }
 
     fn ip(&self) -> IpAddr {
         self.peer.ip()
+    }
+
+    /// Every line this connection causes, within its client's share (client-supplied
+    /// fields through `printable`).
+    fn log(&self, message: std::fmt::Arguments<'_>) {
+        self.shared.log_from(self.who, message);
     }
 
     /// Serves the connection to its end, then frees what its client left behind.
@@ -62,16 +73,17 @@ impl<'a> Session<'a> {
         let _ = self.stream.set_write_timeout(Some(WRITE_TIMEOUT));
         let next = self.requests();
         if let Next::Stream(consumer, ring, ticket) = next {
-            self.shared.log(format_args!("sending ring {ring} to {}", self.ip()));
+            self.log(format_args!("sending ring {ring} to {} ({})", self.ip(), self.who));
             sender::prepare(&self.stream);
-            let (end, bytes) = sender::stream(*consumer, &self.stream, &self.shared.stop);
+            let (end, bytes) = sender::stream(*consumer, &self.stream, &self.shared.stop, self.shared.stall_timeout);
             drop(ticket);
             let why = match end {
                 End::PeerClosed => "the peer closed".to_string(),
                 End::Stopped => "the daemon is stopping".to_string(),
-                End::Failed(e) => e,
+                End::Stalled(idle) => format!("it took nothing for {} s; its slot is freed", idle.as_secs()),
+                End::Failed(e) => printable(e.as_bytes()),
             };
-            self.shared.log(format_args!("stopped sending ring {ring} to {} after {bytes} bytes: {why}", self.ip()));
+            self.log(format_args!("stopped sending ring {ring} to {} after {bytes} bytes: {why}", self.ip()));
         }
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
         self.release_claims();
@@ -88,8 +100,7 @@ impl<'a> Session<'a> {
                         self.request(&line)
                     }
                     Err(_) => {
-                        self.shared
-                            .log(format_args!("{} sent a line longer than {MAX_LINE} bytes; closing", self.ip()));
+                        self.log(format_args!("{} sent a line longer than {MAX_LINE} bytes; closing", self.ip()));
                         Next::Close
                     }
                 };
@@ -103,16 +114,16 @@ impl<'a> Session<'a> {
             match (&*self.stream).read(&mut chunk) {
                 Ok(0) => {
                     if input.pending() > 0 {
-                        self.shared.log(format_args!("{} closed in the middle of a request", self.ip()));
+                        self.log(format_args!("{} closed in the middle of a request", self.ip()));
                     } else {
-                        self.shared.log(format_args!("Socket connection lost from {}", self.ip()));
+                        self.log(format_args!("Socket connection lost from {}", self.ip()));
                     }
                     return Next::Close;
                 }
                 Ok(n) => input.extend(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.shared.log(format_args!("connection from {} failed: {e}", self.ip()));
+                    self.log(format_args!("connection from {} failed: {e}", self.ip()));
                     return Next::Close;
                 }
             }
@@ -129,7 +140,7 @@ impl<'a> Session<'a> {
         match result {
             Ok(()) => true,
             Err(e) => {
-                self.shared.log(format_args!("cannot reply to {}: {e}", self.ip()));
+                self.log(format_args!("cannot reply to {}: {e}", self.ip()));
                 false
             }
         }
@@ -144,28 +155,28 @@ impl<'a> Session<'a> {
         match Request::parse(line) {
             Request::Empty => Next::Continue,
             Request::Invalid => {
-                self.shared.log(format_args!("Invalid request {:?} from {}; closing", printable(line), self.ip()));
+                self.log(format_args!("Invalid request \"{}\" from {}; closing", printable(line), self.ip()));
                 Next::Close
             }
             Request::Connect(claim) => {
                 if !local {
-                    self.shared.log(format_args!("CONNECT from remote host {} refused", self.ip()));
+                    self.log(format_args!("CONNECT from remote host {} refused", self.ip()));
                     self.reply(REMOTE_FORBIDDEN);
                     return Next::Close;
                 }
                 let Some(claim) = claim else {
-                    self.shared.log(format_args!("{:?} from {} is not a valid CONNECT", printable(line), self.ip()));
+                    self.log(format_args!("\"{}\" from {} is not a valid CONNECT", printable(line), self.ip()));
                     self.reply(INVALID_FORMAT);
                     return Next::Close;
                 };
                 if self.claims.len() >= MAX_CLAIMS {
-                    self.shared.log(format_args!("{} announced more than {MAX_CLAIMS} slots; closing", self.ip()));
+                    self.log(format_args!("{} announced more than {MAX_CLAIMS} slots; closing", self.ip()));
                     self.reply(INVALID_FORMAT);
                     return Next::Close;
                 }
-                self.shared.log(format_args!(
+                self.log(format_args!(
                     "CONNECT: ring {} {} pid {} ({})",
-                    claim.ring,
+                    printable(claim.ring.as_bytes()),
                     claim.role.word(),
                     claim.pid,
                     printable(claim.comment.as_bytes())
@@ -177,7 +188,7 @@ impl<'a> Session<'a> {
             Request::Disconnect(claim) => {
                 // The legacy daemon closes without a word on both of these.
                 let Some(claim) = claim.filter(|_| local) else {
-                    self.shared.log(format_args!("{:?} from {} refused; closing", printable(line), self.ip()));
+                    self.log(format_args!("\"{}\" from {} refused; closing", printable(line), self.ip()));
                     return Next::Close;
                 };
                 let known =
@@ -185,9 +196,9 @@ impl<'a> Session<'a> {
                 if let Some(i) = known {
                     self.claims.remove(i);
                 }
-                self.shared.log(format_args!(
+                self.log(format_args!(
                     "DISCONNECT: ring {} {} pid {}{}",
-                    claim.ring,
+                    printable(claim.ring.as_bytes()),
                     claim.role.word(),
                     claim.pid,
                     if known.is_some() { "" } else { " (not announced on this connection)" }
@@ -197,13 +208,13 @@ impl<'a> Session<'a> {
                 Next::Continue
             }
             Request::Register(ring) | Request::Unregister(ring) if !local => {
-                let what = ring.unwrap_or_default();
-                self.shared.log(format_args!("(UN)REGISTER {what} from remote host {} refused", self.ip()));
+                let what = printable(ring.unwrap_or_default().as_bytes());
+                self.log(format_args!("(UN)REGISTER {what} from remote host {} refused", self.ip()));
                 self.reply(REGISTRATION_FORBIDDEN);
                 Next::Close
             }
             Request::Register(None) | Request::Unregister(None) => {
-                self.shared.log(format_args!("{:?} from {} is not a valid message", printable(line), self.ip()));
+                self.log(format_args!("\"{}\" from {} is not a valid message", printable(line), self.ip()));
                 self.reply(INVALID_FORMAT);
                 Next::Close
             }
@@ -211,12 +222,17 @@ impl<'a> Session<'a> {
                 match ring::validate_name(&ring).and_then(|()| ring::peek_usage(&ring)) {
                     Ok(_) => {
                         let again = if self.shared.known.register(&ring) { "" } else { " (known already)" };
-                        self.shared.log(format_args!("REGISTER: ring {ring}{again}"));
+                        self.log(format_args!("REGISTER: ring {}{again}", printable(ring.as_bytes())));
                         self.reply(OK);
                     }
                     Err(e) => {
-                        self.shared.log(format_args!("REGISTER {} refused: {e}", printable(ring.as_bytes())));
-                        self.reply(format!("ERROR {ring}{NOT_A_RING}"));
+                        self.log(format_args!(
+                            "REGISTER {} refused: {}",
+                            printable(ring.as_bytes()),
+                            printable(e.to_string().as_bytes())
+                        ));
+                        // Not ours to put line breaks in the client's reply either.
+                        self.reply(format!("ERROR {}{NOT_A_RING}", printable(ring.as_bytes())));
                     }
                 }
                 Next::Continue
@@ -225,7 +241,7 @@ impl<'a> Session<'a> {
                 // Forgotten, and nothing killed: the legacy kill -9 of every pid in the
                 // ring's slots is exactly what must not happen.
                 let known = self.shared.known.unregister(&ring);
-                self.shared.log(format_args!(
+                self.log(format_args!(
                     "UNREGISTER: ring {}{}",
                     printable(ring.as_bytes()),
                     if known { "" } else { " (not known)" }
@@ -236,11 +252,11 @@ impl<'a> Session<'a> {
             Request::Debug => {
                 // NSCLDAQ's daemon switched its debug log and answered nothing; ours has no
                 // debug log, and a client waits for no reply.
-                self.shared.log(format_args!("{:?} from {}: ignored", printable(line), self.ip()));
+                self.log(format_args!("\"{}\" from {}: ignored", printable(line), self.ip()));
                 Next::Continue
             }
             Request::List { exact: false } => {
-                self.shared.log(format_args!("{:?} from {} is not a valid LIST; closing", printable(line), self.ip()));
+                self.log(format_args!("\"{}\" from {} is not a valid LIST; closing", printable(line), self.ip()));
                 Next::Close
             }
             Request::List { exact: true } => {
@@ -255,7 +271,7 @@ impl<'a> Session<'a> {
                 Next::Continue
             }
             Request::Remote(None) => {
-                self.shared.log(format_args!("{:?} from {} is not a valid REMOTE", printable(line), self.ip()));
+                self.log(format_args!("\"{}\" from {} is not a valid REMOTE", printable(line), self.ip()));
                 self.reply(INVALID_FORMAT);
                 Next::Close
             }
@@ -265,37 +281,43 @@ impl<'a> Session<'a> {
 
     fn remote(&mut self, ring: String) -> Next<'a> {
         let ip = self.ip();
+        let shown = printable(ring.as_bytes());
         if !self.shared.access.allows(ip) {
-            self.shared.log(format_args!(
-                "REMOTE {} from {ip} refused: not allowed by --allow-remote",
-                printable(ring.as_bytes())
-            ));
+            self.log(format_args!("REMOTE {shown} from {ip} refused: not allowed by --allow-remote"));
             self.reply(format!("ERROR {ip} {DATA_FORBIDDEN}"));
             return Next::Close;
         }
-        // This host's own programs could attach to the ring directly: not counted.
-        let ticket = if is_local(ip) {
-            None
-        } else {
-            match self.shared.stream_ticket(ip, &ring) {
-                Some(ticket) => Some(ticket),
-                None => {
-                    self.shared.log(format_args!(
-                        "REMOTE {} from {ip} refused: it already holds {MAX_STREAMS_PER_PEER} streams of that ring",
-                        printable(ring.as_bytes())
-                    ));
-                    self.reply(format!("ERROR {ip}{TOO_MANY_STREAMS}{ring} {MAX_STREAMS_PER_PEER} times"));
-                    return Next::Continue;
-                }
-            }
+        if let Err(e) = ring::validate_name(&ring) {
+            self.log(format_args!("REMOTE {shown} from {ip} refused: {}", printable(e.to_string().as_bytes())));
+            self.reply(format!("ERROR {shown}{NO_SUCH_RING}"));
+            return Next::Continue;
+        }
+        // Looked at before taking a slot, so a client refused takes none even briefly;
+        // decided on the object attached to, below.
+        let path = format!("/dev/shm/{ring}");
+        if std::fs::symlink_metadata(&path).is_ok_and(|meta| !self.may_read(&meta)) {
+            return self.refuse_unreadable(&ring);
+        }
+        let Some(ticket) = self.shared.streams.ticket(self.who.key(), &ring) else {
+            self.log(format_args!(
+                "REMOTE {shown} from {ip} ({}) refused: it already holds {MAX_STREAMS_PER_CLIENT} streams of that ring",
+                self.who
+            ));
+            self.reply(format!("ERROR {ip}{TOO_MANY_STREAMS}{ring} {MAX_STREAMS_PER_CLIENT} times"));
+            return Next::Continue;
         };
-        match ring::validate_name(&ring).and_then(|()| ring::Consumer::attach(&ring)) {
+        match ring::Consumer::attach(&ring) {
             Ok(consumer) => {
+                let readable = consumer.metadata().is_ok_and(|meta| self.may_read(&meta));
+                if !readable {
+                    drop(consumer);
+                    return self.refuse_unreadable(&ring);
+                }
                 self.reply(BINARY_FOLLOWS);
                 Next::Stream(Box::new(consumer), ring, ticket)
             }
             Err(e) => {
-                self.shared.log(format_args!("REMOTE {} from {ip} refused: {e}", printable(ring.as_bytes())));
+                self.log(format_args!("REMOTE {shown} from {ip} refused: {}", printable(e.to_string().as_bytes())));
                 if matches!(e.errno(), libc::ENOENT | libc::EINVAL | libc::EBADMSG) {
                     self.reply(format!("ERROR {ring}{NO_SUCH_RING}"));
                 } else {
@@ -304,6 +326,23 @@ impl<'a> Session<'a> {
                 Next::Continue
             }
         }
+    }
+
+    fn may_read(&self, meta: &std::fs::Metadata) -> bool {
+        readers::may_read(self.who, meta, self.shared.remote_rings)
+    }
+
+    /// A ring the client could not read itself. The connection stays (it may ask for
+    /// another ring).
+    fn refuse_unreadable(&mut self, ring: &str) -> Next<'a> {
+        let whom = if self.who.on_this_host() { self.who.to_string() } else { "other hosts".to_string() };
+        self.log(format_args!(
+            "REMOTE {} from {} refused: not readable by {whom}",
+            printable(ring.as_bytes()),
+            self.ip()
+        ));
+        self.reply(format!("ERROR ring {ring}{NOT_READABLE}{whom}"));
+        Next::Continue
     }
 
     /// Frees the announced slots whose process is gone and which that process still
@@ -320,29 +359,30 @@ impl<'a> Session<'a> {
                 };
                 match ring::release_if_gone(&claim.ring, slot, claim.pid) {
                     Ok(SlotCheck::Freed) => {
-                        self.shared.log(format_args!(
+                        self.log(format_args!(
                             "released {} of ring {} left by exited pid {}",
                             claim.role.word(),
-                            claim.ring,
+                            printable(claim.ring.as_bytes()),
                             claim.pid
                         ));
                         false
                     }
                     Ok(SlotCheck::NotHeld) => {
-                        self.shared.log(format_args!(
+                        self.log(format_args!(
                             "{} of ring {} is no longer pid {}'s: left alone",
                             claim.role.word(),
-                            claim.ring,
+                            printable(claim.ring.as_bytes()),
                             claim.pid
                         ));
                         false
                     }
                     Ok(SlotCheck::StillRunning) => true,
                     Err(e) => {
-                        self.shared.log(format_args!(
-                            "cannot release {} of ring {}: {e}",
+                        self.log(format_args!(
+                            "cannot release {} of ring {}: {}",
                             claim.role.word(),
-                            claim.ring
+                            printable(claim.ring.as_bytes()),
+                            printable(e.to_string().as_bytes())
                         ));
                         false
                     }
@@ -353,11 +393,11 @@ impl<'a> Session<'a> {
             }
             if started.elapsed() >= EXIT_GRACE || self.shared.stop.load(Ordering::Relaxed) {
                 for claim in &pending {
-                    self.shared.log(format_args!(
+                    self.log(format_args!(
                         "pid {} still runs after closing its connection: it keeps {} of ring {}",
                         claim.pid,
                         claim.role.word(),
-                        claim.ring
+                        printable(claim.ring.as_bytes())
                     ));
                 }
                 break;
@@ -400,7 +440,11 @@ fn list_rings(shared: &Shared) -> Option<Vec<(String, RingUsage)>> {
                 return None;
             }
             Err(e) if e.errno() == libc::ENOENT => {}
-            Err(e) => shared.log(format_args!("Failed while retrieving usage information for ring {name}: {e}")),
+            Err(e) => shared.log(format_args!(
+                "Failed while retrieving usage information for ring {}: {}",
+                printable(name.as_bytes()),
+                printable(e.to_string().as_bytes())
+            )),
         }
     }
     Some(rings)

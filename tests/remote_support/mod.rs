@@ -177,11 +177,16 @@ impl Net {
     /// it as it hands it the port, a moment before it listens, so a listing alone may
     /// send a client to a port that refuses it; the log line comes after the listen.
     pub fn start_ringmaster(&mut self, i: usize) {
+        self.start_ringmaster_with(i, &[]);
+    }
+
+    /// As `start_ringmaster`, with more arguments for the daemon.
+    pub fn start_ringmaster_with(&mut self, i: usize, extra: &[&str]) {
         let log = self.hosts[i].state.join("ringmaster.log");
         let listening = |net: &Net| net.log(i, "ringmaster.log").matches("registered as RingMaster on port").count();
         let before = listening(self);
         let rm = self
-            .command(i, &bin("ringmaster"), &["--portmgr-port", "30000", "--log", &log.to_string_lossy()])
+            .command(i, &bin("ringmaster"), &[&["--portmgr-port", "30000", "--log", &log.to_string_lossy()], extra].concat())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
