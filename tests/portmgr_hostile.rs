@@ -129,3 +129,31 @@ fn lsservices_of_a_hostile_host_fails_in_bounded_memory() {
     let peak = children_peak_rss();
     assert!(peak < 160 * 1024 * 1024, "lsservices peaked at {} MiB", peak >> 20);
 }
+
+#[test]
+fn lsservices_prints_no_control_characters_a_server_sends() {
+    // The legacy server and FRIB's portman take any name; an escape sequence in one
+    // would be written to the operator's terminal.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else { return };
+        let mut request = String::new();
+        let _ = BufReader::new(stream.try_clone().unwrap()).read_line(&mut request);
+        let _ = stream.write_all(b"OK 1\r\n30000 \"x\\033\\[2J\\033\\]0;owned\\007\" \"u\\x1b\\[31m\"\r\n");
+    });
+    let dir = std::env::temp_dir().join(format!("daqflow-hostile-lsservices-esc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port_file = dir.join("listen.port");
+    std::fs::write(&port_file, port.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lsservices"))
+        .arg("127.0.0.1")
+        .env("DAQPORTMGR_PORTFILE", &port_file)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("x?[2J?]0;owned?") && stdout.contains("u?[31m"), "{stdout}");
+    assert!(!stdout.chars().any(|c| c.is_control() && c != '\n'), "{stdout:?}");
+}
