@@ -59,15 +59,22 @@ fn main() {
         .file(top.join("tcl/portallocator.c"))
         .file(top.join("tcl/dferror.c"))
         .file(here.join("c/harness.c"))
+        // Linked into the tcl_* targets only (below): the fake library's symbols would
+        // clash with the real one's in the targets over the library's Rust code.
+        .cargo_metadata(false)
         .compile("dftclfuzz");
+    let archive = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("libdftclfuzz.a");
 
     // Linked to Tcl itself, not through its stubs table: the harness creates the
     // interpreters, and the stubs' code is the same either way.
-    for word in tcl_config(&config, "TCL_LIB_SPEC").split_whitespace() {
-        if let Some(dir) = word.strip_prefix("-L") {
-            println!("cargo:rustc-link-search=native={dir}");
-        } else if let Some(lib) = word.strip_prefix("-l") {
-            println!("cargo:rustc-link-lib=dylib={lib}");
+    let tcl = tcl_config(&config, "TCL_LIB_SPEC");
+    for bin in TCL_TARGETS {
+        println!("cargo:rustc-link-arg-bin={bin}={}", archive.display());
+        for word in tcl.split_whitespace() {
+            println!("cargo:rustc-link-arg-bin={bin}={word}");
         }
     }
 }
+
+/// The targets over the C stubs and the harness.
+const TCL_TARGETS: [&str; 2] = ["tcl_ring", "tcl_portallocator"];

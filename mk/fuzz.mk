@@ -7,8 +7,9 @@
 # Needs: a nightly toolchain, cargo-fuzz (cargo install cargo-fuzz), and for the tcl_*
 # targets clang with libFuzzer's runtime and Tcl's headers (Debian: clang-14
 # libclang-rt-14-dev tcl-dev). Each target keeps its corpus in fuzz/corpus/<target>
-# (grown by every run) and writes what fails to fuzz/artifacts/<target>; the run
-# stops at the first finding, and the log of each run is in build/fuzz/<target>.log.
+# (grown by every run) and writes what fails to fuzz/artifacts/<target>; a target stops
+# at its first finding, the others still run, and make fails at the end if any target
+# found something. The log of each run is in build/fuzz/<target>.log.
 
 FUZZ_SECONDS ?= 45
 CARGO_FUZZ   ?= $(CARGO) +nightly fuzz
@@ -22,11 +23,12 @@ fuzz:
 	    { echo "make fuzz needs cargo-fuzz and a nightly toolchain: cargo install cargo-fuzz"; exit 1; }
 	@test -n "$(FUZZ_TARGETS)" || { echo "no fuzz targets found in fuzz/"; exit 1; }
 	@mkdir -p $(FUZZ_LOGS)
-	@for t in $(FUZZ_TARGETS); do \
+	@failed=; for t in $(FUZZ_TARGETS); do \
 	    echo "fuzz $$t: $(FUZZ_SECONDS) s (log: $(FUZZ_LOGS)/$$t.log)"; \
 	    (cd fuzz && $(CARGO_FUZZ) run $$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
-	        -print_final_stats=1) > $(FUZZ_LOGS)/$$t.log 2>&1; rc=$$?; \
+	        -rss_limit_mb=2048 -print_final_stats=1) > $(FUZZ_LOGS)/$$t.log 2>&1; rc=$$?; \
 	    grep -h '^Done \|^stat::new_units_added\|^stat::peak_rss_mb\|SUMMARY\|Test unit written' \
 	        $(FUZZ_LOGS)/$$t.log | sed "s/^/  $$t: /"; \
-	    if [ $$rc -ne 0 ]; then tail -n 40 $(FUZZ_LOGS)/$$t.log; echo "fuzz $$t FAILED"; exit 1; fi; \
-	done
+	    if [ $$rc -ne 0 ]; then tail -n 40 $(FUZZ_LOGS)/$$t.log; echo "fuzz $$t FAILED"; failed="$$failed $$t"; fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make fuzz: findings or failures in:$$failed"; exit 1; fi

@@ -20,14 +20,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let rows: Vec<_> =
-        allocations.iter().filter(|a| glob::matches(pattern, &a.user)).collect();
-    let service_width = rows.iter().map(|a| a.application.chars().count()).max().unwrap_or(0).max("Service".len());
-    let user_width = rows.iter().map(|a| a.user.chars().count()).max().unwrap_or(0).max("User".len());
+    // The names are the server's, and the server may be anyone's: printed raw, a name
+    // holding an escape sequence could rewrite the operator's screen.
+    let rows: Vec<_> = allocations
+        .iter()
+        .filter(|a| glob::matches(pattern, &a.user))
+        .map(|a| (a.port, printable(&a.application), printable(&a.user)))
+        .collect();
+    let service_width = rows.iter().map(|(_, application, _)| application.chars().count()).max().unwrap_or(0).max("Service".len());
+    let user_width = rows.iter().map(|(_, _, user)| user.chars().count()).max().unwrap_or(0).max("User".len());
     println!("{:<5}  {:<service_width$}  {:<user_width$}", "Port", "Service", "User");
     println!("{:-<5}  {:-<service_width$}  {:-<user_width$}", "", "", "");
-    for a in rows {
-        println!("{:<5}  {:<service_width$}  {:<user_width$}", a.port, a.application, a.user);
+    for (port, application, user) in rows {
+        println!("{port:<5}  {application:<service_width$}  {user:<user_width$}");
     }
     ExitCode::SUCCESS
+}
+
+/// `text` with every control character (an escape sequence's ESC among them) as `?`,
+/// as ps shows them.
+fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }

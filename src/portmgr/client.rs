@@ -13,26 +13,15 @@ use nix::unistd::{User, geteuid};
 
 use super::lines::{LineBuffer, MAX_LINE};
 use super::protocol::{self, CONTROL_CHARACTER};
-use super::refusal::Refusal;
+pub use super::reply::Allocation;
+use super::reply::{self, BadReply, Gimme, Listing, MAX_REPLY_LINE};
 use super::server::{DEFAULT_LISTEN_PORT, DEFAULT_PORT_FILE};
-use super::tcl::parse_list;
 use crate::error::{Error, Result};
 
 /// Environment variable naming the port file to read instead of the default one.
 pub const PORT_FILE_ENV: &str = "DAQPORTMGR_PORTFILE";
 /// How long to wait for a connection and for each reply unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest reply line accepted (a LIST line quotes names of up to 4 KiB each).
-const MAX_REPLY_LINE: usize = 64 * 1024;
-
-/// One allocation as LISTed by the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Allocation {
-    pub port: u16,
-    /// As LISTed: the second and later allocations of one name carry `_1`, `_2`, ...
-    pub application: String,
-    pub user: String,
-}
 
 #[derive(Debug)]
 pub struct Client {
@@ -74,15 +63,6 @@ fn port_in_file(path: &std::path::Path) -> Result<u16> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(DEFAULT_LISTEN_PORT),
         Err(e) => Err(Error::io(&e, format!("cannot read port file {}", path.display()))),
     }
-}
-
-/// The words of a LIST line `port application user`. NSCLDAQ's server quotes them as a
-/// Tcl list; FRIB's `portman` writes them as they are, joined by spaces (its names never
-/// hold whitespace: it splits requests on it), so a name such as `a{b` that is not a list
-/// element is split on whitespace instead.
-fn listed_words(line: &[u8]) -> Vec<Vec<u8>> {
-    parse_list(line)
-        .unwrap_or_else(|_| line.split(u8::is_ascii_whitespace).filter(|w| !w.is_empty()).map(<[u8]>::to_vec).collect())
 }
 
 /// The name the calling process allocates under: its effective user's login name, or
@@ -172,32 +152,22 @@ impl Client {
         self.usable(&context)?;
         self.send(&request, &context)?;
         let line = self.reply(&context)?;
-        if let Some(refusal) = Refusal::parse(&line) {
-            let error = Error::new(refusal.errno(), format!("{context}: the server refused: {}", refusal.reason));
-            if refusal.hung_up {
-                // The ports went with the connection: later calls must say so rather than
-                // act on a handle that holds nothing.
-                self.break_off(Error::new(
-                    error.errno(),
-                    format!("the port manager refused ({}) and closed the connection", refusal.reason),
-                ));
-            }
-            self.refusal = Some(refusal.reason);
-            return Err(error);
-        }
-        let words = self.words(&line, &context)?;
-        match words.as_slice() {
-            [ok, port, ..] if ok == b"OK" => {
-                let text = String::from_utf8_lossy(port).into_owned();
-                let port = text.parse::<u16>();
-                port.map_err(|_| {
+        let answer = reply::gimme(&line);
+        match answer.map_err(|bad| self.bad_reply(&context, bad))? {
+            Gimme::Port(port) => Ok(port),
+            Gimme::Refused(refusal) => {
+                let error = Error::new(refusal.errno(), format!("{context}: the server refused: {}", refusal.reason));
+                if refusal.hung_up {
+                    // The ports went with the connection: later calls must say so rather than
+                    // act on a handle that holds nothing.
                     self.break_off(Error::new(
-                        libc::EPROTO,
-                        format!("{context}: the reply {text:?} is not a port number"),
-                    ))
-                })
+                        error.errno(),
+                        format!("the port manager refused ({}) and closed the connection", refusal.reason),
+                    ));
+                }
+                self.refusal = Some(refusal.reason);
+                Err(error)
             }
-            _ => Err(self.not_protocol(&context, &words)),
         }
     }
 
@@ -210,30 +180,12 @@ impl Client {
         // enough, or promises endless ones, must not hold us for ever.
         let deadline = self.timeout.map(|t| Instant::now() + t);
         let header = self.reply_by(&context, deadline)?;
-        let header = self.words(&header, &context)?;
-        let count = match header.as_slice() {
-            [ok, n, ..] if ok == b"OK" => std::str::from_utf8(n).ok().and_then(|n| n.parse::<usize>().ok()),
-            _ => None,
-        };
-        // One allocation per port at most.
-        let Some(count) = count.filter(|&n| n <= usize::from(u16::MAX)) else {
-            return Err(self.not_protocol(&context, &header));
-        };
-        let mut allocations = Vec::with_capacity(count.min(1024));
-        for _ in 0..count {
+        let mut listing = Listing::start(&header).map_err(|bad| self.bad_reply(&context, bad))?;
+        while !listing.is_complete() {
             let line = self.reply_by(&context, deadline)?;
-            let words = listed_words(&line);
-            let port = words.first().and_then(|p| std::str::from_utf8(p).ok()).and_then(|p| p.parse::<u16>().ok());
-            match (port, words.get(1), words.get(2)) {
-                (Some(port), Some(application), Some(user)) => allocations.push(Allocation {
-                    port,
-                    application: String::from_utf8_lossy(application).into_owned(),
-                    user: String::from_utf8_lossy(user).into_owned(),
-                }),
-                _ => return Err(self.not_protocol(&context, &words)),
-            }
+            listing.line(&line).map_err(|bad| self.bad_reply(&context, bad))?;
         }
-        Ok(allocations)
+        Ok(listing.into_allocations())
     }
 
     /// The port of `service` run by `user` (default: the calling user), matching the
@@ -299,14 +251,9 @@ impl Client {
         sent.map_err(|e| self.break_off(Error::new(Error::errno_of(&e), format!("{context}: {e}"))))
     }
 
-    /// A reply line as the Tcl list it must be; a protocol error otherwise.
-    fn words(&mut self, line: &[u8], context: &str) -> Result<Vec<Vec<u8>>> {
-        parse_list(line).map_err(|e| {
-            self.break_off(Error::new(
-                libc::EPROTO,
-                format!("{context}: the reply {:?} is not a Tcl list ({e})", String::from_utf8_lossy(line)),
-            ))
-        })
+    /// A reply that is not the protocol, or more than a client reads.
+    fn bad_reply(&mut self, context: &str, bad: BadReply) -> Error {
+        self.break_off(Error::new(libc::EPROTO, format!("{context}: the reply {}", bad.0)))
     }
 
     /// The next reply line.
@@ -325,7 +272,12 @@ impl Client {
         let mut chunk = [0u8; 8192];
         loop {
             if let Some(line) = self.input.next_line() {
-                let line = line.map_err(|_| Error::new(libc::EPROTO, format!("{context}: reply line too long")))?;
+                let line = line.map_err(|_| {
+                    Error::new(
+                        libc::EPROTO,
+                        format!("{context}: a reply line is longer than {MAX_REPLY_LINE} bytes, the most a client reads"),
+                    )
+                })?;
                 return Ok(line.to_vec());
             }
             let wait = match deadline {
@@ -353,11 +305,6 @@ impl Client {
     fn timed_out(&self, context: &str) -> Error {
         let ms = self.timeout.map_or(0, |t| t.as_millis());
         Error::new(libc::ETIMEDOUT, format!("{context}: no reply within {ms} ms"))
-    }
-
-    fn not_protocol(&mut self, context: &str, words: &[Vec<u8>]) -> Error {
-        let shown: Vec<_> = words.iter().map(|w| String::from_utf8_lossy(w).into_owned()).collect();
-        self.break_off(Error::new(libc::EPROTO, format!("{context}: unexpected reply {shown:?}")))
     }
 }
 

@@ -14,6 +14,7 @@ pub mod pool;
 pub mod probe;
 pub mod protocol;
 pub mod refusal;
+pub mod reply;
 pub mod sdnotify;
 pub mod server;
 pub mod session;

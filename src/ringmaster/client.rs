@@ -19,14 +19,16 @@ use crate::portmgr::lines::LineBuffer;
 use crate::ring::validate_name;
 use crate::trust::Trust;
 
-/// Longest reply line accepted: a LIST line of many rings with many consumers.
 /// The port manager lists a service the moment it hands out the port, a little before
 /// the server listens on it: a ring master that is starting refuses for a few
 /// milliseconds, so refusals from a listed one are retried for this long.
 pub const STARTING: Duration = Duration::from_millis(500);
 const REFUSED_PAUSE: Duration = Duration::from_millis(10);
 
-const MAX_REPLY_LINE: usize = 4 * 1024 * 1024;
+/// Longest reply line accepted: a LIST line, about 80 bytes per ring and 20 per consumer,
+/// so hundreds of rings with a hundred consumers each fit. What a line this long costs a
+/// client to parse is about 16 times its size (tests/ringmaster_hostile.rs).
+pub const MAX_REPLY_LINE: usize = 4 * 1024 * 1024;
 /// Longest reply to REMOTE (read a byte at a time so no ring data is swallowed).
 const MAX_REMOTE_REPLY: usize = 4096;
 
@@ -352,7 +354,14 @@ impl Client {
                 }
                 Ok(_) if byte[0] == b'\n' => break,
                 Ok(_) if line.len() >= MAX_REMOTE_REPLY => {
-                    let e = Error::new(libc::EPROTO, format!("{}: {context}: reply line too long", self.describe()));
+                    let e = Error::new(
+                        libc::EPROTO,
+                        format!(
+                            "{}: {context}: the reply line is longer than {MAX_REMOTE_REPLY} bytes, the most a client \
+                             reads",
+                            self.describe()
+                        ),
+                    );
                     return Err(self.break_off(e));
                 }
                 Ok(_) => line.push(byte[0]),
@@ -441,7 +450,13 @@ impl Client {
             match self.input.next_line() {
                 Some(Ok(line)) => return Ok(line.to_vec()),
                 Some(Err(_)) => {
-                    let e = Error::new(libc::EPROTO, format!("{}: {context}: reply line too long", self.describe()));
+                    let e = Error::new(
+                        libc::EPROTO,
+                        format!(
+                            "{}: {context}: a reply line is longer than {MAX_REPLY_LINE} bytes, the most a client reads",
+                            self.describe()
+                        ),
+                    );
                     return Err(self.break_off(e));
                 }
                 None => {}

@@ -2,7 +2,7 @@
 //! the legacy reply texts, and the LIST usage line (a Tcl list) in both directions.
 
 use crate::portmgr::tcl::{append_list, format_list, parse_list};
-use crate::ring::Usage;
+use crate::ring::{MAX_CONSUMERS_LIMIT, Usage};
 
 /// The service name the daemon allocates its port under at the port manager.
 pub const SERVICE: &str = "RingMaster";
@@ -110,15 +110,22 @@ impl RingUsage {
         else {
             return None;
         };
-        let mut pairs = Vec::new();
-        for pair in parse_list(consumers).ok()? {
+        let max_consumers: u32 = number(max_consumers)?;
+        // A ring has at most MAX_CONSUMERS_LIMIT slots (as a header is checked when read),
+        // and cannot list more busy ones than it has.
+        let consumers = parse_list(consumers).ok()?;
+        if max_consumers > MAX_CONSUMERS_LIMIT || consumers.len() > max_consumers as usize {
+            return None;
+        }
+        let mut pairs = Vec::with_capacity(consumers.len());
+        for pair in consumers {
             let [pid, backlog] = parse_list(&pair).ok()?.try_into().ok()?;
             pairs.push((number(&pid)?, number(&backlog)?));
         }
         Some(RingUsage {
             data_bytes: number(data_bytes)?,
             put_space: number(put_space)?,
-            max_consumers: number(max_consumers)?,
+            max_consumers,
             producer_pid: number(producer_pid)?,
             max_get: number(max_get)?,
             min_get: number(min_get)?,
