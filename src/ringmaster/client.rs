@@ -407,7 +407,7 @@ impl Client {
         self.refusal = Some(text.clone());
         if text.starts_with("ERROR ") || text.starts_with("FAIL") {
             // A legacy daemon closes the connection after some refusals: start afresh.
-            let e = Error::new(refusal(&text), format!("{}: {context}: refused: {text}", self.describe()));
+            let e = Error::new(refusal(&text), format!("{}: {context}: refused: {}", self.describe(), quoted(line)));
             return self.break_off(e);
         }
         self.unexpected(context, line)
@@ -415,10 +415,7 @@ impl Client {
 
     fn unexpected(&mut self, context: &str, line: &[u8]) -> Error {
         self.refusal = Some(String::from_utf8_lossy(line).into_owned());
-        let e = Error::new(
-            libc::EPROTO,
-            format!("{}: {context}: unexpected reply {:?}", self.describe(), String::from_utf8_lossy(line)),
-        );
+        let e = Error::new(libc::EPROTO, format!("{}: {context}: unexpected reply {}", self.describe(), quoted(line)));
         self.break_off(e)
     }
 
@@ -509,4 +506,15 @@ fn check_pid(pid: i32) -> Result<()> {
         return Err(Error::new(libc::EINVAL, format!("{pid} is not a process id")));
     }
     Ok(())
+}
+
+/// A peer's line as an error message quotes it: whole when short, else its start and its
+/// length (a hostile LIST line of megabytes must not become a message of megabytes).
+fn quoted(line: &[u8]) -> String {
+    const SHOWN: usize = 200;
+    if line.len() <= SHOWN {
+        format!("{:?}", String::from_utf8_lossy(line))
+    } else {
+        format!("{:?}... ({} bytes)", String::from_utf8_lossy(&line[..SHOWN]), line.len())
+    }
 }
