@@ -33,6 +33,10 @@ const SOCKID_LEN: usize = 4 + 16 + 16 + 4 + 8;
 /// rqueue, wqueue); `idiag_inode` follows it.
 const MSG_UID_OFFSET: usize = 4 + SOCKID_LEN + 12;
 const MSG_INODE_OFFSET: usize = MSG_UID_OFFSET + 4;
+/// Offset of `idiag_state` in `inet_diag_msg` (after `idiag_family`).
+const MSG_STATE_OFFSET: usize = 1;
+/// `TCP_ESTABLISHED` in the kernel's TCP states.
+const TCP_ESTABLISHED: u8 = 1;
 
 /// What the kernel says about a connection's client socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +84,11 @@ impl OwnerLookup {
 
     /// The uid owning the TCP socket whose local address is `peer` and whose remote
     /// address is `local` (the client's end of a connection this process accepted).
+    ///
+    /// Only a socket still ESTABLISHED is an answer: once the client has closed, its
+    /// end becomes a FIN_WAIT or TIME_WAIT socket that the kernel reports as root's, and
+    /// whatever holds that 4-tuple is no longer the client. The daemon asks right after
+    /// accepting, while its own end is open, so nobody else can hold the 4-tuple then.
     pub fn tcp_owner(&mut self, peer: SocketAddr, local: SocketAddr) -> io::Result<SocketId> {
         self.seq = self.seq.wrapping_add(1);
         let request = build_request(peer, local, self.seq)?;
@@ -153,8 +162,13 @@ fn parse_reply(msg: &[u8], seq: u32) -> Option<io::Result<SocketId>> {
             None => Err(malformed()),
         },
         Some(SOCK_DIAG_BY_FAMILY) => {
-            match (word(NLMSG_HDR_LEN + MSG_UID_OFFSET), word(NLMSG_HDR_LEN + MSG_INODE_OFFSET)) {
-                (Some(uid), Some(inode)) => Ok(SocketId { uid, inode }),
+            let state = msg.get(NLMSG_HDR_LEN + MSG_STATE_OFFSET).copied();
+            match (state, word(NLMSG_HDR_LEN + MSG_UID_OFFSET), word(NLMSG_HDR_LEN + MSG_INODE_OFFSET)) {
+                (Some(TCP_ESTABLISHED), Some(uid), Some(inode)) => Ok(SocketId { uid, inode }),
+                (Some(state), Some(_), Some(_)) => Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    format!("the client's socket is no longer connected (TCP state {state})"),
+                )),
                 _ => Err(malformed()),
             }
         }
