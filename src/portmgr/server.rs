@@ -54,6 +54,11 @@ pub struct Config {
     pub verify_users: bool,
     /// Ports one connection and one user may hold.
     pub limits: Limits,
+    /// Connections served at once; past it a new one is closed at once.
+    pub max_connections: usize,
+    /// Bytes held in unsent replies by all connections together (each shared LIST
+    /// snapshot counted once); past it the connections stalled longest are dropped.
+    pub max_buffered: usize,
 }
 
 impl Default for Config {
@@ -67,6 +72,8 @@ impl Default for Config {
             pid_file: PathBuf::from(DEFAULT_PID_FILE),
             verify_users: true,
             limits: Limits::DEFAULT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_buffered: DEFAULT_MAX_BUFFERED,
         }
     }
 }
@@ -81,13 +88,14 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// At most one "cannot accept" log line per listener per this interval: the retries
 /// above would otherwise log ten lines a second for as long as descriptors run short.
 const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
-/// Connections served at once; past it a new one is closed at once. Far above what a DAQ
-/// host needs (one per server and per lookup in progress), far below what would exhaust
-/// the daemon's descriptors or memory.
-pub const MAX_CONNECTIONS: usize = 4096;
-/// Bytes held in unsent replies by all connections together (each shared LIST snapshot
-/// counted once). Past it, the connections that have stalled longest are dropped.
-pub const MAX_BUFFERED: usize = 64 << 20;
+/// The kernel's send buffer per connection (it doubles this for its own bookkeeping).
+const SEND_BUFFER: usize = 64 * 1024;
+/// Far above what a DAQ host needs (one connection per server and per lookup in
+/// progress), far below what would exhaust the daemon's descriptors or memory.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// A LIST of a full default pool with the longest names is about 0.5 MB: this is over a
+/// hundred distinct ones in flight.
+pub const DEFAULT_MAX_BUFFERED: usize = 64 << 20;
 
 
 /// Runs the daemon until SIGTERM or SIGINT. Fails before touching any file when the
@@ -131,6 +139,8 @@ pub fn run(config: &Config) -> Result<()> {
     let core = Core::new(Pool::new(config.range), log, config.limits);
     let mut daemon = Daemon::new(listeners, signals, core, usage_file)?;
     daemon.owners = owners;
+    daemon.max_connections = config.max_connections;
+    daemon.max_buffered = config.max_buffered;
     daemon.log_path = config.log_file.clone();
     // Readiness is worth a log line when it fails, never a reason to stop.
     if let Err(e) = sdnotify::notify(&format!("READY=1\nMAINPID={}", std::process::id())) {
@@ -192,6 +202,8 @@ struct Daemon {
     owners: Option<OwnerLookup>,
     /// Loop turns so far: orders stalled connections.
     turn: u64,
+    max_connections: usize,
+    max_buffered: usize,
     core: Core,
 }
 
@@ -221,6 +233,8 @@ impl Daemon {
             usage_buf: Vec::new(),
             owners: None,
             turn: 0,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_buffered: DEFAULT_MAX_BUFFERED,
             core,
         })
     }
@@ -282,10 +296,11 @@ impl Daemon {
         loop {
             match listener.accept() {
                 Ok((mut stream, peer)) => {
-                    if self.conns.len() >= MAX_CONNECTIONS {
+                    if self.conns.len() >= self.max_connections {
+                        let max = self.max_connections;
                         self.core.log_connection(
                             Level::Notice,
-                            format_args!("{} refused: {MAX_CONNECTIONS} connections already", peer.ip()),
+                            format_args!("connection from {} refused: {max} connections already", peer.ip()),
                         );
                         continue; // dropping the stream closes it
                     }
@@ -309,6 +324,10 @@ impl Daemon {
                     // Replies are single small writes; do not let Nagle hold one back
                     // behind an unacknowledged earlier reply.
                     let _ = stream.set_nodelay(true);
+                    // The kernel would otherwise grow a stalled client's send buffer to
+                    // megabytes (tcp_wmem's maximum) of replies it never reads: host memory
+                    // any client can take. A LIST of a full pool still goes in a few turns.
+                    let _ = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &SEND_BUFFER);
                     if let Err(e) =
                         self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)
                     {
@@ -406,11 +425,12 @@ impl Daemon {
         }
     }
 
-    /// Keeps the bytes held in unsent replies under `MAX_BUFFERED`: clients that stopped
+    /// Keeps the bytes held in unsent replies under `max_buffered`: clients that stopped
     /// reading longest ago are dropped (their ports released) until it is. Bounded memory
     /// keeps every other client's GIMME fast.
     fn shed(&mut self) {
-        if self.core.budget.held() <= MAX_BUFFERED {
+        let max = self.max_buffered;
+        if self.core.budget.held() <= max {
             return;
         }
         let mut stalled: Vec<(u64, Key)> =
@@ -418,7 +438,7 @@ impl Daemon {
         stalled.sort_unstable();
         let mut dropped = 0usize;
         for (_, key) in stalled {
-            if self.core.budget.held() <= MAX_BUFFERED {
+            if self.core.budget.held() <= max {
                 break;
             }
             if let Some(mut conn) = self.conns.remove(&key) {
@@ -430,7 +450,7 @@ impl Daemon {
         }
         self.core.log.entry(
             Level::Notice,
-            format_args!("{dropped} connections that did not read their replies dropped: replies held past {MAX_BUFFERED} bytes"),
+            format_args!("{dropped} connections that did not read their replies dropped: replies held past {max} bytes"),
         );
         if self.core.dirty {
             self.write_usage_file();
