@@ -265,6 +265,24 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
 
     #[test]
+    fn a_client_that_has_closed_is_nobodys() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        drop(client);
+        let mut lookup = OwnerLookup::new().unwrap();
+        let started = std::time::Instant::now();
+        // The client's end goes FIN_WAIT, then TIME_WAIT (reported as root's).
+        let error = loop {
+            match lookup.tcp_owner(peer, server.local_addr().unwrap()) {
+                Err(e) => break e,
+                Ok(_) => assert!(started.elapsed().as_secs() < 5, "still ESTABLISHED"),
+            }
+        };
+        assert!(error.to_string().contains("no longer connected"), "{error}");
+    }
+
+    #[test]
     fn finds_the_owner_of_a_loopback_client() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
