@@ -1,5 +1,11 @@
 //! The ringmaster daemon's life cycle: its port from the port manager, its listeners, a
-//! thread per connection, and a clean stop on SIGTERM.
+//! thread per connection that has sent a request, and a clean stop on SIGTERM.
+//!
+//! A new connection waits in the event loop, costing only its socket, until its first
+//! request line is complete (or it hangs up, or a deadline passes); only then does it get
+//! a thread, which reads that line from the socket itself. Connections are capped in
+//! total and per remote host, so neither idle connections nor slow talkers from any host
+//! can make the daemon start threads without bound.
 
 use std::collections::HashMap;
 use std::io;
@@ -21,6 +27,8 @@ use super::access::Access;
 use super::known::Known;
 use super::protocol::SERVICE;
 use super::session::{Session, short_of_descriptors_retry};
+use crate::portmgr::lines::MAX_LINE;
+use crate::portmgr::ratelimit::RateLimit;
 use crate::daemon::{block_signals, listen_on, open_log, raise_fd_limit};
 use crate::error::{Error, Result};
 use crate::portmgr::log::Log;
@@ -38,6 +46,11 @@ pub struct Config {
     pub access: Access,
     /// `None` logs to stderr.
     pub log_file: Option<PathBuf>,
+    /// Connections open at once, waiting for a first request or served.
+    pub max_connections: usize,
+    /// Connections open at once from one remote host (loopback clients are the host's own
+    /// processes, each holding one connection while attached: only the total bounds them).
+    pub max_per_host: usize,
 }
 
 impl Default for Config {
@@ -47,17 +60,26 @@ impl Default for Config {
             portmgr_port: None,
             access: Access::default(),
             log_file: Some(PathBuf::from(DEFAULT_LOG_FILE)),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_per_host: DEFAULT_MAX_PER_HOST,
         }
     }
 }
+
+/// Far above a DAQ host's attached producers and consumers plus its remote feeders.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// A remote host needs one connection per ring it feeds from here, plus its LISTs.
+pub const DEFAULT_MAX_PER_HOST: usize = 64;
 
 /// What every connection thread shares with the daemon.
 pub struct Shared {
     log: Mutex<Log>,
     pub stop: AtomicBool,
     pub access: Access,
-    /// Every open connection, so a stop can wake its thread.
+    /// Every connection with a thread, so a stop can wake its thread.
     conns: Mutex<HashMap<u64, Arc<TcpStream>>>,
+    /// Connections open per remote host (waiting or served); loopback is not counted.
+    hosts: Mutex<HashMap<IpAddr, usize>>,
     /// REMOTE streams under way per (remote peer, ring).
     streams: Mutex<HashMap<(IpAddr, String), usize>>,
     /// The rings LIST shows.
@@ -129,6 +151,95 @@ const STACK: usize = 256 * 1024;
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// How long a stop waits for connection threads to finish.
 const STOP_WAIT: Duration = Duration::from_secs(5);
+/// Tokens of connections waiting for their first request start here, above the listeners.
+const FIRST_WAITING: usize = 64;
+/// How long a new connection may take to send its first request line. Clients send it
+/// as soon as they connect.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Lines about refused connections logged at once, then per second: any host can cause them.
+const REFUSAL_LOG_BURST: u32 = 50;
+const REFUSAL_LOG_RATE: u32 = 5;
+
+/// A connection counted against its remote host; uncounted when dropped (with its
+/// connection, waiting or served).
+struct HostTicket {
+    shared: Arc<Shared>,
+    host: Option<IpAddr>,
+}
+
+impl HostTicket {
+    /// `None` when `peer` is a remote host that holds `max` connections already.
+    fn take(shared: &Arc<Shared>, peer: IpAddr, max: usize) -> Option<HostTicket> {
+        if peer.is_loopback() || peer.to_canonical().is_loopback() {
+            return Some(HostTicket { shared: shared.clone(), host: None });
+        }
+        let mut hosts = lock(&shared.hosts);
+        let n = hosts.entry(peer).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(HostTicket { shared: shared.clone(), host: Some(peer) })
+    }
+}
+
+impl Drop for HostTicket {
+    fn drop(&mut self) {
+        let Some(host) = self.host else {
+            return;
+        };
+        let mut hosts = lock(&self.shared.hosts);
+        if let Some(n) = hosts.get_mut(&host) {
+            *n -= 1;
+            if *n == 0 {
+                hosts.remove(&host);
+            }
+        }
+    }
+}
+
+/// A connection that has not sent a complete request line yet.
+struct Waiting {
+    stream: mio::net::TcpStream,
+    peer: SocketAddr,
+    deadline: Instant,
+    ticket: HostTicket,
+}
+
+/// What a waiting connection's first bytes say.
+enum FirstLine {
+    /// A line is complete (or too long, or the client hung up): a thread takes it.
+    Ready,
+    /// Not yet.
+    Pending,
+    /// Reset or failed: nothing to serve.
+    Gone,
+}
+
+/// Looks at what the client sent without taking it from the socket (the session reads
+/// it as if it had just arrived).
+fn first_line(stream: &mio::net::TcpStream) -> FirstLine {
+    let mut peek = [0u8; MAX_LINE + 1];
+    loop {
+        // SAFETY: valid descriptor; the kernel writes at most `peek.len()` bytes into it.
+        let n = unsafe { libc::recv(stream.as_raw_fd(), peek.as_mut_ptr().cast(), peek.len(), libc::MSG_PEEK) };
+        if n < 0 {
+            return match io::Error::last_os_error().kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => FirstLine::Pending,
+                _ => FirstLine::Gone,
+            };
+        }
+        let got = &peek[..n as usize];
+        // End of file, a line end, or more than a line may hold: the session knows what
+        // to do with each.
+        return if n == 0 || got.len() > MAX_LINE || got.iter().any(|&b| b == b'\n' || b == b'\r') {
+            FirstLine::Ready
+        } else {
+            FirstLine::Pending
+        };
+    }
+}
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: &Config) -> Result<()> {
@@ -144,6 +255,7 @@ pub fn run(config: &Config) -> Result<()> {
         stop: AtomicBool::new(false),
         access: config.access.clone(),
         conns: Mutex::new(HashMap::new()),
+        hosts: Mutex::new(HashMap::new()),
         streams: Mutex::new(HashMap::new()),
         known: Known::default(),
     });
@@ -262,6 +374,10 @@ struct Daemon {
     accept_paused: bool,
     /// The failure is logged: no line per retry.
     accept_failing: bool,
+    /// Connections waiting for their first request, by token.
+    waiting: HashMap<usize, Waiting>,
+    next_waiting: usize,
+    refusals: RateLimit,
 }
 
 impl Daemon {
@@ -286,6 +402,9 @@ impl Daemon {
             next_key: AtomicU64::new(0),
             accept_paused: false,
             accept_failing: false,
+            waiting: HashMap::new(),
+            next_waiting: FIRST_WAITING,
+            refusals: RateLimit::new(REFUSAL_LOG_BURST, REFUSAL_LOG_RATE),
         };
         daemon.watch(listeners)?;
         Ok(daemon)
@@ -313,6 +432,9 @@ impl Daemon {
             if self.accept_paused {
                 wait = wait.min(ACCEPT_RETRY);
             }
+            if let Some(first) = self.waiting.values().map(|w| w.deadline).min() {
+                wait = wait.min(first.saturating_duration_since(Instant::now()));
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -339,9 +461,11 @@ impl Daemon {
                             }
                         }
                     }
+                    Token(t) if t >= FIRST_WAITING => self.first_request(t),
                     Token(t) => self.accept(t - FIRST_LISTENER),
                 }
             }
+            self.expire_waiting();
             if Instant::now() >= next_check {
                 if !self.check_registration() {
                     return Ok(());
@@ -387,20 +511,35 @@ impl Daemon {
     }
 
     fn accept(&mut self, index: usize) {
-        let Some(listener) = self.listeners.get(index) else {
-            return;
-        };
         loop {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
             match listener.accept() {
-                Ok((stream, peer)) => {
+                Ok((mut stream, peer)) => {
                     self.accept_failing = false;
-                    let stream = TcpStream::from(OwnedFd::from(stream));
-                    if let Err(e) = stream.set_nonblocking(false) {
-                        self.shared.log(format_args!("cannot serve the connection from {peer}: {e}"));
+                    let open = lock(&self.shared.conns).len() + self.waiting.len();
+                    if open >= self.config.max_connections {
+                        let max = self.config.max_connections;
+                        self.refused(format_args!("connection from {} refused: {max} connections open", peer.ip()));
+                        continue; // dropping it closes it
+                    }
+                    let Some(ticket) = HostTicket::take(&self.shared, peer.ip(), self.config.max_per_host) else {
+                        let max = self.config.max_per_host;
+                        self.refused(format_args!("connection from {} refused: it has {max} open", peer.ip()));
+                        continue;
+                    };
+                    let token = self.next_waiting;
+                    self.next_waiting += 1;
+                    if let Err(e) = self.poll.registry().register(&mut stream, Token(token), Interest::READABLE) {
+                        self.shared.log(format_args!("cannot watch the connection from {peer}: {e}"));
                         continue;
                     }
-                    let _ = stream.set_nodelay(true);
-                    spawn(&self.shared, &self.next_key, stream, peer);
+                    let deadline = Instant::now() + FIRST_REQUEST_TIMEOUT;
+                    self.waiting.insert(token, Waiting { stream, peer, deadline, ticket });
+                    // Its request may have come with the handshake's last packet: no new
+                    // edge would announce it.
+                    self.first_request(token);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
@@ -419,8 +558,64 @@ impl Daemon {
     }
 }
 
-/// Serves a new connection on a thread of its own.
-fn spawn(shared: &Arc<Shared>, next_key: &AtomicU64, stream: TcpStream, peer: SocketAddr) {
+impl Daemon {
+    /// A waiting connection is readable: hands it to a thread once its first request line
+    /// is complete; closes it if it is gone.
+    fn first_request(&mut self, token: usize) {
+        let Some(waiting) = self.waiting.get(&token) else {
+            return;
+        };
+        match first_line(&waiting.stream) {
+            FirstLine::Pending => {}
+            FirstLine::Gone => self.drop_waiting(token),
+            FirstLine::Ready => {
+                let Some(mut waiting) = self.waiting.remove(&token) else {
+                    return;
+                };
+                let _ = self.poll.registry().deregister(&mut waiting.stream);
+                let stream = TcpStream::from(OwnedFd::from(waiting.stream));
+                if let Err(e) = stream.set_nonblocking(false) {
+                    self.shared.log(format_args!("cannot serve the connection from {}: {e}", waiting.peer));
+                    return;
+                }
+                let _ = stream.set_nodelay(true);
+                spawn(&self.shared, &self.next_key, stream, waiting.peer, waiting.ticket);
+            }
+        }
+    }
+
+    fn drop_waiting(&mut self, token: usize) {
+        if let Some(mut waiting) = self.waiting.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut waiting.stream);
+        }
+    }
+
+    /// Closes the connections that did not send a request in time.
+    fn expire_waiting(&mut self) {
+        let now = Instant::now();
+        let late: Vec<usize> = self.waiting.iter().filter(|(_, w)| w.deadline <= now).map(|(&t, _)| t).collect();
+        for token in late {
+            if let Some(ip) = self.waiting.get(&token).map(|w| w.peer.ip()) {
+                let secs = FIRST_REQUEST_TIMEOUT.as_secs();
+                self.refused(format_args!("connection from {ip} closed: no request in {secs} s"));
+            }
+            self.drop_waiting(token);
+        }
+    }
+
+    /// Logs a refused or expired connection, unless they come too fast to log each.
+    fn refused(&mut self, message: std::fmt::Arguments<'_>) {
+        if let Some(missed) = self.refusals.admit(Instant::now()) {
+            if missed > 0 {
+                self.shared.log(format_args!("{missed} refused connections not logged (too many)"));
+            }
+            self.shared.log(message);
+        }
+    }
+}
+
+/// Serves a connection that has sent its first request on a thread of its own.
+fn spawn(shared: &Arc<Shared>, next_key: &AtomicU64, stream: TcpStream, peer: SocketAddr, ticket: HostTicket) {
     let key = next_key.fetch_add(1, Ordering::Relaxed);
     // One descriptor, two owners: the thread, and the registry a stop wakes it through.
     let stream = Arc::new(stream);
@@ -430,6 +625,7 @@ fn spawn(shared: &Arc<Shared>, next_key: &AtomicU64, stream: TcpStream, peer: So
     let spawned = std::thread::Builder::new().name("ringmaster-conn".into()).stack_size(STACK).spawn(move || {
         Session::new(stream, peer, &mine).run();
         lock(&mine.conns).remove(&key);
+        drop(ticket);
     });
     if let Err(e) = spawned {
         shared.log(format_args!("cannot start a thread for the connection from {peer}: {e}"));
