@@ -49,7 +49,6 @@ fn a_request_too_long_for_the_server_is_refused_before_it_costs_the_ports() {
     // The daemon answers a line over its limit by hanging up, which releases every port
     // the connection holds: such a name must never be sent.
     let daemon = Daemon::start("29100-29109", &[]);
-    let me = calling_user();
     let mut holder = Client::connect(Some("localhost"), Some(daemon.port)).unwrap();
     let kept = holder.allocate("kept").unwrap();
     let err = holder.allocate(&"x".repeat(5000)).unwrap_err();
