@@ -461,7 +461,7 @@ impl Daemon {
                             }
                         }
                     }
-                    Token(t) if t >= FIRST_WAITING => self.first_request(t),
+                    Token(t) if t >= FIRST_WAITING => self.first_request(t, event.is_read_closed() || event.is_error()),
                     Token(t) => self.accept(t - FIRST_LISTENER),
                 }
             }
@@ -539,7 +539,7 @@ impl Daemon {
                     self.waiting.insert(token, Waiting { stream, peer, deadline, ticket });
                     // Its request may have come with the handshake's last packet: no new
                     // edge would announce it.
-                    self.first_request(token);
+                    self.first_request(token, false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
@@ -560,12 +560,15 @@ impl Daemon {
 
 impl Daemon {
     /// A waiting connection is readable: hands it to a thread once its first request line
-    /// is complete; closes it if it is gone.
-    fn first_request(&mut self, token: usize) {
+    /// is complete or the client has hung up (its session then says what it left
+    /// unfinished); closes it if it is gone.
+    fn first_request(&mut self, token: usize, hung_up: bool) {
         let Some(waiting) = self.waiting.get(&token) else {
             return;
         };
-        match first_line(&waiting.stream) {
+        // A peek shows the bytes before an end of file, not the end itself.
+        let first = if hung_up { FirstLine::Ready } else { first_line(&waiting.stream) };
+        match first {
             FirstLine::Pending => {}
             FirstLine::Gone => self.drop_waiting(token),
             FirstLine::Ready => {
