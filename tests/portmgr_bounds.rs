@@ -23,9 +23,8 @@ fn slow_reader(addr: SocketAddr) -> TcpStream {
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let size: libc::c_int = 2048;
     // SAFETY: valid fd; the option value is a c_int of the stated size.
-    let rc = unsafe {
-        libc::setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, (&size as *const libc::c_int).cast(), 4)
-    };
+    let rc =
+        unsafe { libc::setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, (&size as *const libc::c_int).cast(), 4) };
     assert_eq!(rc, 0);
     let stream = TcpStream::from(fd);
     let SocketAddr::V4(v4) = addr else { panic!("IPv4 only") };
@@ -82,10 +81,7 @@ fn names_and_holdings_are_bounded() {
     let long = "a".repeat(256);
     c.ask(&format!("GIMME {long} {me}\n"), "FAIL {the application name is longer than 255 bytes}\r\n");
     let long_user = "u".repeat(256);
-    c.ask(
-        &format!("GIMME app {long_user}\n"),
-        "FAIL {the user name is longer than 255 bytes}\r\n",
-    );
+    c.ask(&format!("GIMME app {long_user}\n"), "FAIL {the user name is longer than 255 bytes}\r\n");
     c.gimme(&long[..255], &me);
     for i in 1..64 {
         c.gimme(&format!("s{i}"), &me);
@@ -185,12 +181,15 @@ fn connections_past_the_limit_are_closed_and_garbage_is_logged_at_a_bounded_rate
     drop(open);
     // Until the daemon has seen those ten go, a new connection is still one too many.
     let start = Instant::now();
-    while TcpStream::connect(daemon.addr()).ok().and_then(|mut s| {
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(b"LIST\n").ok()?;
-        let mut reply = [0u8; 8];
-        s.read(&mut reply).ok().filter(|&n| n > 0)
-    }).is_none()
+    while TcpStream::connect(daemon.addr())
+        .ok()
+        .and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            s.write_all(b"LIST\n").ok()?;
+            let mut reply = [0u8; 8];
+            s.read(&mut reply).ok().filter(|&n| n > 0)
+        })
+        .is_none()
     {
         assert!(start.elapsed() < Duration::from_secs(10), "the daemon still refuses connections");
         std::thread::sleep(Duration::from_millis(10));
@@ -217,7 +216,9 @@ fn connections_past_the_limit_are_closed_and_garbage_is_logged_at_a_bounded_rate
     let mut c = daemon.connect();
     c.send(b"LATER\n");
     let _ = c.line();
-    daemon.eventually("the count of lines left out", || daemon.read("log").contains("lines about connections not logged"));
+    daemon.eventually("the count of lines left out", || {
+        daemon.read("log").contains("lines about connections not logged")
+    });
 }
 
 /// Some TCP socket to `port` on IPv4 loopback is in FIN_WAIT1 (state 04 in /proc/net/tcp).
@@ -243,7 +244,8 @@ fn a_gimme_from_a_client_that_has_gone_is_not_roots() {
         // The daemon is busy: it accepts and reads only after the client has gone.
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(daemon.pid(), libc::SIGSTOP) };
-        let script = format!("exec 3<>/dev/tcp/127.0.0.1/{}; printf 'GIMME stolen{round} root\\n' >&3; exec 3>&-", daemon.port);
+        let script =
+            format!("exec 3<>/dev/tcp/127.0.0.1/{}; printf 'GIMME stolen{round} root\\n' >&3; exec 3>&-", daemon.port);
         let status = Command::new("bash").args(["-c", &script]).uid(54321).gid(54321).status();
         // Its FIN waits for the stopped daemon's side to be acknowledged (a retransmit,
         // about 200 ms); then the client's end is a TIME_WAIT socket.
