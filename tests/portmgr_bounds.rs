@@ -266,3 +266,31 @@ fn a_gimme_from_a_client_that_has_gone_is_not_roots() {
     let mut c = daemon.connect();
     c.gimme("mine", "root");
 }
+
+/// This host's first IPv4 address that is not loopback, to connect from as "another host".
+fn other_address() -> Option<std::net::IpAddr> {
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|ifa| {
+        let ip = std::net::IpAddr::V4(ifa.address?.as_sockaddr_in()?.ip());
+        (!ip.is_loopback()).then_some(ip)
+    })
+}
+
+#[test]
+fn one_remote_host_cannot_take_every_connection() {
+    let Some(ip) = other_address() else {
+        eprintln!("SKIPPED: no non-loopback IPv4 address to connect from");
+        return;
+    };
+    let daemon = Daemon::start("23951-23960", &["-max-connections", "100"]);
+    let target = SocketAddr::new(ip, daemon.port);
+    let mut open: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(target).expect("connect")).collect();
+    let mut one_more = TcpStream::connect(target).expect("connect");
+    one_more.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut byte = [0u8; 1];
+    assert!(matches!(one_more.read(&mut byte), Ok(0) | Err(_)), "the 65th connection from {ip} was served");
+    // Local servers still get ports; the host's connections still work.
+    let mut local = daemon.connect();
+    local.gimme("local", &calling_user());
+    let mut first = Raw::new(open.remove(0));
+    first.ask("LIST\n", "OK 1\r\n");
+}

@@ -93,6 +93,9 @@ const SEND_BUFFER: usize = 64 * 1024;
 /// Far above what a DAQ host needs (one connection per server and per lookup in
 /// progress), far below what would exhaust the daemon's descriptors or memory.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Connections from one remote host: it may only LIST, which needs one connection at a
+/// time, and no host may fill the table that local servers need for their ports.
+pub const MAX_PER_REMOTE_HOST: usize = 64;
 /// A LIST of a full default pool with the longest names is about 0.5 MB: this is over a
 /// hundred distinct ones in flight.
 pub const DEFAULT_MAX_BUFFERED: usize = 64 << 20;
@@ -204,6 +207,8 @@ struct Daemon {
     turn: u64,
     max_connections: usize,
     max_buffered: usize,
+    /// Connections open per remote (not local) host.
+    remote_hosts: HashMap<IpAddr, usize>,
     core: Core,
 }
 
@@ -235,6 +240,7 @@ impl Daemon {
             turn: 0,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_buffered: DEFAULT_MAX_BUFFERED,
+            remote_hosts: HashMap::new(),
             core,
         })
     }
@@ -304,6 +310,13 @@ impl Daemon {
                         );
                         continue; // dropping the stream closes it
                     }
+                    if self.remote_hosts.get(&peer.ip()).is_some_and(|&open| open >= MAX_PER_REMOTE_HOST) {
+                        self.core.log_connection(
+                            Level::Notice,
+                            format_args!("connection from {} refused: {MAX_PER_REMOTE_HOST} open", peer.ip()),
+                        );
+                        continue;
+                    }
                     let key = self.next_key;
                     self.next_key += 1;
                     let local = match stream.local_addr() {
@@ -335,6 +348,9 @@ impl Daemon {
                         continue;
                     }
                     self.core.log_connection(Level::Info, format_args!("Connection accepted from {}", peer.ip()));
+                    if !is_local(peer.ip()) {
+                        *self.remote_hosts.entry(peer.ip()).or_insert(0) += 1;
+                    }
                     self.conns.insert(key, Conn::new(stream, peer, socket, &self.core.budget));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -412,9 +428,7 @@ impl Daemon {
                 };
                 conn.stalled_since = if drained { None } else { Some(conn.stalled_since.unwrap_or(self.turn)) };
                 if drained && conn.closing {
-                    if let Some(mut conn) = self.conns.remove(&key) {
-                        let _ = self.poll.registry().deregister(&mut conn.stream);
-                    }
+                    self.remove(key);
                 } else if drained && conn.throttled {
                     self.service(key);
                 }
@@ -423,6 +437,20 @@ impl Daemon {
         if self.core.dirty {
             self.write_usage_file();
         }
+    }
+
+    /// Stops serving a connection (it closes when the returned value is dropped).
+    fn remove(&mut self, key: Key) -> Option<Conn> {
+        let mut conn = self.conns.remove(&key)?;
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let host = conn.peer().ip();
+        if let Some(open) = self.remote_hosts.get_mut(&host) {
+            *open -= 1;
+            if *open == 0 {
+                self.remote_hosts.remove(&host);
+            }
+        }
+        Some(conn)
     }
 
     /// Keeps the bytes held in unsent replies under `max_buffered`: clients that stopped
@@ -441,8 +469,7 @@ impl Daemon {
             if self.core.budget.held() <= max {
                 break;
             }
-            if let Some(mut conn) = self.conns.remove(&key) {
-                let _ = self.poll.registry().deregister(&mut conn.stream);
+            if let Some(mut conn) = self.remove(key) {
                 conn.discard_output();
                 self.core.end(&mut conn);
                 dropped += 1;
