@@ -115,14 +115,21 @@ fn clients_that_never_read_their_lists_cost_the_daemon_little() {
         s.write_all(&b"LIST\n".repeat(40)).expect("send LISTs");
         flood.push(s);
     }
-    let loaded = gimme_time(&daemon);
+    // The first GIMME waits for the daemon to take in the flood that came before it; the
+    // next ones show what the stalled clients cost while they sit there.
+    let first = gimme_time(&daemon);
+    let loaded = (0..5).map(|_| gimme_time(&daemon)).max().expect("five GIMMEs");
     // Everything sent has been read by now: the GIMME came after it, on the same loop.
     let grown = rss_kib(daemon.pid()).saturating_sub(before);
-    eprintln!("daemon grew {grown} KiB for 300 stalled clients; GIMME {unloaded:?} unloaded, {loaded:?} loaded");
+    eprintln!(
+        "daemon grew {grown} KiB for 300 stalled clients; GIMME {unloaded:?} unloaded, {first:?} behind the flood, \
+         then at most {loaded:?}"
+    );
     // Private copies would be 300 x 64-133 KB; shared, the snapshot is counted once and
     // each connection costs its socket and a few small buffers.
     assert!(grown < 8 * 1024, "the daemon grew {grown} KiB");
-    assert!(loaded < unloaded * 50 + Duration::from_millis(500), "GIMME took {loaded:?} (unloaded {unloaded:?})");
+    // Generous: the machine running the tests is shared and noisy.
+    assert!(loaded < unloaded * 20 + Duration::from_millis(50), "GIMME took {loaded:?} (unloaded {unloaded:?})");
 }
 
 #[test]
