@@ -20,8 +20,8 @@ use super::outbox::{Budget, Outbox, Snapshot};
 use super::peercred::{Owner, SocketId};
 use super::pool::Pool;
 use super::probe::Probe;
-use super::ratelimit::RateLimit;
 use super::protocol::{self, Request, CONTROL_CHARACTER, MAX_NAME, NO_FREE_PORTS, ONLY_LOCAL};
+use super::ratelimit::RateLimit;
 
 /// Replies a client has not read yet, beyond which its requests wait: a client that
 /// pipelines LISTs without reading cannot make the daemon buffer without bound.
