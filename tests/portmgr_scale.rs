@@ -14,7 +14,8 @@ fn a_thousand_held_connections() {
         eprintln!("descriptor hard limit below 1300; skipping");
         return;
     }
-    let daemon = Daemon::start("27001-28000", &[]);
+    // One user holds the whole pool here: past the default of 256 per user.
+    let daemon = Daemon::start("27001-28000", &["-max-per-user", "1001"]);
     let me = calling_user();
     let mut idle: Vec<_> = (0..200).map(|_| daemon.connect()).collect();
     let mut holders: Vec<_> = (0..1000).map(|_| daemon.connect()).collect();

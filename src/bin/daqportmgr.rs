@@ -9,6 +9,8 @@ use daqflow::portmgr::server::{self, Config};
 const USAGE: &str = "\
 Usage: daqportmgr [-listen port] [-ports low-high] [-log file] [-portfile file]
                   [-pidfile file] [-bind address]... [-no-user-check]
+                  [-max-per-connection n] [-max-per-user n] [-max-connections n]
+                  [-max-buffered bytes]
 
 Hands out TCP listen ports to local servers and lists them for anyone (the NSCLDAQ port
 manager protocol). Runs in the foreground until SIGTERM or SIGINT.
@@ -23,6 +25,11 @@ manager protocol). Runs in the foreground until SIGTERM or SIGINT.
                     IPv6 address)
   -no-user-check    accept any user name in GIMME requests, as the legacy server did
                     (by default the name must be the owner of the client's socket)
+  -max-per-connection n  ports one connection may hold (default 64)
+  -max-per-user n   ports held under one user name (default 256)
+  -max-connections n  connections served at once (default 4096)
+  -max-buffered bytes  unsent replies held in all (default 67108864); past it the
+                    clients that stopped reading longest ago are disconnected
   --help            this text
 ";
 
@@ -52,6 +59,10 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
                 let ip: IpAddr = text.parse().map_err(|_| format!("-bind {text:?} is not an IP address"))?;
                 config.bind.push(ip);
             }
+            Some("max-per-connection") => config.limits.per_connection = count(&value("max-per-connection")?)?,
+            Some("max-per-user") => config.limits.per_user = count(&value("max-per-user")?)?,
+            Some("max-connections") => config.max_connections = count(&value("max-connections")?)?,
+            Some("max-buffered") => config.max_buffered = count(&value("max-buffered")?)?,
             _ => return Err(format!("unknown argument {arg:?}")),
         }
     }
@@ -59,6 +70,14 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
         return Err(format!("the listen port {} is inside the port range {}", config.listen_port, config.range));
     }
     Ok(Some(config))
+}
+
+/// A limit: a positive decimal number.
+fn count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{text:?} is not a positive number")),
+    }
 }
 
 fn main() -> ExitCode {

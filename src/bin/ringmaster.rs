@@ -11,6 +11,7 @@ use daqflow::ringmaster::server::{self, Config};
 const USAGE: &str = "\
 Usage: ringmaster [--listen address]... [--allow-remote rule]... [--remote-rings which]
                   [--stall-timeout seconds] [--portmgr-port port] [--log file]
+                  [--max-connections n] [--max-per-host n]
 
 Tracks which local processes use which ring slots and frees a dead client's slots when
 its connection closes; lists the rings for anyone; streams a ring's data to allowed hosts
@@ -35,6 +36,8 @@ reopens the log.
   --portmgr-port port  the local port manager's port (default: as in its listen.port
                        file, else 30000)
   --log file           log file (default /var/log/nscldaq/ringmaster.log; - for stderr)
+  --max-connections n  connections open at once (default 4096); more are closed at once
+  --max-per-host n     connections open at once from one other host (default 64)
   --help               this text
 ";
 
@@ -80,6 +83,8 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
                 let file = value("log")?;
                 config.log_file = if file == "-" { None } else { Some(PathBuf::from(file)) };
             }
+            Some("max-connections") => config.max_connections = count("max-connections", &value("max-connections")?)?,
+            Some("max-per-host") => config.max_per_host = count("max-per-host", &value("max-per-host")?)?,
             _ => return Err(format!("unknown argument {arg:?}")),
         }
     }
@@ -87,6 +92,14 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
         config.access = access;
     }
     Ok(Some(config))
+}
+
+/// A limit: a positive decimal number.
+fn count(name: &str, text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("--{name} {text:?} is not a positive number")),
+    }
 }
 
 fn main() -> ExitCode {

@@ -33,6 +33,10 @@ const SOCKID_LEN: usize = 4 + 16 + 16 + 4 + 8;
 /// rqueue, wqueue); `idiag_inode` follows it.
 const MSG_UID_OFFSET: usize = 4 + SOCKID_LEN + 12;
 const MSG_INODE_OFFSET: usize = MSG_UID_OFFSET + 4;
+/// Offset of `idiag_state` in `inet_diag_msg` (after `idiag_family`).
+const MSG_STATE_OFFSET: usize = 1;
+/// `TCP_ESTABLISHED` in the kernel's TCP states.
+const TCP_ESTABLISHED: u8 = 1;
 
 /// What the kernel says about a connection's client socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +84,11 @@ impl OwnerLookup {
 
     /// The uid owning the TCP socket whose local address is `peer` and whose remote
     /// address is `local` (the client's end of a connection this process accepted).
+    ///
+    /// Only a socket still ESTABLISHED is an answer: once the client has closed, its
+    /// end becomes a FIN_WAIT or TIME_WAIT socket that the kernel reports as root's, and
+    /// whatever holds that 4-tuple is no longer the client. The daemon asks right after
+    /// accepting, while its own end is open, so nobody else can hold the 4-tuple then.
     pub fn tcp_owner(&mut self, peer: SocketAddr, local: SocketAddr) -> io::Result<SocketId> {
         self.seq = self.seq.wrapping_add(1);
         let request = build_request(peer, local, self.seq)?;
@@ -153,8 +162,13 @@ fn parse_reply(msg: &[u8], seq: u32) -> Option<io::Result<SocketId>> {
             None => Err(malformed()),
         },
         Some(SOCK_DIAG_BY_FAMILY) => {
-            match (word(NLMSG_HDR_LEN + MSG_UID_OFFSET), word(NLMSG_HDR_LEN + MSG_INODE_OFFSET)) {
-                (Some(uid), Some(inode)) => Ok(SocketId { uid, inode }),
+            let state = msg.get(NLMSG_HDR_LEN + MSG_STATE_OFFSET).copied();
+            match (state, word(NLMSG_HDR_LEN + MSG_UID_OFFSET), word(NLMSG_HDR_LEN + MSG_INODE_OFFSET)) {
+                (Some(TCP_ESTABLISHED), Some(uid), Some(inode)) => Ok(SocketId { uid, inode }),
+                (Some(state), Some(_), Some(_)) => Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    format!("the client's socket is no longer connected (TCP state {state})"),
+                )),
                 _ => Err(malformed()),
             }
         }
@@ -249,6 +263,24 @@ fn real_user(owner: u32, inode: u32, proc_root: &Path) -> Result<Option<Account>
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn a_client_that_has_closed_is_nobodys() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        drop(client);
+        let mut lookup = OwnerLookup::new().unwrap();
+        let started = std::time::Instant::now();
+        // The client's end goes FIN_WAIT, then TIME_WAIT (reported as root's).
+        let error = loop {
+            match lookup.tcp_owner(peer, server.local_addr().unwrap()) {
+                Err(e) => break e,
+                Ok(_) => assert!(started.elapsed().as_secs() < 5, "still ESTABLISHED"),
+            }
+        };
+        assert!(error.to_string().contains("no longer connected"), "{error}");
+    }
 
     #[test]
     fn finds_the_owner_of_a_loopback_client() {

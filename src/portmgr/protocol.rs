@@ -40,6 +40,11 @@ pub fn has_control(name: &[u8]) -> bool {
     name.iter().any(|&b| b < 0x20 || b == 0x7f)
 }
 
+/// The longest application or user name a GIMME may register. A LIST line carries both,
+/// so this bounds what a LIST costs per allocation; real service names (`RingMaster`,
+/// `RingMaster:...`, readout and orderer names) and login names are far shorter.
+pub const MAX_NAME: usize = 255;
+
 /// The start of the reason text for an invalid request.
 pub const INVALID_REQUEST: &str = "Invalid request ";
 

@@ -26,7 +26,7 @@ use super::log::Level;
 use super::peercred::OwnerLookup;
 use super::pool::{Pool, PortRange};
 use super::sdnotify;
-use super::session::{Conn, Core, Key};
+use super::session::{Conn, Core, Key, Limits, is_local};
 use super::statefiles::{self, InstanceLock, SwapFile};
 use crate::daemon::{block_signals, listen_on, open_log, raise_fd_limit};
 use crate::error::{Error, Result};
@@ -52,6 +52,13 @@ pub struct Config {
     pub pid_file: PathBuf,
     /// Refuse a GIMME whose user does not own the client's socket.
     pub verify_users: bool,
+    /// Ports one connection and one user may hold.
+    pub limits: Limits,
+    /// Connections served at once; past it a new one is closed at once.
+    pub max_connections: usize,
+    /// Bytes held in unsent replies by all connections together (each shared LIST
+    /// snapshot counted once); past it the connections stalled longest are dropped.
+    pub max_buffered: usize,
 }
 
 impl Default for Config {
@@ -64,6 +71,9 @@ impl Default for Config {
             port_file: PathBuf::from(DEFAULT_PORT_FILE),
             pid_file: PathBuf::from(DEFAULT_PID_FILE),
             verify_users: true,
+            limits: Limits::DEFAULT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_buffered: DEFAULT_MAX_BUFFERED,
         }
     }
 }
@@ -78,6 +88,18 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// At most one "cannot accept" log line per listener per this interval: the retries
 /// above would otherwise log ten lines a second for as long as descriptors run short.
 const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// The kernel's send buffer per connection (it doubles this for its own bookkeeping).
+const SEND_BUFFER: usize = 64 * 1024;
+/// Far above what a DAQ host needs (one connection per server and per lookup in
+/// progress), far below what would exhaust the daemon's descriptors or memory.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Connections from one remote host: it may only LIST, which needs one connection at a
+/// time, and no host may fill the table that local servers need for their ports.
+pub const MAX_PER_REMOTE_HOST: usize = 64;
+/// A LIST of a full default pool with the longest names is about 0.5 MB: this is over a
+/// hundred distinct ones in flight.
+pub const DEFAULT_MAX_BUFFERED: usize = 64 << 20;
+
 
 /// Runs the daemon until SIGTERM or SIGINT. Fails before touching any file when the
 /// listen port is taken or another instance holds the state files.
@@ -117,8 +139,11 @@ pub fn run(config: &Config) -> Result<()> {
     );
     log.flush();
 
-    let core = Core::new(Pool::new(config.range), log, owners);
+    let core = Core::new(Pool::new(config.range), log, config.limits);
     let mut daemon = Daemon::new(listeners, signals, core, usage_file)?;
+    daemon.owners = owners;
+    daemon.max_connections = config.max_connections;
+    daemon.max_buffered = config.max_buffered;
     daemon.log_path = config.log_file.clone();
     // Readiness is worth a log line when it fails, never a reason to stop.
     if let Err(e) = sdnotify::notify(&format!("READY=1\nMAINPID={}", std::process::id())) {
@@ -176,6 +201,14 @@ struct Daemon {
     usage_file: SwapFile,
     /// ports.txt's contents, rebuilt in place on every change.
     usage_buf: Vec<u8>,
+    /// `None` when user verification is switched off.
+    owners: Option<OwnerLookup>,
+    /// Loop turns so far: orders stalled connections.
+    turn: u64,
+    max_connections: usize,
+    max_buffered: usize,
+    /// Connections open per remote (not local) host.
+    remote_hosts: HashMap<IpAddr, usize>,
     core: Core,
 }
 
@@ -203,6 +236,11 @@ impl Daemon {
             accept_paused: false,
             usage_file,
             usage_buf: Vec::new(),
+            owners: None,
+            turn: 0,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_buffered: DEFAULT_MAX_BUFFERED,
+            remote_hosts: HashMap::new(),
             core,
         })
     }
@@ -251,6 +289,8 @@ impl Daemon {
                 }
             }
             self.settle();
+            self.shed();
+            self.turn += 1;
             self.core.log.flush();
         }
     }
@@ -262,23 +302,56 @@ impl Daemon {
         loop {
             match listener.accept() {
                 Ok((mut stream, peer)) => {
+                    if self.conns.len() >= self.max_connections {
+                        let max = self.max_connections;
+                        self.core.log_connection(
+                            Level::Notice,
+                            format_args!("connection from {} refused: {max} connections already", peer.ip()),
+                        );
+                        continue; // dropping the stream closes it
+                    }
+                    if self.remote_hosts.get(&peer.ip()).is_some_and(|&open| open >= MAX_PER_REMOTE_HOST) {
+                        self.core.log_connection(
+                            Level::Notice,
+                            format_args!("connection from {} refused: {MAX_PER_REMOTE_HOST} open", peer.ip()),
+                        );
+                        continue;
+                    }
                     let key = self.next_key;
                     self.next_key += 1;
                     let local = match stream.local_addr() {
                         Ok(local) => local,
                         Err(_) => continue, // already gone
                     };
+                    // Who the client is, asked now, while its socket is certainly still the
+                    // client's: asked at a later GIMME, a client that had already closed
+                    // would leave a TIME_WAIT socket the kernel reports as root's.
+                    // Remote peers never get ports, so they are not looked up.
+                    let socket = match self.owners.as_mut() {
+                        Some(owners) if is_local(peer.ip()) => {
+                            Some(owners.tcp_owner(peer, local).map_err(|e| e.to_string()))
+                        }
+                        Some(_) => Some(Err("not a local connection".to_string())),
+                        None => None,
+                    };
                     // Replies are single small writes; do not let Nagle hold one back
                     // behind an unacknowledged earlier reply.
                     let _ = stream.set_nodelay(true);
+                    // The kernel would otherwise grow a stalled client's send buffer to
+                    // megabytes (tcp_wmem's maximum) of replies it never reads: host memory
+                    // any client can take. A LIST of a full pool still goes in a few turns.
+                    let _ = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &SEND_BUFFER);
                     if let Err(e) =
                         self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)
                     {
                         self.core.log.entry(Level::Error, format_args!("cannot watch the connection from {peer}: {e}"));
                         continue;
                     }
-                    self.core.log.info(format_args!("Connection accepted from {}", peer.ip()));
-                    self.conns.insert(key, Conn::new(stream, peer, local));
+                    self.core.log_connection(Level::Info, format_args!("Connection accepted from {}", peer.ip()));
+                    if !is_local(peer.ip()) {
+                        *self.remote_hosts.entry(peer.ip()).or_insert(0) += 1;
+                    }
+                    self.conns.insert(key, Conn::new(stream, peer, socket, &self.core.budget));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
@@ -353,15 +426,59 @@ impl Daemon {
                         true
                     }
                 };
+                conn.stalled_since = if drained { None } else { Some(conn.stalled_since.unwrap_or(self.turn)) };
                 if drained && conn.closing {
-                    if let Some(mut conn) = self.conns.remove(&key) {
-                        let _ = self.poll.registry().deregister(&mut conn.stream);
-                    }
+                    self.remove(key);
                 } else if drained && conn.throttled {
                     self.service(key);
                 }
             }
         }
+        if self.core.dirty {
+            self.write_usage_file();
+        }
+    }
+
+    /// Stops serving a connection (it closes when the returned value is dropped).
+    fn remove(&mut self, key: Key) -> Option<Conn> {
+        let mut conn = self.conns.remove(&key)?;
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let host = conn.peer().ip();
+        if let Some(open) = self.remote_hosts.get_mut(&host) {
+            *open -= 1;
+            if *open == 0 {
+                self.remote_hosts.remove(&host);
+            }
+        }
+        Some(conn)
+    }
+
+    /// Keeps the bytes held in unsent replies under `max_buffered`: clients that stopped
+    /// reading longest ago are dropped (their ports released) until it is. Bounded memory
+    /// keeps every other client's GIMME fast.
+    fn shed(&mut self) {
+        let max = self.max_buffered;
+        if self.core.budget.held() <= max {
+            return;
+        }
+        let mut stalled: Vec<(u64, Key)> =
+            self.conns.iter().filter_map(|(&key, conn)| conn.stalled_since.map(|turn| (turn, key))).collect();
+        stalled.sort_unstable();
+        let mut dropped = 0usize;
+        for (_, key) in stalled {
+            if self.core.budget.held() <= max {
+                break;
+            }
+            if let Some(mut conn) = self.remove(key) {
+                conn.discard_output();
+                self.core.end(&mut conn);
+                dropped += 1;
+            }
+        }
+        self.core.log.entry(
+            Level::Notice,
+            format_args!("{dropped} connections that did not read their replies dropped: replies held past {max} bytes"),
+        );
         if self.core.dirty {
             self.write_usage_file();
         }

@@ -4,24 +4,46 @@
 //! a connection's bytes, answers each request into the connection's output buffer, and
 //! keeps the pool, the log and the LIST cache in step.
 
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
+use std::rc::Rc;
+use std::time::Instant;
 
 use mio::net::TcpStream;
 
 use super::lines::{LineBuffer, MAX_LINE};
 use super::listing;
 use super::log::{Level, Log, printable};
-use super::peercred::{Owner, OwnerLookup};
+use super::outbox::{Budget, Outbox, Snapshot};
+use super::peercred::{Owner, SocketId};
 use super::pool::Pool;
 use super::probe::Probe;
-use super::protocol::{self, Request, CONTROL_CHARACTER, NO_FREE_PORTS, ONLY_LOCAL};
+use super::protocol::{self, Request, CONTROL_CHARACTER, MAX_NAME, NO_FREE_PORTS, ONLY_LOCAL};
+use super::ratelimit::RateLimit;
 
 /// Replies a client has not read yet, beyond which its requests wait: a client that
 /// pipelines LISTs without reading cannot make the daemon buffer without bound.
 pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+
+/// How much one client may hold (docs/portmanager.md, "Limits").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Ports one connection may hold.
+    pub per_connection: usize,
+    /// Ports held under one user name, over all connections.
+    pub per_user: usize,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits { per_connection: 64, per_user: 256 };
+}
+
+/// Lines about connections (accepted, illegal request) logged at once, then per second.
+const CONNECTION_LOG_BURST: u32 = 200;
+const CONNECTION_LOG_RATE: u32 = 20;
 
 /// The key of a connection (and the owner of its ports in the pool).
 pub type Key = usize;
@@ -30,14 +52,16 @@ pub type Key = usize;
 pub struct Conn {
     pub stream: TcpStream,
     peer: SocketAddr,
-    local: SocketAddr,
     input: LineBuffer,
-    output: Vec<u8>,
-    sent: usize,
+    output: Outbox,
     /// Held ports in allocation order (released in that order, as the legacy server did,
     /// so the last one allocated is the next one handed out).
     ports: Vec<u16>,
-    /// Who owns the client's socket, looked up at its first GIMME.
+    /// The client's socket as the kernel described it when the connection was accepted
+    /// (`None` without user verification), or why it could not be: looked up then, while
+    /// the socket is certainly still the client's (see `peercred::OwnerLookup`).
+    socket: Option<Result<SocketId, String>>,
+    /// Who owns the client's socket, with names looked up at its first GIMME.
     owner: Option<Owner>,
     eof: bool,
     /// The peer has shut down its sending side or hung up (epoll's RDHUP/HUP), seen
@@ -50,24 +74,32 @@ pub struct Conn {
     pub throttled: bool,
     /// Queued for the write phase of the current loop turn.
     pub queued: bool,
+    /// When the client stopped taking its replies (a loop-turn count, for dropping the
+    /// longest-stalled first when the daemon holds too much).
+    pub stalled_since: Option<u64>,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, peer: SocketAddr, local: SocketAddr) -> Conn {
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        socket: Option<Result<SocketId, String>>,
+        budget: &Budget,
+    ) -> Conn {
         Conn {
             stream,
             peer,
-            local,
             input: LineBuffer::new(MAX_LINE),
-            output: Vec::new(),
-            sent: 0,
+            output: Outbox::new(budget),
             ports: Vec::new(),
+            socket,
             owner: None,
             eof: false,
             peer_closed: false,
             closing: false,
             throttled: false,
             queued: false,
+            stalled_since: None,
         }
     }
 
@@ -76,30 +108,17 @@ impl Conn {
     }
 
     fn unsent(&self) -> usize {
-        self.output.len() - self.sent
+        self.output.unsent()
     }
 
     /// Writes what the socket takes. `Ok(true)` when everything queued is written.
     pub fn flush(&mut self) -> io::Result<bool> {
-        use std::io::Write;
-        while self.sent < self.output.len() {
-            match self.stream.write(&self.output[self.sent..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.output.clear();
-        self.sent = 0;
-        Ok(true)
+        self.output.flush(&mut self.stream)
     }
 
     /// The connection is gone (reset, broken pipe): nothing more can be sent.
     pub fn discard_output(&mut self) {
-        self.output.clear();
-        self.sent = 0;
+        self.output.discard();
     }
 }
 
@@ -117,19 +136,46 @@ pub fn is_local(ip: IpAddr) -> bool {
 pub struct Core {
     pub pool: Pool<Key>,
     pub log: Log,
-    /// `None` when user verification is switched off.
-    pub owners: Option<OwnerLookup>,
+    pub limits: Limits,
+    /// Every byte held in unsent replies.
+    pub budget: Budget,
+    /// Ports held per user name.
+    per_user: HashMap<Vec<u8>, usize>,
     /// The allocations changed since ports.txt was last written.
     pub dirty: bool,
-    /// The last LIST reply, valid until the allocations change.
-    list_cache: Option<Vec<u8>>,
+    /// The last LIST reply, valid until the allocations change, shared by every client
+    /// that asks before then.
+    list_cache: Option<Rc<Snapshot>>,
     /// Kept between allocations: it remembers the host's listening ports for a moment.
     probe: Probe,
+    /// Lines any host can cause by connecting.
+    connection_lines: RateLimit,
 }
 
 impl Core {
-    pub fn new(pool: Pool<Key>, log: Log, owners: Option<OwnerLookup>) -> Core {
-        Core { pool, log, owners, dirty: false, list_cache: None, probe: Probe::default() }
+    pub fn new(pool: Pool<Key>, log: Log, limits: Limits) -> Core {
+        Core {
+            pool,
+            log,
+            limits,
+            budget: Budget::default(),
+            per_user: HashMap::new(),
+            dirty: false,
+            list_cache: None,
+            probe: Probe::default(),
+            connection_lines: RateLimit::new(CONNECTION_LOG_BURST, CONNECTION_LOG_RATE),
+        }
+    }
+
+    /// Logs a line about a connection (accepted, refused, illegal request), unless such
+    /// lines come too fast: anyone on the network can cause them.
+    pub fn log_connection(&mut self, level: Level, message: std::fmt::Arguments<'_>) {
+        if let Some(missed) = self.connection_lines.admit(Instant::now()) {
+            if missed > 0 {
+                self.log.entry(Level::Notice, format_args!("{missed} lines about connections not logged (too many)"));
+            }
+            self.log.entry(level, message);
+        }
     }
 
     /// Reads and answers everything `conn` has sent, until its socket has no more, the
@@ -147,8 +193,9 @@ impl Core {
                     }
                     Some(Err(_)) => {
                         let reason = format!("Invalid request: longer than {MAX_LINE} bytes");
-                        self.log.alert(format_args!("{} issued an illegal request: {reason}", conn.peer.ip()));
-                        protocol::fail_reply(reason.as_bytes(), &mut conn.output);
+                        let ip = conn.peer.ip();
+                        self.log_connection(Level::Alert, format_args!("{ip} issued an illegal request: {reason}"));
+                        conn.output.push(|out| protocol::fail_reply(reason.as_bytes(), out));
                         self.end(conn);
                     }
                 }
@@ -199,6 +246,12 @@ impl Core {
         conn.closing = true;
         for port in conn.ports.drain(..) {
             if let Some(held) = self.pool.release(port) {
+                if let Some(count) = self.per_user.get_mut(&held.user) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.per_user.remove(&held.user);
+                    }
+                }
                 self.log.info(format_args!(
                     "Port {port} was released by {} run by {}",
                     printable(&held.application),
@@ -214,19 +267,22 @@ impl Core {
         match Request::parse(line) {
             Request::Gimme { application, user } => self.gimme(key, conn, &application, &user),
             Request::List => {
+                let budget = &self.budget;
+                let pool = &self.pool;
                 let reply = self.list_cache.get_or_insert_with(|| {
                     let mut reply = Vec::new();
                     listing::list_reply(
-                        self.pool.allocations().map(|a| (a.port, a.application.as_slice(), a.user.as_slice())),
+                        pool.allocations().map(|a| (a.port, a.application.as_slice(), a.user.as_slice())),
                         &mut reply,
                     );
-                    reply
+                    Snapshot::new(reply, budget)
                 });
-                conn.output.extend_from_slice(reply);
+                conn.output.push_shared(Rc::clone(reply));
             }
             Request::Invalid => {
-                self.log.alert(format_args!("{} issued an illegal request: {}", conn.peer.ip(), printable(line)));
-                protocol::invalid_reply(line, &mut conn.output);
+                let ip = conn.peer.ip();
+                self.log_connection(Level::Alert, format_args!("{ip} issued an illegal request: {}", printable(line)));
+                conn.output.push(|out| protocol::invalid_reply(line, out));
                 self.end(conn);
             }
         }
@@ -249,13 +305,31 @@ impl Core {
                 return;
             }
         }
+        for (what, name) in [("application name", application), ("user name", user)] {
+            if name.len() > MAX_NAME {
+                self.refuse(conn, application, user, &format!("the {what} is longer than {MAX_NAME} bytes"));
+                return;
+            }
+        }
         if let Err(reason) = self.verify_user(conn, user) {
+            self.refuse(conn, application, user, &reason);
+            return;
+        }
+        if conn.ports.len() >= self.limits.per_connection {
+            let reason = format!("this connection already holds {} ports, the most one may", conn.ports.len());
+            self.refuse(conn, application, user, &reason);
+            return;
+        }
+        let held = self.per_user.get(user).copied().unwrap_or(0);
+        if held >= self.limits.per_user {
+            let reason = format!("user {} already holds {held} ports, the most one may", printable(user));
             self.refuse(conn, application, user, &reason);
             return;
         }
         let probe = &mut self.probe;
         match self.pool.allocate(application, user, key, |port| !probe.in_use(port)) {
             Some(port) => {
+                *self.per_user.entry(user.to_vec()).or_default() += 1;
                 conn.ports.push(port);
                 self.dirty = true;
                 self.list_cache = None;
@@ -264,7 +338,7 @@ impl Core {
                     printable(application),
                     printable(user)
                 ));
-                protocol::ok_reply(port, &mut conn.output);
+                conn.output.push(|out| protocol::ok_reply(port, out));
             }
             None => self.refuse(conn, application, user, NO_FREE_PORTS),
         }
@@ -277,21 +351,21 @@ impl Core {
             printable(user),
             printable(reason.as_bytes())
         ));
-        protocol::fail_reply(reason.as_bytes(), &mut conn.output);
+        conn.output.push(|out| protocol::fail_reply(reason.as_bytes(), out));
     }
 
     /// The user named in a GIMME must be the client's (see `Owner::verify`).
     fn verify_user(&mut self, conn: &mut Conn, user: &[u8]) -> Result<(), String> {
-        let Some(owners) = self.owners.as_mut() else {
+        let Some(socket) = &conn.socket else {
             return Ok(());
         };
         let mut owner = match conn.owner.take() {
             Some(owner) => owner,
             None => {
-                let socket = owners.tcp_owner(conn.peer, conn.local).map_err(|e| {
+                let socket = socket.as_ref().map_err(|e| {
                     format!("cannot verify user {}: the owner of this connection is unknown ({e})", printable(user))
                 })?;
-                Owner::lookup(socket)
+                Owner::lookup(*socket)
             }
         };
         let verdict = owner.verify(user, Path::new("/proc"));

@@ -82,20 +82,35 @@ fn prefix_len(mask: IpAddr) -> u8 {
     }
 }
 
-/// Is `ip` on the same subnet as one of this host's interface addresses?
-fn on_local_subnet(ip: IpAddr) -> bool {
+/// Addresses no router forwards from the Internet: RFC 1918 and IPv4 link-local
+/// (169.254/16), and IPv6 unique-local (fc00::/7). IPv6 link-local (fe80::/10) is not among
+/// them: every interface has such an address, on whatever link it is plugged into.
+fn private(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.segments()[0] & 0xfe00 == 0xfc00,
+    }
+}
+
+/// Is `ip` a private address on the same subnet as one of `interfaces` (address, prefix)
+/// that is private too? A public interface's subnet is a provider's network or a shared
+/// segment, not the experiment's: it must be named with an explicit rule.
+fn on_private_subnet(ip: IpAddr, interfaces: &[(IpAddr, u8)]) -> bool {
+    let ip = ip.to_canonical();
+    private(ip) && interfaces.iter().any(|&(addr, prefix)| private(addr) && in_net(ip, addr, prefix))
+}
+
+/// This host's interface addresses and their prefix lengths.
+fn interfaces() -> Vec<(IpAddr, u8)> {
     let Ok(addrs) = getifaddrs() else {
-        return false;
+        return Vec::new();
     };
-    addrs.into_iter().any(|ifa| {
-        let to_ip = |s: &nix::sys::socket::SockaddrStorage| {
-            s.as_sockaddr_in().map(|a| IpAddr::V4(a.ip())).or_else(|| s.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())))
-        };
-        match (ifa.address.as_ref().and_then(to_ip), ifa.netmask.as_ref().and_then(to_ip)) {
-            (Some(addr), Some(mask)) => in_net(ip, addr, prefix_len(mask)),
-            _ => false,
-        }
-    })
+    let to_ip = |s: &nix::sys::socket::SockaddrStorage| {
+        s.as_sockaddr_in().map(|a| IpAddr::V4(a.ip())).or_else(|| s.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())))
+    };
+    addrs
+        .filter_map(|ifa| Some((ifa.address.as_ref().and_then(to_ip)?, prefix_len(ifa.netmask.as_ref().and_then(to_ip)?))))
+        .collect()
 }
 
 /// The rules; an empty list allows no one.
@@ -115,7 +130,7 @@ impl Access {
         self.rules.iter().any(|rule| match rule {
             Rule::Any => true,
             Rule::Loopback => ip.is_loopback(),
-            Rule::LocalSubnets => on_local_subnet(ip),
+            Rule::LocalSubnets => on_private_subnet(ip, &interfaces()),
             Rule::Net(net, prefix) => in_net(ip, *net, *prefix),
         })
     }
@@ -155,6 +170,27 @@ mod tests {
         }
         assert_eq!("0.0.0.0/0".parse::<Rule>().unwrap(), Rule::Net(ip("0.0.0.0"), 0));
         assert!(in_net(ip("1.2.3.4"), ip("0.0.0.0"), 0));
+    }
+
+    #[test]
+    fn local_subnets_are_the_private_ones_only() {
+        let interfaces = [
+            (ip("203.0.113.5"), 24),
+            (ip("10.1.2.3"), 16),
+            (ip("169.254.1.1"), 16),
+            (ip("fe80::1"), 64),
+            (ip("fd00::1"), 64),
+            (ip("2001:db8::1"), 64),
+            (ip("192.168.7.1"), 8),
+        ];
+        for allowed in ["10.1.9.9", "169.254.3.3", "fd00::2", "::ffff:10.1.9.9", "192.168.99.1"] {
+            assert!(on_private_subnet(ip(allowed), &interfaces), "{allowed}");
+        }
+        // A public interface's neighbours, IPv6 link-local, another private network, and
+        // a public address that a silly netmask puts on a private interface's subnet.
+        for refused in ["203.0.113.7", "fe80::2", "2001:db8::2", "10.2.0.1", "8.8.8.8", "192.0.2.7", "172.16.0.1"] {
+            assert!(!on_private_subnet(ip(refused), &interfaces), "{refused}");
+        }
     }
 
     #[test]

@@ -1,5 +1,11 @@
 //! The ringmaster daemon's life cycle: its port from the port manager, its listeners, a
-//! thread per connection, and a clean stop on SIGTERM.
+//! thread per connection that has sent a request, and a clean stop on SIGTERM.
+//!
+//! A new connection waits in the event loop, costing only its socket, until its first
+//! request line is complete (or it hangs up, or a deadline passes); only then does it get
+//! a thread, which reads that line from the socket itself. Connections are capped in
+//! total and per remote host, so neither idle connections nor slow talkers from any host
+//! can make the daemon start threads without bound.
 
 use std::collections::HashMap;
 use std::io;
@@ -25,6 +31,8 @@ use super::protocol::SERVICE;
 use super::readers::RemoteRings;
 use super::session::{Session, short_of_descriptors_retry};
 use super::streams::Streams;
+use crate::portmgr::lines::MAX_LINE;
+use crate::portmgr::ratelimit::RateLimit;
 use crate::daemon::{block_signals, listen_on, open_log, raise_fd_limit};
 use crate::error::{Error, Result};
 use crate::portmgr::log::Log;
@@ -50,6 +58,11 @@ pub struct Config {
     pub stall_timeout: Duration,
     /// `None` logs to stderr.
     pub log_file: Option<PathBuf>,
+    /// Connections open at once, waiting for a first request or served.
+    pub max_connections: usize,
+    /// Connections open at once from one remote host (loopback clients are the host's own
+    /// processes, each holding one connection while attached: only the total bounds them).
+    pub max_per_host: usize,
 }
 
 impl Default for Config {
@@ -61,9 +74,16 @@ impl Default for Config {
             remote_rings: RemoteRings::default(),
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             log_file: Some(PathBuf::from(DEFAULT_LOG_FILE)),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_per_host: DEFAULT_MAX_PER_HOST,
         }
     }
 }
+
+/// Far above a DAQ host's attached producers and consumers plus its remote feeders.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// A remote host needs one connection per ring it feeds from here, plus its LISTs.
+pub const DEFAULT_MAX_PER_HOST: usize = 64;
 
 /// What every connection thread shares with the daemon.
 pub struct Shared {
@@ -74,8 +94,10 @@ pub struct Shared {
     pub access: Access,
     pub remote_rings: RemoteRings,
     pub stall_timeout: Duration,
-    /// Every open connection, so a stop can wake its thread.
+    /// Every connection with a thread, so a stop can wake its thread.
     conns: Mutex<HashMap<u64, Arc<TcpStream>>>,
+    /// Connections open per remote host (waiting or served); loopback is not counted.
+    hosts: Mutex<HashMap<IpAddr, usize>>,
     /// REMOTE streams under way.
     pub streams: Streams,
     /// The rings LIST shows.
@@ -139,6 +161,97 @@ const STACK: usize = 256 * 1024;
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// How long a stop waits for connection threads to finish.
 const STOP_WAIT: Duration = Duration::from_secs(5);
+/// Tokens of connections waiting for their first request start here, above the listeners.
+const FIRST_WAITING: usize = 64;
+/// How long a new connection may take to send its first request line. Clients send it
+/// as soon as they connect.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Lines about refused connections logged at once, then per second: any host can cause them.
+const REFUSAL_LOG_BURST: u32 = 50;
+const REFUSAL_LOG_RATE: u32 = 5;
+
+/// A connection counted against its remote host; uncounted when dropped (with its
+/// connection, waiting or served).
+struct HostTicket {
+    shared: Arc<Shared>,
+    host: Option<IpAddr>,
+}
+
+impl HostTicket {
+    /// `None` when `peer` is a remote host that holds `max` connections already.
+    fn take(shared: &Arc<Shared>, peer: IpAddr, max: usize) -> Option<HostTicket> {
+        if peer.is_loopback() || peer.to_canonical().is_loopback() {
+            return Some(HostTicket { shared: shared.clone(), host: None });
+        }
+        let mut hosts = lock(&shared.hosts);
+        let n = hosts.entry(peer).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(HostTicket { shared: shared.clone(), host: Some(peer) })
+    }
+}
+
+impl Drop for HostTicket {
+    fn drop(&mut self) {
+        let Some(host) = self.host else {
+            return;
+        };
+        let mut hosts = lock(&self.shared.hosts);
+        if let Some(n) = hosts.get_mut(&host) {
+            *n -= 1;
+            if *n == 0 {
+                hosts.remove(&host);
+            }
+        }
+    }
+}
+
+/// A connection that has not sent a complete request line yet.
+struct Waiting {
+    stream: mio::net::TcpStream,
+    peer: SocketAddr,
+    /// Who the client is, learnt at accept (see `peer`).
+    who: Who,
+    deadline: Instant,
+    ticket: HostTicket,
+}
+
+/// What a waiting connection's first bytes say.
+enum FirstLine {
+    /// A line is complete (or too long, or the client hung up): a thread takes it.
+    Ready,
+    /// Not yet.
+    Pending,
+    /// Reset or failed: nothing to serve.
+    Gone,
+}
+
+/// Looks at what the client sent without taking it from the socket (the session reads
+/// it as if it had just arrived).
+fn first_line(stream: &mio::net::TcpStream) -> FirstLine {
+    let mut peek = [0u8; MAX_LINE + 1];
+    loop {
+        // SAFETY: valid descriptor; the kernel writes at most `peek.len()` bytes into it.
+        let n = unsafe { libc::recv(stream.as_raw_fd(), peek.as_mut_ptr().cast(), peek.len(), libc::MSG_PEEK) };
+        if n < 0 {
+            return match io::Error::last_os_error().kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => FirstLine::Pending,
+                _ => FirstLine::Gone,
+            };
+        }
+        let got = &peek[..n as usize];
+        // End of file, a line end, or more than a line may hold: the session knows what
+        // to do with each.
+        return if n == 0 || got.len() > MAX_LINE || got.iter().any(|&b| b == b'\n' || b == b'\r') {
+            FirstLine::Ready
+        } else {
+            FirstLine::Pending
+        };
+    }
+}
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: &Config) -> Result<()> {
@@ -157,6 +270,7 @@ pub fn run(config: &Config) -> Result<()> {
         remote_rings: config.remote_rings,
         stall_timeout: config.stall_timeout,
         conns: Mutex::new(HashMap::new()),
+        hosts: Mutex::new(HashMap::new()),
         streams: Streams::default(),
         known: Known::default(),
     });
@@ -280,6 +394,10 @@ struct Daemon {
     accept_failing: bool,
     /// Asks the kernel who owns a local client's socket (`None`: could not be opened).
     owners: Option<OwnerLookup>,
+    /// Connections waiting for their first request, by token.
+    waiting: HashMap<usize, Waiting>,
+    next_waiting: usize,
+    refusals: RateLimit,
 }
 
 impl Daemon {
@@ -310,6 +428,9 @@ impl Daemon {
             accept_paused: false,
             accept_failing: false,
             owners,
+            waiting: HashMap::new(),
+            next_waiting: FIRST_WAITING,
+            refusals: RateLimit::new(REFUSAL_LOG_BURST, REFUSAL_LOG_RATE),
         };
         daemon.watch(listeners)?;
         Ok(daemon)
@@ -337,6 +458,9 @@ impl Daemon {
             if self.accept_paused {
                 wait = wait.min(ACCEPT_RETRY);
             }
+            if let Some(first) = self.waiting.values().map(|w| w.deadline).min() {
+                wait = wait.min(first.saturating_duration_since(Instant::now()));
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -363,9 +487,11 @@ impl Daemon {
                             }
                         }
                     }
+                    Token(t) if t >= FIRST_WAITING => self.first_request(t, event.is_read_closed() || event.is_error()),
                     Token(t) => self.accept(t - FIRST_LISTENER),
                 }
             }
+            self.expire_waiting();
             if Instant::now() >= next_check {
                 self.shared.log_suppressed();
                 if !self.check_registration() {
@@ -412,25 +538,40 @@ impl Daemon {
     }
 
     fn accept(&mut self, index: usize) {
-        let Some(listener) = self.listeners.get(index) else {
-            return;
-        };
         loop {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
             match listener.accept() {
-                Ok((stream, peer)) => {
+                Ok((mut stream, peer)) => {
                     self.accept_failing = false;
-                    let stream = TcpStream::from(OwnedFd::from(stream));
-                    if let Err(e) = stream.set_nonblocking(false) {
-                        self.shared.log(format_args!("cannot serve the connection from {peer}: {e}"));
+                    let open = lock(&self.shared.conns).len() + self.waiting.len();
+                    if open >= self.config.max_connections {
+                        let max = self.config.max_connections;
+                        self.refused(format_args!("connection from {} refused: {max} connections open", peer.ip()));
+                        continue; // dropping it closes it
+                    }
+                    let Some(ticket) = HostTicket::take(&self.shared, peer.ip(), self.config.max_per_host) else {
+                        let max = self.config.max_per_host;
+                        self.refused(format_args!("connection from {} refused: it has {max} open", peer.ip()));
+                        continue;
+                    };
+                    let token = self.next_waiting;
+                    self.next_waiting += 1;
+                    if let Err(e) = self.poll.registry().register(&mut stream, Token(token), Interest::READABLE) {
+                        self.shared.log(format_args!("cannot watch the connection from {peer}: {e}"));
                         continue;
                     }
-                    let _ = stream.set_nodelay(true);
                     // Now, while the client's socket is sure to be the client's.
                     let who = match stream.local_addr() {
                         Ok(local) => peer::identify(self.owners.as_mut(), peer, local),
                         Err(_) => peer::identify(None, peer, peer),
                     };
-                    spawn(&self.shared, &self.next_key, stream, peer, who);
+                    let deadline = Instant::now() + FIRST_REQUEST_TIMEOUT;
+                    self.waiting.insert(token, Waiting { stream, peer, who, deadline, ticket });
+                    // Its request may have come with the handshake's last packet: no new
+                    // edge would announce it.
+                    self.first_request(token, false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
@@ -449,8 +590,67 @@ impl Daemon {
     }
 }
 
-/// Serves a new connection on a thread of its own.
-fn spawn(shared: &Arc<Shared>, next_key: &AtomicU64, stream: TcpStream, peer: SocketAddr, who: Who) {
+impl Daemon {
+    /// A waiting connection is readable: hands it to a thread once its first request line
+    /// is complete or the client has hung up (its session then says what it left
+    /// unfinished); closes it if it is gone.
+    fn first_request(&mut self, token: usize, hung_up: bool) {
+        let Some(waiting) = self.waiting.get(&token) else {
+            return;
+        };
+        // A peek shows the bytes before an end of file, not the end itself.
+        let first = if hung_up { FirstLine::Ready } else { first_line(&waiting.stream) };
+        match first {
+            FirstLine::Pending => {}
+            FirstLine::Gone => self.drop_waiting(token),
+            FirstLine::Ready => {
+                let Some(mut waiting) = self.waiting.remove(&token) else {
+                    return;
+                };
+                let _ = self.poll.registry().deregister(&mut waiting.stream);
+                let stream = TcpStream::from(OwnedFd::from(waiting.stream));
+                if let Err(e) = stream.set_nonblocking(false) {
+                    self.shared.log(format_args!("cannot serve the connection from {}: {e}", waiting.peer));
+                    return;
+                }
+                let _ = stream.set_nodelay(true);
+                spawn(&self.shared, &self.next_key, stream, waiting.peer, waiting.who, waiting.ticket);
+            }
+        }
+    }
+
+    fn drop_waiting(&mut self, token: usize) {
+        if let Some(mut waiting) = self.waiting.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut waiting.stream);
+        }
+    }
+
+    /// Closes the connections that did not send a request in time.
+    fn expire_waiting(&mut self) {
+        let now = Instant::now();
+        let late: Vec<usize> = self.waiting.iter().filter(|(_, w)| w.deadline <= now).map(|(&t, _)| t).collect();
+        for token in late {
+            if let Some(ip) = self.waiting.get(&token).map(|w| w.peer.ip()) {
+                let secs = FIRST_REQUEST_TIMEOUT.as_secs();
+                self.refused(format_args!("connection from {ip} closed: no request in {secs} s"));
+            }
+            self.drop_waiting(token);
+        }
+    }
+
+    /// Logs a refused or expired connection, unless they come too fast to log each.
+    fn refused(&mut self, message: std::fmt::Arguments<'_>) {
+        if let Some(missed) = self.refusals.admit(Instant::now()) {
+            if missed > 0 {
+                self.shared.log(format_args!("{missed} refused connections not logged (too many)"));
+            }
+            self.shared.log(message);
+        }
+    }
+}
+
+/// Serves a connection that has sent its first request on a thread of its own.
+fn spawn(shared: &Arc<Shared>, next_key: &AtomicU64, stream: TcpStream, peer: SocketAddr, who: Who, ticket: HostTicket) {
     let key = next_key.fetch_add(1, Ordering::Relaxed);
     // One descriptor, two owners: the thread, and the registry a stop wakes it through.
     let stream = Arc::new(stream);
@@ -460,6 +660,7 @@ fn spawn(shared: &Arc<Shared>, next_key: &AtomicU64, stream: TcpStream, peer: So
     let spawned = std::thread::Builder::new().name("ringmaster-conn".into()).stack_size(STACK).spawn(move || {
         Session::new(stream, peer, who, &mine).run();
         lock(&mine.conns).remove(&key);
+        drop(ticket);
     });
     if let Err(e) = spawned {
         shared.log(format_args!("cannot start a thread for the connection from {peer}: {e}"));
