@@ -5,8 +5,10 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::process::Command;
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
+
+mod hostile_support;
 
 use daqflow::portmgr::Client;
 use daqflow::portmgr::reply::{MAX_LIST_BYTES, MAX_REPLY_LINE};
@@ -20,29 +22,8 @@ const IN_FLIGHT: usize = 16 * 1024 * 1024;
 /// A server that answers LIST with `OK 65535` and then `line` over and over as fast as
 /// the client reads; reports how many bytes it got rid of before the client hung up.
 fn flooding_server(line: Vec<u8>) -> (u16, Receiver<usize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (report, sent) = channel();
-    std::thread::spawn(move || {
-        let Ok((stream, _)) = listener.accept() else { return };
-        let mut request = String::new();
-        let _ = BufReader::new(stream.try_clone().unwrap()).read_line(&mut request);
-        let mut writer = stream;
-        let mut total = 0;
-        let mut batch = b"OK 65535\r\n".to_vec();
-        while total < FLOOD_CAP {
-            while batch.len() < 1 << 20 {
-                batch.extend_from_slice(&line);
-            }
-            if writer.write_all(&batch).is_err() {
-                break;
-            }
-            total += batch.len();
-            batch.clear();
-        }
-        let _ = report.send(total);
-    });
-    (port, sent)
+    let (addr, sent) = hostile_support::flooding_server(b"OK 65535\r\n", line, b"", FLOOD_CAP);
+    (addr.port(), sent)
 }
 
 /// A LIST line `port application user` of about `bytes` bytes.

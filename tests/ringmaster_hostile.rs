@@ -5,8 +5,10 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
+
+mod hostile_support;
 
 use daqflow::ringmaster::Client;
 use daqflow::ringmaster::client::MAX_REPLY_LINE;
@@ -19,30 +21,7 @@ const FLOOD_CAP: usize = 256 * 1024 * 1024;
 /// A ring master that answers its first request with `OK` and then `body` repeated up
 /// to `FLOOD_CAP` bytes (then `tail`); reports the bytes it got rid of.
 fn fake_master(body: &'static [u8], tail: &'static [u8]) -> (SocketAddr, Receiver<usize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (report, sent) = channel();
-    std::thread::spawn(move || {
-        let Ok((stream, _)) = listener.accept() else { return };
-        let mut request = String::new();
-        let _ = BufReader::new(stream.try_clone().unwrap()).read_line(&mut request);
-        let mut writer = stream;
-        let mut total = 0;
-        let mut batch = b"OK\r\n".to_vec();
-        while total < FLOOD_CAP {
-            while batch.len() < 1 << 20 {
-                batch.extend_from_slice(body);
-            }
-            if writer.write_all(&batch).is_err() {
-                break;
-            }
-            total += batch.len();
-            batch.clear();
-        }
-        let _ = writer.write_all(tail);
-        let _ = report.send(total);
-    });
-    (addr, sent)
+    hostile_support::flooding_server(b"OK\r\n", body.to_vec(), tail, FLOOD_CAP)
 }
 
 #[test]

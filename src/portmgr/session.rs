@@ -344,13 +344,19 @@ impl Core {
         }
     }
 
+    /// Any host can be refused (a GIMME from another host is), as fast as it connects: the
+    /// line is under the connection lines' rate limit, and quotes only the start of each
+    /// name (escaping makes a byte up to four).
     fn refuse(&mut self, conn: &mut Conn, application: &[u8], user: &[u8], reason: &str) {
-        self.log.alert(format_args!(
-            "Unable to allocate a port for {} run by {} because: {}",
-            printable(application),
-            printable(user),
-            printable(reason.as_bytes())
-        ));
+        self.log_connection(
+            Level::Alert,
+            format_args!(
+                "Unable to allocate a port for {} run by {} because: {}",
+                quoted_start(application),
+                quoted_start(user),
+                quoted_start(reason.as_bytes())
+            ),
+        );
         conn.output.push(|out| protocol::fail_reply(reason.as_bytes(), out));
     }
 
@@ -374,6 +380,16 @@ impl Core {
     }
 }
 
+/// A client-supplied field for a log line: escaped, and cut to its first bytes.
+fn quoted_start(field: &[u8]) -> String {
+    const SHOWN: usize = 64;
+    if field.len() <= SHOWN {
+        printable(field)
+    } else {
+        format!("{}... ({} bytes)", printable(&field[..SHOWN]), field.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,3 +409,4 @@ mod tests {
         assert_eq!(printable(b"a\nb\x00c\xff"), "a\\nb\\u{0}c\\xff");
     }
 }
+
