@@ -96,6 +96,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Connections from one remote host: it may only LIST, which needs one connection at a
 /// time, and no host may fill the table that local servers need for their ports.
 pub const MAX_PER_REMOTE_HOST: usize = 64;
+/// Connections open at once owned by one local uid other than root's: the global cap
+/// alone let one user take every connection and lock everyone else out.
+pub const MAX_PER_LOCAL_USER: usize = 256;
 /// A LIST of a full default pool with the longest names is about 0.5 MB: this is over a
 /// hundred distinct ones in flight.
 pub const DEFAULT_MAX_BUFFERED: usize = 64 << 20;
@@ -209,6 +212,8 @@ struct Daemon {
     max_buffered: usize,
     /// Connections open per remote (not local) host.
     remote_hosts: HashMap<IpAddr, usize>,
+    /// Connections open per local socket owner (root's are not counted).
+    local_users: HashMap<u32, usize>,
     core: Core,
 }
 
@@ -241,6 +246,7 @@ impl Daemon {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_buffered: DEFAULT_MAX_BUFFERED,
             remote_hosts: HashMap::new(),
+            local_users: HashMap::new(),
             core,
         })
     }
@@ -334,6 +340,19 @@ impl Daemon {
                         Some(_) => Some(Err("not a local connection".to_string())),
                         None => None,
                     };
+                    let user = match &socket {
+                        Some(Ok(id)) if id.uid != 0 => Some(id.uid),
+                        _ => None,
+                    };
+                    if let Some(uid) = user
+                        && self.local_users.get(&uid).is_some_and(|&open| open >= MAX_PER_LOCAL_USER)
+                    {
+                        self.core.log_connection(
+                            Level::Notice,
+                            format_args!("connection from uid {uid} refused: {MAX_PER_LOCAL_USER} open"),
+                        );
+                        continue;
+                    }
                     // Replies are single small writes; do not let Nagle hold one back
                     // behind an unacknowledged earlier reply.
                     let _ = stream.set_nodelay(true);
@@ -350,6 +369,9 @@ impl Daemon {
                     self.core.log_connection(Level::Info, format_args!("Connection accepted from {}", peer.ip()));
                     if !is_local(peer.ip()) {
                         *self.remote_hosts.entry(peer.ip()).or_insert(0) += 1;
+                    }
+                    if let Some(uid) = user {
+                        *self.local_users.entry(uid).or_insert(0) += 1;
                     }
                     self.conns.insert(key, Conn::new(stream, peer, socket, &self.core.budget));
                 }
@@ -448,6 +470,14 @@ impl Daemon {
             *open -= 1;
             if *open == 0 {
                 self.remote_hosts.remove(&host);
+            }
+        }
+        if let Some(uid) = conn.socket_owner().filter(|&uid| uid != 0)
+            && let Some(open) = self.local_users.get_mut(&uid)
+        {
+            *open -= 1;
+            if *open == 0 {
+                self.local_users.remove(&uid);
             }
         }
         Some(conn)

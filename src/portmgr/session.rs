@@ -107,6 +107,14 @@ impl Conn {
         self.peer
     }
 
+    /// The uid owning the client's socket, as learnt at accept (local clients only).
+    pub fn socket_owner(&self) -> Option<u32> {
+        match &self.socket {
+            Some(Ok(id)) => Some(id.uid),
+            _ => None,
+        }
+    }
+
     fn unsent(&self) -> usize {
         self.output.unsent()
     }

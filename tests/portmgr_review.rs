@@ -1,14 +1,17 @@
-//! Refused GIMMEs cost root's log a bounded amount, whoever sends them: found by the
-//! review of the issue 12 port manager changes (16 KB of log per remote connection, 23
-//! MB/s from one remote loop, before).
+//! Attacks on the port manager found by the review of the issue 12 changes, closed:
+//! refused GIMMEs cost root's log a bounded amount whoever sends them (16 KB of log per
+//! remote connection, 23 MB/s from one remote loop, before), and one local user cannot
+//! take every connection (4096 idle ones locked root out, before).
 
 mod portmgr_support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use portmgr_support::Daemon;
+use portmgr_support::{Daemon, raise_fd_limit};
 
 /// This host's first IPv4 address that is not loopback, to connect from as "another host".
 fn other_address() -> Option<std::net::IpAddr> {
@@ -52,5 +55,51 @@ fn a_remote_host_cannot_fill_the_log_with_refused_gimmes() {
     assert!(
         log <= (200 + 20 * elapsed) * 600,
         "{log} bytes logged in {elapsed} s"
+    );
+}
+
+/// The connection cap is global; a local user may not take all of it: one unprivileged
+/// user's 4100 idle connections (IPv6 loopback) must leave root served.
+#[test]
+fn one_local_user_cannot_take_every_connection() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to run a client as another uid");
+        return;
+    }
+    if raise_fd_limit() < 9000 {
+        eprintln!("SKIPPED: the descriptor limit is too low for 4096 connections");
+        return;
+    }
+    let daemon = Daemon::start("24031-24040", &[]);
+    let script = format!(
+        "ulimit -n 8192 || exit 1; for i in $(seq 4100); do exec {{fd}}<>/dev/tcp/::1/{} || break; done; echo held; \
+         sleep 60",
+        daemon.port
+    );
+    let mut hog = Command::new("bash")
+        .args(["-c", &script])
+        .uid(54321)
+        .gid(54321)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run bash as uid 54321");
+    let mut held = [0u8; 5];
+    let _ = hog.stdout.as_mut().map(|out| out.read_exact(&mut held));
+    let mut root = TcpStream::connect(daemon.addr()).expect("connect");
+    root.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let served = root.write_all(b"LIST\n").is_ok() && {
+        let mut reply = [0u8; 8];
+        matches!(root.read(&mut reply), Ok(n) if n > 0)
+    };
+    let _ = hog.kill();
+    let _ = hog.wait();
+    assert_eq!(
+        &held, b"held\n",
+        "the other user could not open its connections"
+    );
+    assert!(
+        served,
+        "root was refused a connection while uid 54321 held 4096 idle ones"
     );
 }
