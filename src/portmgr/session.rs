@@ -360,9 +360,10 @@ impl Core {
             Level::Alert,
             format_args!(
                 "Unable to allocate a port for {} run by {} because: {}",
-                quoted_start(application),
-                quoted_start(user),
-                quoted_start(reason.as_bytes())
+                quoted_start(application, 64),
+                quoted_start(user, 64),
+                // The daemon's own words, quoting names it already bounded.
+                quoted_start(reason.as_bytes(), 1024)
             ),
         );
         conn.output.push(|out| protocol::fail_reply(reason.as_bytes(), out));
@@ -388,13 +389,12 @@ impl Core {
     }
 }
 
-/// A client-supplied field for a log line: escaped, and cut to its first bytes.
-fn quoted_start(field: &[u8]) -> String {
-    const SHOWN: usize = 64;
-    if field.len() <= SHOWN {
+/// A client-supplied field for a log line: escaped, and cut to its first `shown` bytes.
+fn quoted_start(field: &[u8], shown: usize) -> String {
+    if field.len() <= shown {
         printable(field)
     } else {
-        format!("{}... ({} bytes)", printable(&field[..SHOWN]), field.len())
+        format!("{}... ({} bytes)", printable(&field[..shown]), field.len())
     }
 }
 
