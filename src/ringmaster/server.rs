@@ -178,11 +178,14 @@ struct HostTicket {
 }
 
 impl HostTicket {
-    /// `None` when `peer` is a remote host that holds `max` connections already.
+    /// `None` when `peer` is a remote host (an IPv6 /64) that holds `max` connections already.
     fn take(shared: &Arc<Shared>, peer: IpAddr, max: usize) -> Option<HostTicket> {
         if peer.is_loopback() || peer.to_canonical().is_loopback() {
             return Some(HostTicket { shared: shared.clone(), host: None });
         }
+        // An IPv6 host has a whole /64 to connect from: counted per /64, or one host could
+        // take every connection by changing its address.
+        let peer = peer::network_of(peer.to_canonical());
         let mut hosts = lock(&shared.hosts);
         let n = hosts.entry(peer).or_insert(0);
         if *n >= max {
@@ -687,5 +690,38 @@ impl Daemon {
             self.shared.log(format_args!("{left} connections still busy at exit"));
         }
         self.shared.log(format_args!("ringmaster stopped"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            log: Mutex::new(Log::stderr()),
+            noise: Mutex::new(Noise::default()),
+            stop: AtomicBool::new(false),
+            access: Access::default(),
+            remote_rings: RemoteRings::default(),
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+            conns: Mutex::new(HashMap::new()),
+            hosts: Mutex::new(HashMap::new()),
+            streams: Streams::default(),
+            known: Known::default(),
+        })
+    }
+
+    #[test]
+    fn an_ipv6_host_cannot_rotate_addresses_in_its_64_past_the_per_host_cap() {
+        let shared = shared();
+        let base = u128::from("2001:db8:1:2::".parse::<Ipv6Addr>().unwrap());
+        let tickets: Vec<_> = (1..=4u128)
+            .map(|i| HostTicket::take(&shared, IpAddr::V6((base + i).into()), 4).expect("within the cap"))
+            .collect();
+        assert!(HostTicket::take(&shared, IpAddr::V6((base + 99).into()), 4).is_none(), "a fifth address of the /64");
+        assert!(HostTicket::take(&shared, "2001:db8:1:3::1".parse().unwrap(), 4).is_some(), "another /64");
+        drop(tickets);
+        assert!(HostTicket::take(&shared, IpAddr::V6((base + 99).into()), 4).is_some(), "freed with its connections");
     }
 }
