@@ -36,7 +36,8 @@ reopens the log.
   --portmgr-port port  the local port manager's port (default: as in its listen.port
                        file, else 30000)
   --log file           log file (default /var/log/nscldaq/ringmaster.log; - for stderr)
-  --max-connections n  connections open at once (default 4096); more are closed at once
+  --max-connections n  connections open at once (default 4096; a quarter per user of
+                       this host but root); more are closed at once
   --max-per-host n     connections open at once from one other host (default 64)
   --help               this text
 ";
