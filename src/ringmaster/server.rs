@@ -378,7 +378,13 @@ fn register(
 fn bind_listeners(addresses: &[IpAddr], port: u16) -> Result<Vec<TcpListener>> {
     let explicit = !addresses.is_empty();
     let addresses = if explicit {
-        addresses.to_vec()
+        let mut addresses = addresses.to_vec();
+        // Local clients connect to 127.0.0.1 whatever this list says: unless we hold that
+        // address on our port, any user may, and be this host's ring master for them.
+        if !addresses.iter().any(|ip| *ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || *ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED)) {
+            addresses.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+        addresses
     } else {
         vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)]
     };
