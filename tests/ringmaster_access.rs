@@ -255,3 +255,35 @@ fn garbage_connections_cannot_fill_the_log() {
     assert!(lines <= allowed, "300 garbage connections wrote {lines} lines, over {allowed}:\n{}", master.log_text());
     assert!(allowed < 300, "the flood took too long to tell");
 }
+
+/// Review of issue 12.6b: a local user whose connections each send one line then stay
+/// open holds a thread each for ever; uncapped, every other user's REGISTER/CONNECT
+/// then found the daemon full (ring create and attach failed).
+#[test]
+fn one_user_cannot_hold_every_connection() {
+    let Some(users) = Users::create("one_user_cannot_hold_every_connection", 1) else {
+        return;
+    };
+    let master = Master::start(&["--max-connections", "40"]);
+    let script = format!(
+        "for i in $(seq 40); do exec {{fd}}<>/dev/tcp/127.0.0.1/{port} && echo LIST >&$fd; done; echo held; sleep 20",
+        port = master.port
+    );
+    let mut holder = Command::new("timeout")
+        .args(["30", "bash", "-c", &script])
+        .uid(users.0[0].uid.as_raw())
+        .gid(users.0[0].gid.as_raw())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run bash");
+    let mut said = String::new();
+    let stdout = holder.stdout.take().expect("piped");
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut said);
+    assert_eq!(said, "held\n");
+    // Accepted in order: the user's connections are all counted before this one.
+    master.connect().ask("LIST\n", "OK\r\n");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let refused = format!("(uid {}) refused: its host has 64 or its user 10 open", users.0[0].uid);
+    assert!(master.log_text().contains(&refused), "{}", master.log_text());
+}

@@ -99,3 +99,18 @@ fn connections_per_remote_host_are_capped() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Review of issue 12: with `--listen` naming only other addresses, any local user could
+/// listen on 127.0.0.1 at the ring master's port, where every local client connects, and
+/// receive their REGISTER/CONNECT (and answer them). The daemon holds it itself.
+#[test]
+fn loopback_at_our_port_is_ours_whatever_the_listen_list() {
+    let Some(ip) = other_address() else {
+        eprintln!("SKIPPED: no non-loopback IPv4 address to listen on");
+        return;
+    };
+    let master = Master::start(&["--listen", &ip.to_string()]);
+    let squat = std::net::TcpListener::bind(("127.0.0.1", master.port));
+    assert!(squat.is_err(), "anyone could listen on 127.0.0.1:{} beside the ring master", master.port);
+    answers(&master);
+}

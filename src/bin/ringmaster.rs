@@ -22,7 +22,7 @@ reopens the log.
 
   --listen address     listen on this address only (repeatable; default every IPv4 and
                        IPv6 address: other hosts must reach it for LIST and REMOTE).
-                       NSCLDAQ's local clients connect to 127.0.0.1, so keep it.
+                       127.0.0.1 is always added: local clients connect there.
   --allow-remote rule  who may ask for ring data (REMOTE); repeatable, the first one
                        replaces the default. A rule is an address, a CIDR network
                        (10.1.0.0/16, fd00::/8), loopback, local-subnets (the networks
@@ -36,7 +36,8 @@ reopens the log.
   --portmgr-port port  the local port manager's port (default: as in its listen.port
                        file, else 30000)
   --log file           log file (default /var/log/nscldaq/ringmaster.log; - for stderr)
-  --max-connections n  connections open at once (default 4096); more are closed at once
+  --max-connections n  connections open at once (default 4096; a quarter per user of
+                       this host but root); more are closed at once
   --max-per-host n     connections open at once from one other host (default 64)
   --help               this text
 ";

@@ -65,7 +65,8 @@ impl std::fmt::Display for Key {
     }
 }
 
-fn network_of(ip: IpAddr) -> IpAddr {
+/// What one host can use: an IPv4 address, or an IPv6 /64.
+pub fn network_of(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
         other => other,

@@ -26,7 +26,7 @@ use nix::sys::signalfd::SignalFd;
 use super::access::Access;
 use super::known::Known;
 use super::noise::{Noise, Verdict};
-use super::peer::{self, Who};
+use super::peer::{self, Key, Who};
 use super::protocol::SERVICE;
 use super::readers::RemoteRings;
 use super::session::{Session, short_of_descriptors_retry};
@@ -85,6 +85,12 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// A remote host needs one connection per ring it feeds from here, plus its LISTs.
 pub const DEFAULT_MAX_PER_HOST: usize = 64;
 
+/// Connections one user of this host other than root may hold: a quarter of the total
+/// (each of its attached processes holds one), so no user can take them all.
+fn max_per_user(max_connections: usize) -> usize {
+    (max_connections / 4).max(1)
+}
+
 /// What every connection thread shares with the daemon.
 pub struct Shared {
     log: Mutex<Log>,
@@ -96,8 +102,8 @@ pub struct Shared {
     pub stall_timeout: Duration,
     /// Every connection with a thread, so a stop can wake its thread.
     conns: Mutex<HashMap<u64, Arc<TcpStream>>>,
-    /// Connections open per remote host (waiting or served); loopback is not counted.
-    hosts: Mutex<HashMap<IpAddr, usize>>,
+    /// Connections open per remote host and per user of this host but root (waiting or served).
+    hosts: Mutex<HashMap<Key, usize>>,
     /// REMOTE streams under way.
     pub streams: Streams,
     /// The rings LIST shows.
@@ -170,39 +176,49 @@ const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const REFUSAL_LOG_BURST: u32 = 50;
 const REFUSAL_LOG_RATE: u32 = 5;
 
-/// A connection counted against its remote host; uncounted when dropped (with its
-/// connection, waiting or served).
+/// A connection counted against its remote host and its user of this host; uncounted
+/// when dropped (with its connection, waiting or served).
 struct HostTicket {
     shared: Arc<Shared>,
-    host: Option<IpAddr>,
+    counted: Vec<Key>,
 }
 
 impl HostTicket {
-    /// `None` when `peer` is a remote host that holds `max` connections already.
-    fn take(shared: &Arc<Shared>, peer: IpAddr, max: usize) -> Option<HostTicket> {
-        if peer.is_loopback() || peer.to_canonical().is_loopback() {
-            return Some(HostTicket { shared: shared.clone(), host: None });
+    /// `None` when the remote host of `peer` (an IPv6 host per /64: it can use all of it)
+    /// holds `per_host` connections already, or the user `who` of this host `per_user`
+    /// (each connection that has sent a line holds a thread for as long as it stays
+    /// open, so one user could otherwise fill the table every other user's CONNECT
+    /// needs). Root's programs and unidentified loopback clients count only against the total.
+    fn take(shared: &Arc<Shared>, peer: IpAddr, who: Who, per_host: usize, per_user: usize) -> Option<HostTicket> {
+        let mut limits = Vec::new();
+        if !peer.to_canonical().is_loopback() {
+            limits.push((Key::Address(peer::network_of(peer.to_canonical())), per_host));
         }
-        let mut hosts = lock(&shared.hosts);
-        let n = hosts.entry(peer).or_insert(0);
-        if *n >= max {
+        if let Who::User(uid) = who {
+            if uid != 0 {
+                limits.push((Key::User(uid), per_user));
+            }
+        }
+        let mut counts = lock(&shared.hosts);
+        if limits.iter().any(|(key, max)| counts.get(key).is_some_and(|n| n >= max)) {
             return None;
         }
-        *n += 1;
-        Some(HostTicket { shared: shared.clone(), host: Some(peer) })
+        for (key, _) in &limits {
+            *counts.entry(*key).or_insert(0) += 1;
+        }
+        Some(HostTicket { shared: shared.clone(), counted: limits.into_iter().map(|(key, _)| key).collect() })
     }
 }
 
 impl Drop for HostTicket {
     fn drop(&mut self) {
-        let Some(host) = self.host else {
-            return;
-        };
-        let mut hosts = lock(&self.shared.hosts);
-        if let Some(n) = hosts.get_mut(&host) {
-            *n -= 1;
-            if *n == 0 {
-                hosts.remove(&host);
+        let mut counts = lock(&self.shared.hosts);
+        for key in &self.counted {
+            if let Some(n) = counts.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(key);
+                }
             }
         }
     }
@@ -362,7 +378,13 @@ fn register(
 fn bind_listeners(addresses: &[IpAddr], port: u16) -> Result<Vec<TcpListener>> {
     let explicit = !addresses.is_empty();
     let addresses = if explicit {
-        addresses.to_vec()
+        let mut addresses = addresses.to_vec();
+        // Local clients connect to 127.0.0.1 whatever this list says: unless we hold that
+        // address on our port, any user may, and be this host's ring master for them.
+        if !addresses.iter().any(|ip| *ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || *ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED)) {
+            addresses.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+        addresses
     } else {
         vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)]
     };
@@ -551,9 +573,17 @@ impl Daemon {
                         self.refused(format_args!("connection from {} refused: {max} connections open", peer.ip()));
                         continue; // dropping it closes it
                     }
-                    let Some(ticket) = HostTicket::take(&self.shared, peer.ip(), self.config.max_per_host) else {
-                        let max = self.config.max_per_host;
-                        self.refused(format_args!("connection from {} refused: it has {max} open", peer.ip()));
+                    // Now, while the client's socket is sure to be the client's.
+                    let who = match stream.local_addr() {
+                        Ok(local) => peer::identify(self.owners.as_mut(), peer, local),
+                        Err(_) => peer::identify(None, peer, peer),
+                    };
+                    let (per_host, per_user) = (self.config.max_per_host, max_per_user(self.config.max_connections));
+                    let Some(ticket) = HostTicket::take(&self.shared, peer.ip(), who, per_host, per_user) else {
+                        self.refused(format_args!(
+                            "connection from {} ({who}) refused: its host has {per_host} or its user {per_user} open",
+                            peer.ip()
+                        ));
                         continue;
                     };
                     let token = self.next_waiting;
@@ -562,11 +592,6 @@ impl Daemon {
                         self.shared.log(format_args!("cannot watch the connection from {peer}: {e}"));
                         continue;
                     }
-                    // Now, while the client's socket is sure to be the client's.
-                    let who = match stream.local_addr() {
-                        Ok(local) => peer::identify(self.owners.as_mut(), peer, local),
-                        Err(_) => peer::identify(None, peer, peer),
-                    };
                     let deadline = Instant::now() + FIRST_REQUEST_TIMEOUT;
                     self.waiting.insert(token, Waiting { stream, peer, who, deadline, ticket });
                     // Its request may have come with the handshake's last packet: no new
@@ -687,5 +712,55 @@ impl Daemon {
             self.shared.log(format_args!("{left} connections still busy at exit"));
         }
         self.shared.log(format_args!("ringmaster stopped"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            log: Mutex::new(Log::stderr()),
+            noise: Mutex::new(Noise::default()),
+            stop: AtomicBool::new(false),
+            access: Access::default(),
+            remote_rings: RemoteRings::default(),
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+            conns: Mutex::new(HashMap::new()),
+            hosts: Mutex::new(HashMap::new()),
+            streams: Streams::default(),
+            known: Known::default(),
+        })
+    }
+
+    #[test]
+    fn an_ipv6_host_cannot_rotate_addresses_in_its_64_past_the_per_host_cap() {
+        let shared = shared();
+        let v6 = |n: u128| IpAddr::V6(n.into());
+        let host = Who::Host;
+        let base = u128::from("2001:db8:1:2::".parse::<Ipv6Addr>().unwrap());
+        let other = u128::from("2001:db8:1:3::1".parse::<Ipv6Addr>().unwrap());
+        let tickets: Vec<_> = (1..=4u128)
+            .map(|i| HostTicket::take(&shared, v6(base + i), host(v6(base + i)), 4, 4).expect("within the cap"))
+            .collect();
+        assert!(HostTicket::take(&shared, v6(base + 99), host(v6(base + 99)), 4, 4).is_none(), "a fifth address of the /64");
+        assert!(HostTicket::take(&shared, v6(other), host(v6(other)), 4, 4).is_some(), "another /64");
+        drop(tickets);
+        assert!(HostTicket::take(&shared, v6(base + 99), host(v6(base + 99)), 4, 4).is_some(), "freed with its connections");
+    }
+
+    #[test]
+    fn a_user_of_this_host_but_root_is_capped_on_loopback() {
+        let shared = shared();
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let held: Vec<_> = (0..3).map(|_| HostTicket::take(&shared, lo, Who::User(4242), 1, 3).expect("within")).collect();
+        assert!(HostTicket::take(&shared, lo, Who::User(4242), 1, 3).is_none(), "a fourth of that user's");
+        assert!(HostTicket::take(&shared, lo, Who::User(4243), 1, 3).is_some(), "another user");
+        let root: Vec<_> = (0..10).map(|_| HostTicket::take(&shared, lo, Who::User(0), 1, 3)).collect();
+        assert!(root.iter().all(Option::is_some), "root counts only against the total");
+        assert!(HostTicket::take(&shared, lo, Who::Unidentified(lo), 1, 3).is_some());
+        drop(held);
+        assert!(HostTicket::take(&shared, lo, Who::User(4242), 1, 3).is_some(), "freed with its connections");
     }
 }
