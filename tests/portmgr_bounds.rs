@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use daqflow::portmgr::client::calling_user;
-use portmgr_support::{Daemon, Raw, raise_fd_limit};
+use portmgr_support::{Daemon, Raw, other_address, raise_fd_limit};
 
 /// A connection whose receive buffer is a few KiB, so that what it does not read stays
 /// in the daemon instead of in the kernel (as with a client on a slow or hostile link).
@@ -272,14 +272,6 @@ fn a_gimme_from_a_client_that_has_gone_is_not_roots() {
     // A client that stays connected is still known by the uid it had at accept.
     let mut c = daemon.connect();
     c.gimme("mine", "root");
-}
-
-/// This host's first IPv4 address that is not loopback, to connect from as "another host".
-fn other_address() -> Option<std::net::IpAddr> {
-    nix::ifaddrs::getifaddrs().ok()?.find_map(|ifa| {
-        let ip = std::net::IpAddr::V4(ifa.address?.as_sockaddr_in()?.ip());
-        (!ip.is_loopback()).then_some(ip)
-    })
 }
 
 #[test]

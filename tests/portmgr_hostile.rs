@@ -89,10 +89,10 @@ fn children_peak_rss() -> u64 {
     u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024
 }
 
-#[test]
-fn lsservices_of_a_hostile_host_fails_in_bounded_memory() {
-    let (port, sent) = flooding_server(list_line(8 * 1024));
-    let dir = std::env::temp_dir().join(format!("daqflow-hostile-lsservices-{}", std::process::id()));
+/// `lsservices 127.0.0.1` run against the server on `port` (through a port file of its
+/// own, `tag` naming the scratch directory).
+fn lsservices_of(port: u16, tag: &str) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("daqflow-hostile-lsservices-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port_file = dir.join("listen.port");
     std::fs::write(&port_file, port.to_string()).unwrap();
@@ -102,6 +102,13 @@ fn lsservices_of_a_hostile_host_fails_in_bounded_memory() {
         .output()
         .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
+#[test]
+fn lsservices_of_a_hostile_host_fails_in_bounded_memory() {
+    let (port, sent) = flooding_server(list_line(8 * 1024));
+    let out = lsservices_of(port, "flood");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "lsservices took a hostile listing: {stderr}");
     assert!(stderr.contains(&format!("127.0.0.1:{port}")) && stderr.contains(&MAX_LIST_BYTES.to_string()), "{stderr}");
@@ -123,16 +130,7 @@ fn lsservices_prints_no_control_characters_a_server_sends() {
         let _ = BufReader::new(stream.try_clone().unwrap()).read_line(&mut request);
         let _ = stream.write_all(b"OK 1\r\n30000 \"x\\033\\[2J\\033\\]0;owned\\007\" \"u\\x1b\\[31m\"\r\n");
     });
-    let dir = std::env::temp_dir().join(format!("daqflow-hostile-lsservices-esc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port_file = dir.join("listen.port");
-    std::fs::write(&port_file, port.to_string()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_lsservices"))
-        .arg("127.0.0.1")
-        .env("DAQPORTMGR_PORTFILE", &port_file)
-        .output()
-        .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    let out = lsservices_of(port, "esc");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("x?[2J?]0;owned?") && stdout.contains("u?[31m"), "{stdout}");

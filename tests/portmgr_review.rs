@@ -11,15 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use portmgr_support::{Daemon, raise_fd_limit};
-
-/// This host's first IPv4 address that is not loopback, to connect from as "another host".
-fn other_address() -> Option<std::net::IpAddr> {
-    nix::ifaddrs::getifaddrs().ok()?.find_map(|ifa| {
-        let ip = std::net::IpAddr::V4(ifa.address?.as_sockaddr_in()?.ip());
-        (!ip.is_loopback()).then_some(ip)
-    })
-}
+use portmgr_support::{Daemon, other_address, raise_fd_limit};
 
 /// Any host may GIMME: the refusal ("Only local applications get ports") is logged with
 /// the application name quoted in full, escaped (up to 4 bytes per byte sent), and that

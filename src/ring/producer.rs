@@ -392,7 +392,15 @@ mod tests {
     /// back, slept until its 100 ms backstop while another consumer freed the space.
     #[test]
     fn the_consumer_asked_for_space_still_holds_it_back_or_the_producer_does_not_sleep() {
-        let name = format!("t-unit-asked-{}", std::process::id());
+        /// Removes the ring on the way out, a failed assertion included.
+        struct Scratch(String);
+        impl Drop for Scratch {
+            fn drop(&mut self) {
+                let _ = remove(&self.0);
+            }
+        }
+        let scratch = Scratch(format!("t-unit-asked-{}", std::process::id()));
+        let name = scratch.0.clone();
         create(&name, CreateOptions { data_bytes: 4096, max_consumers: 3, ..Default::default() }).expect("create");
         let mut p = Producer::attach(&name).expect("producer");
         let cap = p.geometry().capacity();
@@ -432,5 +440,6 @@ mod tests {
         }
         drop(p);
         remove(&name).expect("remove");
+        std::mem::forget(scratch);
     }
 }

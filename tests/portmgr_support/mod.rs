@@ -294,3 +294,11 @@ pub fn listen_as(daemon: &Daemon, service: &str) -> (daqflow::portmgr::Client, s
         }
     }
 }
+
+/// This host's first IPv4 address that is not loopback, to connect from as "another host".
+pub fn other_address() -> Option<std::net::IpAddr> {
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|ifa| {
+        let ip = std::net::IpAddr::V4(ifa.address?.as_sockaddr_in()?.ip());
+        (!ip.is_loopback()).then_some(ip)
+    })
+}
