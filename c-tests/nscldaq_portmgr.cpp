@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "local_address.h"
 #include "nscldaq_check.h"
 
 namespace {
@@ -110,22 +111,6 @@ size_t settledCount(CPortManager& lister, size_t expected)
         sleepMs(10);
     }
     return n;
-}
-
-// A local address that is not loopback, from which the server must refuse allocations.
-std::string nonLocalAddress()
-{
-    struct ifaddrs* all = 0;
-    std::string found;
-    if (getifaddrs(&all) != 0) return found;
-    for (struct ifaddrs* a = all; a && found.empty(); a = a->ifa_next) {
-        if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET) continue;
-        char text[INET_ADDRSTRLEN];
-        const struct sockaddr_in* in = reinterpret_cast<const struct sockaddr_in*>(a->ifa_addr);
-        if (inet_ntop(AF_INET, &in->sin_addr, text, sizeof text) && strncmp(text, "127.", 4) != 0) found = text;
-    }
-    freeifaddrs(all);
-    return found;
 }
 
 // A listening socket that never accepts: the kernel completes connections, nothing
@@ -279,7 +264,7 @@ int main()
         }
 
         // NotLocal: the server gives ports only to programs on loopback addresses.
-        std::string outside = nonLocalAddress();
+        std::string outside = nonLoopbackAddress();
         if (outside.empty()) {
             fprintf(stderr, "note: no non-loopback IPv4 address here; NotLocal not exercised\n");
         } else {

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "local_address.h"
 #include "nscldaq_check.h"
 
 namespace {
@@ -128,23 +129,6 @@ void startDaemons()
     }
     fprintf(stderr, "the ring master did not start\n");
     exit(1);
-}
-
-// A local IPv4 address that is not loopback: the ring master reached there is not
-// "local" for NSCLDAQ's rule. Empty when the host has none.
-std::string nonLoopbackAddress()
-{
-    struct ifaddrs* all = 0;
-    std::string found;
-    if (getifaddrs(&all) != 0) return found;
-    for (struct ifaddrs* a = all; a && found.empty(); a = a->ifa_next) {
-        if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET) continue;
-        char text[INET_ADDRSTRLEN];
-        const struct sockaddr_in* in = reinterpret_cast<const struct sockaddr_in*>(a->ifa_addr);
-        if (inet_ntop(AF_INET, &in->sin_addr, text, sizeof text) && strncmp(text, "127.", 4) != 0) found = text;
-    }
-    freeifaddrs(all);
-    return found;
 }
 
 // Reads exactly n bytes from fd within a few seconds; false otherwise.

@@ -274,3 +274,17 @@ impl Drop for PortManager {
         let _ = self.child.wait();
     }
 }
+
+/// Waits until `pid` sleeps (a consumer inside its get, waiting for data).
+pub fn wait_until_sleeping(pid: i32) {
+    let start = std::time::Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The state follows the command name's closing parenthesis.
+        if stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('S')) {
+            return;
+        }
+        assert!(start.elapsed() < TIMEOUT, "process {pid} never waited");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

@@ -9,10 +9,9 @@
 
 use std::os::unix::fs::FileExt;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use daqflow::ring;
-use daqflow_interop::process::{Peer, RingName, TIMEOUT, daqflow_program};
+use daqflow_interop::process::{Peer, RingName, daqflow_program, wait_until_sleeping};
 use nscldaq_ringbuffer::ringbuffer::RingBufferMap;
 
 const FRIB: &str = env!("CARGO_BIN_EXE_frib-peer");
@@ -27,20 +26,6 @@ const TOTAL: &str = "8000000";
 fn label(program: &str, role: &str) -> String {
     let who = if program == FRIB { "FRIB" } else { "daqflow" };
     format!("{who} {role}")
-}
-
-/// Waits until `pid` sleeps (a consumer inside its get, waiting for data).
-fn wait_until_sleeping(pid: i32) {
-    let start = Instant::now();
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // The state follows the command name's closing parenthesis.
-        if stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('S')) {
-            return;
-        }
-        assert!(start.elapsed() < TIMEOUT, "process {pid} never waited");
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 fn consumer(program: &str, ring: &RingName, total: &str, extra: &[&str]) -> Peer {

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use daqflow::ringmaster::{Client, RingUsage};
-use daqflow_interop::process::{Peer, PortManager, RingName, TIMEOUT, TempDir, daqflow_program};
+use daqflow_interop::process::{Peer, PortManager, RingName, TIMEOUT, TempDir, daqflow_program, wait_until_sleeping};
 
 const DAQFLOW: &str = env!("CARGO_BIN_EXE_daqflow-peer");
 const TOTAL: &str = "4000000";
@@ -103,18 +103,6 @@ fn ringbuffer(portfile: &str, args: &[&str]) {
         .output()
         .unwrap();
     assert!(out.status.success(), "ringbuffer {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn wait_until_sleeping(pid: i32) {
-    let start = Instant::now();
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('S')) {
-            return;
-        }
-        assert!(start.elapsed() < TIMEOUT, "process {pid} never waited");
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 #[test]
