@@ -14,8 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use daqflow::progress::{Progress, Stream};
 use daqflow::portmgr::client::calling_user;
+use daqflow::progress::{Progress, Stream};
 
 const REPS: usize = 5;
 const HELD: usize = 1000;
@@ -290,7 +290,13 @@ fn main() {
             reference.min,
             reference.max
         );
-        report(&format!("  ratio daqportmgr/trivial, {clients} client(s)"), "x", ratio, ">= 0.45", ratio.median >= 0.45);
+        report(
+            &format!("  ratio daqportmgr/trivial, {clients} client(s)"),
+            "x",
+            ratio,
+            ">= 0.45",
+            ratio.median >= 0.45,
+        );
     }
     report(&format!("LIST of {listed} allocations (uncached)"), "ms", &list, "<= 5 ms", list.median <= 5.0);
     report("close to port free", "ms", &free, "<= 10 ms", free.median <= 10.0);

@@ -101,7 +101,11 @@ fn main() {
         println!("remote bench: cannot create the ring");
         return;
     }
-    println!("remote ring vs plain TCP between two network namespaces, {} KiB items, {} MiB per run", ITEM / 1024, (ITEM * ITEMS) >> 20);
+    println!(
+        "remote ring vs plain TCP between two network namespaces, {} KiB items, {} MiB per run",
+        ITEM / 1024,
+        (ITEM * ITEMS) >> 20
+    );
     let (mut tcp, mut ring_rates) = (Vec::new(), Vec::new());
     for _ in 0..REPS {
         tcp.extend(plain_tcp(&net));

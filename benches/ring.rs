@@ -165,7 +165,8 @@ fn child_main(args: &[String]) -> Res<()> {
 fn pin(cpu: usize) -> Res<()> {
     let mut set = nix::sched::CpuSet::new();
     set.set(cpu).map_err(|e| format!("cpu {cpu}: {e}"))?;
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| format!("cannot pin to cpu {cpu}: {e}"))
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .map_err(|e| format!("cannot pin to cpu {cpu}: {e}"))
 }
 
 fn say(line: &str) -> Res<()> {
@@ -392,7 +393,8 @@ fn child_lat_consumer(args: &[String]) -> Res<()> {
 fn child_fx(args: &[String], producer: bool) -> Res<()> {
     let path = arg(args, 0, "file")?;
     let samples: u64 = parse_num(args, 1, "samples")?;
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| format!("open {path}: {e}"))?;
+    let file =
+        std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| format!("open {path}: {e}"))?;
     let map = memmap2::MmapOptions::new().len(4096).map_raw(&file).map_err(|e| format!("map {path}: {e}"))?;
     // SAFETY: the mapping is 4096 bytes, page aligned, shared, and lives until we return;
     // both words are only ever accessed atomically.
@@ -502,12 +504,16 @@ fn remove_stale_rings() {
         let Ok(name) = entry.file_name().into_string() else { continue };
         let Some(rest) = name.strip_prefix(RING_PREFIX) else { continue };
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
-        let dead = matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH));
+        let dead =
+            matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH));
         if !dead {
             continue;
         }
-        let removed =
-            if name.ends_with("-futex") { std::fs::remove_file(entry.path()).is_ok() } else { ring::remove(&name).is_ok() };
+        let removed = if name.ends_with("-futex") {
+            std::fs::remove_file(entry.path()).is_ok()
+        } else {
+            ring::remove(&name).is_ok()
+        };
         if removed {
             eprintln!("ring bench: removed stale {name} (its creator, pid {pid}, is gone)");
         }
@@ -569,7 +575,12 @@ impl Kids {
             }
             let _ = tx.send((idx, None));
         });
-        self.kids.push(Kid { role: format!("{role} #{idx} (pid {})", child.id()), child, lines: VecDeque::new(), eof: false });
+        self.kids.push(Kid {
+            role: format!("{role} #{idx} (pid {})", child.id()),
+            child,
+            lines: VecDeque::new(),
+            eof: false,
+        });
         Ok(idx)
     }
 
@@ -615,8 +626,12 @@ impl Kids {
             }
             let now = Instant::now();
             if now >= deadline {
-                let late: Vec<&str> =
-                    who.iter().zip(&got).filter(|(_, g)| g.is_none()).map(|(&i, _)| self.kids[i].role.as_str()).collect();
+                let late: Vec<&str> = who
+                    .iter()
+                    .zip(&got)
+                    .filter(|(_, g)| g.is_none())
+                    .map(|(&i, _)| self.kids[i].role.as_str())
+                    .collect();
                 return Err(format!("timed out waiting for {prefix} from {}", late.join(", ")));
             }
             match self.rx.recv_timeout((deadline - now).min(Duration::from_millis(100))) {
@@ -747,7 +762,8 @@ impl Drop for ShmFile {
 }
 
 fn futex_run(cpus: Cpus, samples: u64) -> Res<Vec<u64>> {
-    let path = format!("/dev/shm/{RING_PREFIX}{}-{}-futex", std::process::id(), RING_SEQ.fetch_add(1, Ordering::Relaxed));
+    let path =
+        format!("/dev/shm/{RING_PREFIX}{}-{}-futex", std::process::id(), RING_SEQ.fetch_add(1, Ordering::Relaxed));
     let file = std::fs::File::create(&path).map_err(|e| format!("cannot create {path}: {e}"))?;
     let guard = ShmFile { path };
     file.set_len(4096).map_err(|e| format!("cannot size {}: {e}", guard.path))?;
@@ -808,13 +824,7 @@ impl Series {
         let v = self.sorted();
         let mut s = match self.median() {
             None => "no data".to_string(),
-            Some(m) => format!(
-                "{:.p$} [{:.p$}, {:.p$}]",
-                m / scale,
-                v[0] / scale,
-                v[v.len() - 1] / scale,
-                p = prec
-            ),
+            Some(m) => format!("{:.p$} [{:.p$}, {:.p$}]", m / scale, v[0] / scale, v[v.len() - 1] / scale, p = prec),
         };
         if !self.errors.is_empty() {
             s.push_str(&format!(" ({} failed)", self.errors.len()));
@@ -851,7 +861,13 @@ fn bytes_for(scale: &Scale, size_idx: usize, consumers: usize) -> u64 {
     // n consumers copy n times the stream on one shared core: a shorter stream keeps a
     // repetition to seconds while still cycling the 8 MiB ring dozens of times.
     let b = scale.bytes[size_idx];
-    if consumers >= 16 { b / 4 } else if consumers >= 4 { b / 2 } else { b }
+    if consumers >= 16 {
+        b / 4
+    } else if consumers >= 4 {
+        b / 2
+    } else {
+        b
+    }
 }
 
 fn fmt_size(rec: u64) -> String {
@@ -893,21 +909,23 @@ fn coordinator() -> Res<()> {
     let policies = [Policy::Event, Policy::Legacy];
     let policy_count = policies.iter().filter(|&&p| policy_wanted(p)).count();
     let cases = RECORD_SIZES.iter().flat_map(|&rec| CONSUMER_COUNTS.iter().map(move |&nc| case_name(rec, nc)));
-    let runs_per_rep = 1
-        + cases.filter(|c| wanted(c)).count() * policy_count
-        + if wanted("lat") { policy_count + 1 } else { 0 };
+    let runs_per_rep =
+        1 + cases.filter(|c| wanted(c)).count() * policy_count + if wanted("lat") { policy_count + 1 } else { 0 };
     let total_runs = (runs_per_rep * scale.reps) as u64;
     let mut progress = Progress::new("ring bench", Stream::Stderr, Duration::from_secs(10));
     let mut runs_done = 0u64;
     let mut next_run = |progress: &mut Progress, rep: usize, what: &str| {
-        let detail = format!("repetition {} of {}: {what} ({:.0} s)", rep + 1, scale.reps, t_start.elapsed().as_secs_f64());
+        let detail =
+            format!("repetition {} of {}: {what} ({:.0} s)", rep + 1, scale.reps, t_start.elapsed().as_secs_f64());
         progress.update(runs_done, Some(total_runs), &detail);
         runs_done += 1;
     };
     let mut m64 = Series::default();
     // [policy][size][consumers]
     let mut tput: Vec<Vec<Vec<Series>>> = (0..2)
-        .map(|_| (0..RECORD_SIZES.len()).map(|_| (0..CONSUMER_COUNTS.len()).map(|_| Series::default()).collect()).collect())
+        .map(|_| {
+            (0..RECORD_SIZES.len()).map(|_| (0..CONSUMER_COUNTS.len()).map(|_| Series::default()).collect()).collect()
+        })
         .collect();
     // [daqflow, legacy, raw futex]
     let mut lat_p50: [Series; 3] = Default::default();
@@ -945,8 +963,11 @@ fn coordinator() -> Res<()> {
                 continue;
             }
             next_run(&mut progress, rep, &format!("latency {}", if pi < 2 { policies[pi].arg() } else { "raw futex" }));
-            let run =
-                if pi < 2 { latency_run(cpus, policies[pi], scale.lat_samples) } else { futex_run(cpus, scale.lat_samples) };
+            let run = if pi < 2 {
+                latency_run(cpus, policies[pi], scale.lat_samples)
+            } else {
+                futex_run(cpus, scale.lat_samples)
+            };
             match run {
                 Ok(mut v) => {
                     v.sort_unstable();
@@ -1027,7 +1048,10 @@ fn coordinator() -> Res<()> {
         "Wake-up latency, us (put of a 64 B record every 200-280 us to a sleeping consumer; {} samples per repetition)",
         scale.lat_samples
     ));
-    line("(futex: raw cross-process futex wake in the same run, the floor for any sleeping consumer on this host)".to_string());
+    line(
+        "(futex: raw cross-process futex wake in the same run, the floor for any sleeping consumer on this host)"
+            .to_string(),
+    );
     line(format!("{:<8} {:<24} {:<24} {:>10} {:>10}", "policy", "p50", "p99", "p99.9 all", "max all"));
     for (pi, name) in ["daqflow", "legacy", "futex"].iter().enumerate() {
         let mut all = lat_all[pi].clone();
@@ -1048,9 +1072,15 @@ fn coordinator() -> Res<()> {
     for si in [1, 2] {
         let e = tput[0][si][one].median();
         let r = ratio(e, tput[1][si][one].median());
-        target(r.map(|r| r >= 5.0), format!("1 -> 1, {}: >= 5 x legacy ({} x)", fmt_size(RECORD_SIZES[si]), show_ratio(r)));
+        target(
+            r.map(|r| r >= 5.0),
+            format!("1 -> 1, {}: >= 5 x legacy ({} x)", fmt_size(RECORD_SIZES[si]), show_ratio(r)),
+        );
         let r = ratio(e, m64_med);
-        target(r.map(|r| r >= 0.5), format!("1 -> 1, {}: >= 0.5 x M64 ({} x M64)", fmt_size(RECORD_SIZES[si]), show_ratio(r)));
+        target(
+            r.map(|r| r >= 0.5),
+            format!("1 -> 1, {}: >= 0.5 x M64 ({} x M64)", fmt_size(RECORD_SIZES[si]), show_ratio(r)),
+        );
     }
     let recs = tput[0][0][one].median().map(|b| b / 64.0 / 1e6);
     target(
@@ -1070,11 +1100,7 @@ fn coordinator() -> Res<()> {
     let failed: usize = tput.iter().flatten().flatten().map(|s| s.errors.len()).sum::<usize>()
         + m64.errors.len()
         + lat_p50.iter().map(|s| s.errors.len()).sum::<usize>();
-    line(format!(
-        "{} failed run(s); total time {:.0} s",
-        failed,
-        t_start.elapsed().as_secs_f64()
-    ));
+    line(format!("{} failed run(s); total time {:.0} s", failed, t_start.elapsed().as_secs_f64()));
     print!("{out}");
     let _ = std::io::stdout().flush();
     Ok(())

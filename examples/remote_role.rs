@@ -72,11 +72,13 @@ impl Items {
         let cache = if size == 0 {
             Vec::new()
         } else {
-            (0..256u64).map(|seq| {
-                let mut v = Vec::new();
-                encode(&mut v, PHYSICS, seq, size);
-                v
-            }).collect()
+            (0..256u64)
+                .map(|seq| {
+                    let mut v = Vec::new();
+                    encode(&mut v, PHYSICS, seq, size);
+                    v
+                })
+                .collect()
         };
         Items { size, cache, scratch: Vec::new() }
     }
@@ -191,7 +193,9 @@ fn consume(url: &str, gaps_allowed: bool, polling: bool) -> Result<String, Strin
         if polling {
             poll_for(&consumer, (size - 8) as u64).map_err(|e| format!("after {items} items: {e}"))?;
         }
-        consumer.get(&mut item[8..size], (size - 8) as u64, Some(STALL)).map_err(|e| format!("after {items} items: {e}"))?;
+        consumer
+            .get(&mut item[8..size], (size - 8) as u64, Some(STALL))
+            .map_err(|e| format!("after {items} items: {e}"))?;
         let seq = u64::from_le_bytes(item[8..16].try_into().map_err(|_| "short item")?);
         if kind == END {
             break;
@@ -278,7 +282,10 @@ fn tcp_recv(port: u16) -> Result<String, String> {
         bytes += size as u64;
         items += 1;
     }
-    Ok(format!("items {items} gaps 0 bytes {bytes} secs {:.3}", start.map_or(0.0, |s: Instant| s.elapsed().as_secs_f64())))
+    Ok(format!(
+        "items {items} gaps 0 bytes {bytes} secs {:.3}",
+        start.map_or(0.0, |s: Instant| s.elapsed().as_secs_f64())
+    ))
 }
 
 fn report(result: Result<String, String>) -> ExitCode {
@@ -299,15 +306,19 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let num = |s: &str| s.parse::<u64>().map_err(|_| format!("{s:?} is not a number"));
     let result = match args.as_slice() {
-        ["create", ring] => ring::create(ring, CreateOptions::default()).map(|()| "created".to_string()).map_err(|e| e.to_string()),
-        ["produce", ring, size, count, consumers] => {
-            num(size).and_then(|s| num(count).and_then(|c| num(consumers).and_then(|n| produce(ring, s as usize, c, n as usize))))
+        ["create", ring] => {
+            ring::create(ring, CreateOptions::default()).map(|()| "created".to_string()).map_err(|e| e.to_string())
         }
+        ["produce", ring, size, count, consumers] => num(size).and_then(|s| {
+            num(count).and_then(|c| num(consumers).and_then(|n| produce(ring, s as usize, c, n as usize)))
+        }),
         ["consume", url] => consume(url, false, false),
         ["consume", url, "gaps"] => consume(url, true, false),
         ["consume", url, "gaps", "polling"] => consume(url, true, true),
         ["producer-pid", ring] => ring::usage(ring).map(|u| u.producer_pid.to_string()).map_err(|e| e.to_string()),
-        ["tcp-send", addr, size, count] => num(size).and_then(|s| num(count).and_then(|c| tcp_send(addr, s as usize, c))),
+        ["tcp-send", addr, size, count] => {
+            num(size).and_then(|s| num(count).and_then(|c| tcp_send(addr, s as usize, c)))
+        }
         ["tcp-recv", port] => num(port).and_then(|p| tcp_recv(p as u16)),
         ["usage", name] => Ok(usage(name)),
         ["attach", url] => Consumer::attach(url)

@@ -124,7 +124,9 @@ fn main() -> ExitCode {
         },
         ["consume", ring, ends] => ends.parse().map_err(|_| "bad count".to_string()).and_then(|n| consume(ring, n)),
         ["churn", ring] => churn(ring),
-        ["join-and-die", ring, slot] => slot.parse().map_err(|_| "bad slot".to_string()).and_then(|s| join_and_die(ring, s)),
+        ["join-and-die", ring, slot] => {
+            slot.parse().map_err(|_| "bad slot".to_string()).and_then(|s| join_and_die(ring, s))
+        }
         _ => Err("usage: see the source".into()),
     };
     match result {

@@ -47,7 +47,9 @@ pub fn open_log(path: Option<&Path>) -> Log {
     let Some(path) = path else {
         return Log::stderr();
     };
-    let opened = statefiles::make_parent(path).map_err(|e| e.to_string()).and_then(|()| Log::file(path).map_err(|e| e.to_string()));
+    let opened = statefiles::make_parent(path)
+        .map_err(|e| e.to_string())
+        .and_then(|()| Log::file(path).map_err(|e| e.to_string()));
     opened.unwrap_or_else(|why| {
         let mut log = Log::stderr();
         log.line(format_args!("cannot open log file {} ({why}); logging to stderr", path.display()));

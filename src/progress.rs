@@ -59,7 +59,9 @@ impl Progress {
     fn write(&self, text: &str) {
         // Progress is a courtesy: a closed or full stream must not stop the work.
         let _ = match self.stream {
-            Stream::Stdout => std::io::stdout().lock().write_all(text.as_bytes()).and_then(|()| std::io::stdout().flush()),
+            Stream::Stdout => {
+                std::io::stdout().lock().write_all(text.as_bytes()).and_then(|()| std::io::stdout().flush())
+            }
             Stream::Stderr => std::io::stderr().lock().write_all(text.as_bytes()),
         };
     }
@@ -82,7 +84,8 @@ impl Progress {
                 let filled = (f * BAR as f64).round() as usize;
                 format!(" [{}{}] {:>3.0}%", "#".repeat(filled), ".".repeat(BAR - filled), f * 100.0)
             });
-            let line: String = format!("{}{bar}  {detail}", self.label).chars().take(columns(Progress::fd(self.stream)) - 1).collect();
+            let line: String =
+                format!("{}{bar}  {detail}", self.label).chars().take(columns(Progress::fd(self.stream)) - 1).collect();
             self.write(&format!("\r{line}\x1b[K"));
             self.drawn = line;
         } else {

@@ -69,7 +69,12 @@ fn snapshot(daemon: &Daemon) -> Vec<(String, Vec<u8>, i64, i64)> {
         .map(|e| {
             let e = e.unwrap();
             let meta = e.metadata().unwrap();
-            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap(), meta.mtime(), meta.mtime_nsec())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+                meta.mtime(),
+                meta.mtime_nsec(),
+            )
         })
         .collect();
     files.sort();
@@ -252,7 +257,12 @@ fn ports_another_program_listens_on_are_skipped() {
     };
     let daemon = Daemon::start(&format!("{low}-{}", low + 1), &[]);
     let mut c = daemon.connect();
-    assert_eq!(c.gimme("first", &calling_user()), low, "port {}, which another program listens on, was handed out", low + 1);
+    assert_eq!(
+        c.gimme("first", &calling_user()),
+        low,
+        "port {}, which another program listens on, was handed out",
+        low + 1
+    );
     // With nothing else free the busy one is handed out all the same (it may be the
     // asker's own, registering again).
     assert_eq!(c.gimme("second", &calling_user()), low + 1);

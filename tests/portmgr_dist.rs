@@ -89,7 +89,8 @@ fn init_script_starts_reports_and_stops() {
     // just after it.
     let start = std::time::Instant::now();
     let port: u16 = loop {
-        if let Some(port) = std::fs::read_to_string(dir.0.join("listen.port")).ok().and_then(|t| t.trim().parse().ok()) {
+        if let Some(port) = std::fs::read_to_string(dir.0.join("listen.port")).ok().and_then(|t| t.trim().parse().ok())
+        {
             break port;
         }
         assert!(start.elapsed() < portmgr_support::TIMEOUT, "daqportmgr started but wrote no listen.port");

@@ -51,7 +51,9 @@ fn invalid_requests_are_answered_then_closed_and_release() {
         c.expect(reply);
         c.expect_closed();
         let mut lister = daemon.connect();
-        daemon.eventually("release after an invalid request", || !lister.list().iter().any(|l| l.starts_with(&port.to_string())));
+        daemon.eventually("release after an invalid request", || {
+            !lister.list().iter().any(|l| l.starts_with(&port.to_string()))
+        });
     }
 }
 
@@ -144,9 +146,13 @@ fn list_order_and_suffixes_are_the_legacy_ones() {
     // Other users' names need the legacy (unchecked) mode.
     let daemon = Daemon::start("29016-29020", &["-no-user-check"]);
     let mut c = daemon.connect();
-    for (app, user, port) in
-        [("app1", "alice", 29020), ("app2", "alice", 29019), ("app1", "alice", 29018), ("app1", "bob", 29017), ("{my app}", "alice", 29016)]
-    {
+    for (app, user, port) in [
+        ("app1", "alice", 29020),
+        ("app2", "alice", 29019),
+        ("app1", "alice", 29018),
+        ("app1", "bob", 29017),
+        ("{my app}", "alice", 29016),
+    ] {
         assert_eq!(c.gimme(app, user), port);
     }
     c.ask(
@@ -177,10 +183,7 @@ fn non_local_peers_may_list_but_not_allocate() {
     local.gimme("mine", &me);
     let mut remote = connect_from_127_0_0_2(&daemon);
     remote.ask("LIST\n", &format!("OK 1\r\n29009 mine {me}\r\n"));
-    remote.ask(
-        &format!("GIMME app {me}\n"),
-        "FAIL {127.0.0.2 (127.0.0.2) : Only local applications get ports}\r\n",
-    );
+    remote.ask(&format!("GIMME app {me}\n"), "FAIL {127.0.0.2 (127.0.0.2) : Only local applications get ports}\r\n");
     remote.expect_closed();
     assert!(daemon.read("log").contains("because: 127.0.0.2 (127.0.0.2) : Only local applications get ports"));
     assert_eq!(local.list().len(), 1);
@@ -244,7 +247,10 @@ fn names_with_control_characters_are_refused_and_logged_safely() {
         let me = calling_user();
         let mut c = daemon.connect();
         c.ask(&format!("GIMME \"evil\\napp\" {me}\n"), &refused("application"));
-        c.ask(&format!("GIMME app \"{me}\\nMay 01, 2025 00:00:00 host Port 1 was allocated to forged\"\n"), &refused("user"));
+        c.ask(
+            &format!("GIMME app \"{me}\\nMay 01, 2025 00:00:00 host Port 1 was allocated to forged\"\n"),
+            &refused("user"),
+        );
         for escape in ["\\t", "\\r", "\\x7f", "\\x01", "\\0"] {
             c.ask(&format!("GIMME \"a{escape}b\" {me}\n"), &refused("application"));
         }

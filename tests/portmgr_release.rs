@@ -21,7 +21,9 @@ fn release_on_close() {
     assert_eq!(held_ports(&daemon), 2, "ports.txt is written before the reply");
     drop(c);
     daemon.eventually("release on close", || held_ports(&daemon) == 0);
-    daemon.eventually("release logged", || daemon.read("log").contains(&format!("Port 29008 was released by b run by {}", calling_user())));
+    daemon.eventually("release logged", || {
+        daemon.read("log").contains(&format!("Port 29008 was released by b run by {}", calling_user()))
+    });
 }
 
 #[test]

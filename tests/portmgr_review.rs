@@ -32,8 +32,7 @@ fn a_remote_host_cannot_fill_the_log_with_refused_gimmes() {
     let connections = 300;
     for _ in 0..connections {
         let mut c = TcpStream::connect(target).expect("connect");
-        c.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
+        c.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         c.write_all(&request).expect("send");
         let mut reply = Vec::new();
         let _ = c.read_to_end(&mut reply);
@@ -44,10 +43,7 @@ fn a_remote_host_cannot_fill_the_log_with_refused_gimmes() {
     eprintln!("{log} bytes logged for {connections} refused remote GIMMEs in {elapsed} s");
     // What the other lines about connections may cost: 200 at once, 20 a second, a few
     // hundred bytes each.
-    assert!(
-        log <= (200 + 20 * elapsed) * 600,
-        "{log} bytes logged in {elapsed} s"
-    );
+    assert!(log <= (200 + 20 * elapsed) * 600, "{log} bytes logged in {elapsed} s");
 }
 
 /// The connection cap is global; a local user may not take all of it: one unprivileged
@@ -78,20 +74,13 @@ fn one_local_user_cannot_take_every_connection() {
     let mut held = [0u8; 5];
     let _ = hog.stdout.as_mut().map(|out| out.read_exact(&mut held));
     let mut root = TcpStream::connect(daemon.addr()).expect("connect");
-    root.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    root.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     let served = root.write_all(b"LIST\n").is_ok() && {
         let mut reply = [0u8; 8];
         matches!(root.read(&mut reply), Ok(n) if n > 0)
     };
     let _ = hog.kill();
     let _ = hog.wait();
-    assert_eq!(
-        &held, b"held\n",
-        "the other user could not open its connections"
-    );
-    assert!(
-        served,
-        "root was refused a connection while uid 54321 held 4096 idle ones"
-    );
+    assert_eq!(&held, b"held\n", "the other user could not open its connections");
+    assert!(served, "root was refused a connection while uid 54321 held 4096 idle ones");
 }

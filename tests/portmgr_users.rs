@@ -58,7 +58,8 @@ fn another_local_user_is_checked_too() {
          read -r a <&3; read -r b <&3; printf '%s\\n%s\\n' \"$a\" \"$b\"",
         daemon.port
     );
-    let out = Command::new("bash").args(["-c", &script]).uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw()).output().unwrap();
+    let out =
+        Command::new("bash").args(["-c", &script]).uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let refused = refusal("root", nobody.uid.as_raw());
     assert_eq!(String::from_utf8_lossy(&out.stdout), format!("OK 29009\r\n{}\n", refused.trim_end_matches('\n')));

@@ -52,7 +52,8 @@ fn kills_and_cut_links() {
 
     // The feeder dies with only its consumer, blocked in a get, left: that consumer
     // starts another by itself (NSCLDAQ waits for a new attach, which may never come).
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(feeder_b), nix::sys::signal::Signal::SIGKILL).expect("kill feeder");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(feeder_b), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill feeder");
     let feeder_b = new_feeder(&net, 1, &proxy, feeder_b);
     std::thread::sleep(Duration::from_secs(2));
     // A consumer joining the restarted pipeline shares its feeder.

@@ -80,16 +80,22 @@ fn whole_items_from_a_legacy_stream() {
     let mut c = Consumer::attach(&proxy).expect("consumer");
     let tx = fake_ring_master(listener, source.clone());
 
-    let plan = Plan { host: "127.0.0.1".into(), portmgr_port: Some(pm.port), ring: source.clone(), proxy: proxy.clone() };
+    let plan =
+        Plan { host: "127.0.0.1".into(), portmgr_port: Some(pm.port), ring: source.clone(), proxy: proxy.clone() };
     // The fake answers REMOTE only with the first chunk: queue it before the feeder asks.
-    let items: Vec<Vec<u8>> = vec![item(100, 1, false), item(3 << 20, 2, false), item(40, 3, true), item(65536, 4, false), item(8, 5, true)];
+    let items: Vec<Vec<u8>> =
+        vec![item(100, 1, false), item(3 << 20, 2, false), item(40, 3, true), item(65536, 4, false), item(8, 5, true)];
     let stream: Vec<u8> = items.concat();
-    let ends: Vec<usize> = items.iter().scan(0, |end, i| {
-        *end += i.len();
-        Some(*end)
-    }).collect();
+    let ends: Vec<usize> = items
+        .iter()
+        .scan(0, |end, i| {
+            *end += i.len();
+            Some(*end)
+        })
+        .collect();
     // Cut the stream inside headers, inside bodies and right on boundaries.
-    let cuts = [3, 50, 100, 105, 200_000, 1 << 20, (3 << 20) + 100, (3 << 20) + 104, ends[2] + 5, ends[3], stream.len() - 3];
+    let cuts =
+        [3, 50, 100, 105, 200_000, 1 << 20, (3 << 20) + 100, (3 << 20) + 104, ends[2] + 5, ends[3], stream.len() - 3];
     tx.send(Some(stream[..cuts[0]].to_vec())).expect("queue");
     // A descriptor a careless host program leaves inheritable must not reach the feeder.
     let marker = std::env::temp_dir().join(format!("daqflow-feeder-marker-{}", std::process::id()));
@@ -238,7 +244,11 @@ fn a_garbage_stream_is_retried_with_growing_pauses() {
             let mut request = String::new();
             let _ = BufReader::new(&conn).read_line(&mut request);
             // Alternately bytes that are no item, and the header of a 1 GiB item.
-            let garbage: Vec<u8> = if n % 2 == 0 { vec![1, 0, 0, 0, 7, 0, 0, 0] } else { [(1u32 << 30).to_le_bytes(), 30u32.to_le_bytes()].concat() };
+            let garbage: Vec<u8> = if n % 2 == 0 {
+                vec![1, 0, 0, 0, 7, 0, 0, 0]
+            } else {
+                [(1u32 << 30).to_le_bytes(), 30u32.to_le_bytes()].concat()
+            };
             let _ = conn.write_all(&[b"OK BINARY FOLLOWS\r\n".to_vec(), garbage].concat());
             // Held open: the feeder is the one to give up on it.
             std::thread::spawn(move || {
@@ -264,7 +274,10 @@ fn a_garbage_stream_is_retried_with_growing_pauses() {
     assert!(fds <= 8, "the feeder holds {fds} descriptors after {made} connections");
     let threads = std::fs::read_dir(format!("/proc/{feeder}/task")).map(|d| d.count()).unwrap_or(0);
     assert!(threads <= 2, "the feeder runs {threads} threads");
-    assert!(std::fs::read_to_string(format!("/proc/{feeder}/stat")).is_ok_and(|s| !s.contains(") Z")), "the feeder died");
+    assert!(
+        std::fs::read_to_string(format!("/proc/{feeder}/stat")).is_ok_and(|s| !s.contains(") Z")),
+        "the feeder died"
+    );
     drop(c);
     ring::remove(&proxy).expect("remove");
 }
@@ -273,7 +286,8 @@ fn a_garbage_stream_is_retried_with_growing_pauses() {
 /// switch (the library passes whatever the URL and the resolver gave) is a host.
 #[test]
 fn a_host_that_looks_like_a_switch_is_a_host() {
-    let feeder = std::env::current_exe().expect("exe").parent().and_then(|d| d.parent()).expect("dir").join("daqflow-feeder");
+    let feeder =
+        std::env::current_exe().expect("exe").parent().and_then(|d| d.parent()).expect("dir").join("daqflow-feeder");
     let guard = common::RingName::new("feeder-switch");
     let proxy = guard.s().to_string();
     let out = std::process::Command::new(feeder)

@@ -36,7 +36,11 @@ fn an_unread_proxy_stops_its_feeder_after_30_s() {
     assert!(there.starts_with("data ") && !there.ends_with("consumers"), "{there}");
 
     while running(feeder) {
-        assert!(left.elapsed() < Duration::from_secs(45), "the feeder still runs {:?} after its last consumer left", left.elapsed());
+        assert!(
+            left.elapsed() < Duration::from_secs(45),
+            "the feeder still runs {:?} after its last consumer left",
+            left.elapsed()
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     let stopped = left.elapsed();
@@ -64,5 +68,9 @@ fn an_unread_proxy_stops_its_feeder_after_30_s() {
     let produced = net.run(0, &["produce", &ring, "1000", "500", "1"], Duration::from_secs(60));
     assert!(produced.status.success(), "{}", String::from_utf8_lossy(&produced.stderr));
     let out = remote_support::wait_output(again, Duration::from_secs(60), "consumer");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("items 500 gaps 0"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("items 500 gaps 0"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -12,7 +12,9 @@ use daqflow::remote::url::hostname;
 use daqflow::ring::{self, Consumer, CreateOptions, Producer};
 
 fn shm_names() -> Vec<String> {
-    std::fs::read_dir("/dev/shm").map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+    std::fs::read_dir("/dev/shm")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -65,8 +67,11 @@ fn a_host_that_cannot_serve_fails_cleanly() {
 /// the system resolver would wait 30 s; returns (errno, seconds).
 fn with_silent_dns(tag: &str, what: &[&str]) -> (i32, f64) {
     let Some(net) = Net::new(tag, 1) else { return (libc::ETIMEDOUT, 0.0) };
-    std::fs::write(format!("/etc/netns/{}/resolv.conf", net.hosts[0].ns), "nameserver 127.0.0.1\noptions timeout:30 attempts:1\n")
-        .expect("resolv.conf");
+    std::fs::write(
+        format!("/etc/netns/{}/resolv.conf", net.hosts[0].ns),
+        "nameserver 127.0.0.1\noptions timeout:30 attempts:1\n",
+    )
+    .expect("resolv.conf");
     let args: Vec<&str> = ["silent-dns"].iter().chain(what).copied().collect();
     let out = net.run(0, &args, Duration::from_secs(90));
     let line = String::from_utf8_lossy(&out.stdout).trim().to_string();

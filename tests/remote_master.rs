@@ -95,7 +95,8 @@ fn ring_master_cooperation() {
     let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     std::fs::write(&port_file, format!("{closed}\n")).unwrap();
     timed(Duration::from_millis(500), "daemonless create/attach/remove", || {
-        ring::create(&ring_name, CreateOptions { data_bytes: 65536, max_consumers: 4, ..Default::default() }).expect("create");
+        ring::create(&ring_name, CreateOptions { data_bytes: 65536, max_consumers: 4, ..Default::default() })
+            .expect("create");
         let p = Producer::attach(&ring_name).expect("producer");
         let c = Consumer::attach(&ring_name).expect("consumer");
         c.detach().expect("detach");
@@ -105,21 +106,24 @@ fn ring_master_cooperation() {
 
     // A port file that names no port: no port manager, so daemonless too.
     std::fs::write(&port_file, "not a port\n").unwrap();
-    ring::create(&ring_name, CreateOptions { data_bytes: 65536, max_consumers: 4, ..Default::default() }).expect("create with a junk port file");
+    ring::create(&ring_name, CreateOptions { data_bytes: 65536, max_consumers: 4, ..Default::default() })
+        .expect("create with a junk port file");
     Consumer::attach(&ring_name).expect("consumer with a junk port file").detach().expect("detach");
     ring::remove(&ring_name).expect("remove with a junk port file");
 
     // A port manager with no ring master: the same.
     let pm = Daemon::start("47500-47599", &[]);
     std::fs::write(&port_file, format!("{}\n", pm.port)).unwrap();
-    ring::create(&ring_name, CreateOptions { data_bytes: 65536, max_consumers: 4, ..Default::default() }).expect("create");
+    ring::create(&ring_name, CreateOptions { data_bytes: 65536, max_consumers: 4, ..Default::default() })
+        .expect("create");
     Consumer::attach(&ring_name).expect("consumer").detach().expect("detach");
     ring::remove(&ring_name).expect("remove");
 
     // A ring master is advertised: every step is announced, in NSCLDAQ's words.
     let (manager, listener) = portmgr_support::listen_as(&pm, "RingMaster");
     let fake = Fake::start(listener);
-    ring::create(&ring_name, CreateOptions { data_bytes: 65536, max_consumers: 4, ..Default::default() }).expect("create");
+    ring::create(&ring_name, CreateOptions { data_bytes: 65536, max_consumers: 4, ..Default::default() })
+        .expect("create");
     let p = Producer::attach(&ring_name).expect("producer");
     let c0 = Consumer::attach(&ring_name).expect("consumer");
     let c1 = Consumer::attach(&ring_name).expect("consumer");
@@ -142,14 +146,19 @@ fn ring_master_cooperation() {
     );
 
     // A ring master gone bad costs an error within the time box and keeps no slot.
-    ring::create(&ring_name, CreateOptions { data_bytes: 65536, max_consumers: 4, ..Default::default() }).expect("create");
-    for (mode, errno) in [(Mode::Garbage, libc::EPROTO), (Mode::Silent, libc::ETIMEDOUT), (Mode::HangUp, libc::ECONNRESET)] {
+    ring::create(&ring_name, CreateOptions { data_bytes: 65536, max_consumers: 4, ..Default::default() })
+        .expect("create");
+    for (mode, errno) in
+        [(Mode::Garbage, libc::EPROTO), (Mode::Silent, libc::ETIMEDOUT), (Mode::HangUp, libc::ECONNRESET)]
+    {
         fake.set(mode);
         let err = timed(Duration::from_secs(7), &format!("attach with a {mode:?} ring master"), || {
             Consumer::attach(&ring_name).map(|_| ()).expect_err("attach must fail")
         });
         assert_eq!(err.errno(), errno, "{mode:?}: {}", err.message());
-        let err = timed(Duration::from_secs(7), "producer attach", || Producer::attach(&ring_name).map(|_| ()).expect_err("fails"));
+        let err = timed(Duration::from_secs(7), "producer attach", || {
+            Producer::attach(&ring_name).map(|_| ()).expect_err("fails")
+        });
         assert_eq!(err.errno(), errno, "{mode:?}: {}", err.message());
         let usage = ring::usage(&ring_name).expect("usage");
         assert!(usage.consumers.is_empty() && usage.producer_pid == -1, "{mode:?} left a slot taken: {usage:?}");
@@ -193,7 +202,10 @@ fn ring_master_cooperation() {
     c.detach().expect("detach");
     assert_eq!(
         fake.take(),
-        vec![format!("CONNECT {{{ring_name}}} consumer.0 {pid} {{daqflow}}"), format!("DISCONNECT {{{ring_name}}} consumer.0 {pid}")]
+        vec![
+            format!("CONNECT {{{ring_name}}} consumer.0 {pid} {{daqflow}}"),
+            format!("DISCONNECT {{{ring_name}}} consumer.0 {pid}")
+        ]
     );
     drop(manager);
 

@@ -50,7 +50,11 @@ fn one_gib_to_two_hosts() {
     for ((h, url), child) in consumers.iter().zip(children) {
         let out = wait_output(child, Duration::from_secs(120), &format!("consumer of {url} on host {h}"));
         let summary = line(&out);
-        assert!(out.status.success(), "consumer of {url} on host {h}: {}\n{summary}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "consumer of {url} on host {h}: {}\n{summary}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         eprintln!("host {h} {url}: {summary}");
         assert_eq!(field(&summary, "items"), 31000, "{summary}");
         assert_eq!(field(&summary, "gaps"), 0, "{summary}");

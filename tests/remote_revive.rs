@@ -17,7 +17,8 @@ fn zombies_of(parent: u32) -> usize {
             d.flatten()
                 .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
                 .filter(|stat| {
-                    let rest: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+                    let rest: Vec<&str> =
+                        stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
                     rest.first() == Some(&"Z") && rest.get(1) == Some(&parent.as_str())
                 })
                 .count()

@@ -220,8 +220,11 @@ fn header_declares_the_contract() {
 
 #[test]
 fn header_declares_each_function_once() {
-    let dup: Vec<String> =
-        functions(COMMITTED).into_iter().filter(|(_, d)| d.len() > 1).map(|(n, d)| format!("{n} x{}", d.len())).collect();
+    let dup: Vec<String> = functions(COMMITTED)
+        .into_iter()
+        .filter(|(_, d)| d.len() > 1)
+        .map(|(n, d)| format!("{n} x{}", d.len()))
+        .collect();
     assert!(dup.is_empty(), "functions declared more than once in include/daqflow.h: {dup:?}");
 }
 

@@ -17,7 +17,6 @@ use daqflow::ring::{self, Consumer, CreateOptions, Producer};
 // ---------------------------------------------------------------------------------
 // helpers
 
-
 fn opts(data_bytes: u64, max_consumers: u32) -> CreateOptions {
     CreateOptions { data_bytes, max_consumers, ..CreateOptions::default() }
 }
@@ -148,7 +147,15 @@ fn create_defaults_gives_measured_geometry() {
     assert_eq!(n, 0);
     let info = unsafe { info.assume_init() };
     assert_eq!(
-        (info.data_bytes, info.put_space, info.max_consumers, info.producer_pid, info.max_get, info.min_get, info.n_consumers),
+        (
+            info.data_bytes,
+            info.put_space,
+            info.max_consumers,
+            info.producer_pid,
+            info.max_get,
+            info.min_get,
+            info.n_consumers
+        ),
         (8_391_008, 8_391_007, 100, -1, 0, 0, 0)
     );
 }
@@ -156,7 +163,8 @@ fn create_defaults_gives_measured_geometry() {
 #[test]
 fn create_size_table_rows() {
     // (request, N) -> (shm size, dataOffset, dataBytes), spec section 2.
-    let table = [(1024 * 1024, 10, 1_052_672, 256, 1_052_416), (65536, 4, 69_632, 160, 69_472), (4096, 2, 8_192, 128, 8_064)];
+    let table =
+        [(1024 * 1024, 10, 1_052_672, 256, 1_052_416), (65536, 4, 69_632, 160, 69_472), (4096, 2, 8_192, 128, 8_064)];
     for (i, (req, n, size, off, data)) in table.into_iter().enumerate() {
         let r = RingName::new(&format!("table{i}"));
         ring::create(r.s(), opts(req, n)).unwrap();
@@ -325,9 +333,8 @@ fn exists_list_remove() {
     let mut arr: *mut *mut c_char = std::ptr::null_mut();
     let mut count = 0usize;
     assert_eq!(unsafe { ffi::ring_list(&mut arr, &mut count) }, 0);
-    let c_names: Vec<String> = (0..count)
-        .map(|i| unsafe { CStr::from_ptr(*arr.add(i)) }.to_string_lossy().into_owned())
-        .collect();
+    let c_names: Vec<String> =
+        (0..count).map(|i| unsafe { CStr::from_ptr(*arr.add(i)) }.to_string_lossy().into_owned()).collect();
     unsafe { ffi::ring_list_free(arr, count) };
     let mut c_sorted = c_names.clone();
     c_sorted.sort();
@@ -410,7 +417,8 @@ fn put_get_round_trips_across_the_wrap() {
     let mut c = Consumer::attach(r.s()).unwrap();
     let mut c2 = Consumer::attach(r.s()).unwrap();
     let mut p = Producer::attach(r.s()).unwrap();
-    let mut sizes: Vec<usize> = vec![1, 2, 3, 7, 8, 15, 16, 63, 64, 100, 127, 128, 1000, 4031, 4032, 4033, 8000, 8062, 8063];
+    let mut sizes: Vec<usize> =
+        vec![1, 2, 3, 7, 8, 15, 16, 63, 64, 100, 127, 128, 1000, 4031, 4032, 4033, 8000, 8062, 8063];
     let mut x = 12345u64;
     for _ in 0..300 {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -542,7 +550,10 @@ fn emsgsize_at_once_even_waiting_forever() {
         unsafe {
             assert_eq!(ffi::ring_put(h.0, big.as_ptr().cast(), big.len(), -1), -libc::EMSGSIZE);
             assert!(!last_error().is_empty());
-            assert_eq!(ffi::ring_get(h.1, buf.as_mut_ptr().cast(), buf.len(), buf.len(), -1), -(libc::EMSGSIZE as isize));
+            assert_eq!(
+                ffi::ring_get(h.1, buf.as_mut_ptr().cast(), buf.len(), buf.len(), -1),
+                -(libc::EMSGSIZE as isize)
+            );
             assert!(!last_error().is_empty());
         }
         h
@@ -571,7 +582,10 @@ fn timeouts_are_honoured() {
         let t = Instant::now();
         assert_eq!(errno(p.put(&[1u8; 10], Some(Duration::from_millis(ms)))), libc::ETIMEDOUT);
         let e = t.elapsed();
-        assert!(e >= Duration::from_millis(ms) && e < Duration::from_millis(ms + 1500), "put after {e:?}, timeout {ms}");
+        assert!(
+            e >= Duration::from_millis(ms) && e < Duration::from_millis(ms + 1500),
+            "put after {e:?}, timeout {ms}"
+        );
     }
     // C ABI, in ms.
     let mut cc = std::ptr::null_mut();
@@ -889,7 +903,10 @@ fn disconnects_and_enotconn() {
     });
     assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
     ring::disconnect_consumer(r.s(), slot).unwrap();
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).expect("blocked get not ended by a disconnect"), Err(libc::ENOTCONN));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).expect("blocked get not ended by a disconnect"),
+        Err(libc::ENOTCONN)
+    );
 
     // A producer blocked on space is told too.
     let _full = Consumer::attach(r.s()).unwrap();
@@ -901,7 +918,10 @@ fn disconnects_and_enotconn() {
     });
     assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
     ring::disconnect_producer(r.s()).unwrap();
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).expect("blocked put not ended by a disconnect"), Err(libc::ENOTCONN));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).expect("blocked put not ended by a disconnect"),
+        Err(libc::ENOTCONN)
+    );
 }
 
 /// After a disconnect the slot may be taken by another handle of the same process
@@ -1021,7 +1041,11 @@ fn usage_figures() {
 
     // C ABI: capacity smaller than the number of consumers.
     let mut info = std::mem::MaybeUninit::<ffi::ring_usage_info>::zeroed();
-    let mut entries = [ffi::ring_consumer_info { pid: 77, slot: 77, backlog: 77 }, ffi::ring_consumer_info { pid: 77, slot: 77, backlog: 77 }, ffi::ring_consumer_info { pid: 77, slot: 77, backlog: 77 }];
+    let mut entries = [
+        ffi::ring_consumer_info { pid: 77, slot: 77, backlog: 77 },
+        ffi::ring_consumer_info { pid: 77, slot: 77, backlog: 77 },
+        ffi::ring_consumer_info { pid: 77, slot: 77, backlog: 77 },
+    ];
     let n = unsafe { ffi::ring_usage(r.c().as_ptr(), info.as_mut_ptr(), entries.as_mut_ptr(), 2) };
     assert_eq!(n, 3, "returns n_consumers even when it exceeds capacity");
     let info = unsafe { info.assume_init() };
@@ -1151,7 +1175,10 @@ fn zero_copy_through_the_c_abi() {
         let filler = vec![0u8; 7900];
         assert_eq!(ffi::ring_put(pp, filler.as_ptr().cast(), filler.len(), 0), 0);
         assert_eq!(ffi::ring_skip(cc, 7900), 0);
-        let mut spans = [ffi::ring_span { data: std::ptr::null_mut(), len: 99 }, ffi::ring_span { data: std::ptr::null_mut(), len: 99 }];
+        let mut spans = [
+            ffi::ring_span { data: std::ptr::null_mut(), len: 99 },
+            ffi::ring_span { data: std::ptr::null_mut(), len: 99 },
+        ];
         assert_eq!(ffi::ring_reserve(pp, 500, spans.as_mut_ptr(), 0), 0, "{}", last_error());
         assert_eq!(spans[0].len, (SMALL_T - (SMALL_B + 7900) + 1) as usize);
         assert_eq!(spans[0].len + spans[1].len, 500);
@@ -1160,7 +1187,10 @@ fn zero_copy_through_the_c_abi() {
         std::ptr::copy_nonoverlapping(data[spans[0].len..].as_ptr(), spans[1].data.cast::<u8>(), spans[1].len);
         assert_eq!(ffi::ring_put(pp, data.as_ptr().cast(), 1, 0), -libc::EBUSY);
         assert_eq!(ffi::ring_commit(pp, 500), 0);
-        let mut got = [ffi::ring_span { data: std::ptr::null_mut(), len: 0 }, ffi::ring_span { data: std::ptr::null_mut(), len: 0 }];
+        let mut got = [
+            ffi::ring_span { data: std::ptr::null_mut(), len: 0 },
+            ffi::ring_span { data: std::ptr::null_mut(), len: 0 },
+        ];
         assert_eq!(ffi::ring_borrow(cc, 500, 1000, got.as_mut_ptr(), 0), 500);
         assert_eq!(got[0].len, spans[0].len);
         let mut back = std::slice::from_raw_parts(got[0].data.cast::<u8>(), got[0].len).to_vec();
@@ -1169,11 +1199,20 @@ fn zero_copy_through_the_c_abi() {
         assert_eq!(ffi::ring_release(cc, 501), -libc::EINVAL);
         assert_eq!(ffi::ring_release(cc, 500), 0);
         // Failures leave the spans alone.
-        let mut untouched = [ffi::ring_span { data: 0x10 as *mut c_void, len: 7 }, ffi::ring_span { data: 0x20 as *mut c_void, len: 8 }];
+        let mut untouched = [
+            ffi::ring_span { data: 0x10 as *mut c_void, len: 7 },
+            ffi::ring_span { data: 0x20 as *mut c_void, len: 8 },
+        ];
         assert_eq!(ffi::ring_borrow(cc, 1, 10, untouched.as_mut_ptr(), 0), -(libc::ETIMEDOUT as isize));
-        assert_eq!((untouched[0].data as usize, untouched[0].len, untouched[1].data as usize, untouched[1].len), (0x10, 7, 0x20, 8));
+        assert_eq!(
+            (untouched[0].data as usize, untouched[0].len, untouched[1].data as usize, untouched[1].len),
+            (0x10, 7, 0x20, 8)
+        );
         assert_eq!(ffi::ring_reserve(pp, 8064, untouched.as_mut_ptr(), 0), -libc::EMSGSIZE);
-        assert_eq!((untouched[0].data as usize, untouched[0].len, untouched[1].data as usize, untouched[1].len), (0x10, 7, 0x20, 8));
+        assert_eq!(
+            (untouched[0].data as usize, untouched[0].len, untouched[1].data as usize, untouched[1].len),
+            (0x10, 7, 0x20, 8)
+        );
         assert_eq!(ffi::ring_detach(pp), 0);
         assert_eq!(ffi::ring_detach(cc), 0);
     }
@@ -1224,7 +1263,10 @@ fn c_abi_null_arguments_and_out_params() {
             ("ring_slot", ffi::ring_slot(std::ptr::null()) as i64),
             ("ring_usage name", ffi::ring_usage(null, &mut std::mem::zeroed(), std::ptr::null_mut(), 0) as i64),
             ("ring_usage info", ffi::ring_usage(name.as_ptr(), std::ptr::null_mut(), std::ptr::null_mut(), 0) as i64),
-            ("ring_usage consumers", ffi::ring_usage(name.as_ptr(), &mut std::mem::zeroed(), std::ptr::null_mut(), 4) as i64),
+            (
+                "ring_usage consumers",
+                ffi::ring_usage(name.as_ptr(), &mut std::mem::zeroed(), std::ptr::null_mut(), 4) as i64,
+            ),
             ("ring_disconnect_producer", ffi::ring_disconnect_producer(null) as i64),
             ("ring_disconnect_consumer", ffi::ring_disconnect_consumer(null, 0) as i64),
             ("ring_reserve client", ffi::ring_reserve(std::ptr::null_mut(), 1, spans2().as_mut_ptr(), 0) as i64),

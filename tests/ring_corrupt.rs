@@ -15,7 +15,6 @@ use common::{RingName, within};
 use daqflow::ffi::ring as ffi;
 use daqflow::ring::{self, Consumer, CreateOptions, Producer};
 
-
 /// create(4096, 2): 8192-byte object, B = 128, T = 8191, D = 8064.
 fn small_ring(name: &RingName) {
     ring::create(name.s(), CreateOptions { data_bytes: 4096, max_consumers: 2, ..Default::default() }).unwrap();
@@ -35,7 +34,12 @@ fn expect_err<T>(what: &str, r: daqflow::Result<T>, allowed: &[i32]) {
     match r {
         Ok(_) => panic!("{what}: succeeded on a corrupt ring"),
         Err(e) => {
-            assert!(allowed.contains(&e.errno()), "{what}: errno {} ({}), expected one of {allowed:?}", e.errno(), e.message());
+            assert!(
+                allowed.contains(&e.errno()),
+                "{what}: errno {} ({}), expected one of {allowed:?}",
+                e.errno(),
+                e.message()
+            );
             assert!(!e.message().is_empty(), "{what}: empty message");
         }
     }
@@ -57,7 +61,8 @@ fn all_ops_refuse(name: &str, allowed: &'static [i32], case: &str) {
         let rc = unsafe { ffi::ring_attach_consumer(c.as_ptr(), &mut out) };
         assert!(allowed.iter().any(|&e| rc == -e), "{case}: ring_attach_consumer gave {rc}");
         assert!(out.is_null());
-        let msg = unsafe { std::ffi::CStr::from_ptr(daqflow::ffi::daqflow_last_error()) }.to_string_lossy().into_owned();
+        let msg =
+            unsafe { std::ffi::CStr::from_ptr(daqflow::ffi::daqflow_last_error()) }.to_string_lossy().into_owned();
         assert!(!msg.is_empty(), "{case}: no message");
         let mut info = unsafe { std::mem::zeroed::<ffi::ring_usage_info>() };
         let rc = unsafe { ffi::ring_usage(c.as_ptr(), &mut info, std::ptr::null_mut(), 0) };
@@ -207,7 +212,11 @@ fn truncated_objects() {
                 assert!(back == data);
             }
             Err(e) => {
-                assert!([libc::EBADMSG, libc::ENOENT, libc::EINVAL].contains(&e.errno()), "format of {len} bytes: {}", e.message());
+                assert!(
+                    [libc::EBADMSG, libc::ENOENT, libc::EINVAL].contains(&e.errno()),
+                    "format of {len} bytes: {}",
+                    e.message()
+                );
                 assert!(!e.message().is_empty());
             }
         }
@@ -267,7 +276,10 @@ fn a_corrupt_header_is_refused_with_its_cause_and_cure() {
     let err = Producer::attach(r.s()).err().expect("attach to FRIB's unformatted ring");
     assert_eq!(err.errno(), libc::EBADMSG);
     let text = err.to_string();
-    assert!(text.contains(&format!("top offset {size}")) && text.contains("FRIB's nscldaq_ringbuffer create"), "{text}");
+    assert!(
+        text.contains(&format!("top offset {size}")) && text.contains("FRIB's nscldaq_ringbuffer create"),
+        "{text}"
+    );
     assert!(text.contains(&format!("`ringbuffer format {}`", r.s())), "{text}");
     ring::format(r.s(), 0).unwrap();
     assert_eq!(ring::usage(r.s()).unwrap().data_bytes, 1000);
@@ -307,7 +319,11 @@ fn hostile_producer_record() {
         // Wait (bounded) until the getter has seen the sane short backlog... then break it.
         assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
         poke_u64(&r, 80, pos);
-        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).expect("blocked get never noticed"), Err(libc::EBADMSG), "{what}");
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).expect("blocked get never noticed"),
+            Err(libc::EBADMSG),
+            "{what}"
+        );
         t.join().unwrap();
         // The C ABI turns it into -EBADMSG with a message.
         let name = CString::new(r.s()).unwrap();
@@ -360,7 +376,11 @@ fn hostile_consumer_record() {
         });
         assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
         poke_u64(&r, 96 + 16 * slot, pos);
-        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).expect("blocked put never noticed"), Err(libc::EBADMSG), "{what}");
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).expect("blocked put never noticed"),
+            Err(libc::EBADMSG),
+            "{what}"
+        );
         t.join().unwrap();
         drop(c);
         std::fs::remove_file(r.path()).unwrap();
@@ -421,14 +441,23 @@ fn list_and_exists_ignore_junk_in_dev_shm() {
     };
     type Op = Box<dyn FnOnce(&str) -> Result<(), i32> + Send>;
     let ops: Vec<(&str, Op, &[i32])> = vec![
-        ("exists", Box::new(|n: &str| match ring::exists(n) {
-            Ok(false) => Err(0),
-            Ok(true) => Ok(()),
-            Err(e) => Err(e.errno()),
-        }), &[0]),
-        ("create", Box::new(|n: &str| {
-            ring::create(n, CreateOptions { data_bytes: 4096, max_consumers: 2, ..Default::default() }).map_err(|e| e.errno())
-        }), &[libc::EEXIST]),
+        (
+            "exists",
+            Box::new(|n: &str| match ring::exists(n) {
+                Ok(false) => Err(0),
+                Ok(true) => Ok(()),
+                Err(e) => Err(e.errno()),
+            }),
+            &[0],
+        ),
+        (
+            "create",
+            Box::new(|n: &str| {
+                ring::create(n, CreateOptions { data_bytes: 4096, max_consumers: 2, ..Default::default() })
+                    .map_err(|e| e.errno())
+            }),
+            &[libc::EEXIST],
+        ),
         ("usage", Box::new(|n: &str| ring::usage(n).map(|_| ()).map_err(|e| e.errno())), NOT_A_RING),
         ("producer attach", Box::new(|n: &str| Producer::attach(n).map(|_| ()).map_err(|e| e.errno())), NOT_A_RING),
         ("consumer attach", Box::new(|n: &str| Consumer::attach(n).map(|_| ()).map_err(|e| e.errno())), NOT_A_RING),
@@ -567,7 +596,9 @@ fn truncated_inside_a_page_the_call_touches() {
                     p.put(&vec![7u8; len as usize], Some(Duration::ZERO)).unwrap();
                     shrink();
                     match op {
-                        "get" => c.get(buf, len, Some(Duration::ZERO)).map(|n| assert!(buf[..n].contains(&0), "{what}: {n}")),
+                        "get" => {
+                            c.get(buf, len, Some(Duration::ZERO)).map(|n| assert!(buf[..n].contains(&0), "{what}: {n}"))
+                        }
                         "peek" => c.peek(buf).map(|n| assert!(buf[..n].contains(&0), "{what}: {n}")),
                         _ => c.borrow(len, len, Some(Duration::ZERO)).map(drop),
                     }
@@ -689,7 +720,9 @@ fn a_full_dev_shm_is_not_called_a_truncation() {
     }
     let me = std::env::current_exe().unwrap();
     // Exit 77: no private /dev/shm could be had here.
-    let script = format!(r#"mount -t tmpfs -o size=256k tmpfs /dev/shm || exit 77; exec "$0" --exact {TEST} --nocapture --test-threads=1"#);
+    let script = format!(
+        r#"mount -t tmpfs -o size=256k tmpfs /dev/shm || exit 77; exec "$0" --exact {TEST} --nocapture --test-threads=1"#
+    );
     let run = std::process::Command::new("unshare").args(["-m", "sh", "-c", &script]).arg(&me).env(CHILD, "1").output();
     match run {
         Ok(out) if out.status.code() == Some(77) || (!out.status.success() && out.stdout.is_empty()) => {

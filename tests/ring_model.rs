@@ -125,7 +125,8 @@ fn errno<T>(r: daqflow::Result<T>) -> Option<i32> {
 
 fn run(prefill: u64, n_consumers: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let name = RingName::new();
-    ring::create(&name.0, CreateOptions { data_bytes: 4096, max_consumers: MAX_CONSUMERS, ..Default::default() }).unwrap();
+    ring::create(&name.0, CreateOptions { data_bytes: 4096, max_consumers: MAX_CONSUMERS, ..Default::default() })
+        .unwrap();
     let mut producer = Producer::attach(&name.0).unwrap();
     // Start the pointers anywhere: with no consumer the producer overwrites freely.
     let mut left = prefill;

@@ -73,7 +73,8 @@ struct Rng(u64);
 impl Rng {
     fn new() -> Rng {
         let seed = std::env::var("DAQFLOW_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+                | 1
         });
         println!("DAQFLOW_TEST_SEED={seed}");
         Rng(seed)

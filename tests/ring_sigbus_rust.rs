@@ -57,7 +57,16 @@ fn a_foreign_sigbus_still_kills_a_rust_program() {
         let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
         file.set_len(8192).unwrap();
         // SAFETY: a fresh shared mapping of our own file; the fault is the point.
-        let page = unsafe { libc::mmap(std::ptr::null_mut(), 8192, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, std::os::fd::AsRawFd::as_raw_fd(&file), 0) };
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                8192,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                0,
+            )
+        };
         assert_ne!(page, libc::MAP_FAILED);
         std::fs::remove_file(&path).unwrap();
         file.set_len(0).unwrap();

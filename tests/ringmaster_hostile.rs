@@ -97,7 +97,8 @@ fn ringbuffer_host_against_a_hostile_ring_master_stays_small() {
     // The densest listing the line limit lets through: empty-named rings would not
     // parse, so many tiny consumers in one ring, just under the limit.
     let pairs = (MAX_REPLY_LINE - 64) / 6;
-    let line: &'static [u8] = format!("{{r {{1 1 1048576 -1 0 0 {{{}}}}}}}\r\n", "{1 1} ".repeat(pairs)).leak().as_bytes();
+    let line: &'static [u8] =
+        format!("{{r {{1 1 1048576 -1 0 0 {{{}}}}}}}\r\n", "{1 1} ".repeat(pairs)).leak().as_bytes();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {

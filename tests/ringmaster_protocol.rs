@@ -535,7 +535,10 @@ fn one_remote_host_cannot_take_every_slot_of_a_ring() {
         .collect();
     eventually("four senders", || ring::usage(ring.s()).map(|u| u.consumers.len() == 4).unwrap_or(false));
     let mut fifth = connect_from_127_0_0_2(master.port);
-    fifth.ask(&format!("REMOTE {}\n", ring.s()), &format!("ERROR 127.0.0.2 already receives ring {} 4 times\r\n", ring.s()));
+    fifth.ask(
+        &format!("REMOTE {}\n", ring.s()),
+        &format!("ERROR 127.0.0.2 already receives ring {} 4 times\r\n", ring.s()),
+    );
     let _local = Consumer::attach(ring.s()).expect("a local consumer still finds a slot");
     // A stream that ends gives its place back.
     drop(held.pop());

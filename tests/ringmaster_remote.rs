@@ -235,8 +235,8 @@ fn a_ring_truncated_under_the_sender_ends_the_stream_without_zeros() {
     use daqflow::ring::Consumer;
     use daqflow::ringmaster::sender::{self, End};
     use std::net::TcpListener;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     // (bytes put from offset 160, new size): all in the first page, of which 1000 bytes
     // stay; or over five pages, of which the first two partly stay.
     for (len, size) in [(3000usize, 1000u64), (20000, 5000)] {
@@ -257,7 +257,12 @@ fn a_ring_truncated_under_the_sender_ends_the_stream_without_zeros() {
         stop.store(true, Ordering::Relaxed);
         let (end, sent) = streaming.join().unwrap();
         let what = format!("{len} bytes, truncated to {size}: after {sent} bytes, {end:?}");
-        assert!(!got.contains(&0), "{what}: the peer got {} zero bytes among {}", got.iter().filter(|&&b| b == 0).count(), got.len());
+        assert!(
+            !got.contains(&0),
+            "{what}: the peer got {} zero bytes among {}",
+            got.iter().filter(|&&b| b == 0).count(),
+            got.len()
+        );
         assert!(eof, "{what}: the stream did not end in 10 s");
         match end {
             End::Failed(why) => assert!(why.contains("truncated"), "{what}"),

@@ -23,7 +23,8 @@ fn piped_output_has_status_tables_and_plain_progress_lines() {
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(!text.contains('\r') && !text.contains('\x1b'), "terminal controls in piped output:\n{text}");
     // At least one table taken while the producer was attached, with both consumers.
-    let tables: Vec<&str> = text.split("--- ringbuffer status ").skip(1).filter(|t| !t.contains("(at the end)")).collect();
+    let tables: Vec<&str> =
+        text.split("--- ringbuffer status ").skip(1).filter(|t| !t.contains("(at the end)")).collect();
     assert!(!tables.is_empty(), "no status while data flowed:\n{text}");
     let rows: Vec<Vec<&str>> = tables[0].lines().skip(3).map(|l| l.split_whitespace().collect()).collect();
     assert!(rows[0][4].parse::<i32>().is_ok_and(|pid| pid > 0), "no producer in:\n{}", tables[0]);

@@ -117,7 +117,14 @@ fn pages_and_service_files_install_where_they_belong() {
     assert_eq!(files_under(&prefix.0), expected);
 
     // man finds every page in the installed tree, by section.
-    for (section, page) in [("1", "ringbuffer"), ("1", "lsservices"), ("3", "daqflow"), ("8", "daqportmgr"), ("n", "ring"), ("n", "portAllocator")] {
+    for (section, page) in [
+        ("1", "ringbuffer"),
+        ("1", "lsservices"),
+        ("3", "daqflow"),
+        ("8", "daqportmgr"),
+        ("n", "ring"),
+        ("n", "portAllocator"),
+    ] {
         let out = Command::new("man").args(["-M", &format!("{p}/share/man"), "-w", section, page]).output();
         let Ok(out) = out else {
             eprintln!("SKIPPED: man is not installed, so the installed pages were not looked up");
@@ -140,7 +147,10 @@ fn pages_and_service_files_install_where_they_belong() {
         let built = Path::new(PORTMGR).with_file_name("ringmaster");
         std::os::unix::fs::symlink(&built, prefix.path("bin/ringmaster")).unwrap();
         let unit = std::fs::read_to_string(unit_dir.join("ringmaster.service")).unwrap();
-        assert!(unit_words(&unit, "After").iter().any(|u| u == "daqportmgr.service"), "ringmaster must start after the port manager:\n{unit}");
+        assert!(
+            unit_words(&unit, "After").iter().any(|u| u == "daqportmgr.service"),
+            "ringmaster must start after the port manager:\n{unit}"
+        );
         let pulls: Vec<String> = ["Requires", "Wants", "BindsTo"].iter().flat_map(|k| unit_words(&unit, k)).collect();
         assert!(pulls.iter().any(|u| u == "daqportmgr.service"), "ringmaster must pull in the port manager:\n{unit}");
         units.push(unit_dir.join("ringmaster.service"));
@@ -158,7 +168,10 @@ fn pages_and_service_files_install_where_they_belong() {
             .env_remove("DAEMON")
             .env("PIDFILE", state.join("pid"))
             .env("LOGFILE", state.join("log"))
-            .env("DAEMON_ARGS", format!("-listen 0 -ports 29010-29019 -portfile {}", state.join("listen.port").display()))
+            .env(
+                "DAEMON_ARGS",
+                format!("-listen 0 -ports 29010-29019 -portfile {}", state.join("listen.port").display()),
+            )
             .output()
             .unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
@@ -178,7 +191,10 @@ fn pages_and_service_files_install_where_they_belong() {
     if dist_has("ringmaster.init") {
         let script = std::fs::read_to_string(prefix.path("etc/init.d/ringmaster")).unwrap();
         let required = script.lines().find(|l| l.starts_with("# Required-Start:")).unwrap_or_default();
-        assert!(required.contains("daqportmgr"), "the ringmaster init script must start after daqportmgr: {required:?}");
+        assert!(
+            required.contains("daqportmgr"),
+            "the ringmaster init script must start after daqportmgr: {required:?}"
+        );
         assert!(Command::new("sh").arg("-n").arg(prefix.path("etc/init.d/ringmaster")).status().unwrap().success());
     }
 

@@ -90,11 +90,15 @@ fn section<'a>(text: &'a str, title: &str) -> &'a str {
 #[test]
 fn every_page_renders_cleanly_with_the_usual_sections() {
     if !have("man") || !have("groff") {
-        eprintln!("SKIPPED: man or groff is missing, so the manual pages were not rendered (apt-get install man-db groff-base)");
+        eprintln!(
+            "SKIPPED: man or groff is missing, so the manual pages were not rendered (apt-get install man-db groff-base)"
+        );
         return;
     }
     let names = pages();
-    for expected in ["daqflow.3", "daqportmgr.8", "lsservices.1", "portAllocator.n", "ring.n", "ringbuffer.1", "ringmaster.8"] {
+    for expected in
+        ["daqflow.3", "daqportmgr.8", "lsservices.1", "portAllocator.n", "ring.n", "ringbuffer.1", "ringmaster.8"]
+    {
         assert!(names.iter().any(|n| n == expected), "man/{expected} is missing");
     }
     for name in &names {
@@ -112,7 +116,11 @@ fn every_page_renders_cleanly_with_the_usual_sections() {
 }
 
 fn section_first_word(text: &str) -> String {
-    section(text, "NAME").split(|c: char| c == ',' || c.is_whitespace()).find(|w| !w.is_empty()).unwrap_or_default().to_string()
+    section(text, "NAME")
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .find(|w| !w.is_empty())
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]
@@ -146,7 +154,8 @@ fn program_pages_cover_every_option_and_exit_status() {
     let usage = usage_of("ringbuffer", &["help"]);
     for subcommand in ["create", "format", "delete", "list", "status", "top"] {
         assert!(usage.contains(&format!("ringbuffer {subcommand}")), "usage lacks {subcommand}");
-        let described = section(&ringbuffer, "COMMANDS").lines().any(|l| l.split_whitespace().next() == Some(subcommand));
+        let described =
+            section(&ringbuffer, "COMMANDS").lines().any(|l| l.split_whitespace().next() == Some(subcommand));
         assert!(described, "ringbuffer(1) lacks {subcommand}");
     }
     for option in options_in(&usage) {

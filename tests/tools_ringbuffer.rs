@@ -172,7 +172,13 @@ fn status_selects_by_pattern_and_owner() {
     let names = |args: &[&str]| -> Vec<String> {
         let out = rb(args);
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
-        stdout(&out).lines().skip(2).filter_map(|l| l.split_whitespace().next()).filter(|n| n.starts_with("t-rb-sel")).map(String::from).collect()
+        stdout(&out)
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| n.starts_with("t-rb-sel"))
+            .map(String::from)
+            .collect()
     };
     let pid = std::process::id();
     assert_eq!(names(&["status", &format!("t-rb-sel-?-{pid}")]), [a.0.clone(), b.0.clone()]);
@@ -207,7 +213,10 @@ fn a_corrupt_ring_is_reported_and_the_others_still_shown() {
     let out = rb(&["status", "--json", &pattern]);
     assert_eq!(out.status.code(), Some(1));
     let json = stdout(&out);
-    assert!(json.contains(&format!("\"errors\":[{{\"name\":\"{}\",\"errno\":{},\"error\":\"", bad.0, libc::EBADMSG)), "{json}");
+    assert!(
+        json.contains(&format!("\"errors\":[{{\"name\":\"{}\",\"errno\":{},\"error\":\"", bad.0, libc::EBADMSG)),
+        "{json}"
+    );
     assert!(json.contains(&format!("\"name\":\"{}\",\"owner\"", good.0)), "{json}");
     assert_json(&json);
 }
@@ -269,7 +278,8 @@ fn another_hosts_rings_come_from_its_ring_master() {
     );
     // 127.0.0.2 is this machine, but not a name ringbuffer takes for "here": it goes
     // through the port manager and the ring master as for any other host.
-    let remote = |args: &[&str]| Command::new(RINGBUFFER).args(args).env("DAQPORTMGR_PORTFILE", &port_file).output().unwrap();
+    let remote =
+        |args: &[&str]| Command::new(RINGBUFFER).args(args).env("DAQPORTMGR_PORTFILE", &port_file).output().unwrap();
     let listed = loop {
         let out = remote(&["list", "--host=127.0.0.2"]);
         if out.status.success() {

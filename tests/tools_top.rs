@@ -49,7 +49,8 @@ impl Tmux {
 
     /// The visible screen; with escapes (`-e`) it shows the attributes too.
     fn screen(&self, escapes: bool) -> String {
-        let args: &[&str] = if escapes { &["capture-pane", "-p", "-e", "-t", "t"] } else { &["capture-pane", "-p", "-t", "t"] };
+        let args: &[&str] =
+            if escapes { &["capture-pane", "-p", "-e", "-t", "t"] } else { &["capture-pane", "-p", "-t", "t"] };
         String::from_utf8_lossy(&self.run(args).expect("tmux capture-pane").stdout).into_owned()
     }
 
@@ -76,7 +77,10 @@ impl Tmux {
     fn assert_restored(&self, marker: &str) {
         assert_eq!(self.format("#{alternate_on}"), "0", "still on the alternate screen");
         assert_eq!(self.format("#{cursor_flag}"), "1", "the cursor is still hidden");
-        self.keys(&[&format!("m=cooked; case \"$(stty)\" in *-icanon*|*-echo\\ *) m=raw;; esac; echo \"{marker}=[$m]\""), "Enter"]);
+        self.keys(&[
+            &format!("m=cooked; case \"$(stty)\" in *-icanon*|*-echo\\ *) m=raw;; esac; echo \"{marker}=[$m]\""),
+            "Enter",
+        ]);
         let cooked = format!("{marker}=[cooked]");
         let raw = format!("{marker}=[raw]");
         let screen = self.wait_for("the terminal mode", |s| s.contains(&cooked) || s.contains(&raw));
@@ -100,7 +104,8 @@ struct Flow {
 
 impl Flow {
     fn start(name: String) -> Flow {
-        ring::create(&name, CreateOptions { data_bytes: 1 << 20, max_consumers: 4, ..Default::default() }).expect("create");
+        ring::create(&name, CreateOptions { data_bytes: 1 << 20, max_consumers: 4, ..Default::default() })
+            .expect("create");
         let stop = Arc::new(AtomicBool::new(false));
         let mut fast = Consumer::attach(&name).expect("fast consumer");
         let mut slow = Consumer::attach(&name).expect("slow consumer");
@@ -162,7 +167,9 @@ fn producer_rate(screen: &str) -> Option<f64> {
 #[test]
 fn top_in_a_terminal() {
     if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIPPED: tmux is not installed, so `ringbuffer top` was not tried in a terminal (apt-get install tmux)");
+        eprintln!(
+            "SKIPPED: tmux is not installed, so `ringbuffer top` was not tried in a terminal (apt-get install tmux)"
+        );
         return;
     }
     let name = format!("t-top-{}", std::process::id());
@@ -193,9 +200,13 @@ fn top_in_a_terminal() {
     assert!(hashes >= 31, "a ring held full by a slow consumer shows {hashes}/42 cells:\n{screen}");
     // The highlight is an attribute of that row alone (reverse video).
     let styled = tmux.screen(true);
-    let rows: Vec<&str> = styled.lines().filter(|l| l.contains("reader") || l.contains("<< bottleneck") || l.contains(" 0 ")).collect();
+    let rows: Vec<&str> =
+        styled.lines().filter(|l| l.contains("reader") || l.contains("<< bottleneck") || l.contains(" 0 ")).collect();
     let marked = styled.lines().find(|l| l.contains("<< bottleneck")).unwrap_or_default();
-    assert!(marked.contains("\x1b[") && marked.contains("7m"), "the bottleneck row is not in reverse video: {marked:?}");
+    assert!(
+        marked.contains("\x1b[") && marked.contains("7m"),
+        "the bottleneck row is not in reverse video: {marked:?}"
+    );
     let slot0 = styled.lines().find(|l| l.split_whitespace().next() == Some("0")).unwrap_or_default();
     assert!(!slot0.contains("7m"), "slot 0 is highlighted too: {slot0:?} ({rows:?})");
 
@@ -255,7 +266,8 @@ fn top_sleeps_while_rings_are_idle() {
     let rings = Rings((0..20).map(|i| format!("{prefix}-{i}")).collect());
     for name in &rings.0 {
         let _ = ring::remove(name);
-        ring::create(name, CreateOptions { data_bytes: 64 << 10, max_consumers: 100, ..Default::default() }).expect("create");
+        ring::create(name, CreateOptions { data_bytes: 64 << 10, max_consumers: 100, ..Default::default() })
+            .expect("create");
     }
     let pattern = format!("{prefix}-*");
     let tmux = Tmux::start_with("idle", 100, 30, &[RINGBUFFER, "top", &pattern]);

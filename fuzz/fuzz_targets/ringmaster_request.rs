@@ -28,5 +28,6 @@ fuzz_target!(|data: &[u8]| {
 /// What the client lets through (ring names are validated; comments hold no braces,
 /// backslashes or control characters).
 fn sendable(ring: &str, comment: &str) -> bool {
-    daqflow::ring::validate_name(ring).is_ok() && !comment.chars().any(|c| matches!(c, '{' | '}' | '\\') || c.is_control())
+    daqflow::ring::validate_name(ring).is_ok()
+        && !comment.chars().any(|c| matches!(c, '{' | '}' | '\\') || c.is_control())
 }

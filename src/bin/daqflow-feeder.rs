@@ -33,13 +33,18 @@ fn parse(args: &[String]) -> Result<(Plan, Option<i32>), String> {
                 words.extend(it.by_ref().cloned());
                 break;
             }
-            "--portmgr-port" => port = Some(u16::try_from(number(arg)?).map_err(|_| "--portmgr-port is out of range".to_string())?),
-            "--ready-fd" => ready = Some(i32::try_from(number(arg)?).map_err(|_| "--ready-fd is out of range".to_string())?),
+            "--portmgr-port" => {
+                port = Some(u16::try_from(number(arg)?).map_err(|_| "--portmgr-port is out of range".to_string())?)
+            }
+            "--ready-fd" => {
+                ready = Some(i32::try_from(number(arg)?).map_err(|_| "--ready-fd is out of range".to_string())?)
+            }
             "--help" | "-h" => return Err(String::new()),
             _ => words.push(arg.clone()),
         }
     }
-    let [host, ring, proxy] = <[String; 3]>::try_from(words).map_err(|w| format!("expected host, ring and proxy, got {w:?}"))?;
+    let [host, ring, proxy] =
+        <[String; 3]>::try_from(words).map_err(|w| format!("expected host, ring and proxy, got {w:?}"))?;
     for name in [&ring, &proxy] {
         daqflow::ring::validate_name(name).map_err(|e| e.message().to_string())?;
     }

@@ -27,7 +27,8 @@ fn main() -> ExitCode {
         .filter(|a| glob::matches(pattern, &a.user))
         .map(|a| (a.port, printable(&a.application), printable(&a.user)))
         .collect();
-    let service_width = rows.iter().map(|(_, application, _)| application.chars().count()).max().unwrap_or(0).max("Service".len());
+    let service_width =
+        rows.iter().map(|(_, application, _)| application.chars().count()).max().unwrap_or(0).max("Service".len());
     let user_width = rows.iter().map(|(_, _, user)| user.chars().count()).max().unwrap_or(0).max("User".len());
     println!("{:<5}  {:<service_width$}  {:<user_width$}", "Port", "Service", "User");
     println!("{:-<5}  {:-<service_width$}  {:-<user_width$}", "", "", "");

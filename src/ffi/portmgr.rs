@@ -154,7 +154,11 @@ pub unsafe extern "C" fn portmgr_usable(pm: *mut portmgr) -> c_int {
 /// -ETIMEDOUT or -EPROTO (also part way through the list) shut the handle down, and
 /// later calls fail with -EPIPE, as for portmgr_allocate.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn portmgr_list(pm: *mut portmgr, list: *mut *mut portmgr_allocation, count: *mut usize) -> c_int {
+pub unsafe extern "C" fn portmgr_list(
+    pm: *mut portmgr,
+    list: *mut *mut portmgr_allocation,
+    count: *mut usize,
+) -> c_int {
     guard(|| {
         let pm = handle(pm)?;
         let list = out_arg(list, "list")?;

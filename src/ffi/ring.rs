@@ -123,7 +123,12 @@ pub unsafe extern "C" fn ring_create(name: *const c_char, data_bytes: u64, max_c
 
 /// ring_create with explicit permissions, e.g. 0660 or 0600 to keep other users out.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ring_create_mode(name: *const c_char, data_bytes: u64, max_consumers: u32, mode: u32) -> c_int {
+pub unsafe extern "C" fn ring_create_mode(
+    name: *const c_char,
+    data_bytes: u64,
+    max_consumers: u32,
+    mode: u32,
+) -> c_int {
     guard(|| {
         let name = unsafe { str_arg(name, "ring name") }?;
         ring::create(name, CreateOptions { data_bytes, max_consumers, mode }).map(|()| 0)
@@ -174,10 +179,8 @@ pub unsafe extern "C" fn ring_list(names: *mut *mut *mut c_char, count: *mut usi
         let count = out_arg(count, "count")?;
         let found = ring::list()?;
         let n = found.len();
-        let array: Box<[*mut c_char]> = found
-            .into_iter()
-            .map(|name| CString::new(name).unwrap_or_default().into_raw())
-            .collect();
+        let array: Box<[*mut c_char]> =
+            found.into_iter().map(|name| CString::new(name).unwrap_or_default().into_raw()).collect();
         // SAFETY: both out-pointers are non-NULL.
         unsafe {
             *names = if n == 0 { std::ptr::null_mut() } else { Box::into_raw(array).cast() };
@@ -269,7 +272,12 @@ pub unsafe extern "C" fn ring_detach(client: *mut ring_client) -> c_int {
 /// Puts all len bytes or nothing. 0 on success; -ETIMEDOUT; -EMSGSIZE if len can never
 /// fit (more than data bytes - 1).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ring_put(producer: *mut ring_client, data: *const c_void, len: usize, timeout_ms: c_int) -> c_int {
+pub unsafe extern "C" fn ring_put(
+    producer: *mut ring_client,
+    data: *const c_void,
+    len: usize,
+    timeout_ms: c_int,
+) -> c_int {
     guard(|| {
         let p = as_producer(producer)?;
         buffer_arg(data, len, "data", libc::EMSGSIZE)?;
@@ -282,7 +290,13 @@ pub unsafe extern "C" fn ring_put(producer: *mut ring_client, data: *const c_voi
 /// Returns the count; -ETIMEDOUT; -EMSGSIZE if min can never be satisfied. min 0
 /// never waits.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ring_get(consumer: *mut ring_client, buf: *mut c_void, min: usize, max: usize, timeout_ms: c_int) -> libc::ssize_t {
+pub unsafe extern "C" fn ring_get(
+    consumer: *mut ring_client,
+    buf: *mut c_void,
+    min: usize,
+    max: usize,
+    timeout_ms: c_int,
+) -> libc::ssize_t {
     guard(|| {
         let c = as_consumer(consumer)?;
         buffer_arg(buf, max, "buf", libc::EINVAL)?;
@@ -389,7 +403,12 @@ pub unsafe extern "C" fn ring_disconnect_consumer(name: *const c_char, slot: u32
 /// spans[0] and spans[1] (the second non-empty only when the space wraps). Fill them,
 /// then ring_commit. One reservation at a time; ring_put is refused while one is open.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ring_reserve(producer: *mut ring_client, len: usize, spans: *mut ring_span, timeout_ms: c_int) -> c_int {
+pub unsafe extern "C" fn ring_reserve(
+    producer: *mut ring_client,
+    len: usize,
+    spans: *mut ring_span,
+    timeout_ms: c_int,
+) -> c_int {
     guard(|| {
         let p = as_producer(producer)?;
         let out = out_arg(spans, "spans")?;

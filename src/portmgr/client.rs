@@ -102,9 +102,18 @@ impl Client {
             match attempt {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    return Ok(Client { stream, input: LineBuffer::new(MAX_REPLY_LINE), server, timeout, broken: None, refusal: None });
+                    return Ok(Client {
+                        stream,
+                        input: LineBuffer::new(MAX_REPLY_LINE),
+                        server,
+                        timeout,
+                        broken: None,
+                        refusal: None,
+                    });
                 }
-                Err(e) => last = Error::new(Error::errno_of(&e), format!("cannot connect to the port manager at {addr}: {e}")),
+                Err(e) => {
+                    last = Error::new(Error::errno_of(&e), format!("cannot connect to the port manager at {addr}: {e}"))
+                }
             }
         }
         Err(last)
@@ -199,13 +208,12 @@ impl Client {
                 &me
             }
         };
-        self.list()?
-            .into_iter()
-            .find(|a| a.application == service && a.user == user)
-            .map(|a| a.port)
-            .ok_or_else(|| {
-                Error::new(libc::ENOENT, format!("no service {service} run by {user} at the port manager at {}", self.server))
-            })
+        self.list()?.into_iter().find(|a| a.application == service && a.user == user).map(|a| a.port).ok_or_else(|| {
+            Error::new(
+                libc::ENOENT,
+                format!("no service {service} run by {user} at the port manager at {}", self.server),
+            )
+        })
     }
 
     /// False once the connection is gone: shut down after a failure, or closed by the
@@ -275,7 +283,9 @@ impl Client {
                 let line = line.map_err(|_| {
                     Error::new(
                         libc::EPROTO,
-                        format!("{context}: a reply line is longer than {MAX_REPLY_LINE} bytes, the most a client reads"),
+                        format!(
+                            "{context}: a reply line is longer than {MAX_REPLY_LINE} bytes, the most a client reads"
+                        ),
                     )
                 })?;
                 return Ok(line.to_vec());

@@ -105,7 +105,8 @@ mod tests {
 
     #[test]
     fn usage_file_lines() {
-        let allocations: [(u16, &[u8], &[u8]); 4] = [(10000, b"my app", b"u"), (65535, b"b", b"u"), (9, b"c", b"u"), (0, b"d", b"u")];
+        let allocations: [(u16, &[u8], &[u8]); 4] =
+            [(10000, b"my app", b"u"), (65535, b"b", b"u"), (9, b"c", b"u"), (0, b"d", b"u")];
         let mut out = b"stale".to_vec();
         usage_file(allocations, &mut out);
         assert_eq!(out, b"10000\tmy app\tu\n65535\tb\tu\n9\tc\tu\n0\td\tu\n");

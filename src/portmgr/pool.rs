@@ -90,7 +90,13 @@ impl<K: Copy + Eq> Pool<K> {
     /// port is refused one is handed out all the same, as the legacy daemon would: the
     /// one listening there may be the asker itself (a server registering again after a
     /// port manager restart, still listening on the port it had).
-    pub fn allocate(&mut self, application: &[u8], user: &[u8], owner: K, mut usable: impl FnMut(u16) -> bool) -> Option<u16> {
+    pub fn allocate(
+        &mut self,
+        application: &[u8],
+        user: &[u8],
+        owner: K,
+        mut usable: impl FnMut(u16) -> bool,
+    ) -> Option<u16> {
         let index = self.free.iter().rposition(|&port| usable(port)).or_else(|| self.free.len().checked_sub(1))?;
         let port = self.free.remove(index);
         let rank = self.rank_of(port)?;

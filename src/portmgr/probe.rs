@@ -9,7 +9,9 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrLike, bind, setsockopt, socket, sockopt};
+use nix::sys::socket::{
+    AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrLike, bind, setsockopt, socket, sockopt,
+};
 
 /// Answers whether a socket listens on a port (IPv4 or IPv6, any address). A bind
 /// without listening (nothing can connect to it) answers at once for a free port, the
@@ -32,7 +34,8 @@ impl Probe {
     pub fn in_use(&mut self, port: u16) -> bool {
         let v4 = SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
         let v6 = SockaddrIn6::from(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0));
-        (bind_refused(AddressFamily::Inet, &v4) || bind_refused(AddressFamily::Inet6, &v6)) && self.listening().contains(&port)
+        (bind_refused(AddressFamily::Inet, &v4) || bind_refused(AddressFamily::Inet6, &v6))
+            && self.listening().contains(&port)
     }
 
     fn listening(&mut self) -> &HashSet<u16> {

@@ -6,7 +6,10 @@ use super::tcl::{format_list, parse_list};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// `GIMME application user`: missing words are empty, extra words ignored.
-    Gimme { application: Vec<u8>, user: Vec<u8> },
+    Gimme {
+        application: Vec<u8>,
+        user: Vec<u8>,
+    },
     List,
     /// Anything else, including an empty line and a line that is not a Tcl list.
     Invalid,
@@ -88,10 +91,10 @@ mod tests {
         assert_eq!(Request::parse(b"list"), Request::Invalid);
         assert_eq!(Request::parse(b""), Request::Invalid);
         assert_eq!(Request::parse(b"GIMME {a"), Request::Invalid);
-        assert_eq!(Request::parse(&gimme_request(b"a {b", b"c\"d")), Request::Gimme {
-            application: b"a {b".to_vec(),
-            user: b"c\"d".to_vec()
-        });
+        assert_eq!(
+            Request::parse(&gimme_request(b"a {b", b"c\"d")),
+            Request::Gimme { application: b"a {b".to_vec(), user: b"c\"d".to_vec() }
+        );
     }
 
     #[test]

@@ -115,8 +115,9 @@ impl Listing {
 
 /// A reply line as the Tcl list it must be.
 fn words(line: &[u8]) -> Result<Vec<Vec<u8>>, BadReply> {
-    parse_list(line)
-        .map_err(|e| BadReply(format!("{:?} is not a Tcl list ({e})", String::from_utf8_lossy(&line[..line.len().min(200)]))))
+    parse_list(line).map_err(|e| {
+        BadReply(format!("{:?} is not a Tcl list ({e})", String::from_utf8_lossy(&line[..line.len().min(200)])))
+    })
 }
 
 /// The words of a LIST line `port application user`. NSCLDAQ's server quotes them as a
@@ -130,11 +131,8 @@ fn listed_words(line: &[u8]) -> Vec<Vec<u8>> {
 
 fn unexpected(words: &[Vec<u8>]) -> BadReply {
     // Shown in an error message: a few words, shortened, are enough to recognise it.
-    let shown: Vec<String> = words
-        .iter()
-        .take(8)
-        .map(|w| String::from_utf8_lossy(&w[..w.len().min(200)]).into_owned())
-        .collect();
+    let shown: Vec<String> =
+        words.iter().take(8).map(|w| String::from_utf8_lossy(&w[..w.len().min(200)]).into_owned()).collect();
     BadReply(format!("{shown:?} is not the protocol"))
 }
 

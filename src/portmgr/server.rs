@@ -103,7 +103,6 @@ pub const MAX_PER_LOCAL_USER: usize = 256;
 /// hundred distinct ones in flight.
 pub const DEFAULT_MAX_BUFFERED: usize = 64 << 20;
 
-
 /// Runs the daemon until SIGTERM or SIGINT. Fails before touching any file when the
 /// listen port is taken or another instance holds the state files.
 pub fn run(config: &Config) -> Result<()> {
@@ -161,8 +160,11 @@ pub fn run(config: &Config) -> Result<()> {
 
 fn bind_listeners(config: &Config) -> Result<Vec<TcpListener>> {
     let explicit = !config.bind.is_empty();
-    let addresses =
-        if explicit { config.bind.clone() } else { vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)] };
+    let addresses = if explicit {
+        config.bind.clone()
+    } else {
+        vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)]
+    };
     let mut listeners: Vec<TcpListener> = Vec::new();
     let mut port = config.listen_port;
     for ip in addresses {
@@ -179,7 +181,10 @@ fn bind_listeners(config: &Config) -> Result<Vec<TcpListener>> {
             Err(Errno::EADDRINUSE) => {
                 return Err(Error::new(
                     libc::EADDRINUSE,
-                    format!("cannot listen on {}: the port is in use (is another daqportmgr running?)", SocketAddr::new(ip, port)),
+                    format!(
+                        "cannot listen on {}: the port is in use (is another daqportmgr running?)",
+                        SocketAddr::new(ip, port)
+                    ),
                 ));
             }
             Err(e) => return Err(Error::sys(e, format!("cannot listen on {}", SocketAddr::new(ip, port)))),
@@ -382,7 +387,11 @@ impl Daemon {
                     // try again shortly instead of spinning.
                     if let Some((last, suppressed)) = self.accept_failures.get_mut(index) {
                         if last.is_none_or(|at| at.elapsed() >= ACCEPT_LOG_INTERVAL) {
-                            let more = if *suppressed > 0 { format!(" ({suppressed} more failures not logged)") } else { String::new() };
+                            let more = if *suppressed > 0 {
+                                format!(" ({suppressed} more failures not logged)")
+                            } else {
+                                String::new()
+                            };
                             self.core
                                 .log
                                 .entry(Level::Error, format_args!("cannot accept a connection ({e}); retrying{more}"));
@@ -507,7 +516,9 @@ impl Daemon {
         }
         self.core.log.entry(
             Level::Notice,
-            format_args!("{dropped} connections that did not read their replies dropped: replies held past {max} bytes"),
+            format_args!(
+                "{dropped} connections that did not read their replies dropped: replies held past {max} bytes"
+            ),
         );
         if self.core.dirty {
             self.write_usage_file();

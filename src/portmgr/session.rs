@@ -20,7 +20,7 @@ use super::outbox::{Budget, Outbox, Snapshot};
 use super::peercred::{Owner, SocketId};
 use super::pool::Pool;
 use super::probe::Probe;
-use super::protocol::{self, Request, CONTROL_CHARACTER, MAX_NAME, NO_FREE_PORTS, ONLY_LOCAL};
+use super::protocol::{self, CONTROL_CHARACTER, MAX_NAME, NO_FREE_PORTS, ONLY_LOCAL, Request};
 use super::ratelimit::RateLimit;
 
 /// Replies a client has not read yet, beyond which its requests wait: a client that
@@ -80,12 +80,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(
-        stream: TcpStream,
-        peer: SocketAddr,
-        socket: Option<Result<SocketId, String>>,
-        budget: &Budget,
-    ) -> Conn {
+    pub fn new(stream: TcpStream, peer: SocketAddr, socket: Option<Result<SocketId, String>>, budget: &Budget) -> Conn {
         Conn {
             stream,
             peer,
@@ -417,4 +412,3 @@ mod tests {
         assert_eq!(printable(b"a\nb\x00c\xff"), "a\\nb\\u{0}c\\xff");
     }
 }
-

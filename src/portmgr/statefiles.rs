@@ -110,7 +110,8 @@ impl StateDir {
         }
         let opened = StateDir::open_dir(dir, OFlag::O_NOFOLLOW)?;
         // The path checked must be the directory opened (not one swapped in between).
-        let after = fstat(opened.dir.as_fd()).map_err(|e| Error::sys(e, format!("cannot examine {}", dir.display())))?;
+        let after =
+            fstat(opened.dir.as_fd()).map_err(|e| Error::sys(e, format!("cannot examine {}", dir.display())))?;
         if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino) {
             return Err(refuse("it changed while being checked".into()));
         }
@@ -212,7 +213,8 @@ impl SwapFile {
         if !self.exchange {
             return self.dir.write_atomic(&self.name, contents);
         }
-        self.fill_spare(contents).map_err(|e| Error::io(&e, format!("cannot write {}", self.dir.show(&self.spare_name))))?;
+        self.fill_spare(contents)
+            .map_err(|e| Error::io(&e, format!("cannot write {}", self.dir.show(&self.spare_name))))?;
         let dir = self.dir.dir.as_fd();
         match renameat2(dir, self.spare_name.as_os_str(), dir, self.name.as_os_str(), RenameFlags::RENAME_EXCHANGE) {
             Ok(()) => {}
@@ -277,14 +279,17 @@ impl InstanceLock {
     /// Locks the state directory and the pid file, creating the pid file if needed but
     /// modifying neither; fails with `EBUSY` when another daemon holds them.
     pub fn acquire(pid_path: &Path, state_dir: &StateDir) -> Result<Self> {
-        let dir = state_dir.dir.try_clone().map_err(|e| Error::io(&e, format!("cannot open {}", state_dir.path.display())))?;
+        let dir = state_dir
+            .dir
+            .try_clone()
+            .map_err(|e| Error::io(&e, format!("cannot open {}", state_dir.path.display())))?;
         let state_lock = lock(dir, &state_dir.path)?;
         let pid_dir = StateDir::open_shared(dir_of(pid_path))?;
         let pid_name = name_of(pid_path)?;
         // No truncation here: the file may be the running daemon's.
-        let pid = pid_dir
-            .open(&pid_name, OFlag::O_RDWR | OFlag::O_CREAT)
-            .map_err(|e| Error::sys(e, format!("cannot open pid file {} (a symbolic link is refused)", pid_path.display())))?;
+        let pid = pid_dir.open(&pid_name, OFlag::O_RDWR | OFlag::O_CREAT).map_err(|e| {
+            Error::sys(e, format!("cannot open pid file {} (a symbolic link is refused)", pid_path.display()))
+        })?;
         // Truncated and rewritten below: it must be a file of ours and no other name's
         // (a hard link planted in a shared directory would make us truncate its target).
         let stat = fstat(pid.as_fd()).map_err(|e| Error::sys(e, format!("cannot examine {}", pid_path.display())))?;

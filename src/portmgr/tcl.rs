@@ -14,7 +14,10 @@ pub enum ListError {
     UnmatchedBrace,
     UnmatchedQuote,
     /// A closing brace or quote followed by something other than white space.
-    JunkAfterClose { quote: &'static str, junk: u8 },
+    JunkAfterClose {
+        quote: &'static str,
+        junk: u8,
+    },
 }
 
 impl fmt::Display for ListError {

@@ -196,8 +196,11 @@ fn pump(producer: &mut Producer, source: &mut Source, watch: &mut Watch) -> End 
         let mut fresh = past(spans, pending);
         // SAFETY: reserved ring memory is ours alone to write until `commit`; consumers
         // read only what is committed.
-        let mut bufs: Vec<IoSliceMut<'_>> =
-            fresh.iter_mut().filter(|s| s.len > 0).map(|s| IoSliceMut::new(unsafe { std::slice::from_raw_parts_mut(s.ptr, s.len) })).collect();
+        let mut bufs: Vec<IoSliceMut<'_>> = fresh
+            .iter_mut()
+            .filter(|s| s.len > 0)
+            .map(|s| IoSliceMut::new(unsafe { std::slice::from_raw_parts_mut(s.ptr, s.len) }))
+            .collect();
         let read = source.read_vectored(&mut bufs);
         drop(bufs);
         let n = match read {
@@ -206,7 +209,12 @@ fn pump(producer: &mut Producer, source: &mut Source, watch: &mut Watch) -> End 
                 return End::Lost(Error::new(libc::ECONNRESET, "the ring master closed the stream"), delivered);
             }
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
                 let _ = producer.commit(0);
                 continue;
             }
@@ -276,9 +284,10 @@ impl Watch {
         self.last_check = Instant::now();
         match ring::usage(&self.proxy) {
             // Removed and made again: the consumers are on a ring we no longer feed.
-            Ok(usage) if usage.producer_pid != std::process::id() as i32 => {
-                Some(End::Done(format!("proxy ring {} was replaced (its producer is now {})", self.proxy, usage.producer_pid)))
-            }
+            Ok(usage) if usage.producer_pid != std::process::id() as i32 => Some(End::Done(format!(
+                "proxy ring {} was replaced (its producer is now {})",
+                self.proxy, usage.producer_pid
+            ))),
             Ok(usage) if usage.consumers.iter().any(|c| c.pid > 0) => {
                 self.last_reader = Instant::now();
                 None

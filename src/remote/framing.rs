@@ -66,12 +66,18 @@ impl Framer {
                 }
                 let size = u64::from(item_size(self.header));
                 if size < HEADER as u64 {
-                    return Err(Error::new(libc::EPROTO, format!("a ring item of {size} bytes is impossible: the stream is not ring items")));
+                    return Err(Error::new(
+                        libc::EPROTO,
+                        format!("a ring item of {size} bytes is impossible: the stream is not ring items"),
+                    ));
                 }
                 if size > self.limit {
                     return Err(Error::new(
                         libc::EMSGSIZE,
-                        format!("a ring item of {size} bytes cannot fit in the proxy ring (at most {} bytes)", self.limit),
+                        format!(
+                            "a ring item of {size} bytes cannot fit in the proxy ring (at most {} bytes)",
+                            self.limit
+                        ),
                     ));
                 }
                 self.remaining = size - HEADER as u64;

@@ -57,7 +57,9 @@ fn with_master(exchange: impl Fn(&mut Client) -> Result<()>) -> Result<()> {
     if let Some(kept) = link.as_mut().filter(|l| l.pid == me) {
         match exchange(&mut kept.client) {
             Ok(()) => return Ok(()),
-            Err(e) if !matches!(e.errno(), libc::EPIPE | libc::ECONNRESET | libc::ETIMEDOUT | libc::EPROTO) => return Err(e),
+            Err(e) if !matches!(e.errno(), libc::EPIPE | libc::ECONNRESET | libc::ETIMEDOUT | libc::EPROTO) => {
+                return Err(e);
+            }
             Err(_) => {}
         }
     }

@@ -7,10 +7,10 @@
 //! reached from `Consumer::attach` for any name that is a `tcp://` URL.
 
 pub mod feeder;
-pub mod proxy;
 pub mod framing;
 pub mod geometry;
 pub mod master;
+pub mod proxy;
 pub mod revive;
 pub mod source;
 pub mod spawn;
@@ -54,7 +54,11 @@ pub fn usage(url: &RingUrl) -> Result<ring::Usage> {
         producer_pid: found.producer_pid,
         max_get: found.max_get,
         min_get: found.min_get,
-        consumers: found.consumers.into_iter().map(|(pid, backlog)| ring::ConsumerUsage { slot: u32::MAX, pid, backlog }).collect(),
+        consumers: found
+            .consumers
+            .into_iter()
+            .map(|(pid, backlog)| ring::ConsumerUsage { slot: u32::MAX, pid, backlog })
+            .collect(),
     })
 }
 
@@ -120,7 +124,8 @@ fn attach_proxy(url: &RingUrl, name: String, trust: &Trust) -> Result<std::resul
             // be looked at (only the proxy's owner or root could have put it, but not
             // necessarily a feeder of this ring).
             if consumer.available()? > 0 {
-                let why = format!("proxy ring {} was written by a producer that left before it could be checked", plan.proxy);
+                let why =
+                    format!("proxy ring {} was written by a producer that left before it could be checked", plan.proxy);
                 return Ok(Err(why));
             }
             if let Err(e) = spawn::start_feeder(&plan) {

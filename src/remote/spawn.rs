@@ -98,7 +98,8 @@ pub struct Launched {
 /// Starts a feeder for `plan` without waiting for its report.
 pub fn launch(plan: &Plan) -> Result<Launched> {
     let program = feeder_path()?;
-    let c = |s: &[u8], what: &str| CString::new(s).map_err(|_| Error::new(libc::EINVAL, format!("{what} contains a NUL")));
+    let c =
+        |s: &[u8], what: &str| CString::new(s).map_err(|_| Error::new(libc::EINVAL, format!("{what} contains a NUL")));
     let path = c(program.as_os_str().as_bytes(), "the feeder path")?;
     let mut args = vec![path.clone(), c(b"--ready-fd", "")?, c(READY_FD.to_string().as_bytes(), "")?];
     if let Some(port) = plan.portmgr_port {
@@ -113,10 +114,16 @@ pub fn launch(plan: &Plan) -> Result<Launched> {
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
 
-    let (report, ready) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys(e, "cannot make a pipe for the feeder"))?;
-    let null = File::options().read(true).write(true).open("/dev/null").map_err(|e| Error::io(&e, "cannot open /dev/null"))?;
+    let (report, ready) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::sys(e, "cannot make a pipe for the feeder"))?;
+    let null =
+        File::options().read(true).write(true).open("/dev/null").map_err(|e| Error::io(&e, "cannot open /dev/null"))?;
     let log = match std::env::var_os(FEEDER_LOG_ENV) {
-        Some(p) => File::options().append(true).create(true).open(&p).map_err(|e| Error::io(&e, format!("cannot open feeder log {}", p.to_string_lossy())))?,
+        Some(p) => File::options()
+            .append(true)
+            .create(true)
+            .open(&p)
+            .map_err(|e| Error::io(&e, format!("cannot open feeder log {}", p.to_string_lossy())))?,
         None => null.try_clone().map_err(|e| Error::io(&e, "cannot duplicate /dev/null"))?,
     };
     // Above every descriptor the child will overwrite, so no dup2 clobbers a source.
@@ -148,7 +155,13 @@ pub fn launch(plan: &Plan) -> Result<Launched> {
 }
 
 /// The intermediate child: new session, fork the feeder, exit.
-unsafe fn middle_child(fds: &[RawFd; 4], max_fd: RawFd, path: *const libc::c_char, argv: *const *const libc::c_char, exec_failed: &[u8]) -> ! {
+unsafe fn middle_child(
+    fds: &[RawFd; 4],
+    max_fd: RawFd,
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    exec_failed: &[u8],
+) -> ! {
     unsafe {
         libc::setsid();
         let pid = libc::fork();
@@ -161,7 +174,9 @@ unsafe fn middle_child(fds: &[RawFd; 4], max_fd: RawFd, path: *const libc::c_cha
             }
         }
         // Nothing else of the user's process (sockets, files, pipes) goes with us.
-        if libc::syscall(libc::SYS_close_range, (READY_FD + 1) as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint) != 0 {
+        if libc::syscall(libc::SYS_close_range, (READY_FD + 1) as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint)
+            != 0
+        {
             // Kernels before 5.9: one by one.
             for fd in READY_FD + 1..max_fd {
                 libc::close(fd);
@@ -210,7 +225,10 @@ fn read_report(pipe: &mut File, program: &Path) -> Result<Started> {
     while !got.contains(&b'\n') {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(Error::new(libc::ETIMEDOUT, format!("the feeder {} did not report within {} s", program.display(), READY_WAIT.as_secs())));
+            return Err(Error::new(
+                libc::ETIMEDOUT,
+                format!("the feeder {} did not report within {} s", program.display(), READY_WAIT.as_secs()),
+            ));
         }
         let mut poll = [libc::pollfd { fd: pipe.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
         // SAFETY: one valid pollfd.
@@ -235,6 +253,8 @@ fn read_report(pipe: &mut File, program: &Path) -> Result<Started> {
             let errno = errno.parse().unwrap_or(libc::EIO);
             Err(Error::new(errno, format!("the feeder could not start: {}", message.unwrap_or("no reason given"))))
         }
-        _ => Err(Error::new(libc::EIO, format!("the feeder {} stopped without a report ({line:?})", program.display()))),
+        _ => {
+            Err(Error::new(libc::EIO, format!("the feeder {} stopped without a report ({line:?})", program.display())))
+        }
     }
 }

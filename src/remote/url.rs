@@ -25,7 +25,9 @@ pub struct RingUrl {
 /// ring name.
 pub fn parse(name: &str) -> Result<Option<RingUrl>> {
     let Some(rest) = strip_scheme(name) else { return Ok(None) };
-    let bad = |why: &str| Err(Error::new(libc::EINVAL, format!("invalid ring URL {name:?}: {why} (expected tcp://host/ring)")));
+    let bad = |why: &str| {
+        Err(Error::new(libc::EINVAL, format!("invalid ring URL {name:?}: {why} (expected tcp://host/ring)")))
+    };
     let Some((authority, ring)) = rest.split_once('/') else { return bad("no ring name after the host") };
     if ring.is_empty() {
         return bad("the ring name is empty");
@@ -106,7 +108,11 @@ pub fn resolve_within(host: &str, timeout: Duration) -> Result<(Resolved, bool)>
 
 /// Runs `job` (a resolver call) on a thread of its own and waits at most `wait` for it;
 /// a job that takes longer is abandoned, to finish and end on its own.
-pub fn bounded<T: Send + 'static>(what: &str, wait: Duration, job: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub fn bounded<T: Send + 'static>(
+    what: &str,
+    wait: Duration,
+    job: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     let (tell, hear) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("daqflow-resolve".into())
@@ -200,13 +206,14 @@ fn getaddrinfo(host: &str) -> Result<(String, Vec<IpAddr>)> {
 
 fn sockaddr_ip(addr: *const libc::sockaddr, len: libc::socklen_t) -> Option<IpAddr> {
     // SAFETY: `addr` is a sockaddr of `len` bytes from getaddrinfo (or NULL).
-    unsafe { <nix::sys::socket::SockaddrStorage as nix::sys::socket::SockaddrLike>::from_raw(addr, Some(len)) }.and_then(|s| {
-        if let Some(v4) = s.as_sockaddr_in() {
-            Some(IpAddr::V4(v4.ip()))
-        } else {
-            s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
-        }
-    })
+    unsafe { <nix::sys::socket::SockaddrStorage as nix::sys::socket::SockaddrLike>::from_raw(addr, Some(len)) }
+        .and_then(|s| {
+            if let Some(v4) = s.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
 }
 
 /// The name the resolver gives an address, if it knows one.
@@ -248,7 +255,16 @@ mod tests {
         assert_eq!((u.host.as_str(), u.portmgr_port), ("::1", Some(7)));
         let u = parse("tcp://::1/fox").unwrap().unwrap();
         assert_eq!((u.host.as_str(), u.portmgr_port), ("::1", None));
-        for bad in ["tcp://", "tcp://host", "tcp://host/", "tcp:///ring", "tcp://host:x/ring", "tcp://host:0/r", "tcp://h/a/b", "tcp://h o/r"] {
+        for bad in [
+            "tcp://",
+            "tcp://host",
+            "tcp://host/",
+            "tcp:///ring",
+            "tcp://host:x/ring",
+            "tcp://host:0/r",
+            "tcp://h/a/b",
+            "tcp://h o/r",
+        ] {
             assert_eq!(parse(bad).unwrap_err().errno(), libc::EINVAL, "{bad}");
         }
     }

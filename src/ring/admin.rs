@@ -116,7 +116,8 @@ pub fn format(name: &str, max_consumers: u32) -> Result<()> {
     let file = RingFile::open(name, true)?;
     let _lock = file.lock(file.legacy_lock_len(), LOCK_WAIT)?;
     let size = file.size()?;
-    let geo = Geometry::for_format(size, n).map_err(|e| Error::new(e.errno(), format!("cannot format ring {name}: {}", e.message())))?;
+    let geo = Geometry::for_format(size, n)
+        .map_err(|e| Error::new(e.errno(), format!("cannot format ring {name}: {}", e.message())))?;
     let map = file.map(size)?;
     // A ring with a sane header is checked for live clients first; a corrupt one, or an
     // object that is no ring yet, is exactly what format is for.
@@ -153,7 +154,9 @@ fn refuse_if_attached(name: &str, map: &Mapping, geo: &Geometry) -> Result<()> {
         let producer = if producer { "a producer and " } else { "" };
         return Err(Error::new(
             libc::EBUSY,
-            format!("cannot format ring {name}: {producer}{consumers} consumers are attached; detach or disconnect them first"),
+            format!(
+                "cannot format ring {name}: {producer}{consumers} consumers are attached; detach or disconnect them first"
+            ),
         ));
     }
     Ok(())
@@ -167,7 +170,10 @@ pub fn remove(name: &str) -> Result<()> {
     crate::remote::master::unregistering(name)?;
     let _lock = if file.writable { Some(file.lock(file.legacy_lock_len(), LOCK_WAIT)?) } else { None };
     if !shm::has_magic(&file.file) {
-        return Err(Error::new(libc::ENOENT, format!("cannot remove {name}: /dev/shm/{name} exists but is not a ring")));
+        return Err(Error::new(
+            libc::ENOENT,
+            format!("cannot remove {name}: /dev/shm/{name} exists but is not a ring"),
+        ));
     }
     RingFile::unlink(name)
 }
@@ -190,10 +196,7 @@ pub fn list() -> Result<Vec<String>> {
         let Ok(name) = entry.file_name().into_string() else { continue };
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
         // O_NONBLOCK|O_NOFOLLOW: a stray FIFO or link in /dev/shm must not stall or fool us.
-        let opened = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-            .open(entry.path());
+        let opened = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW).open(entry.path());
         if is_file && opened.is_ok_and(|f| shm::has_magic(&f)) {
             names.push(name);
         }

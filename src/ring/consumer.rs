@@ -7,15 +7,15 @@ use super::fence;
 use super::handles::Claim;
 use super::liveness::{alive, my_pid};
 use super::shared::Shared;
+use super::signal;
 use super::slots;
 use super::span::Span;
-use super::signal;
 use super::wait::{self, POLL_SLICE, Ticket, WOKEN_SLICE, Waiter};
 use crate::error::{Error, Result};
 use crate::remote::master;
 use crate::remote::revive::Revival;
-use parking_lot::Mutex;
 use crate::ringmaster::Role;
+use parking_lot::Mutex;
 
 /// Reads that find less than this already available count as keeping pace.
 const SMALL_BATCH: u64 = 4096;
@@ -56,8 +56,20 @@ impl Consumer {
         let ring = Shared::open(name, true)?;
         let pid = my_pid();
         let (slot, get, claim) = slots::claim_consumer(&ring, pid)?;
-        let mut consumer =
-            Consumer { ring, pid, slot, get, avail_hint: 0, borrowed: 0, pacing: false, claim, light: fence::light_publish(), attached: true, announced: false, revive: None };
+        let mut consumer = Consumer {
+            ring,
+            pid,
+            slot,
+            get,
+            avail_hint: 0,
+            borrowed: 0,
+            pacing: false,
+            claim,
+            light: fence::light_publish(),
+            attached: true,
+            announced: false,
+            revive: None,
+        };
         // On failure the slot is given back as `consumer` drops.
         master::connected(name, Role::Consumer(slot))?;
         consumer.announced = true;
@@ -109,11 +121,7 @@ impl Consumer {
 
     #[inline]
     fn check_owner(&self) -> Result<()> {
-        if self.claim.holds(self.ring.consumer(self.slot).pid, self.pid) {
-            Ok(())
-        } else {
-            Err(self.disconnected())
-        }
+        if self.claim.holds(self.ring.consumer(self.slot).pid, self.pid) { Ok(()) } else { Err(self.disconnected()) }
     }
 
     #[cold]
@@ -124,7 +132,11 @@ impl Consumer {
         }
         Error::new(
             libc::ENOTCONN,
-            format!("this consumer was disconnected from ring {} (slot {} was freed by someone else)", self.name(), self.slot),
+            format!(
+                "this consumer was disconnected from ring {} (slot {} was freed by someone else)",
+                self.name(),
+                self.slot
+            ),
         )
     }
 

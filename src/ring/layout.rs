@@ -75,8 +75,8 @@ fn u64_at(bytes: &[u8; 80], off: usize) -> u64 {
 impl Geometry {
     /// The geometry a format with `max_consumers` gives an object of `map_len` bytes.
     pub fn for_format(map_len: u64, max_consumers: u32) -> Result<Geometry> {
-        let data_offset = header_bytes(max_consumers as u64)
-            .ok_or_else(|| Error::new(libc::EINVAL, "max consumers too large"))?;
+        let data_offset =
+            header_bytes(max_consumers as u64).ok_or_else(|| Error::new(libc::EINVAL, "max consumers too large"))?;
         // Two data bytes at least: with the one-byte gap, anything less holds nothing.
         if map_len < data_offset + 2 {
             return Err(Error::new(

@@ -33,7 +33,8 @@ unsafe impl Sync for Mapping {}
 impl Mapping {
     /// Maps all `len` bytes of `file`, shared and read-write (or read-only).
     pub fn new(file: &File, len: u64, writable: bool, name: &str) -> Result<Mapping> {
-        let len_usize = usize::try_from(len).map_err(|_| Error::new(libc::EFBIG, format!("ring {name} is too large to map")))?;
+        let len_usize =
+            usize::try_from(len).map_err(|_| Error::new(libc::EFBIG, format!("ring {name} is too large to map")))?;
         let mut options = MmapOptions::new();
         options.len(len_usize);
         let raw = if writable { options.map_raw(file) } else { options.map_raw_read_only(file) };

@@ -18,17 +18,16 @@ mod name;
 mod producer;
 mod shared;
 mod shm;
+mod signal;
 mod slots;
 mod span;
 mod truncation;
-mod signal;
 mod wait;
 mod watch;
 
 pub use admin::{
-    ConsumerUsage, CreateOptions, DEFAULT_MODE, MAX_CONSUMERS_LIMIT, Usage, create, disconnect_consumer,
+    ConsumerUsage, CreateOptions, DEFAULT_MODE, MAX_CONSUMERS_LIMIT, SlotCheck, Usage, create, disconnect_consumer,
     disconnect_producer, exists, format, list, peek_usage, producer_is_daqflow, release_if_gone, remove, usage,
-    SlotCheck,
 };
 pub use consumer::Consumer;
 pub use layout::{DEFAULT_DATA_BYTES, DEFAULT_MAX_CONSUMERS};

@@ -17,9 +17,9 @@ pub fn validate(name: &str) -> Result<()> {
     if name == "." || name == ".." {
         return refuse("it names a directory");
     }
-    if let Some(c) = name.chars().find(|c| {
-        matches!(c, '/' | '{' | '}' | '"' | '\\') || c.is_whitespace() || c.is_control()
-    }) {
+    if let Some(c) =
+        name.chars().find(|c| matches!(c, '/' | '{' | '}' | '"' | '\\') || c.is_whitespace() || c.is_control())
+    {
         return refuse(&format!(
             "it contains {c:?} (no '/', whitespace, control characters, braces, quotes or backslashes: they break paths and Tcl lists)"
         ));

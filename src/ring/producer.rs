@@ -12,9 +12,9 @@ use super::fence;
 use super::handles::Claim;
 use super::liveness::my_pid;
 use super::shared::{JOINING, Shared};
+use super::signal;
 use super::slots;
 use super::span::Span;
-use super::signal;
 use super::wait::{self, POLL_SLICE, Ticket, WOKEN_SLICE, Waiter};
 use crate::error::{Error, Result};
 use crate::remote::master;
@@ -51,14 +51,27 @@ struct Scan {
 impl Producer {
     pub fn attach(name: &str) -> Result<Producer> {
         if crate::remote::url::parse(name)?.is_some() {
-            return Err(Error::new(libc::EINVAL, format!("cannot produce into {name}: a producer must run on the ring's own host")));
+            return Err(Error::new(
+                libc::EINVAL,
+                format!("cannot produce into {name}: a producer must run on the ring's own host"),
+            ));
         }
         super::name::validate(name)?;
         let ring = Shared::open(name, true)?;
         let pid = my_pid();
         let claim = slots::claim_producer(&ring, pid)?;
         let put = ring.put_pos()?;
-        let mut producer = Producer { ring, pid, put, free_hint: 0, reserved: 0, claim, light: fence::light_publish(), attached: true, announced: false };
+        let mut producer = Producer {
+            ring,
+            pid,
+            put,
+            free_hint: 0,
+            reserved: 0,
+            claim,
+            light: fence::light_publish(),
+            attached: true,
+            announced: false,
+        };
         // On failure the slot is given back as `producer` drops.
         master::connected(name, Role::Producer)?;
         producer.announced = true;
@@ -110,11 +123,7 @@ impl Producer {
 
     #[inline]
     fn check_owner(&self) -> Result<()> {
-        if self.claim.holds(self.ring.producer().pid, self.pid) {
-            Ok(())
-        } else {
-            Err(self.disconnected())
-        }
+        if self.claim.holds(self.ring.producer().pid, self.pid) { Ok(()) } else { Err(self.disconnected()) }
     }
 
     #[cold]
@@ -150,8 +159,14 @@ impl Producer {
     #[inline(never)]
     fn wait_space_slow(&mut self, need: u64, timeout: Option<Duration>) -> Result<()> {
         self.check_owner()?;
-        let mut waiter =
-            SpaceWaiter { producer: self, need, all_wake: false, slowest: None, asked: None, last_reap: Instant::now() };
+        let mut waiter = SpaceWaiter {
+            producer: self,
+            need,
+            all_wake: false,
+            slowest: None,
+            asked: None,
+            last_reap: Instant::now(),
+        };
         let waited = wait::wait(timeout, &mut waiter);
         waiter.withdraw();
         match waited? {
@@ -200,7 +215,10 @@ impl Producer {
         self.too_big(len)?;
         if self.reserved != 0 {
             // Reserved bytes come first in the stream; a put cannot jump ahead of them.
-            return Err(Error::new(libc::EBUSY, format!("ring {}: commit the open reservation before putting", self.name())));
+            return Err(Error::new(
+                libc::EBUSY,
+                format!("ring {}: commit the open reservation before putting", self.name()),
+            ));
         }
         Ok(())
     }
@@ -411,8 +429,14 @@ mod tests {
             p.put(&[1u8; 100], Some(Duration::ZERO)).expect("put");
             assert_eq!(other.get(&mut [0u8; 100], 100, Some(Duration::ZERO)).expect("get"), 100);
             p.put(&vec![2u8; cap as usize - 100], Some(Duration::ZERO)).expect("fill");
-            let mut waiter =
-                SpaceWaiter { producer: &p, need: 200, all_wake: false, slowest: None, asked: None, last_reap: Instant::now() };
+            let mut waiter = SpaceWaiter {
+                producer: &p,
+                need: 200,
+                all_wake: false,
+                slowest: None,
+                asked: None,
+                last_reap: Instant::now(),
+            };
             assert_eq!(waiter.check().expect("check"), None);
             assert_eq!(waiter.slowest, Some(slow.slot()));
             let mut newcomer = None;

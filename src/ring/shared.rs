@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::layout::{self, Geometry};
 use super::mem::Mapping;
 use super::shm::{LOCK_WAIT, RingFile, RingLock};
-use super::span::Span;
 use super::signal::{DataSignal, SpaceRequest};
+use super::span::Span;
 use crate::error::{Error, Result};
 
 pub const FREE: i32 = -1;
@@ -53,7 +53,8 @@ impl Shared {
     /// earlier moment, which may already have changed.
     pub fn still_named(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
-        let named = std::fs::metadata(format!("{}/{}", super::shm::SHM_DIR, self.name())).ok().map(|m| (m.dev(), m.ino()));
+        let named =
+            std::fs::metadata(format!("{}/{}", super::shm::SHM_DIR, self.name())).ok().map(|m| (m.dev(), m.ino()));
         named.is_some() && named == self.file.identity().ok()
     }
 

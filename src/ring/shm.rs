@@ -30,7 +30,9 @@ pub struct RingFile {
 fn open_error(err: Errno, name: &str, doing: &str) -> Error {
     match err {
         Errno::ENOENT => Error::new(libc::ENOENT, format!("no ring named {name} (no /dev/shm/{name})")),
-        Errno::EACCES | Errno::EPERM => Error::new(libc::EACCES, format!("cannot {doing} ring {name}: permission denied")),
+        Errno::EACCES | Errno::EPERM => {
+            Error::new(libc::EACCES, format!("cannot {doing} ring {name}: permission denied"))
+        }
         other => Error::sys(other, format!("cannot {doing} ring {name}")),
     }
 }
@@ -39,8 +41,8 @@ impl RingFile {
     pub fn open(name: &str, writable: bool) -> Result<RingFile> {
         // O_NONBLOCK: a FIFO planted under a ring's name must not block the open.
         let flags = if writable { OFlag::O_RDWR } else { OFlag::O_RDONLY } | OFlag::O_NONBLOCK;
-        let fd = shm_open(format!("/{name}").as_str(), flags, Mode::empty())
-            .map_err(|e| open_error(e, name, "open"))?;
+        let fd =
+            shm_open(format!("/{name}").as_str(), flags, Mode::empty()).map_err(|e| open_error(e, name, "open"))?;
         let file = File::from(fd);
         let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
         if !regular {
@@ -119,13 +121,15 @@ impl RingFile {
     /// Maps the whole object and validates its header.
     pub fn map_ring(&self) -> Result<(Mapping, Geometry)> {
         let size = self.size()?;
-        let not_ring = || Error::new(libc::EBADMSG, format!("/dev/shm/{} is not a ring (no NSCLRing header)", self.name));
+        let not_ring =
+            || Error::new(libc::EBADMSG, format!("/dev/shm/{} is not a ring (no NSCLRing header)", self.name));
         if size < 80 {
             return Err(not_ring());
         }
         let map = self.map(size)?;
         let header = map.header();
-        let geometry = Geometry::parse(&header, size).map_err(|e| corrupt(&self.name, &header, size, e))?.ok_or_else(not_ring)?;
+        let geometry =
+            Geometry::parse(&header, size).map_err(|e| corrupt(&self.name, &header, size, e))?.ok_or_else(not_ring)?;
         Ok((map, geometry))
     }
 
@@ -215,6 +219,9 @@ fn corrupt(name: &str, header: &[u8; 80], size: u64, e: Error) -> Error {
     };
     Error::new(
         e.errno(),
-        format!("ring {name} is corrupt: {}{cause}; `ringbuffer format {name}` rewrites its header (unread data is lost)", e.message()),
+        format!(
+            "ring {name} is corrupt: {}{cause}; `ringbuffer format {name}` rewrites its header (unread data is lost)",
+            e.message()
+        ),
     )
 }

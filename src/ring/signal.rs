@@ -91,7 +91,8 @@ impl DataSignal<'_> {
 
     /// Wakes every sleeper whether or not one announced itself (the producer changed).
     pub fn wake(&self) {
-        let _ = self.0.fetch_update(Ordering::SeqCst, Ordering::Relaxed, |w| Some((w & !SLEEPERS).wrapping_add(SEQ_ONE)));
+        let _ =
+            self.0.fetch_update(Ordering::SeqCst, Ordering::Relaxed, |w| Some((w & !SLEEPERS).wrapping_add(SEQ_ONE)));
         futex::wake_all(self.0);
     }
 

@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 use super::handles::{self, Claim};
 use super::liveness::alive;
 use super::shared::{FREE, JOINING, Shared};
-use super::signal;
 use super::shm::RingLock;
+use super::signal;
 use crate::error::{Error, Result};
 
 /// A pid no client writes: -1 is free, 0 joining, > 0 a process. Anything else is debris

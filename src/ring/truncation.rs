@@ -39,8 +39,12 @@ struct Entry {
 }
 
 #[allow(clippy::declare_interior_mutable_const)] // only used to initialise the table
-const EMPTY: Entry =
-    Entry { state: AtomicU8::new(FREE), start: AtomicUsize::new(0), len: AtomicUsize::new(0), struck: AtomicBool::new(false) };
+const EMPTY: Entry = Entry {
+    state: AtomicU8::new(FREE),
+    start: AtomicUsize::new(0),
+    len: AtomicUsize::new(0),
+    struck: AtomicBool::new(false),
+};
 
 static TABLE: [Entry; SLOTS] = [EMPTY; SLOTS];
 
@@ -65,8 +69,9 @@ impl Guard {
         if !install() {
             return None;
         }
-        let index =
-            TABLE.iter().position(|e| e.state.compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed).is_ok())?;
+        let index = TABLE
+            .iter()
+            .position(|e| e.state.compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed).is_ok())?;
         let entry = &TABLE[index];
         entry.start.store(start as usize, Ordering::Relaxed);
         entry.len.store(len, Ordering::Relaxed);
@@ -198,7 +203,8 @@ fn pass_on(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::
                 reset(signal);
             }
             if previous.sa_flags & libc::SA_SIGINFO != 0 {
-                let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = std::mem::transmute(handler);
+                let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                    std::mem::transmute(handler);
                 f(signal, info, context);
             } else {
                 let f: extern "C" fn(libc::c_int) = std::mem::transmute(handler);

@@ -5,9 +5,9 @@
 use std::sync::atomic::Ordering;
 
 use super::layout::Geometry;
+use super::name::validate;
 use super::shared::{FREE, Shared};
 use super::shm::RingFile;
-use super::name::validate;
 use crate::error::{Error, Result};
 
 /// One ring mapped read-only.
@@ -69,7 +69,8 @@ impl Watch {
         if self.intact().is_err() {
             return false;
         }
-        self.ring.still_named() && Geometry::parse(&self.ring.map.header(), self.ring.geo.map_len).ok().flatten() == Some(self.ring.geo)
+        self.ring.still_named()
+            && Geometry::parse(&self.ring.map.header(), self.ring.geo.map_len).ok().flatten() == Some(self.ring.geo)
     }
 
     /// Whether the object is still as long as the mapping. Anyone who may write a ring

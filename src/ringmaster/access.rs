@@ -109,7 +109,9 @@ fn interfaces() -> Vec<(IpAddr, u8)> {
         s.as_sockaddr_in().map(|a| IpAddr::V4(a.ip())).or_else(|| s.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())))
     };
     addrs
-        .filter_map(|ifa| Some((ifa.address.as_ref().and_then(to_ip)?, prefix_len(ifa.netmask.as_ref().and_then(to_ip)?))))
+        .filter_map(|ifa| {
+            Some((ifa.address.as_ref().and_then(to_ip)?, prefix_len(ifa.netmask.as_ref().and_then(to_ip)?)))
+        })
         .collect()
 }
 

@@ -11,8 +11,8 @@ use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use super::protocol::{
-    self, BINARY_FOLLOWS, DATA_FORBIDDEN, INVALID_FORMAT, NO_SUCH_RING, NOT_A_RING, REGISTRATION_FORBIDDEN,
-    NOT_READABLE, REMOTE_FORBIDDEN, RingUsage, Role, SERVICE, TOO_MANY_STREAMS,
+    self, BINARY_FOLLOWS, DATA_FORBIDDEN, INVALID_FORMAT, NO_SUCH_RING, NOT_A_RING, NOT_READABLE,
+    REGISTRATION_FORBIDDEN, REMOTE_FORBIDDEN, RingUsage, Role, SERVICE, TOO_MANY_STREAMS,
 };
 use crate::error::{Error, Result};
 use crate::portmgr::lines::LineBuffer;
@@ -106,7 +106,11 @@ fn lookup_at(host: &str, addresses: &[IpAddr], portmgr_port: Option<u16>, deadli
     let mut last = Error::new(libc::EHOSTUNREACH, format!("{}: {host} has no address", context()));
     for ip in addresses {
         // An address, so the port manager client resolves nothing.
-        let attempt = crate::portmgr::Client::connect_timeout(Some(&ip.to_string()), portmgr_port, Some(left(deadline, &context)?));
+        let attempt = crate::portmgr::Client::connect_timeout(
+            Some(&ip.to_string()),
+            portmgr_port,
+            Some(left(deadline, &context)?),
+        );
         let mut portmgr = match attempt {
             Ok(portmgr) => portmgr,
             Err(e) => {
@@ -183,7 +187,9 @@ impl Client {
         let addresses = resolve_within(host, deadline)?;
         let port = lookup_at(host, &addresses, portmgr_port, deadline)?.port(host)?;
         let addresses: Vec<SocketAddr> = addresses.into_iter().map(|ip| SocketAddr::new(ip, port)).collect();
-        Client::open_listed(&addresses, deadline, timeout, &|| format!("connecting to the {SERVICE} of {host} (port {port})"))
+        Client::open_listed(&addresses, deadline, timeout, &|| {
+            format!("connecting to the {SERVICE} of {host} (port {port})")
+        })
     }
 
     /// Connects to a ring master at a known address; `timeout` bounds the connection and
@@ -195,7 +201,9 @@ impl Client {
     /// As `connect_addr`, for a ring master the port manager lists at `addr`, which may
     /// be starting (see `STARTING`).
     pub fn connect_listed(addr: SocketAddr, timeout: Duration) -> Result<Client> {
-        Client::open_listed(&[addr], Instant::now() + timeout, timeout, &|| format!("connecting to the {SERVICE} at {addr}"))
+        Client::open_listed(&[addr], Instant::now() + timeout, timeout, &|| {
+            format!("connecting to the {SERVICE} at {addr}")
+        })
     }
 
     /// Tries each address in turn; when all refuse, tries them all again until
@@ -233,7 +241,14 @@ impl Client {
         let stream = TcpStream::connect_timeout(&addr, connect_timeout)
             .map_err(|e| Error::new(Error::errno_of(&e), format!("cannot connect to the {SERVICE} at {addr}: {e}")))?;
         let _ = stream.set_nodelay(true);
-        Ok(Client { stream, input: LineBuffer::new(MAX_REPLY_LINE), server: addr, timeout, broken: None, refusal: None })
+        Ok(Client {
+            stream,
+            input: LineBuffer::new(MAX_REPLY_LINE),
+            server: addr,
+            timeout,
+            broken: None,
+            refusal: None,
+        })
     }
 
     /// The ring master's address.

@@ -31,12 +31,12 @@ use super::protocol::SERVICE;
 use super::readers::RemoteRings;
 use super::session::{Session, short_of_descriptors_retry};
 use super::streams::Streams;
-use crate::portmgr::lines::MAX_LINE;
-use crate::portmgr::ratelimit::RateLimit;
 use crate::daemon::{block_signals, listen_on, open_log, raise_fd_limit};
 use crate::error::{Error, Result};
+use crate::portmgr::lines::MAX_LINE;
 use crate::portmgr::log::Log;
 use crate::portmgr::peercred::OwnerLookup;
+use crate::portmgr::ratelimit::RateLimit;
 use crate::portmgr::{self, sdnotify};
 
 pub const DEFAULT_LOG_FILE: &str = "/var/log/nscldaq/ringmaster.log";
@@ -381,7 +381,10 @@ fn bind_listeners(addresses: &[IpAddr], port: u16) -> Result<Vec<TcpListener>> {
         let mut addresses = addresses.to_vec();
         // Local clients connect to 127.0.0.1 whatever this list says: unless we hold that
         // address on our port, any user may, and be this host's ring master for them.
-        if !addresses.iter().any(|ip| *ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || *ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED)) {
+        if !addresses
+            .iter()
+            .any(|ip| *ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || *ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        {
             addresses.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
         }
         addresses
@@ -675,7 +678,14 @@ impl Daemon {
 }
 
 /// Serves a connection that has sent its first request on a thread of its own.
-fn spawn(shared: &Arc<Shared>, next_key: &AtomicU64, stream: TcpStream, peer: SocketAddr, who: Who, ticket: HostTicket) {
+fn spawn(
+    shared: &Arc<Shared>,
+    next_key: &AtomicU64,
+    stream: TcpStream,
+    peer: SocketAddr,
+    who: Who,
+    ticket: HostTicket,
+) {
     let key = next_key.fetch_add(1, Ordering::Relaxed);
     // One descriptor, two owners: the thread, and the registry a stop wakes it through.
     let stream = Arc::new(stream);
@@ -744,17 +754,24 @@ mod tests {
         let tickets: Vec<_> = (1..=4u128)
             .map(|i| HostTicket::take(&shared, v6(base + i), host(v6(base + i)), 4, 4).expect("within the cap"))
             .collect();
-        assert!(HostTicket::take(&shared, v6(base + 99), host(v6(base + 99)), 4, 4).is_none(), "a fifth address of the /64");
+        assert!(
+            HostTicket::take(&shared, v6(base + 99), host(v6(base + 99)), 4, 4).is_none(),
+            "a fifth address of the /64"
+        );
         assert!(HostTicket::take(&shared, v6(other), host(v6(other)), 4, 4).is_some(), "another /64");
         drop(tickets);
-        assert!(HostTicket::take(&shared, v6(base + 99), host(v6(base + 99)), 4, 4).is_some(), "freed with its connections");
+        assert!(
+            HostTicket::take(&shared, v6(base + 99), host(v6(base + 99)), 4, 4).is_some(),
+            "freed with its connections"
+        );
     }
 
     #[test]
     fn a_user_of_this_host_but_root_is_capped_on_loopback() {
         let shared = shared();
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
-        let held: Vec<_> = (0..3).map(|_| HostTicket::take(&shared, lo, Who::User(4242), 1, 3).expect("within")).collect();
+        let held: Vec<_> =
+            (0..3).map(|_| HostTicket::take(&shared, lo, Who::User(4242), 1, 3).expect("within")).collect();
         assert!(HostTicket::take(&shared, lo, Who::User(4242), 1, 3).is_none(), "a fourth of that user's");
         assert!(HostTicket::take(&shared, lo, Who::User(4243), 1, 3).is_some(), "another user");
         let root: Vec<_> = (0..10).map(|_| HostTicket::take(&shared, lo, Who::User(0), 1, 3)).collect();

@@ -256,7 +256,14 @@ pub fn raise_fd_limit() -> u64 {
 /// built: `installed` replaced by `built`) passes `systemd-analyze verify` together with
 /// `companions` (name, text), with nothing printed (it exits 0 on some errors, so the
 /// output is what tells), and that a broken copy is reported, so the check can fail.
-pub fn assert_unit_verifies(dir: &Path, name: &str, unit: &str, installed: &str, built: &str, companions: &[(&str, String)]) {
+pub fn assert_unit_verifies(
+    dir: &Path,
+    name: &str,
+    unit: &str,
+    installed: &str,
+    built: &str,
+    companions: &[(&str, String)],
+) {
     let original = unit;
     let unit = unit.replace(installed, built);
     assert_ne!(unit, original, "ExecStart of {name} does not name {installed}");

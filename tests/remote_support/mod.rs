@@ -63,7 +63,9 @@ impl Net {
         for (i, letter) in names.iter().take(n).enumerate() {
             let ns = format!("df-{tag}-{letter}");
             if let Err(e) = ip(&["netns", "add", &ns]) {
-                eprintln!("SKIPPED {test}: cannot create network namespaces here ({e}); these tests need root and `ip netns`");
+                eprintln!(
+                    "SKIPPED {test}: cannot create network namespaces here ({e}); these tests need root and `ip netns`"
+                );
                 return None;
             }
             let shm = PathBuf::from(format!("/dev/shm/df-{tag}-{letter}.shmdir"));
@@ -142,7 +144,12 @@ impl Net {
 
     /// Runs a role to completion within `limit`.
     pub fn run(&self, i: usize, args: &[&str], limit: Duration) -> Output {
-        let child = self.command(i, &role_exe(), args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn role");
+        let child = self
+            .command(i, &role_exe(), args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn role");
         wait_output(child, limit, &format!("{args:?} on host {i}"))
     }
 
@@ -155,12 +162,20 @@ impl Net {
     pub fn start_daemons(&mut self, i: usize, ringmaster: bool) {
         let h = &self.hosts[i];
         let portmgr = self
-            .command(i, &bin("daqportmgr"), &[
-                "-listen", "30000",
-                "-portfile", &h.state.join("listen.port").to_string_lossy(),
-                "-pidfile", &h.state.join("portmgr.pid").to_string_lossy(),
-                "-log", &h.state.join("portmgr.log").to_string_lossy(),
-            ])
+            .command(
+                i,
+                &bin("daqportmgr"),
+                &[
+                    "-listen",
+                    "30000",
+                    "-portfile",
+                    &h.state.join("listen.port").to_string_lossy(),
+                    "-pidfile",
+                    &h.state.join("portmgr.pid").to_string_lossy(),
+                    "-log",
+                    &h.state.join("portmgr.log").to_string_lossy(),
+                ],
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -186,7 +201,11 @@ impl Net {
         let listening = |net: &Net| net.log(i, "ringmaster.log").matches("registered as RingMaster on port").count();
         let before = listening(self);
         let rm = self
-            .command(i, &bin("ringmaster"), &[&["--portmgr-port", "30000", "--log", &log.to_string_lossy()], extra].concat())
+            .command(
+                i,
+                &bin("ringmaster"),
+                &[&["--portmgr-port", "30000", "--log", &log.to_string_lossy()], extra].concat(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -208,7 +227,11 @@ impl Net {
 
     /// The port manager answers (lsservices reads the port file and LISTs).
     fn answering(&self, i: usize) -> bool {
-        self.command(i, &bin("lsservices"), &[]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+        self.command(i, &bin("lsservices"), &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     }
 
     fn services(&self, i: usize) -> String {
@@ -219,14 +242,19 @@ impl Net {
     fn wait_until(&self, i: usize, what: &str, ready: impl Fn(&Net) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !ready(self) {
-            assert!(Instant::now() < deadline, "{what} on host {i} did not come up; logs in {}", self.hosts[i].state.display());
+            assert!(
+                Instant::now() < deadline,
+                "{what} on host {i} did not come up; logs in {}",
+                self.hosts[i].state.display()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     pub fn link(&self, i: usize, up: bool) {
         let h = &self.hosts[i];
-        ip(&["-n", &h.ns, "link", "set", h.link.as_deref().unwrap_or("lo"), if up { "up" } else { "down" }]).expect("link set");
+        ip(&["-n", &h.ns, "link", "set", h.link.as_deref().unwrap_or("lo"), if up { "up" } else { "down" }])
+            .expect("link set");
     }
 
     /// The pid of the producer of `ring` on host `i` (-1: none).
@@ -253,9 +281,9 @@ impl Net {
 /// every item put from then on; fails the test if it ends or stays silent instead. The
 /// rest of its output stays in the pipe for `wait_output`.
 pub fn wait_attached(child: &mut Child, what: &str, limit: Duration) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use std::io::Read;
     use std::os::fd::AsFd;
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let deadline = Instant::now() + limit;
     let out = child.stdout.as_mut().expect("the role's stdout is piped");
     let mut line = Vec::new();
@@ -301,7 +329,10 @@ pub fn wait_output(mut child: Child, limit: Duration, what: &str) -> Output {
 impl Drop for Net {
     fn drop(&mut self) {
         for (_, _, child) in &mut self.daemons {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
         for (_, _, child) in &mut self.daemons {
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -314,7 +345,8 @@ impl Drop for Net {
         for h in &self.hosts {
             // Whatever still runs in our namespaces was started by this test (feeders).
             if let Ok(out) = Command::new("ip").args(["netns", "pids", &h.ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse::<i32>().ok())
+                {
                     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
                 }
             }

@@ -40,7 +40,8 @@ impl Master {
         let dir = TempDir::new("rm");
         let log = dir.0.join("ringmaster.log");
         let ready = ReadySocket::new(&dir.0);
-        let child = spawn_limited(portmgr.port, &log, extra, fds, Some(&ready.path), Some(&portmgr.path("listen.port")));
+        let child =
+            spawn_limited(portmgr.port, &log, extra, fds, Some(&ready.path), Some(&portmgr.path("listen.port")));
         let mut master = Master { portmgr, child, port: 0, log, dir };
         ready.wait(&mut master.child, &master.log);
         master.port = ringmaster_port(master.portmgr.port)

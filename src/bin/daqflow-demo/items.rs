@@ -55,7 +55,11 @@ pub fn check_event(seq: u64, size: usize, body: &[u8]) -> Result<(), String> {
     }
     for (i, &b) in body.iter().enumerate().skip(8) {
         if b != pattern(seq, i + HEADER) {
-            return Err(format!("event {seq}: byte {} is {b:#04x}, expected {:#04x}", i + HEADER, pattern(seq, i + HEADER)));
+            return Err(format!(
+                "event {seq}: byte {} is {b:#04x}, expected {:#04x}",
+                i + HEADER,
+                pattern(seq, i + HEADER)
+            ));
         }
     }
     Ok(())

@@ -86,7 +86,12 @@ pub fn produce(ring: &str, limit: Limit, service: &str, consumers: usize) -> Res
     put(&mut producer, &item)?;
     producer.detach().map_err(|e| e.to_string())?;
     drop(advert);
-    Ok(format!("producer  pid {:>7}: {seq} events, {:.1} MB in {secs:.2} s = {:.0} MB/s", std::process::id(), sent as f64 / 1e6, sent as f64 / 1e6 / secs))
+    Ok(format!(
+        "producer  pid {:>7}: {seq} events, {:.1} MB in {secs:.2} s = {:.0} MB/s",
+        std::process::id(),
+        sent as f64 / 1e6,
+        sent as f64 / 1e6 / secs
+    ))
 }
 
 /// A line to the demo, at once (stdout is a pipe, so it would otherwise wait in a buffer).

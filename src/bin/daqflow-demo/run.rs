@@ -172,7 +172,10 @@ pub fn run(options: &Options) -> Result<String, String> {
         Limit::Time(t) => format!("ring items for {} s", t.as_secs()),
         Limit::Bytes(b) => format!("{} MiB of ring items", b >> 20),
     };
-    println!("started {} consumer processes and a producer ({what}); the producer advertises {service}", options.consumers);
+    println!(
+        "started {} consumer processes and a producer ({what}); the producer advertises {service}",
+        options.consumers
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while ring::usage(&name).map_err(|e| e.to_string())?.consumers.len() < options.consumers {
         if Instant::now() > deadline {

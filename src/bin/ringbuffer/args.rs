@@ -237,10 +237,7 @@ mod tests {
         let want = Command::Create { name: "r".into(), data_bytes: 1 << 20, max_consumers: 4 };
         assert_eq!(p("create --datasize=1m --maxconsumers=4 r"), Ok(want.clone()));
         assert_eq!(p("create r --maxconsumers 4 --datasize 1m"), Ok(want));
-        assert_eq!(
-            p("create r"),
-            Ok(Command::Create { name: "r".into(), data_bytes: 8 << 20, max_consumers: 100 })
-        );
+        assert_eq!(p("create r"), Ok(Command::Create { name: "r".into(), data_bytes: 8 << 20, max_consumers: 100 }));
         assert!(p("create").is_err());
         assert!(p("create a b").is_err());
         assert!(p("create --maxconsumers=0 r").is_err());
@@ -250,7 +247,8 @@ mod tests {
 
     #[test]
     fn status_owners_and_patterns() {
-        let status = |owners, pattern: &str| Command::Status { host: None, owners, pattern: pattern.into(), json: false };
+        let status =
+            |owners, pattern: &str| Command::Status { host: None, owners, pattern: pattern.into(), json: false };
         assert_eq!(p("status"), Ok(status(Owners::Me, "*")));
         assert_eq!(p("status --all demo*"), Ok(status(Owners::All, "demo*")));
         assert_eq!(p("status --user=ann,bob"), Ok(status(Owners::Users(vec!["ann".into(), "bob".into()]), "*")));

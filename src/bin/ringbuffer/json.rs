@@ -70,7 +70,14 @@ pub fn status(host: &str, rings: &[RingStatus], failures: &[Failure]) -> String 
     let rings: Vec<String> = rings.iter().map(ring).collect();
     let errors: Vec<String> = failures
         .iter()
-        .map(|f| format!("{{\"name\":{},\"errno\":{},\"error\":{}}}", string(&f.name), f.error.errno(), string(f.error.message())))
+        .map(|f| {
+            format!(
+                "{{\"name\":{},\"errno\":{},\"error\":{}}}",
+                string(&f.name),
+                f.error.errno(),
+                string(f.error.message())
+            )
+        })
         .collect();
     format!("{{\"host\":{},\"rings\":[{}],\"errors\":[{}]}}\n", string(host), rings.join(","), errors.join(","))
 }

@@ -4,8 +4,18 @@
 
 use crate::rings::{RingStatus, printable};
 
-const HEADERS: [&str; 10] =
-    ["name", "size(k)", "free(k)", "max consumers", "producer", "maxget(k)", "minget(k)", "client", "backlog(k)", "command"];
+const HEADERS: [&str; 10] = [
+    "name",
+    "size(k)",
+    "free(k)",
+    "max consumers",
+    "producer",
+    "maxget(k)",
+    "minget(k)",
+    "client",
+    "backlog(k)",
+    "command",
+];
 
 fn kib(bytes: u64) -> String {
     (bytes / 1024).to_string()
@@ -124,7 +134,12 @@ mod tests {
             producer_pid: -1,
             max_backlog: 0,
             min_backlog: 0,
-            clients: vec![Client { slot: Some(0), pid: 42, backlog: 0, command: Some("\u{1b}]2;x\u{7}\u{9b}1m".into()) }],
+            clients: vec![Client {
+                slot: Some(0),
+                pid: 42,
+                backlog: 0,
+                command: Some("\u{1b}]2;x\u{7}\u{9b}1m".into()),
+            }],
             producer_may_lose_data: true,
         };
         let text = render(&[ring]);
@@ -148,7 +163,10 @@ mod tests {
         };
         let text = render(&[ring("quiet", false), ring("lossy", true)]);
         let last = text.lines().last().unwrap();
-        assert!(last.starts_with("warning: lossy: producer 77 uses FRIB's") && last.ends_with("may lose data"), "{text}");
+        assert!(
+            last.starts_with("warning: lossy: producer 77 uses FRIB's") && last.ends_with("may lose data"),
+            "{text}"
+        );
         assert_eq!(text.matches("may lose data").count(), 1, "{text}");
     }
 }

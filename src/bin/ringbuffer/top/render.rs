@@ -94,7 +94,8 @@ fn line(style: Style, text: String) -> Line {
 
 /// The bar of `width` cells showing `part` of `whole`.
 fn bar(part: u64, whole: u64, width: usize) -> String {
-    let filled = if whole == 0 { 0 } else { ((part as u128 * width as u128 + whole as u128 / 2) / whole as u128) as usize };
+    let filled =
+        if whole == 0 { 0 } else { ((part as u128 * width as u128 + whole as u128 / 2) / whole as u128) as usize };
     let filled = filled.min(width);
     format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
 }
@@ -120,7 +121,10 @@ fn ring_lines(r: &RingView, cols: usize, out: &mut Vec<Line>) {
         out.push(line(Style::Plain, "  no consumers".to_string()));
         return;
     }
-    out.push(line(Style::Plain, format!("  {:>4}  {:>8}  {:<15}  {:>9}  {:>10}", "slot", "pid", "command", "MB/s", "backlog")));
+    out.push(line(
+        Style::Plain,
+        format!("  {:>4}  {:>8}  {:<15}  {:>9}  {:>10}", "slot", "pid", "command", "MB/s", "backlog"),
+    ));
     for c in &r.consumers {
         let command: String = c.command.as_deref().unwrap_or("-").chars().take(15).collect();
         let mut text =
@@ -219,7 +223,11 @@ mod tests {
         let lines = screen("top", &[Entry::Ring(ring(7, &[10, 950]))], 80, 24);
         let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(text[2], "r  1001 B  producer 7 at 1.0 MB/s");
-        assert!(text[3].starts_with("  [#####################.]  95% full  free 50 B  producer short of space"), "{}", text[3]);
+        assert!(
+            text[3].starts_with("  [#####################.]  95% full  free 50 B  producer short of space"),
+            "{}",
+            text[3]
+        );
         assert_eq!(lines[6].style, Style::Alert);
         assert!(text[6].ends_with("950 B  << bottleneck"), "{}", text[6]);
         assert!(text[6].contains(" 2.5 "), "{}", text[6]);

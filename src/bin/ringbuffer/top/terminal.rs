@@ -160,7 +160,9 @@ impl Terminal {
 
     pub fn write(&self, text: &str) -> Result<(), String> {
         let mut out = std::io::stdout().lock();
-        out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(|e| format!("cannot write to the terminal: {e}"))
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("cannot write to the terminal: {e}"))
     }
 
     /// Waits up to `wait` for a key or a signal; `Some` when the view must end.
@@ -172,7 +174,8 @@ impl Terminal {
         let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
         // Rounded up: a wait cut to 0 ms would spin until the next sample is due.
         let millis = wait.as_micros().div_ceil(1000);
-        let timeout = i32::try_from(millis).ok().and_then(|ms| PollTimeout::try_from(ms).ok()).unwrap_or(PollTimeout::MAX);
+        let timeout =
+            i32::try_from(millis).ok().and_then(|ms| PollTimeout::try_from(ms).ok()).unwrap_or(PollTimeout::MAX);
         match poll(&mut fds, timeout) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(stopped()),
             Ok(_) => {}
