@@ -2,7 +2,8 @@
 #
 #   make            build the library, header and programs (release)
 #   make install    PREFIX=/usr/local LIBDIR=$(PREFIX)/lib DESTDIR=
-#   make check      every test: Rust, C, C++ (and Tcl when present)
+#   make check      the lint gate (make lint: rustfmt, clippy -D warnings, C warnings), then every
+#                   test: Rust, C, C++ (and Tcl when present)
 #   make bench      throughput and latency against references measured in the same run
 #   make demo       a real producer and consumers on a fresh ring, end to end
 #   make fuzz       coverage-guided fuzz targets, FUZZ_SECONDS (45) each (mk/fuzz.mk; not in check)
@@ -66,7 +67,7 @@ uninstall-core:
 	      $(DESTDIR)$(PREFIX)/share/daqflow/daqportmgr.init
 	-rmdir $(DESTDIR)$(PREFIX)/share/doc/daqflow $(DESTDIR)$(PREFIX)/share/daqflow 2>/dev/null
 
-check: check-rust check-c
+check: lint check-rust check-c
 
 check-rust: all
 	$(CARGO) test --release
