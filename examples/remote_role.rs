@@ -302,6 +302,9 @@ fn report(result: Result<String, String>) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // The ring core alone opens only local names and tells no ring master: the client
+    // layer adds both, as every NSCLDAQ program expects.
+    daqflow::client::install();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let num = |s: &str| s.parse::<u64>().map_err(|_| format!("{s:?} is not a number"));

@@ -115,6 +115,9 @@ fn join_and_die(ring: &str, slot: u64) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
+    // The ring core alone opens only local names and tells no ring master: the client
+    // layer adds both, as every NSCLDAQ program expects.
+    daqflow::client::install();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match a.as_slice() {

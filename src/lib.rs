@@ -2,6 +2,7 @@
 //!
 //! The safe Rust API lives in [`ring`] and [`portmgr`]; [`ffi`] is the C ABI over it.
 
+pub mod client;
 pub mod daemon;
 pub mod error;
 pub mod ffi;

@@ -19,6 +19,8 @@ fn shm_names() -> Vec<String> {
 
 #[test]
 fn own_names_mean_the_local_ring() {
+    // `tcp://` names and ring master announcements are the client layer's.
+    daqflow::client::install();
     let guard = common::RingName::new("rlocal");
     let name = guard.s().to_string();
     ring::create(&name, CreateOptions { data_bytes: 65536, max_consumers: 4, ..Default::default() }).expect("create");
@@ -38,6 +40,8 @@ fn own_names_mean_the_local_ring() {
 
 #[test]
 fn refusals() {
+    // `tcp://` names and ring master announcements are the client layer's.
+    daqflow::client::install();
     for bad in ["tcp://", "tcp://host", "tcp://host/", "tcp://h/a/b", "tcp://host:99999/r"] {
         let err = Consumer::attach(bad).map(|_| ()).expect_err(bad);
         assert_eq!(err.errno(), libc::EINVAL, "{bad}: {}", err.message());
@@ -49,6 +53,8 @@ fn refusals() {
 
 #[test]
 fn a_host_that_cannot_serve_fails_cleanly() {
+    // `tcp://` names and ring master announcements are the client layer's.
+    daqflow::client::install();
     // 198.51.100.0/24 is reserved for documentation: no port manager of ours is there
     // (CI hosts may live on 192.0.2.0/24, so not that one).
     let ring_name = format!("gone{}", std::process::id());

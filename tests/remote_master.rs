@@ -83,6 +83,8 @@ fn timed<T>(limit: Duration, what: &str, f: impl FnOnce() -> T) -> T {
 
 #[test]
 fn ring_master_cooperation() {
+    // `tcp://` names and ring master announcements are the client layer's.
+    daqflow::client::install();
     let guard = common::RingName::new("master");
     let ring_name = guard.s().to_string();
     let dir = portmgr_support::TempDir::new("rmaster");

@@ -52,6 +52,8 @@ fn parse(args: &[String]) -> Result<(Plan, Option<i32>), String> {
 }
 
 fn main() -> ExitCode {
+    // Rings announced to the local ring master and `tcp://` names, as NSCLDAQ programs do.
+    daqflow::client::install();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (plan, ready_fd) = match parse(&args) {
         Ok(p) => p,

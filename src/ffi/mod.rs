@@ -44,7 +44,10 @@ impl FromErrno for isize {
 }
 
 /// Runs `body`, catching panics; on failure records the message and returns `-errno`.
+/// A C program gets NSCLDAQ's whole behaviour (ring master, `tcp://` rings), so the
+/// client layer is installed first (a single atomic load once it is).
 pub(crate) fn guard<T: FromErrno>(body: impl FnOnce() -> Result<T>) -> T {
+    crate::client::install();
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(value)) => value,
         Ok(Err(err)) => {

@@ -10,7 +10,6 @@
 //! that dies or talks garbage costs the call an error, never a hang.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -33,16 +32,8 @@ struct Link {
 }
 
 static LINK: Mutex<Option<Link>> = Mutex::new(None);
-static DISABLED: AtomicBool = AtomicBool::new(false);
-
-/// Stops this process from talking to any ring master (a ring master itself, whose
-/// senders attach to rings, must not announce them to itself).
-pub fn disable() {
-    DISABLED.store(true, Ordering::SeqCst);
-}
-
 fn enabled() -> bool {
-    !DISABLED.load(Ordering::Relaxed) && std::env::var_os(RINGMASTER_ENV).is_none_or(|v| v != "off")
+    std::env::var_os(RINGMASTER_ENV).is_none_or(|v| v != "off")
 }
 
 /// Runs `exchange` with the local ring master, if one is advertised. A kept connection

@@ -4,7 +4,8 @@
 //! host>.<ring>`, as NSCLDAQ names it, or its own `<host>.<ring>.uid<uid>` when that one
 //! is not trusted (see `proxy`); one feeder process per proxy copies the remote ring's
 //! data into it (see `feeder`). The library side is `attach_consumer`,
-//! reached from `Consumer::attach` for any name that is a `tcp://` URL.
+//! reached from `Consumer::attach` for any name that is a `tcp://` URL once the client
+//! layer is installed (`crate::client`).
 
 pub mod feeder;
 pub mod framing;
@@ -140,6 +141,6 @@ fn attach_proxy(url: &RingUrl, name: String, trust: &Trust) -> Result<std::resul
         }
     }
     // The feeder may die later: the consumer restarts it while it waits for data.
-    consumer.revive_with(revive::Revival::new(plan));
+    consumer.on_idle(revive::Revival::new(plan));
     Ok(Ok(consumer))
 }

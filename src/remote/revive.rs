@@ -50,7 +50,7 @@ impl Revival {
 
     /// Called while a consumer waits: starts a feeder when `orphaned` says the proxy has
     /// no live producer. Cheap until a look is due (one clock read).
-    pub fn tick(&mut self, orphaned: impl FnOnce() -> bool) {
+    pub fn tick(&mut self, orphaned: &dyn Fn() -> bool) {
         let now = Instant::now();
         if now < self.next_look {
             return;

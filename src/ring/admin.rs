@@ -97,7 +97,7 @@ pub fn create(name: &str, options: CreateOptions) -> Result<()> {
         Ok(())
     })();
     // A ring master that is advertised but cannot be told fails the create.
-    let made = made.and_then(|()| crate::remote::master::registered(name));
+    let made = made.and_then(|()| super::hooks::installed().map_or(Ok(()), |h| h.created(name)));
     if made.is_err() {
         let _ = RingFile::unlink(name);
     }
@@ -167,7 +167,9 @@ pub fn remove(name: &str) -> Result<()> {
     validate(name)?;
     let file = RingFile::open_best(name)?;
     // Before the lock: a legacy ring master reads the ring's slots when told.
-    crate::remote::master::unregistering(name)?;
+    if let Some(hooks) = super::hooks::installed() {
+        hooks.removing(name)?;
+    }
     let _lock = if file.writable { Some(file.lock(file.legacy_lock_len(), LOCK_WAIT)?) } else { None };
     if !shm::has_magic(&file.file) {
         return Err(Error::new(

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::fence;
 use super::handles::Claim;
+use super::hooks::{self, Idle, Role};
 use super::liveness::{alive, my_pid};
 use super::shared::Shared;
 use super::signal;
@@ -12,9 +13,6 @@ use super::slots;
 use super::span::Span;
 use super::wait::{self, POLL_SLICE, Ticket, WOKEN_SLICE, Waiter};
 use crate::error::{Error, Result};
-use crate::remote::master;
-use crate::remote::revive::Revival;
-use crate::ringmaster::Role;
 use parking_lot::Mutex;
 
 /// Reads that find less than this already available count as keeping pace.
@@ -40,17 +38,18 @@ pub struct Consumer {
     attached: bool,
     /// The local ring master (if any) was told about us.
     announced: bool,
-    /// A proxy ring's consumer restarts its feeder (see `crate::remote::revive`); behind
-    /// a lock because inquiries that take `&self` look too.
-    revive: Option<Box<Mutex<Revival>>>,
+    /// What the client layer does while no data is there (a proxy ring's consumer
+    /// restarts its feeder); behind a lock because inquiries that take `&self` look too.
+    idle: Option<Box<Mutex<dyn Idle>>>,
 }
 
 impl Consumer {
-    /// Attaches to ring `name`, or, for `tcp://host/ring`, to that host's ring through
-    /// its local proxy (see `crate::remote`).
+    /// Attaches to ring `name`, or, with the client layer installed (see `hooks`), to
+    /// whatever ring it names elsewhere (`tcp://host/ring`).
     pub fn attach(name: &str) -> Result<Consumer> {
-        if let Some(url) = crate::remote::url::parse(name)? {
-            return crate::remote::attach_consumer(&url);
+        let hooks = hooks::installed();
+        if let Some(elsewhere) = hooks.and_then(|h| h.open_consumer(name)) {
+            return elsewhere;
         }
         super::name::validate(name)?;
         let ring = Shared::open(name, true)?;
@@ -68,11 +67,13 @@ impl Consumer {
             light: fence::light_publish(),
             attached: true,
             announced: false,
-            revive: None,
+            idle: None,
         };
-        // On failure the slot is given back as `consumer` drops.
-        master::connected(name, Role::Consumer(slot))?;
-        consumer.announced = true;
+        if let Some(hooks) = hooks {
+            // On failure the slot is given back as `consumer` drops.
+            hooks.attached(name, Role::Consumer(slot))?;
+            consumer.announced = true;
+        }
         Ok(consumer)
     }
 
@@ -80,17 +81,16 @@ impl Consumer {
         self.ring.name()
     }
 
-    /// Makes waits for data restart the ring's feeder when it has none (a proxy ring).
-    pub(crate) fn revive_with(&mut self, revival: Revival) {
-        self.revive = Some(Box::new(Mutex::new(revival)));
+    /// Gives waits for data something to do while none is there (see `hooks::Idle`).
+    pub fn on_idle(&mut self, idle: impl Idle + 'static) {
+        self.idle = Some(Box::new(Mutex::new(idle)));
     }
 
-    /// Called when no data is there: the feeder may need restarting (at most a look a
-    /// second; nothing at all for a ring that is not a proxy).
+    /// Called when no data is there (nothing at all without an `Idle`).
     #[inline]
-    fn revive_tick(&self) {
-        if let Some(revival) = &self.revive {
-            revival.lock().tick(|| self.orphaned());
+    fn idle_tick(&self) {
+        if let Some(idle) = &self.idle {
+            idle.lock().idle(&|| self.orphaned());
         }
     }
 
@@ -147,7 +147,7 @@ impl Consumer {
         let n = self.ring.geo.backlog(self.ring.put_pos()?, self.get);
         // Legacy consumers (CRingItem) poll this instead of waiting in the ring.
         if n == 0 {
-            self.revive_tick();
+            self.idle_tick();
             // Nothing comes any more into a ring truncated past its records, and nothing
             // read here faults: a poller must learn it from somewhere.
             self.ring.intact_through(self.get, 0)?;
@@ -363,7 +363,10 @@ impl Consumer {
         if my_pid() != self.pid {
             return Ok(());
         }
-        let told = if self.announced { master::disconnecting(self.name(), Role::Consumer(self.slot)) } else { Ok(()) };
+        let told = match hooks::installed() {
+            Some(hooks) if self.announced => hooks.detaching(self.name(), Role::Consumer(self.slot)),
+            _ => Ok(()),
+        };
         // Wakes the producer if our backlog was what held it back.
         slots::release_own(&self.ring, Some(self.slot), self.pid, &self.claim);
         told
@@ -414,7 +417,7 @@ impl<'a> Waiter<'a> for DataWaiter<'a> {
         // A truncation past the records faults nowhere a sleeper looks, and no producer
         // can put into the ring any more: without this the wait would last for ever.
         self.consumer.ring.truncation()?;
-        self.consumer.revive_tick();
+        self.consumer.idle_tick();
         Ok(())
     }
 }

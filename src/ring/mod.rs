@@ -11,6 +11,7 @@ mod consumer;
 mod fence;
 mod futex;
 mod handles;
+pub mod hooks;
 pub mod layout;
 mod liveness;
 mod mem;
@@ -30,6 +31,7 @@ pub use admin::{
     disconnect_producer, exists, format, list, peek_usage, producer_is_daqflow, release_if_gone, remove, usage,
 };
 pub use consumer::Consumer;
+pub use hooks::Role;
 pub use layout::{DEFAULT_DATA_BYTES, DEFAULT_MAX_CONSUMERS};
 pub use name::validate as validate_name;
 pub use producer::Producer;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::fence;
 use super::handles::Claim;
+use super::hooks::{self, Role};
 use super::liveness::my_pid;
 use super::shared::{JOINING, Shared};
 use super::signal;
@@ -17,8 +18,6 @@ use super::slots;
 use super::span::Span;
 use super::wait::{self, POLL_SLICE, Ticket, WOKEN_SLICE, Waiter};
 use crate::error::{Error, Result};
-use crate::remote::master;
-use crate::ringmaster::Role;
 
 /// How often a producer blocked on space looks for dead consumers holding it back.
 const REAP_EVERY: Duration = Duration::from_millis(200);
@@ -50,11 +49,9 @@ struct Scan {
 
 impl Producer {
     pub fn attach(name: &str) -> Result<Producer> {
-        if crate::remote::url::parse(name)?.is_some() {
-            return Err(Error::new(
-                libc::EINVAL,
-                format!("cannot produce into {name}: a producer must run on the ring's own host"),
-            ));
+        let hooks = hooks::installed();
+        if let Some(hooks) = hooks {
+            hooks.may_produce(name)?;
         }
         super::name::validate(name)?;
         let ring = Shared::open(name, true)?;
@@ -72,9 +69,11 @@ impl Producer {
             attached: true,
             announced: false,
         };
-        // On failure the slot is given back as `producer` drops.
-        master::connected(name, Role::Producer)?;
-        producer.announced = true;
+        if let Some(hooks) = hooks {
+            // On failure the slot is given back as `producer` drops.
+            hooks.attached(name, Role::Producer)?;
+            producer.announced = true;
+        }
         Ok(producer)
     }
 
@@ -278,7 +277,10 @@ impl Producer {
         if my_pid() != self.pid {
             return Ok(());
         }
-        let told = if self.announced { master::disconnecting(self.name(), Role::Producer) } else { Ok(()) };
+        let told = match hooks::installed() {
+            Some(hooks) if self.announced => hooks.detaching(self.name(), Role::Producer),
+            _ => Ok(()),
+        };
         slots::release_own(&self.ring, None, self.pid, &self.claim);
         told
     }

@@ -271,9 +271,9 @@ fn first_line(stream: &mio::net::TcpStream) -> FirstLine {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: &Config) -> Result<()> {
-    // REMOTE senders attach to rings through the library, which would otherwise announce
-    // them to the ring master advertised here: this very daemon.
-    crate::remote::master::disable();
+    // REMOTE senders attach to rings through the ring core alone: this process never
+    // installs the client layer (`crate::client`), which would announce them to the ring
+    // master advertised here, this very daemon.
     raise_fd_limit();
     // Blocked before any thread starts, so every thread inherits the mask.
     let mut signals = block_signals()?;

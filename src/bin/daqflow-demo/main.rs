@@ -37,6 +37,8 @@ fn report(result: Result<String, String>) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // Rings announced to the local ring master and `tcp://` names, as NSCLDAQ programs do.
+    daqflow::client::install();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {

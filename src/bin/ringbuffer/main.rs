@@ -145,6 +145,8 @@ fn run(command: Command) -> Result<u8, Error> {
 }
 
 fn main() -> ExitCode {
+    // Rings announced to the local ring master and `tcp://` names, as NSCLDAQ programs do.
+    daqflow::client::install();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match args::parse(&args) {
         Ok(command) => command,
