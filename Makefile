@@ -80,7 +80,7 @@ check-c: all
 	PKG_CONFIG_PATH=$(STAGE)/lib/pkgconfig STAGE=$(STAGE) BUILD=$(abspath $(BUILD)/c-tests) \
 	    sh c-tests/run.sh
 
-bench:
+bench: all
 	$(CARGO) bench
 
 demo: all

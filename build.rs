@@ -22,6 +22,11 @@ fn main() {
     // src/ring/truncation.rs) stays the process's after a dlclose, and must not point
     // into unmapped code.
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+    // The tests run the workspace's programs (daqportmgr, ringmaster, ringbuffer, ...),
+    // which other packages build; CARGO_BIN_EXE_* names only this package's. They all
+    // land in the profile's directory, three levels above OUT_DIR.
+    let programs = out_dir.ancestors().nth(3).expect("OUT_DIR is <profile>/build/<pkg>/out");
+    println!("cargo:rustc-env=DAQFLOW_PROGRAMS={}", programs.display());
 
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml is valid");
     let bindings = cbindgen::Builder::new()

@@ -68,7 +68,7 @@ impl Conn {
 }
 
 fn start_daemon(dir: &Path) -> (Child, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_daqportmgr"))
+    let mut child = Command::new(concat!(env!("DAQFLOW_PROGRAMS"), "/daqportmgr"))
         // Below the ephemeral range, as the default pool is (see docs/portmanager.md:
         // inside it, the bench's own client ports collide with the pool).
         .args(["-listen", "0", "-ports", "28001-30000"])

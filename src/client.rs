@@ -1,4 +1,4 @@
-//! The client layer's hooks into the ring core (see `ring::hooks`): a process that
+//! The client layer's hooks into the ring core (see `ring::Hooks`): a process that
 //! installs them announces its rings and clients to the local ring master
 //! (`remote::master`), opens `tcp://host/ring` names through a proxy ring (`remote`), and
 //! restarts a proxy's feeder while it waits for data (`remote::revive`).
@@ -9,8 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::remote::{self, master, revive::Revival};
-use crate::ring::Consumer;
-use crate::ring::hooks::{self, Hooks, Idle, Role};
+use crate::ring::{self, Consumer, Hooks, Idle, Role};
 use crate::ringmaster;
 
 struct ClientLayer;
@@ -19,7 +18,7 @@ static CLIENT_LAYER: ClientLayer = ClientLayer;
 
 /// Installs the client layer into the ring core for the whole process (idempotent).
 pub fn install() {
-    hooks::install(&CLIENT_LAYER);
+    ring::install_hooks(&CLIENT_LAYER);
 }
 
 fn announced(role: Role) -> ringmaster::Role {

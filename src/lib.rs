@@ -3,10 +3,9 @@
 //! The safe Rust API lives in [`ring`] and [`portmgr`]; [`ffi`] is the C ABI over it.
 
 pub mod client;
-pub mod daemon;
 pub mod error;
 pub mod ffi;
-pub mod glob;
+pub mod hosts;
 pub mod portmgr;
 pub mod progress;
 pub mod remote;

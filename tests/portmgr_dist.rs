@@ -26,7 +26,7 @@ fn tmpfiles_entry_creates_a_private_state_directory() {
     // The directory of the default port file, root's and writable by no one else, so no
     // user can create it first (the daemon would refuse to start).
     assert_eq!(lines, ["d /var/tmp/daqportmgr 0755 root root -"]);
-    assert_eq!(daqflow::portmgr::server::DEFAULT_PORT_FILE, "/var/tmp/daqportmgr/listen.port");
+    assert_eq!(daqflow::portmgr::protocol::DEFAULT_PORT_FILE, "/var/tmp/daqportmgr/listen.port");
     assert!(UNIT.contains("\nUMask=0022\n"), "the unit must not make group-writable state directories");
 }
 

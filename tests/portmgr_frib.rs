@@ -246,7 +246,7 @@ fn allocate_list_and_find_agree_with_portman() {
     // lsservices (port from the port file, as for the local daemon) shows the same table.
     let dir = portmgr_support::TempDir::new("frib-ls");
     std::fs::write(dir.0.join("listen.port"), format!("{}\n", server.port)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_lsservices"))
+    let out = Command::new(concat!(env!("DAQFLOW_PROGRAMS"), "/lsservices"))
         .env("DAQPORTMGR_PORTFILE", dir.0.join("listen.port"))
         .output()
         .expect("run lsservices");

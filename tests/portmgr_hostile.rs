@@ -96,7 +96,7 @@ fn lsservices_of(port: u16, tag: &str) -> std::process::Output {
     std::fs::create_dir_all(&dir).unwrap();
     let port_file = dir.join("listen.port");
     std::fs::write(&port_file, port.to_string()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_lsservices"))
+    let out = Command::new(concat!(env!("DAQFLOW_PROGRAMS"), "/lsservices"))
         .arg("127.0.0.1")
         .env("DAQPORTMGR_PORTFILE", &port_file)
         .output()

@@ -8,7 +8,7 @@ mod remote_support;
 use remote_support::Net;
 use std::time::{Duration, Instant};
 
-use daqflow::remote::url::hostname;
+use daqflow::hosts::hostname;
 use daqflow::ring::{self, Consumer, CreateOptions, Producer};
 
 fn shm_names() -> Vec<String> {

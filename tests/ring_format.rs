@@ -13,7 +13,7 @@ use common::RingName;
 use daqflow::ffi::ring as ffi;
 use daqflow::ring::{self, Consumer, Producer};
 
-const RINGBUFFER: &str = env!("CARGO_BIN_EXE_ringbuffer");
+const RINGBUFFER: &str = concat!(env!("DAQFLOW_PROGRAMS"), "/ringbuffer");
 
 /// The object's bytes: a plain file in /dev/shm is a POSIX shared-memory object.
 fn plant(name: &RingName, bytes: &[u8]) {

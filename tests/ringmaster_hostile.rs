@@ -114,7 +114,7 @@ fn ringbuffer_host_against_a_hostile_ring_master_stays_small() {
     std::fs::create_dir_all(&dir).unwrap();
     let port_file = dir.join("listen.port");
     std::fs::write(&port_file, portmgr.to_string()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ringbuffer"))
+    let out = Command::new(concat!(env!("DAQFLOW_PROGRAMS"), "/ringbuffer"))
         .args(["list", "--host=127.0.0.1"])
         .env("DAQPORTMGR_PORTFILE", &port_file)
         .output()

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use ringmaster_support::{Master, TestRing, eventually};
 
-const RINGBUFFER: &str = env!("CARGO_BIN_EXE_ringbuffer");
+const RINGBUFFER: &str = concat!(env!("DAQFLOW_PROGRAMS"), "/ringbuffer");
 
 #[test]
 fn a_ring_made_behind_its_back_is_listed_once_registered() {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const PORTMGR: &str = env!("CARGO_BIN_EXE_daqportmgr");
+const PORTMGR: &str = concat!(env!("DAQFLOW_PROGRAMS"), "/daqportmgr");
 
 struct Prefix(PathBuf);
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use nix::unistd::User;
 use portmgr_support::{Daemon, TempDir};
 
-const RINGMASTER: &str = env!("CARGO_BIN_EXE_ringmaster");
+const RINGMASTER: &str = concat!(env!("DAQFLOW_PROGRAMS"), "/ringmaster");
 
 fn role_exe() -> PathBuf {
     let me = std::env::current_exe().expect("test executable path");

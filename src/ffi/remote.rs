@@ -5,7 +5,7 @@
 use std::ffi::{c_char, c_int};
 
 use super::{guard, guard_infallible, str_arg};
-use crate::remote::{geometry, url};
+use crate::remote::geometry;
 
 /// Bound on resolving a host name for ring_host_is_local.
 const RESOLVE_TIMEOUT: std::time::Duration = crate::remote::feeder::STEP_TIMEOUT;
@@ -46,6 +46,6 @@ pub unsafe extern "C" fn ring_host_is_local(host: *const c_char) -> c_int {
     guard(|| {
         // SAFETY: a NUL-terminated string, per the contract.
         let host = unsafe { str_arg(host, "host") }?;
-        url::resolve_within(host, RESOLVE_TIMEOUT).map(|(_, local)| c_int::from(local))
+        crate::hosts::resolve_within(host, RESOLVE_TIMEOUT).map(|(_, local)| c_int::from(local))
     })
 }

@@ -13,9 +13,9 @@ use nix::unistd::{User, geteuid};
 
 use super::lines::{LineBuffer, MAX_LINE};
 use super::protocol::{self, CONTROL_CHARACTER};
+use super::protocol::{DEFAULT_LISTEN_PORT, DEFAULT_PORT_FILE};
 pub use super::reply::Allocation;
 use super::reply::{self, BadReply, Gimme, Listing, MAX_REPLY_LINE};
-use super::server::{DEFAULT_LISTEN_PORT, DEFAULT_PORT_FILE};
 use crate::error::{Error, Result};
 
 /// Environment variable naming the port file to read instead of the default one.

@@ -1,5 +1,10 @@
 //! The requests and replies of the legacy protocol, as bytes on the wire.
 
+/// Where NSCLDAQ's port manager listens, and the file a daemon started elsewhere
+/// names its port in: every client looks there.
+pub const DEFAULT_LISTEN_PORT: u16 = 30000;
+pub const DEFAULT_PORT_FILE: &str = "/var/tmp/daqportmgr/listen.port";
+
 use super::tcl::{format_list, parse_list};
 
 /// One parsed request line.

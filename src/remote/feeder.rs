@@ -73,7 +73,8 @@ enum End {
 /// flows are reported through `ready` and returned.
 pub fn run(plan: &Plan, mut ready: Ready) -> Result<()> {
     let started = (|| {
-        match ring::create(&plan.proxy, CreateOptions { mode: super::proxy::PROXY_MODE, ..CreateOptions::default() }) {
+        match ring::create(&plan.proxy, CreateOptions { mode: super::geometry::PROXY_MODE, ..CreateOptions::default() })
+        {
             Err(e) if e.errno() != libc::EEXIST => return Err(e),
             _ => {}
         }

@@ -4,6 +4,10 @@
 //! Process-wide, as NSCLDAQ's were; they shape only proxies created from now on by this
 //! process (a proxy that exists keeps its geometry, whoever made it).
 
+/// Mode of the proxies this process makes (by a consumer or by its feeder): only its
+/// user (and root) can read or write.
+pub const PROXY_MODE: u32 = 0o600;
+
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::ring::{CreateOptions, DEFAULT_DATA_BYTES, DEFAULT_MAX_CONSUMERS};

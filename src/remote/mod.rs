@@ -32,11 +32,11 @@ const USAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// that host's ring master LISTs for it (the same figures; LIST does not say which slot
 /// a consumer holds, so every `slot` is `u32::MAX`). `ENOENT` when it lists no such ring.
 pub fn usage(url: &RingUrl) -> Result<ring::Usage> {
-    let (_, local) = url::resolve_within(&url.host, RESOLVE_TIMEOUT)?;
+    let (_, local) = crate::hosts::resolve_within(&url.host, RESOLVE_TIMEOUT)?;
     if local {
         return ring::usage(&url.ring);
     }
-    let port = url.portmgr_port.unwrap_or(crate::portmgr::server::DEFAULT_LISTEN_PORT);
+    let port = url.portmgr_port.unwrap_or(crate::portmgr::protocol::DEFAULT_LISTEN_PORT);
     let mut master = crate::ringmaster::Client::locate(&url.host, Some(port), USAGE_TIMEOUT)?;
     let listing = master.list()?;
     let Some((_, found)) = listing.into_iter().find(|(name, _)| *name == url.ring) else {
@@ -67,7 +67,7 @@ pub fn usage(url: &RingUrl) -> Result<ring::Usage> {
 /// one, else a proxy ring this process trusts (see `proxy`), starting its feeder if
 /// nobody feeds it.
 pub fn attach_consumer(url: &RingUrl) -> Result<Consumer> {
-    let (resolved, local) = url::resolve_within(&url.host, RESOLVE_TIMEOUT)?;
+    let (resolved, local) = crate::hosts::resolve_within(&url.host, RESOLVE_TIMEOUT)?;
     if local {
         return Consumer::attach(&url.ring);
     }

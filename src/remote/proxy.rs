@@ -23,8 +23,7 @@ use crate::trust::{Trust, describe_uid};
 /// Where shm_open puts ring objects.
 const SHM_DIR: &str = "/dev/shm";
 
-/// Mode of the proxies this process makes: only its user (and root) can read or write.
-pub const PROXY_MODE: u32 = 0o600;
+pub use super::geometry::PROXY_MODE;
 
 /// The proxy names to try for `ring` of `canonical_host`, in order.
 pub fn candidates(canonical_host: &str, ring: &str) -> Result<[String; 2]> {

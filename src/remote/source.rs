@@ -11,7 +11,7 @@ use std::time::Duration;
 use nix::sys::socket::{setsockopt, sockopt};
 
 use crate::error::{Error, Result};
-use crate::portmgr::server::DEFAULT_LISTEN_PORT;
+use crate::portmgr::protocol::DEFAULT_LISTEN_PORT;
 use crate::ringmaster::Client;
 
 /// Dead-peer detection on an idle stream: the first probe after this much silence ...

@@ -97,7 +97,7 @@ pub fn create(name: &str, options: CreateOptions) -> Result<()> {
         Ok(())
     })();
     // A ring master that is advertised but cannot be told fails the create.
-    let made = made.and_then(|()| super::hooks::installed().map_or(Ok(()), |h| h.created(name)));
+    let made = made.and_then(|()| super::installed_hooks().map_or(Ok(()), |h| h.created(name)));
     if made.is_err() {
         let _ = RingFile::unlink(name);
     }
@@ -167,7 +167,7 @@ pub fn remove(name: &str) -> Result<()> {
     validate(name)?;
     let file = RingFile::open_best(name)?;
     // Before the lock: a legacy ring master reads the ring's slots when told.
-    if let Some(hooks) = super::hooks::installed() {
+    if let Some(hooks) = super::installed_hooks() {
         hooks.removing(name)?;
     }
     let _lock = if file.writable { Some(file.lock(file.legacy_lock_len(), LOCK_WAIT)?) } else { None };

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use super::fence;
 use super::handles::Claim;
-use super::hooks::{self, Idle, Role};
 use super::liveness::{alive, my_pid};
 use super::shared::Shared;
 use super::signal;
 use super::slots;
 use super::span::Span;
 use super::wait::{self, POLL_SLICE, Ticket, WOKEN_SLICE, Waiter};
+use super::{Idle, Role, installed_hooks};
 use crate::error::{Error, Result};
 use parking_lot::Mutex;
 
@@ -44,10 +44,10 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// Attaches to ring `name`, or, with the client layer installed (see `hooks`), to
+    /// Attaches to ring `name`, or, with the client layer installed (see `Hooks`), to
     /// whatever ring it names elsewhere (`tcp://host/ring`).
     pub fn attach(name: &str) -> Result<Consumer> {
-        let hooks = hooks::installed();
+        let hooks = installed_hooks();
         if let Some(elsewhere) = hooks.and_then(|h| h.open_consumer(name)) {
             return elsewhere;
         }
@@ -81,7 +81,7 @@ impl Consumer {
         self.ring.name()
     }
 
-    /// Gives waits for data something to do while none is there (see `hooks::Idle`).
+    /// Gives waits for data something to do while none is there (see `Idle`).
     pub fn on_idle(&mut self, idle: impl Idle + 'static) {
         self.idle = Some(Box::new(Mutex::new(idle)));
     }
@@ -363,7 +363,7 @@ impl Consumer {
         if my_pid() != self.pid {
             return Ok(());
         }
-        let told = match hooks::installed() {
+        let told = match installed_hooks() {
             Some(hooks) if self.announced => hooks.detaching(self.name(), Role::Consumer(self.slot)),
             _ => Ok(()),
         };

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use super::fence;
 use super::handles::Claim;
-use super::hooks::{self, Role};
 use super::liveness::my_pid;
 use super::shared::{JOINING, Shared};
 use super::signal;
 use super::slots;
 use super::span::Span;
 use super::wait::{self, POLL_SLICE, Ticket, WOKEN_SLICE, Waiter};
+use super::{Role, installed_hooks};
 use crate::error::{Error, Result};
 
 /// How often a producer blocked on space looks for dead consumers holding it back.
@@ -49,7 +49,7 @@ struct Scan {
 
 impl Producer {
     pub fn attach(name: &str) -> Result<Producer> {
-        let hooks = hooks::installed();
+        let hooks = installed_hooks();
         if let Some(hooks) = hooks {
             hooks.may_produce(name)?;
         }
@@ -277,7 +277,7 @@ impl Producer {
         if my_pid() != self.pid {
             return Ok(());
         }
-        let told = match hooks::installed() {
+        let told = match installed_hooks() {
             Some(hooks) if self.announced => hooks.detaching(self.name(), Role::Producer),
             _ => Ok(()),
         };

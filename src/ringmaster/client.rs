@@ -137,7 +137,7 @@ fn lookup_at(host: &str, addresses: &[IpAddr], portmgr_port: Option<u16>, deadli
 }
 
 /// `host`'s addresses, IPv4 first (NSCLDAQ's client only ever uses IPv4, as a legacy
-/// daemon expects), resolved before `deadline` (see `crate::remote::url::bounded`).
+/// daemon expects), resolved before `deadline` (see `crate::hosts::bounded`).
 fn resolve_within(host: &str, deadline: Instant) -> Result<Vec<IpAddr>> {
     let trimmed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     if let Ok(ip) = trimmed.parse::<IpAddr>() {
@@ -150,7 +150,7 @@ fn resolve_within(host: &str, deadline: Instant) -> Result<Vec<IpAddr>> {
     let context = || format!("resolving {host}");
     let wait = left(deadline, &context)?;
     let name = host.to_string();
-    let mut addresses = crate::remote::url::bounded(&context(), wait, move || {
+    let mut addresses = crate::hosts::bounded(&context(), wait, move || {
         (name.as_str(), 0)
             .to_socket_addrs()
             .map(|a| a.map(|a| a.ip()).collect::<Vec<_>>())

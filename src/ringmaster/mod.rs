@@ -1,24 +1,12 @@
-//! Ring master: the NSCLDAQ RingMaster protocol, its client and the ringmaster daemon.
+//! Ring master: the NSCLDAQ RingMaster protocol and its client (the daemon is
+//! daqflow-daemons' `ringmaster`).
 //!
 //! Compatible with NSCLDAQ's Tcl `RingMaster` (see docs/ringmaster.md): local clients
-//! announce the ring slots they claim and release, so the daemon can free a dead client's
-//! slots when its connection closes; anyone allowed may LIST the rings it knows (those
-//! present at its start and those registered since, see `known`), and hosts allowed by
-//! `--allow-remote` may ask for a ring's data as a byte stream (REMOTE) of the rings they
-//! may read (see `readers`).
+//! announce the ring slots they claim and release; anyone allowed may LIST the rings it
+//! knows, and allowed hosts may ask for a ring's data as a byte stream (REMOTE).
 
-pub mod access;
 pub mod client;
-pub mod known;
-pub mod noise;
-pub mod peer;
 pub mod protocol;
-pub mod readers;
-pub mod sender;
-pub mod server;
-pub mod session;
-pub mod streams;
 
 pub use client::Client;
 pub use protocol::{RingUsage, Role};
-pub use server::Config;

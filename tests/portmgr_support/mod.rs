@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub const DAEMON: &str = env!("CARGO_BIN_EXE_daqportmgr");
+pub const DAEMON: &str = concat!(env!("DAQFLOW_PROGRAMS"), "/daqportmgr");
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A fresh directory under the system temp directory, removed on drop.

@@ -16,7 +16,7 @@ use daqflow::ring::{self, CreateOptions};
 
 use crate::portmgr_support::{self, Raw, TIMEOUT, TempDir};
 
-pub const RINGMASTER: &str = env!("CARGO_BIN_EXE_ringmaster");
+pub const RINGMASTER: &str = concat!(env!("DAQFLOW_PROGRAMS"), "/ringmaster");
 
 /// A port manager and a ring master registered with it; both killed on drop.
 pub struct Master {
@@ -173,7 +173,7 @@ pub fn free_port() -> u16 {
     let base = std::process::id().wrapping_mul(97) % SPAN;
     for _ in 0..SPAN {
         let port = (FIRST + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
-        if port == daqflow::portmgr::server::DEFAULT_LISTEN_PORT {
+        if port == daqflow::portmgr::protocol::DEFAULT_LISTEN_PORT {
             continue;
         }
         if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {

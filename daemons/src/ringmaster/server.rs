@@ -27,17 +27,18 @@ use super::access::Access;
 use super::known::Known;
 use super::noise::{Noise, Verdict};
 use super::peer::{self, Key, Who};
-use super::protocol::SERVICE;
 use super::readers::RemoteRings;
 use super::session::{Session, short_of_descriptors_retry};
 use super::streams::Streams;
 use crate::daemon::{block_signals, listen_on, open_log, raise_fd_limit};
-use crate::error::{Error, Result};
-use crate::portmgr::lines::MAX_LINE;
-use crate::portmgr::log::Log;
+use crate::log::Log;
 use crate::portmgr::peercred::OwnerLookup;
 use crate::portmgr::ratelimit::RateLimit;
-use crate::portmgr::{self, sdnotify};
+use crate::portmgr::sdnotify;
+use daqflow::error::{Error, Result};
+use daqflow::portmgr;
+use daqflow::portmgr::lines::MAX_LINE;
+use daqflow::ringmaster::protocol::SERVICE;
 
 pub const DEFAULT_LOG_FILE: &str = "/var/log/nscldaq/ringmaster.log";
 /// Long enough for a reader's consumers to pause (a feeder stops reading while its
@@ -272,7 +273,7 @@ fn first_line(stream: &mio::net::TcpStream) -> FirstLine {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: &Config) -> Result<()> {
     // REMOTE senders attach to rings through the ring core alone: this process never
-    // installs the client layer (`crate::client`), which would announce them to the ring
+    // installs the client layer (`daqflow::client`), which would announce them to the ring
     // master advertised here, this very daemon.
     raise_fd_limit();
     // Blocked before any thread starts, so every thread inherits the mask.

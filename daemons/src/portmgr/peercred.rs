@@ -16,7 +16,7 @@ use std::path::Path;
 use nix::unistd::{Uid, User};
 
 use super::holders::{SEARCH_LIMIT, holders_of};
-use super::log::printable;
+use crate::log::printable;
 
 /// `linux/sock_diag.h` and `linux/inet_diag.h`; not all of them are in the libc crate.
 const NETLINK_SOCK_DIAG: libc::c_int = 4;

@@ -12,8 +12,9 @@ mod top;
 use std::process::ExitCode;
 
 use args::{Command, Owners, USAGE};
+use daqflow::Error;
 use daqflow::ring::{self, CreateOptions};
-use daqflow::{Error, glob};
+use daqflow_tools::glob;
 use rings::RingStatus;
 
 /// Exit statuses a script can test; listed in USAGE and ringbuffer(1).

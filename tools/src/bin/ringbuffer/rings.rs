@@ -4,8 +4,8 @@
 use std::os::unix::fs::MetadataExt;
 
 use daqflow::Error;
-use daqflow::glob;
 use daqflow::ring::{self, Usage};
+use daqflow_tools::glob;
 
 use crate::args::Owners;
 

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use daqflow::portmgr::server::{self, Config};
+use daqflow_daemons::portmgr::server::{self, Config};
 
 const USAGE: &str = "\
 Usage: daqportmgr [-listen port] [-ports low-high] [-log file] [-portfile file]
@@ -81,5 +81,5 @@ fn count(text: &str) -> Result<usize, String> {
 }
 
 fn main() -> ExitCode {
-    daqflow::daemon::main("daqportmgr", USAGE, parse, server::run)
+    daqflow_daemons::daemon::main("daqportmgr", USAGE, parse, server::run)
 }

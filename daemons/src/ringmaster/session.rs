@@ -12,18 +12,18 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::peer::Who;
-use super::protocol::{
-    self, BINARY_FOLLOWS, Claim, DATA_FORBIDDEN, INVALID_FORMAT, NO_SUCH_RING, NOT_A_RING, NOT_READABLE, OK,
-    REGISTRATION_FORBIDDEN, REMOTE_FORBIDDEN, Request, RingUsage, Role, TOO_MANY_STREAMS,
-};
 use super::readers;
 use super::sender::{self, End};
 use super::server::Shared;
 use super::streams::{MAX_STREAMS_PER_CLIENT, StreamTicket};
-use crate::portmgr::lines::{LineBuffer, MAX_LINE};
-use crate::portmgr::log::printable;
+use crate::log::printable;
 use crate::portmgr::session::is_local;
-use crate::ring::{self, SlotCheck};
+use daqflow::portmgr::lines::{LineBuffer, MAX_LINE};
+use daqflow::ring::{self, SlotCheck};
+use daqflow::ringmaster::protocol::{
+    self, BINARY_FOLLOWS, Claim, DATA_FORBIDDEN, INVALID_FORMAT, NO_SUCH_RING, NOT_A_RING, NOT_READABLE, OK,
+    REGISTRATION_FORBIDDEN, REMOTE_FORBIDDEN, Request, RingUsage, Role, TOO_MANY_STREAMS,
+};
 
 /// A client that does not read its replies for this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -412,7 +412,7 @@ impl<'a> Session<'a> {
 /// the accept loop resumes as soon as one descriptor frees, so a request may arrive
 /// before the connections that were closing have given theirs back. Failing at once
 /// would drop the client or leave rings out of a LIST.
-pub fn short_of_descriptors_retry<T>(read: impl Fn() -> crate::Result<T>) -> crate::Result<T> {
+pub fn short_of_descriptors_retry<T>(read: impl Fn() -> daqflow::Result<T>) -> daqflow::Result<T> {
     const PATIENCE: Duration = Duration::from_secs(2);
     let start = Instant::now();
     loop {

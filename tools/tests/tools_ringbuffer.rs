@@ -1,6 +1,7 @@
 //! The `ringbuffer` command as a script uses it: its output, its JSON and its exit
 //! statuses, on rings made for each test (names with the test's pid, removed at the end).
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 use daqflow::ring::{self, Consumer, Producer};
@@ -252,7 +253,7 @@ fn another_hosts_rings_come_from_its_ring_master() {
     std::fs::create_dir_all(&dir).unwrap();
     let port_file = dir.join("listen.port");
     let _portmgr = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_daqportmgr"))
+        Command::new(Path::new(RINGBUFFER).with_file_name("daqportmgr"))
             .args(["-listen", "0", "-log", "-", "-portfile"])
             .arg(&port_file)
             .arg("-pidfile")
@@ -270,7 +271,7 @@ fn another_hosts_rings_come_from_its_ring_master() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
     let _ringmaster = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_ringmaster"))
+        Command::new(Path::new(RINGBUFFER).with_file_name("ringmaster"))
             .args(["--portmgr-port", &port.to_string(), "--log", "-"])
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::tcl::format_list;
+use daqflow::portmgr::tcl::format_list;
 
 /// `(port, application, user)` of one allocation.
 pub type Entry<'a> = (u16, &'a [u8], &'a [u8]);

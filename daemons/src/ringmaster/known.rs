@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 
 use parking_lot::Mutex;
 
-use crate::error::Result;
-use crate::ring;
+use daqflow::error::Result;
+use daqflow::ring;
 
 /// Above this many names, a REGISTER first forgets the rings that are gone, so names
 /// registered and removed without UNREGISTER (and with no LIST to prune them) cannot pile

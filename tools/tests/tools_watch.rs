@@ -6,6 +6,7 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::RingName;

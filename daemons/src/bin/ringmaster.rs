@@ -4,9 +4,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use daqflow::ringmaster::access::{Access, Rule};
-use daqflow::ringmaster::readers::RemoteRings;
-use daqflow::ringmaster::server::{self, Config};
+use daqflow_daemons::ringmaster::access::{Access, Rule};
+use daqflow_daemons::ringmaster::readers::RemoteRings;
+use daqflow_daemons::ringmaster::server::{self, Config};
 
 const USAGE: &str = "\
 Usage: ringmaster [--listen address]... [--allow-remote rule]... [--remote-rings which]
@@ -104,5 +104,5 @@ fn count(name: &str, text: &str) -> Result<usize, String> {
 }
 
 fn main() -> ExitCode {
-    daqflow::daemon::main("ringmaster", USAGE, parse, server::run)
+    daqflow_daemons::daemon::main("ringmaster", USAGE, parse, server::run)
 }

@@ -22,18 +22,17 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
 use super::listing;
-use super::log::Level;
 use super::peercred::OwnerLookup;
 use super::pool::{Pool, PortRange};
 use super::sdnotify;
 use super::session::{Conn, Core, Key, Limits, is_local};
-use super::statefiles::{self, InstanceLock, SwapFile};
 use crate::daemon::{block_signals, listen_on, open_log, raise_fd_limit};
-use crate::error::{Error, Result};
+use crate::log::Level;
+use crate::statefiles::{self, InstanceLock, SwapFile};
+use daqflow::error::{Error, Result};
 
-/// The legacy defaults.
-pub const DEFAULT_LISTEN_PORT: u16 = 30000;
-pub const DEFAULT_PORT_FILE: &str = "/var/tmp/daqportmgr/listen.port";
+/// The legacy defaults (the port and its file are the library's: clients read them).
+pub use daqflow::portmgr::protocol::{DEFAULT_LISTEN_PORT, DEFAULT_PORT_FILE};
 pub const DEFAULT_PID_FILE: &str = "/var/run/nscldaq/daqportmgr.pid";
 pub const DEFAULT_LOG_FILE: &str = "/var/log/nscldaq/portmanager.log";
 /// ports.txt lives next to listen.port (with the defaults, where the legacy server put it).

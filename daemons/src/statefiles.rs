@@ -25,7 +25,7 @@ use nix::fcntl::{AT_FDCWD, Flock, FlockArg, OFlag, RenameFlags, openat, renameat
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, lstat};
 use nix::unistd::{UnlinkatFlags, geteuid, unlinkat};
 
-use crate::error::{Error, Result};
+use daqflow::error::{Error, Result};
 
 /// Mode of the directories the daemon creates: others read listen.port and ports.txt,
 /// only the daemon writes there.

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use daqflow::glob;
 use daqflow::portmgr::Client;
+use daqflow_tools::glob;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -11,9 +11,9 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, sockopt};
 
-use crate::error::{Error, Result};
-use crate::portmgr::log::Log;
-use crate::portmgr::statefiles;
+use crate::log::Log;
+use crate::statefiles;
+use daqflow::error::{Error, Result};
 
 /// A daemon holds a connection (a descriptor) per client; the default soft limit of 1024
 /// is below what the protocol needs with the default range of 1000 ports.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{setsockopt, sockopt};
 
-use crate::ring::Consumer;
+use daqflow::ring::Consumer;
 
 /// The most handed to the socket in one go.
 const CHUNK: u64 = 1024 * 1024;

@@ -13,15 +13,15 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
-use super::lines::{LineBuffer, MAX_LINE};
 use super::listing;
-use super::log::{Level, Log, printable};
 use super::outbox::{Budget, Outbox, Snapshot};
 use super::peercred::{Owner, SocketId};
 use super::pool::Pool;
 use super::probe::Probe;
-use super::protocol::{self, CONTROL_CHARACTER, MAX_NAME, NO_FREE_PORTS, ONLY_LOCAL, Request};
 use super::ratelimit::RateLimit;
+use crate::log::{Level, Log, printable};
+use daqflow::portmgr::lines::{LineBuffer, MAX_LINE};
+use daqflow::portmgr::protocol::{self, CONTROL_CHARACTER, MAX_NAME, NO_FREE_PORTS, ONLY_LOCAL, Request};
 
 /// Replies a client has not read yet, beyond which its requests wait: a client that
 /// pipelines LISTs without reading cannot make the daemon buffer without bound.

@@ -1,0 +1,3 @@
+//! What daqflow's operator tools share beyond the library.
+
+pub mod glob;
