@@ -354,22 +354,10 @@ impl Consumer {
         self.release_slot()
     }
 
+    /// Also wakes the producer if our backlog was what held it back.
     fn release_slot(&mut self) -> Result<()> {
-        if !self.attached {
-            return Ok(());
-        }
-        self.attached = false;
-        // After fork() the child holds a copy of this handle; the slot is the parent's.
-        if my_pid() != self.pid {
-            return Ok(());
-        }
-        let told = match installed_hooks() {
-            Some(hooks) if self.announced => hooks.detaching(self.name(), Role::Consumer(self.slot)),
-            _ => Ok(()),
-        };
-        // Wakes the producer if our backlog was what held it back.
-        slots::release_own(&self.ring, Some(self.slot), self.pid, &self.claim);
-        told
+        let role = Role::Consumer(self.slot);
+        slots::let_go(&self.ring, role, self.pid, &self.claim, &mut self.attached, self.announced)
     }
 }
 

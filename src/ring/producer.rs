@@ -269,20 +269,7 @@ impl Producer {
     }
 
     fn release(&mut self) -> Result<()> {
-        if !self.attached {
-            return Ok(());
-        }
-        self.attached = false;
-        // After fork() the child holds a copy of this handle; the slot is the parent's.
-        if my_pid() != self.pid {
-            return Ok(());
-        }
-        let told = match installed_hooks() {
-            Some(hooks) if self.announced => hooks.detaching(self.name(), Role::Producer),
-            _ => Ok(()),
-        };
-        slots::release_own(&self.ring, None, self.pid, &self.claim);
-        told
+        slots::let_go(&self.ring, Role::Producer, self.pid, &self.claim, &mut self.attached, self.announced)
     }
 }
 

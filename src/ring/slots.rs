@@ -10,10 +10,11 @@
 use std::sync::atomic::Ordering;
 
 use super::handles::{self, Claim};
-use super::liveness::alive;
+use super::liveness::{self, alive};
 use super::shared::{FREE, JOINING, Shared};
 use super::shm::RingLock;
 use super::signal;
+use super::{Role, installed_hooks};
 use crate::error::{Error, Result};
 
 /// A pid no client writes: -1 is free, 0 joining, > 0 a process. Anything else is debris
@@ -113,6 +114,26 @@ pub fn claim_consumer(ring: &Shared, me: i32) -> Result<(u32, u64, Claim)> {
     record.pid.store(me, Ordering::SeqCst);
     drop(lock);
     Ok((slot, start, Claim::new(dev, ino, slot)))
+}
+
+/// What a producer's or consumer's handle does as it lets go of its slot, once: the
+/// client layer is told first (`announced`: it was told of the attach), the slot given back
+/// whatever it said, and what it said returned. After fork() the child holds a copy of the
+/// handle, and the slot is the parent's: nothing happens in the child.
+pub fn let_go(ring: &Shared, role: Role, me: i32, claim: &Claim, attached: &mut bool, announced: bool) -> Result<()> {
+    if !std::mem::take(attached) || liveness::my_pid() != me {
+        return Ok(());
+    }
+    let told = match installed_hooks() {
+        Some(hooks) if announced => hooks.detaching(ring.name(), role),
+        _ => Ok(()),
+    };
+    let slot = match role {
+        Role::Producer => None,
+        Role::Consumer(slot) => Some(slot),
+    };
+    release_own(ring, slot, me, claim);
+    told
 }
 
 /// Gives back a slot (the producer's when `slot` is `None`) if it is still this
