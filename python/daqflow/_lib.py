@@ -169,8 +169,12 @@ class Pinned:
 
     def __init__(self, data: object, writable: bool = False) -> None:
         self._buf = PyBuffer()
-        # Raises TypeError (no buffer protocol) or BufferError (not contiguous, read-only).
-        _get_buffer(data, ctypes.byref(self._buf), _PyBUF_WRITABLE if writable else _PyBUF_SIMPLE)
+        try:
+            _get_buffer(data, ctypes.byref(self._buf), _PyBUF_WRITABLE if writable else _PyBUF_SIMPLE)
+        except (BufferError, ValueError) as e:  # TypeError (no buffer protocol at all) goes as it is
+            # numpy says ValueError where memoryview says BufferError: one kind for both.
+            need = "a writable, C-contiguous buffer" if writable else "a C-contiguous buffer"
+            raise BufferError(f"daqflow needs {need}, not {type(data).__name__}: {e}") from None
         self.address = self._buf.buf
         self.length = self._buf.len
 

@@ -1,0 +1,27 @@
+# The Python package daqflow (python/): pure Python over libdaqflow.so.1 (ctypes).
+#
+#   make check-python   pytest in python/tests against a staged install (python/tests/run.sh)
+#   make bench-python   a Python consumer (items()) against the C consumer, same run
+#
+# PYTHON is the interpreter with pytest (and numpy): Debian's /usr/bin/python3 by default,
+# not whichever python3 is first on PATH. Without pytest the tests say SKIPPED and what
+# to install, and the rest of make check goes on.
+
+PYTHON   ?= /usr/bin/python3
+PYBUILD  := $(abspath $(BUILD)/python)
+PYSTAGE  := $(PYBUILD)/stage
+
+.PHONY: check-python bench-python python-stage
+
+check: check-python
+bench: bench-python
+
+python-stage: all
+	rm -rf $(PYSTAGE)
+	$(MAKE) --no-print-directory install PREFIX=$(PYSTAGE)
+
+check-python: python-stage
+	PYTHON=$(PYTHON) STAGE=$(PYSTAGE) BUILD=$(PYBUILD) sh python/tests/run.sh
+
+bench-python: python-stage
+	PYTHON=$(PYTHON) STAGE=$(PYSTAGE) BUILD=$(PYBUILD) sh python/bench/run.sh
