@@ -142,16 +142,19 @@ class Consumer(_Client):
 
     def __init__(self, name_or_url: Name) -> None:
         super().__init__(name_or_url)
-        self._items: Optional[Iterator[Tuple[int, memoryview]]] = None
+        # Weak: a loop left by `break` drops the last reference to its iterator, which then
+        # ends at once (CPython) and releases its borrow; no later call is needed for that.
+        self._items: Optional[weakref.ReferenceType] = None
 
     def __enter__(self) -> Consumer:
         return self
 
     def _quiet(self) -> int:
         """The handle, after ending an items() iteration that holds a borrow."""
-        if self._items is not None:
-            items, self._items = self._items, None
-            items.close()  # type: ignore[attr-defined]
+        items = self._items() if self._items is not None else None
+        self._items = None
+        if items is not None:
+            items.close()
         return self._live()
 
     def close(self) -> None:
@@ -237,6 +240,6 @@ class Consumer(_Client):
         CorruptError for a size field under 8 and the library's error for an item that
         can never fit in the ring. Calling get, peek, skip, borrow or items ends it."""
         h = self._quiet()
-        it = iterate(h, self._spans, timeout, self.name)
-        self._items = it
+        it = iterate(self, h, self._spans, timeout, self.name)
+        self._items = weakref.ref(it)
         return it

@@ -29,9 +29,10 @@ _unpack = struct.Struct("<II").unpack_from
 
 
 def iterate(
-    handle: int, spans: ctypes.Array, timeout: Optional[float], name: str
+    owner: object, handle: int, spans: ctypes.Array, timeout: Optional[float], name: str
 ) -> Iterator[Tuple[int, memoryview]]:
-    """The generator behind Consumer.items(); see there."""
+    """The generator behind Consumer.items(); see there. It holds `owner`, the Consumer,
+    so that the handle is not detached under it while the iteration lives."""
     need = HEADER  # bytes the next borrow waits for: a header, or the whole next item
     base = off = 0  # the next item starts `off` bytes into the span that starts `base` bytes into the borrow
     lent = False
