@@ -69,8 +69,14 @@ def stage_program(relative: str) -> str:
     return str(Path(stage, relative))
 
 
-# The item stream df_items produces and checks: item i has type i % 65536 and a body of
+# The item stream df_items produces and checks: item i has type item_type(i) and a body of
 # body_len(fixed, i) bytes, i in its first 4, byte j >= 4 equal to body_byte(seed, i, j).
+def item_type(i: int) -> int:
+    """Never 0 in the low 16 bits, which the remote feeder (as NSCLDAQ) takes for the
+    other byte order."""
+    return 1 + i % 65535
+
+
 def body_len(fixed: int, i: int) -> int:
     return fixed if fixed else 4 + ((i * 2654435761) % (1 << 32) >> 7) % 3000
 

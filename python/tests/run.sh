@@ -44,4 +44,5 @@ export PATH="$STAGE/bin:$PATH"
 export DAQFLOW_TEST_BIN="$BUILD" DAQFLOW_STAGE="$STAGE" PYTHONDONTWRITEBYTECODE=1
 unset DAQFLOW_LIBRARY
 cd "$here"
-exec "$py" -m pytest -p no:cacheprovider -q -rs "$@" .
+[ $# -gt 0 ] || set -- .
+exec "$py" -m pytest -p no:cacheprovider -q -rs "$@"

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import daqflow
-from conftest import body, body_len, built_program, item, python_child, read_line
+from conftest import body, body_len, item_type, built_program, item, python_child, read_line
 
 COUNT = 20_000
 
@@ -28,7 +28,7 @@ def test_c_producer_python_consumer(make_ring, fixed: int) -> None:
                                     stderr=subprocess.PIPE)
         i = 0
         for kind, data in c.items(timeout=30):
-            assert kind == i % 65536 and len(data) == body_len(fixed, i), i
+            assert kind == item_type(i) and len(data) == body_len(fixed, i), i
             assert data == body(fixed, seed, i), i
             i += 1
             if i == count:
@@ -49,7 +49,7 @@ def test_python_producer_c_consumer(make_ring) -> None:
         assert read_line(consumer, 20) == "attached\n"
         with daqflow.Producer(name) as p:
             for i in range(COUNT):
-                whole = item(i % 65536, body(0, seed, i))
+                whole = item(item_type(i), body(0, seed, i))
                 if i % 2:
                     p.put(whole, timeout=30)
                 else:

@@ -8,7 +8,8 @@
  *                                            (ring_borrow) and checks only their headers:
  *                                            the C reference of the Python benchmark
  *
- * Item i has type i % 65536 and a body of BODY bytes (BODY 0: 4 to 3003 bytes, varying
+ * Item i has type 1 + i % 65535 (never 0 in the low 16 bits, which the remote feeder
+ * takes for the other byte order, as NSCLDAQ does) and a body of BODY bytes (BODY 0: 4 to 3003 bytes, varying
  * with i) whose first 4 bytes are i and byte j >= 4 is body_byte(SEED, i, j). Every wait
  * has a timeout, so a lost item is a failure, not a hang. Exit status 0 when every item
  * arrived whole and in order. */
@@ -28,6 +29,11 @@ static unsigned char body_byte(uint32_t seed, uint32_t i, uint32_t j)
     return (unsigned char)(i * 131u + j * 7u + seed);
 }
 
+static uint32_t item_type(uint32_t i)
+{
+    return 1 + i % 65535;
+}
+
 static uint32_t body_len(uint32_t fixed, uint32_t i)
 {
     return fixed ? fixed : 4 + (i * 2654435761u >> 7) % 3000;
@@ -43,7 +49,7 @@ static double now(void)
 static int produce(ring_client *ring, uint32_t count, uint32_t fixed, uint32_t seed, unsigned char *item)
 {
     for (uint32_t i = 0; i < count; i++) {
-        uint32_t len = body_len(fixed, i), size = len + 8, type = i % 65536;
+        uint32_t len = body_len(fixed, i), size = len + 8, type = item_type(i);
         memcpy(item, &size, 4);
         memcpy(item + 4, &type, 4);
         memcpy(item + 8, &i, 4);
@@ -78,9 +84,9 @@ static int consume(ring_client *ring, uint32_t count, uint32_t fixed, uint32_t s
         if (i == 0) start = now();
         memcpy(&size, item, 4);
         memcpy(&type, item + 4, 4);
-        if (size != len + 8 || type != i % 65536) {
+        if (size != len + 8 || type != item_type(i)) {
             fprintf(stderr, "df_items: item %u: size %u type %u, expected %u and %u\n", i, size, type, len + 8,
-                    i % 65536);
+                    item_type(i));
             return 1;
         }
         if (get_exactly(ring, item, len, i)) return 1;
@@ -124,7 +130,7 @@ static int drain(ring_client *ring, uint32_t count, uint32_t fixed)
             uint32_t got, type;
             memcpy(&got, p + at, 4);
             memcpy(&type, p + at + 4, 4);
-            if (got != size || type != i % 65536) {
+            if (got != size || type != item_type(i)) {
                 fprintf(stderr, "df_items: item %u: size %u type %u\n", i, got, type);
                 return 1;
             }
@@ -141,7 +147,7 @@ static int drain(ring_client *ring, uint32_t count, uint32_t fixed)
             memcpy(head + first, spans[1].data, 8 - first);
             memcpy(&got, head, 4);
             memcpy(&type, head + 4, 4);
-            if (got != size || type != i % 65536) {
+            if (got != size || type != item_type(i)) {
                 fprintf(stderr, "df_items: item %u: size %u type %u\n", i, got, type);
                 return 1;
             }
