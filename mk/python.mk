@@ -11,10 +11,22 @@ PYTHON   ?= /usr/bin/python3
 PYBUILD  := $(abspath $(BUILD)/python)
 PYSTAGE  := $(PYBUILD)/stage
 
-.PHONY: check-python bench-python python-stage
+.PHONY: check-python bench-python python-stage install-python-doc uninstall-python-doc
 
 check: check-python
 bench: bench-python
+install: install-python-doc
+uninstall: uninstall-python-doc
+
+# The package itself is installed with pip (pip install ./python); make install puts
+# its documentation beside the others.
+install-python-doc:
+	install -d $(DESTDIR)$(PREFIX)/share/doc/daqflow
+	install -m 0644 docs/python.md $(DESTDIR)$(PREFIX)/share/doc/daqflow/python.md
+
+uninstall-python-doc:
+	rm -f $(DESTDIR)$(PREFIX)/share/doc/daqflow/python.md
+	-rmdir $(DESTDIR)$(PREFIX)/share/doc/daqflow 2>/dev/null
 
 python-stage: all
 	rm -rf $(PYSTAGE)
