@@ -16,6 +16,13 @@ from .items import iterate
 from .rings import Name, encode
 
 
+def _size(n: int, what: str) -> int:
+    """A byte count from the caller: ctypes would turn a negative one into a huge size_t."""
+    if n < 0:
+        raise ValueError(f"{what} must be >= 0, not {n}")
+    return n
+
+
 class Spans(List[memoryview]):
     """The one or two memoryviews of ring memory lent by borrow() or reserve() (two when
     the region wraps round the end of the ring).
@@ -111,6 +118,7 @@ class Producer(_Client):
         """
         h = self._live()
         spans = self._spans
+        _size(n, "n")
         sliced(lambda ms: lib.ring_reserve(h, n, spans, ms), timeout, "reserve")
         lent = Spans([view(s.data, s.len, writable=True) for s in spans if s.len] or [memoryview(bytearray())])
         ok = False
@@ -171,7 +179,7 @@ class Consumer(_Client):
         """Waits up to `timeout` seconds (None: forever) until at least `min` bytes are
         there, then consumes and returns up to `max` of them. Timeout when they do not
         come; NoSpaceError when `min` can never be met. `min=0` never waits."""
-        buf = bytearray(max)
+        buf = bytearray(_size(max, "max"))
         n = self.get_into(buf, min, timeout)
         return bytes(memoryview(buf)[:n])
 
@@ -179,6 +187,7 @@ class Consumer(_Client):
         """As get(), into `buffer` (a writable bytearray, memoryview or numpy array, up to
         its size); returns the number of bytes written."""
         h = self._quiet()
+        _size(min, "min")
         with Pinned(buffer, writable=True) as buf:
             if min > buf.length:
                 raise ValueError(f"min ({min}) is larger than the buffer ({buf.length} bytes)")
@@ -187,14 +196,14 @@ class Consumer(_Client):
     def peek(self, max: int) -> bytes:  # noqa: A002
         """Up to `max` of the available bytes, without consuming them; never waits."""
         h = self._quiet()
-        buf = bytearray(max)
+        buf = bytearray(_size(max, "max"))
         with Pinned(buf, writable=True) as pinned:
             n = check(lib.ring_peek(h, pinned.address, max))
         return bytes(memoryview(buf)[:n])
 
     def skip(self, n: int) -> None:
         """Consumes `n` bytes without reading them (Error with ERANGE if fewer are there)."""
-        check(lib.ring_skip(self._quiet(), n))
+        check(lib.ring_skip(self._quiet(), _size(n, "n")))
 
     def available(self) -> int:
         """Bytes that can be read now without waiting."""
@@ -209,7 +218,8 @@ class Consumer(_Client):
         exception). The views are released then: do not keep them."""
         h = self._quiet()
         spans = self._spans
-        need = n if min is None else min
+        need = _size(n if min is None else min, "min")
+        _size(n, "n")
         sliced(lambda ms: lib.ring_borrow(h, need, n, spans, ms), timeout, "borrow")
         lent = Spans([view(s.data, s.len) for s in spans if s.len] or [memoryview(b"")])
         ok = False

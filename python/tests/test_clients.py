@@ -252,3 +252,14 @@ def test_put_refused_while_a_reservation_is_open(ring: str) -> None:
                 p.put(b"x")
             assert e.value.strerror
         p.put(b"x")
+
+
+def test_negative_sizes_are_refused(ring: str) -> None:
+    with daqflow.Producer(ring) as p, daqflow.Consumer(ring) as c:
+        p.put(b"data")
+        for call in (lambda: c.get(-1), lambda: c.get(4, min=-1), lambda: c.peek(-1), lambda: c.skip(-1),
+                     lambda: c.borrow(-1).__enter__(), lambda: c.borrow(4, min=-1).__enter__(),
+                     lambda: p.reserve(-1).__enter__()):
+            with pytest.raises(ValueError):
+                call()
+        assert c.get(4) == b"data"
