@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import errno
 import math
+import re
 import time
 from typing import Callable, Optional
 
+from ._lib import last_error
 from .errors import Timeout, check
 
 SLICE_MS = 100
@@ -42,4 +44,6 @@ def sliced(call: Callable[[int], int], timeout: Optional[float], what: str) -> i
         if rc != -errno.ETIMEDOUT:
             return check(rc)
         if deadline is not None and time.monotonic() >= deadline:
-            raise Timeout(errno.ETIMEDOUT, f"{what}: timed out after {seconds:g} s")
+            # The library's words (what was awaited, in which ring) with the whole wait's length.
+            detail = re.sub(r"^timed out after \d+ ms", f"timed out after {seconds:g} s", last_error())
+            raise Timeout(errno.ETIMEDOUT, f"{what}: {detail}")
