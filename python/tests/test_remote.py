@@ -66,3 +66,11 @@ def test_python_consumer_of_a_ring_on_another_host(net: netns.Net) -> None:
         print("feeder log:", net.log(1, "feeder.log"), "ring master log:", net.log(0, "ringmaster.log"), sep="\n")
     assert consumer.returncode == 0, err.decode()
     assert out.decode().endswith(f"items {count}\n")
+    # usage() of the URL from host b is what host a's ring master lists.
+    listed = net.run(1, [sys.executable, "-c", f"import daqflow; u = daqflow.usage({url!r}); "
+                         "print(u.data_bytes, u.max_consumers, [c.slot for c in u.consumers])"])
+    local = net.run(0, [sys.executable, "-c", f"import daqflow; u = daqflow.usage({ring!r}); "
+                        "print(u.data_bytes, u.max_consumers)"])
+    assert listed.returncode == 0 and local.returncode == 0, (listed.stderr, local.stderr)
+    data_bytes, max_consumers = local.stdout.split()
+    assert listed.stdout.startswith(f"{data_bytes} {max_consumers} ["), listed.stdout

@@ -152,3 +152,24 @@ def test_disconnect_consumer(ring: str) -> None:
         with pytest.raises(daqflow.Error) as e:
             daqflow.disconnect_consumer(ring, slot)
         assert e.value.errno == errno.ERANGE, slot
+
+
+def test_a_corrupt_header_is_an_error(ring: str) -> None:
+    with open(f"/dev/shm/{ring}", "r+b") as f:
+        f.seek(40)  # the data bytes and offsets: nonsense sizes
+        f.write(b"\xff" * 40)
+    with pytest.raises(daqflow.CorruptError) as e:
+        daqflow.usage(ring)
+    assert e.value.errno == errno.EBADMSG and ring in e.value.strerror
+    with pytest.raises(daqflow.CorruptError):
+        daqflow.Consumer(ring)
+
+
+def test_a_ring_truncated_under_a_consumer_is_an_error_not_sigbus(ring: str) -> None:
+    with daqflow.Producer(ring) as p, daqflow.Consumer(ring) as c:
+        p.put(b"before")
+        os.truncate(f"/dev/shm/{ring}", 4096)
+        with pytest.raises(daqflow.Error) as e:
+            c.get(100, timeout=1)
+            c.get(100, timeout=1)
+        assert e.value.errno in (errno.EBADMSG, errno.ENOSPC) and "truncated" in e.value.strerror
