@@ -14,10 +14,13 @@ import daqflow
 from conftest import unique
 
 
-def test_version_is_the_crates() -> None:
-    cargo = Path(__file__).resolve().parents[2] / "Cargo.toml"
-    version = re.search(r'^version = "(.*)"', cargo.read_text(), re.M)
-    assert version and daqflow.library_version() == version.group(1)
+def test_versions_are_the_crates() -> None:
+    """The library loaded, the package and its pyproject.toml all say the crate's version."""
+    root = Path(__file__).resolve().parents[2]
+    cargo = re.search(r'^version = "(.*)"', (root / "Cargo.toml").read_text(), re.M)
+    pyproject = re.search(r'^version = "(.*)"', (root / "python" / "pyproject.toml").read_text(), re.M)
+    assert cargo and pyproject
+    assert daqflow.library_version() == daqflow.__version__ == pyproject.group(1) == cargo.group(1)
 
 
 def test_create_exists_list_usage_remove() -> None:
