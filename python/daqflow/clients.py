@@ -37,6 +37,16 @@ class Spans(List[memoryview]):
         self.used = sum(len(v) for v in views)
 
 
+def _release(views: Spans) -> None:
+    """Releases lent views, so that using one after its `with` block raises ValueError
+    instead of touching ring memory that is no longer ours."""
+    for v in views:
+        try:
+            v.release()
+        except BufferError:  # the caller still holds an export of it (a numpy array): leave it
+            pass
+
+
 class _Client:
     """What Producer and Consumer share: the handle, its lifetime, the ring's name."""
 
@@ -71,9 +81,6 @@ class _Client:
     @property
     def closed(self) -> bool:
         return self._handle is None
-
-    def __enter__(self):  # type: ignore[no-untyped-def]  (each subclass returns itself)
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -126,12 +133,10 @@ class Producer(_Client):
             yield lent
             ok = True
         finally:
-            used = lent.used if ok else 0
-            if not 0 <= used <= n:
-                used = 0
-                ok = False
+            used = lent.used if ok and 0 <= lent.used <= n else 0
+            _release(lent)
             check(lib.ring_commit(h, used))
-        if not ok:
+        if used != lent.used:
             raise ValueError(f"spans.used must be between 0 and {n}, not {lent.used!r}")
 
     def available(self) -> int:
@@ -229,11 +234,7 @@ class Consumer(_Client):
         finally:
             total = sum(len(v) for v in lent)
             used = lent.used if ok and 0 <= lent.used <= total else 0
-            for v in lent:
-                try:
-                    v.release()
-                except BufferError:  # the caller still holds an export of it; leave it
-                    pass
+            _release(lent)
             check(lib.ring_release(h, used))
         if used != lent.used:
             raise ValueError(f"spans.used must be between 0 and {total}, not {lent.used!r}")

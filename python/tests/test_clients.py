@@ -222,6 +222,9 @@ def test_reserve_in_place_and_across_the_wrap(ring: str) -> None:
             assert [len(v) for v in spans] == [3, 5] and not spans[0].readonly
             spans[0][:] = b"abc"
             spans[1][:] = b"defgh"
+            kept = spans[1]
+        with pytest.raises(ValueError):
+            kept[0] = 1  # released with the reservation
         assert c.get(8, min=8) == b"abcdefgh"
         with p.reserve(10) as spans:
             spans[0][:4] = b"wxyz"
