@@ -131,3 +131,26 @@ def test_an_iteration_keeps_its_consumer_attached(ring: str) -> None:
         del it, data
         gc.collect()
         assert daqflow.usage(ring).consumers == []
+
+
+def test_a_stream_put_in_random_pieces(make_ring) -> None:
+    """Items of random sizes put in pieces that ignore item boundaries, on a ring small
+    enough to wrap often, read with items() between the puts: all arrive, whole, in order."""
+    import random
+
+    rng = random.Random(5)
+    name = make_ring(8192, 2)
+    sent = [(rng.randrange(1, 1 << 32), rng.randbytes(rng.randrange(0, 2000))) for _ in range(3000)]
+    stream = b"".join(item(k, b) for k, b in sent)
+    got = []
+    with daqflow.Producer(name) as p, daqflow.Consumer(name) as c:
+        at = 0
+        while at < len(stream):
+            piece = stream[at : at + rng.randrange(1, 5000)]
+            if p.available() >= len(piece):
+                p.put(piece, timeout=0)
+                at += len(piece)
+            else:
+                got.extend((k, bytes(b)) for k, b in c.items(timeout=0))
+        got.extend((k, bytes(b)) for k, b in c.items(timeout=0))
+    assert got == sent
