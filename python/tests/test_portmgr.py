@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import gc
 import getpass
-import os
 import signal
 import socket
 import time
