@@ -215,7 +215,9 @@ class Consumer(_Client):
         return lib.ring_available_data(self._live())
 
     @contextmanager
-    def borrow(self, n: int, timeout: Optional[float] = None, *, min: Optional[int] = None) -> Iterator[Spans]:  # noqa: A002
+    def borrow(
+        self, n: int, timeout: Optional[float] = None, *, min: Optional[int] = None  # noqa: A002
+    ) -> Iterator[Spans]:
         """Zero-copy get: waits up to `timeout` seconds until `min` bytes (default `n`)
         are there and lends up to `n` of them in place, as one or two read-only
         memoryviews (two when they wrap round the end of the ring); leaving the `with`

@@ -47,7 +47,8 @@ def iterate(
                 if need == HEADER:
                     raise
                 raise CorruptError(
-                    errno.EBADMSG, f"ring {name}: an item's size field says {need} bytes, more than the ring holds ({e.strerror})"
+                    errno.EBADMSG,
+                    f"ring {name}: an item's size field says {need} bytes, more than the ring holds ({e.strerror})",
                 ) from None
             lent = True
             l0, l1 = spans[0].len, spans[1].len
@@ -76,7 +77,8 @@ def iterate(
                 size, kind = _unpack(head)
                 if size < HEADER:
                     raise CorruptError(
-                        errno.EBADMSG, f"ring {name}: an item's size field says {size} bytes, less than its 8-byte header"
+                        errno.EBADMSG,
+                        f"ring {name}: an item's size field says {size} bytes, less than its 8-byte header",
                     )
                 if size > there:
                     need = size

@@ -16,7 +16,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${BUILD:?BUILD must name a scratch directory}"
 
 if ! "$PYTHON" -c 'import pytest' 2>/dev/null; then
-    echo "Python tests SKIPPED: $PYTHON has no pytest (Debian: apt-get install python3-pytest python3-numpy python3-venv python3-pip; or make check PYTHON=/path/to/python3)"
+    echo "Python tests SKIPPED: $PYTHON has no pytest (Debian: apt-get install python3-pytest python3-numpy" \
+         "python3-venv python3-pip; or make check PYTHON=/path/to/python3)"
     exit 0
 fi
 mkdir -p "$BUILD"
@@ -34,7 +35,8 @@ if "$PYTHON" -m venv --system-site-packages "$BUILD/venv" >"$BUILD/venv.log" 2>&
     py="$BUILD/venv/bin/python"
     echo "Python tests: daqflow pip-installed into $BUILD/venv ($("$py" --version))"
 else
-    echo "Python tests: no venv/pip for $PYTHON (see $BUILD/venv.log; Debian: python3-venv python3-pip), testing python/ in place"
+    echo "Python tests: no venv/pip for $PYTHON (see $BUILD/venv.log; Debian: python3-venv python3-pip)," \
+         "testing python/ in place"
     py=$PYTHON
     export PYTHONPATH="$here/.."
 fi
