@@ -45,7 +45,7 @@ class PortManager:
         check(lib.portmgr_open(encode(host), 0 if port is None else int(port), ctypes.byref(handle)))
         self._handle: Optional[int] = handle.value
         self._close = weakref.finalize(self, lib.portmgr_close, handle.value)
-        ms = -1 if seconds is None else max(1, min(int(seconds * 1000), 2**31 - 1))
+        ms = -1 if seconds is None or seconds * 1000 >= 2**31 - 1 else max(1, int(seconds * 1000))
         check(lib.portmgr_set_timeout(self._handle, ms))
 
     def _live(self) -> int:

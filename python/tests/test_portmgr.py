@@ -136,6 +136,12 @@ def test_connection_errors() -> None:
         daqflow.PortManager(port=30000, timeout=-1)
 
 
+def test_any_timeout_is_taken(portmgr: PortManagerDaemon) -> None:
+    for timeout in (None, 0, 0.0001, 1e12, float("inf")):
+        with daqflow.PortManager(port=portmgr.port, timeout=timeout) as pm:
+            assert pm.list() is not None, timeout
+
+
 def test_a_server_that_never_answers_times_out_and_the_handle_is_gone() -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
