@@ -4,6 +4,9 @@
  *   df_items produce RING COUNT BODY SEED    puts COUNT items
  *   df_items consume RING COUNT BODY SEED    gets COUNT items, checking every byte;
  *                                            says "attached" first, "items/s N MB/s M" last
+ *   df_items flood RING COUNT BODY SEED      as produce, but the bodies' bytes after the
+ *                                            index are item 0's (the benchmark's producer:
+ *                                            a put is then a memcpy)
  *   df_items drain RING COUNT BODY SEED      as consume, but reads the items in place
  *                                            (ring_borrow) and checks only their headers:
  *                                            the C reference of the Python benchmark
@@ -46,14 +49,15 @@ static double now(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-static int produce(ring_client *ring, uint32_t count, uint32_t fixed, uint32_t seed, unsigned char *item)
+static int produce(ring_client *ring, uint32_t count, uint32_t fixed, uint32_t seed, unsigned char *item, int flood)
 {
     for (uint32_t i = 0; i < count; i++) {
         uint32_t len = body_len(fixed, i), size = len + 8, type = item_type(i);
         memcpy(item, &size, 4);
         memcpy(item + 4, &type, 4);
         memcpy(item + 8, &i, 4);
-        for (uint32_t j = 4; j < len; j++) item[8 + j] = body_byte(seed, i, j);
+        if (!flood || i == 0)
+            for (uint32_t j = 4; j < len; j++) item[8 + j] = body_byte(seed, i, j);
         int rc = ring_put(ring, item, size, WAIT_MS);
         if (rc != 0) {
             fprintf(stderr, "df_items: put of item %u: %d (%s)\n", i, rc, daqflow_last_error());
@@ -164,8 +168,9 @@ static int drain(ring_client *ring, uint32_t count, uint32_t fixed)
 
 int main(int argc, char **argv)
 {
-    if (argc != 6 || (strcmp(argv[1], "produce") && strcmp(argv[1], "consume") && strcmp(argv[1], "drain"))) {
-        fprintf(stderr, "usage: df_items produce|consume|drain RING COUNT BODY SEED\n");
+    if (argc != 6 || (strcmp(argv[1], "produce") && strcmp(argv[1], "flood") && strcmp(argv[1], "consume") &&
+                      strcmp(argv[1], "drain"))) {
+        fprintf(stderr, "usage: df_items produce|flood|consume|drain RING COUNT BODY SEED\n");
         return 2;
     }
     uint32_t count = (uint32_t)strtoul(argv[3], NULL, 0), fixed = (uint32_t)strtoul(argv[4], NULL, 0);
@@ -176,7 +181,7 @@ int main(int argc, char **argv)
     }
     unsigned char *item = malloc(MAX_BODY + 8);
     ring_client *ring;
-    int producer = !strcmp(argv[1], "produce");
+    int flood = !strcmp(argv[1], "flood"), producer = flood || !strcmp(argv[1], "produce");
     int rc = producer ? ring_attach_producer(argv[2], &ring) : ring_attach_consumer(argv[2], &ring);
     if (!item || rc < 0) {
         fprintf(stderr, "df_items: attach to %s: %d (%s)\n", argv[2], rc, daqflow_last_error());
@@ -186,7 +191,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "df_items: drain needs a fixed BODY\n");
         return 2;
     }
-    int failed = producer              ? produce(ring, count, fixed, seed, item)
+    int failed = producer              ? produce(ring, count, fixed, seed, item, flood)
                  : !strcmp(argv[1], "drain") ? drain(ring, count, fixed)
                                              : consume(ring, count, fixed, seed, item);
     ring_detach(ring);
