@@ -267,3 +267,18 @@ def test_negative_sizes_are_refused(ring: str) -> None:
             with pytest.raises(ValueError):
                 call()
         assert c.get(4) == b"data"
+
+
+def test_a_wait_in_one_thread_leaves_the_others_running(ring: str) -> None:
+    """The GIL is released while the library waits: a consumer blocked in a thread does
+    not stop the thread that feeds it."""
+    import threading
+
+    got = []
+    with daqflow.Producer(ring) as p, daqflow.Consumer(ring) as c:
+        waiter = threading.Thread(target=lambda: got.append(c.get(5, min=5, timeout=10)))
+        waiter.start()
+        time.sleep(0.2)
+        p.put(b"hello")
+        waiter.join(10)
+    assert got == [b"hello"]
