@@ -3,7 +3,7 @@
 #   make            build the library, header and programs (release)
 #   make install    PREFIX=/usr/local LIBDIR=$(PREFIX)/lib DESTDIR=
 #   make check      the lint gate (make lint: rustfmt, clippy -D warnings, C warnings), then every
-#                   test: Rust, C, C++ (and Tcl when present)
+#                   test: Rust, C, C++ (and Tcl and Python when present)
 #   make bench      throughput and latency against references measured in the same run
 #   make demo       a real producer and consumers on a fresh ring, end to end
 #   make fuzz       coverage-guided fuzz targets, FUZZ_SECONDS (45) each (mk/fuzz.mk; not in check)

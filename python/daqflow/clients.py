@@ -1,0 +1,258 @@
+"""Producer and Consumer: one attachment each to a ring, used as context managers."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import weakref
+from contextlib import contextmanager
+from typing import Iterator, List, Optional, Tuple
+
+from . import _lib
+from ._lib import Pinned, lib, view
+from ._wait import sliced
+from .errors import check
+from .items import iterate
+from .rings import Name, encode
+
+
+def _size(n: int, what: str) -> int:
+    """A byte count from the caller: ctypes would turn a negative one into a huge size_t."""
+    if n < 0:
+        raise ValueError(f"{what} must be >= 0, not {n}")
+    return n
+
+
+class Spans(List[memoryview]):
+    """The one or two memoryviews of ring memory lent by borrow() or reserve() (two when
+    the region wraps round the end of the ring).
+
+    `used` is how many bytes leaving the `with` block consumes (borrow) or publishes
+    (reserve): all of them unless set lower. Leaving by an exception uses none."""
+
+    used: int
+
+    def __init__(self, views: List[memoryview]) -> None:
+        super().__init__(views)
+        self.used = sum(len(v) for v in views)
+
+
+def _release(views: Spans) -> None:
+    """Releases lent views, so that using one after its `with` block raises ValueError
+    instead of touching ring memory that is no longer ours."""
+    for v in views:
+        try:
+            v.release()
+        except BufferError:  # the caller still holds an export of it (a numpy array): leave it
+            pass
+
+
+class _Client:
+    """What Producer and Consumer share: the handle, its lifetime, the ring's name."""
+
+    _attach = None  # set by each subclass: lib.ring_attach_producer or _consumer
+
+    def __init__(self, name: Name) -> None:
+        handle = ctypes.c_void_p()
+        check(type(self)._attach(encode(name), ctypes.byref(handle)))
+        self._handle: Optional[int] = handle.value
+        # Detaches when the object is collected or at interpreter exit, if close() was not called.
+        self._detach = weakref.finalize(self, lib.ring_detach, handle.value)
+        self._spans = _lib.SpanPair()
+
+    def _live(self) -> int:
+        if self._handle is None:
+            raise ValueError(f"{type(self).__name__} is closed")
+        return self._handle
+
+    @property
+    def name(self) -> str:
+        """The ring this client is attached to (for tcp://host/ring, the local proxy ring)."""
+        return os.fsdecode(lib.ring_client_name(self._live()))
+
+    def close(self) -> None:
+        """Detaches from the ring (frees the slot). Calling it again does nothing."""
+        if self._handle is not None:
+            self._handle = None
+            rc = self._detach()
+            if rc is not None:
+                check(rc)
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._handle is None else repr(self.name)
+        return f"<daqflow.{type(self).__name__} {state}>"
+
+
+class Producer(_Client):
+    """The producer of ring `name` (AccessError if it already has a live one).
+
+    >>> with daqflow.Producer("myring") as p:
+    ...     p.put(b"hello")
+    """
+
+    _attach = lib.ring_attach_producer
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def put(self, data: object, timeout: Optional[float] = None) -> None:
+        """Puts all of `data` (bytes, bytearray, memoryview, a numpy array: anything with
+        the buffer protocol, C-contiguous) or nothing, waiting up to `timeout` seconds
+        (None: forever) for space. Nothing is copied before the library copies it into
+        the ring. NoSpaceError when it can never fit (more than the data size - 1)."""
+        h = self._live()
+        if type(data) is bytes:
+            sliced(lambda ms: lib.ring_put(h, data, len(data), ms), timeout, "put")
+            return
+        with Pinned(data) as buf:
+            sliced(lambda ms: lib.ring_put(h, buf.address, buf.length, ms), timeout, "put")
+
+    @contextmanager
+    def reserve(self, n: int, timeout: Optional[float] = None) -> Iterator[Spans]:
+        """Zero-copy put: waits up to `timeout` seconds for `n` bytes of space and lends
+        them as one or two writable memoryviews; leaving the `with` block publishes them
+        (`spans.used` bytes: all unless set lower; none after an exception).
+
+        >>> with producer.reserve(16) as spans:
+        ...     spans[0][:] = ...        # two spans when the space wraps
+        """
+        h = self._live()
+        spans = self._spans
+        _size(n, "n")
+        sliced(lambda ms: lib.ring_reserve(h, n, spans, ms), timeout, "reserve")
+        lent = Spans([view(s.data, s.len, writable=True) for s in spans if s.len] or [memoryview(bytearray())])
+        ok = False
+        try:
+            yield lent
+            ok = True
+        finally:
+            used = lent.used if ok and 0 <= lent.used <= n else 0
+            _release(lent)
+            check(lib.ring_commit(h, used))
+        if used != lent.used:
+            raise ValueError(f"spans.used must be between 0 and {n}, not {lent.used!r}")
+
+    def available(self) -> int:
+        """Bytes that can be put now without waiting."""
+        return lib.ring_available_put_space(self._live())
+
+
+class Consumer(_Client):
+    """A consumer of ring `name_or_url`: a ring of this host, or `tcp://host/ring` (read
+    through a local proxy ring, see docs/remote.md). It sees data put from now on.
+    NoSpaceError when every consumer slot is taken.
+
+    One thread at a time may use a Consumer; different ones may be used at once."""
+
+    _attach = lib.ring_attach_consumer
+
+    def __init__(self, name_or_url: Name) -> None:
+        super().__init__(name_or_url)
+        # Weak: a loop left by `break` drops the last reference to its iterator, which then
+        # ends at once (CPython) and releases its borrow; no later call is needed for that.
+        self._items: Optional[weakref.ReferenceType] = None
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def _quiet(self) -> int:
+        """The handle, after ending an items() iteration that holds a borrow."""
+        items = self._items() if self._items is not None else None
+        self._items = None
+        if items is not None:
+            items.close()
+        return self._live()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._quiet()
+        super().close()
+
+    @property
+    def slot(self) -> int:
+        """The consumer slot this client holds."""
+        return check(lib.ring_slot(self._live()))
+
+    def get(self, max: int, min: int = 1, timeout: Optional[float] = None) -> bytes:  # noqa: A002
+        """Waits up to `timeout` seconds (None: forever) until at least `min` bytes are
+        there, then consumes and returns up to `max` of them. Timeout when they do not
+        come; NoSpaceError when `min` can never be met. `min=0` never waits."""
+        buf = bytearray(_size(max, "max"))
+        n = self.get_into(buf, min, timeout)
+        return bytes(memoryview(buf)[:n])
+
+    def get_into(self, buffer: object, min: int = 1, timeout: Optional[float] = None) -> int:  # noqa: A002
+        """As get(), into `buffer` (a writable bytearray, memoryview or numpy array, up to
+        its size); returns the number of bytes written."""
+        h = self._quiet()
+        _size(min, "min")
+        with Pinned(buffer, writable=True) as buf:
+            if min > buf.length:
+                raise ValueError(f"min ({min}) is larger than the buffer ({buf.length} bytes)")
+            return sliced(lambda ms: lib.ring_get(h, buf.address, min, buf.length, ms), timeout, "get")
+
+    def peek(self, max: int) -> bytes:  # noqa: A002
+        """Up to `max` of the available bytes, without consuming them; never waits."""
+        h = self._quiet()
+        buf = bytearray(_size(max, "max"))
+        with Pinned(buf, writable=True) as pinned:
+            n = check(lib.ring_peek(h, pinned.address, max))
+        return bytes(memoryview(buf)[:n])
+
+    def skip(self, n: int) -> None:
+        """Consumes `n` bytes without reading them (Error with ERANGE if fewer are there)."""
+        check(lib.ring_skip(self._quiet(), _size(n, "n")))
+
+    def available(self) -> int:
+        """Bytes that can be read now without waiting."""
+        return lib.ring_available_data(self._live())
+
+    @contextmanager
+    def borrow(
+        self, n: int, timeout: Optional[float] = None, *, min: Optional[int] = None  # noqa: A002
+    ) -> Iterator[Spans]:
+        """Zero-copy get: waits up to `timeout` seconds until `min` bytes (default `n`)
+        are there and lends up to `n` of them in place, as one or two read-only
+        memoryviews (two when they wrap round the end of the ring); leaving the `with`
+        block consumes them (`spans.used` bytes: all unless set lower; none after an
+        exception). The views are released then: do not keep them."""
+        h = self._quiet()
+        spans = self._spans
+        need = _size(n if min is None else min, "min")
+        _size(n, "n")
+        sliced(lambda ms: lib.ring_borrow(h, need, n, spans, ms), timeout, "borrow")
+        lent = Spans([view(s.data, s.len) for s in spans if s.len] or [memoryview(b"")])
+        ok = False
+        try:
+            yield lent
+            ok = True
+        finally:
+            total = sum(len(v) for v in lent)
+            used = lent.used if ok and 0 <= lent.used <= total else 0
+            _release(lent)
+            check(lib.ring_release(h, used))
+        if used != lent.used:
+            raise ValueError(f"spans.used must be between 0 and {total}, not {lent.used!r}")
+
+    def items(self, timeout: Optional[float] = None) -> Iterator[Tuple[int, memoryview]]:
+        """Whole NSCLDAQ ring items (a little-endian uint32 size that counts itself, a
+        uint32 type, the body) as `(type, body)` pairs. `body` is a read-only memoryview
+        of the ring itself (copied only for an item that wraps round the end of the ring),
+        valid until the next item is asked for, the loop ends or the consumer closes:
+        numpy.frombuffer(body, ...) costs no copy, bytes(body) keeps a copy.
+
+        The iteration ends when no whole item arrives within `timeout` seconds (None:
+        never); an item only partly there stays in the ring for the next call. Raises
+        CorruptError for a size field under 8 and the library's error for an item that
+        can never fit in the ring. Calling get, peek, skip, borrow or items ends it."""
+        h = self._quiet()
+        it = iterate(self, h, self._spans, timeout, self.name)
+        self._items = weakref.ref(it)
+        return it
