@@ -1,6 +1,6 @@
 //! Ring benchmark (`cargo bench --bench ring`, part of `make bench`).
 //!
-//! Measures, against references taken in the same run (see /work/shared/benchmarks.md):
+//! Measures, against references taken in the same run (docs/benchmarks.md says what each is and why):
 //! - throughput on an 8 MiB ring (the NSCLDAQ default geometry), one producer to 1, 4
 //!   and 16 consumers, records of 64 B, 1 KiB and 64 KiB; every consumer copies every
 //!   byte out and checks a sequence number at both ends of each record;
@@ -501,7 +501,7 @@ fn child_m64(args: &[String]) -> Res<()> {
 fn child_copy(args: &[String]) -> Res<()> {
     let rec: usize = parse_num(args, 0, "record size")?;
     let total: u64 = parse_num(args, 1, "total bytes")?;
-    if rec < 16 || rec > COPY_RING {
+    if !(16..=COPY_RING).contains(&rec) {
         return Err(format!("record size {rec} is outside 16..{COPY_RING}"));
     }
     let mut ring = vec![1u8; COPY_RING];
@@ -1083,6 +1083,8 @@ fn per_mb(run: &Run) -> [f64; COSTS] {
 }
 
 const COSTS: usize = 9;
+/// One repetition's rate and its costs per MB.
+type RepCosts = (f64, [f64; COSTS]);
 const COST_COLUMNS: [&str; COSTS] =
     ["P sleeps", "P wakes", "C sleeps", "C wakes", "no sleep", "yields", "membar", "syscalls", "csw"];
 
@@ -1157,7 +1159,7 @@ fn coordinator() -> Res<()> {
             .collect()
     };
     let mut tput = grid(());
-    let mut costs: Vec<Vec<Vec<Vec<(f64, [f64; COSTS])>>>> =
+    let mut costs: Vec<Vec<Vec<Vec<RepCosts>>>> =
         vec![vec![vec![Vec::new(); CONSUMER_COUNTS.len()]; RECORD_SIZES.len()]; POLICIES.len()];
     // [daqflow, legacy, raw futex]
     let mut lat_p50: [Series; 3] = Default::default();
