@@ -42,8 +42,8 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
-use std::path::PathBuf;
 use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -1110,9 +1110,8 @@ fn coordinator() -> Res<()> {
         std::env::var("RING_BENCH_ONLY").ok().map(|v| v.split(',').map(|w| w.trim().to_ascii_lowercase()).collect());
     let wanted = |what: &str| only.as_ref().is_none_or(|o| o.iter().any(|w| w == what));
     let named_policy = |w: &String| POLICIES.iter().any(|p| p.arg() == w);
-    let policy_wanted = |p: Policy| {
-        only.as_ref().is_none_or(|o| !o.iter().any(named_policy) || o.iter().any(|w| w == p.arg()))
-    };
+    let policy_wanted =
+        |p: Policy| only.as_ref().is_none_or(|o| !o.iter().any(named_policy) || o.iter().any(|w| w == p.arg()));
     let cpus = choose_cpus();
     let t_start = Instant::now();
     eprintln!(
@@ -1135,9 +1134,12 @@ fn coordinator() -> Res<()> {
             policy_wanted(POLICIES[pi]) && applies(POLICIES[pi], RECORD_SIZES[si], CONSUMER_COUNTS[ci])
         })
         .collect();
-    let sizes_used: Vec<usize> =
-        (0..RECORD_SIZES.len()).filter(|&si| runs.iter().any(|&(_, s, _)| s == si)).collect();
-    let lat_kinds = if wanted("lat") { 1 + [Policy::Event, Policy::Legacy].iter().filter(|&&p| policy_wanted(p)).count() } else { 0 };
+    let sizes_used: Vec<usize> = (0..RECORD_SIZES.len()).filter(|&si| runs.iter().any(|&(_, s, _)| s == si)).collect();
+    let lat_kinds = if wanted("lat") {
+        1 + [Policy::Event, Policy::Legacy].iter().filter(|&&p| policy_wanted(p)).count()
+    } else {
+        0
+    };
     let runs_per_rep = 1 + sizes_used.len() + runs.len() + lat_kinds;
     let total_runs = (runs_per_rep * scale.reps) as u64;
     let mut progress = Progress::new("ring bench", Stream::Stderr, Duration::from_secs(10));
@@ -1154,7 +1156,9 @@ fn coordinator() -> Res<()> {
     let grid = |_: ()| -> Vec<Vec<Vec<Series>>> {
         (0..POLICIES.len())
             .map(|_| {
-                (0..RECORD_SIZES.len()).map(|_| (0..CONSUMER_COUNTS.len()).map(|_| Series::default()).collect()).collect()
+                (0..RECORD_SIZES.len())
+                    .map(|_| (0..CONSUMER_COUNTS.len()).map(|_| Series::default()).collect())
+                    .collect()
             })
             .collect()
     };
@@ -1266,7 +1270,10 @@ fn coordinator() -> Res<()> {
         }
     }
     line(String::new());
-    line("1 -> 1 against the same run's other references, GB/s (FRIB: nscldaq_ringbuffer 0.8.9, 100 us polling;".to_string());
+    line(
+        "1 -> 1 against the same run's other references, GB/s (FRIB: nscldaq_ringbuffer 0.8.9, 100 us polling;"
+            .to_string(),
+    );
     line("copy limit: one thread copying each record into an 8 MiB buffer and back out)".to_string());
     line(format!(
         "{:<7}  {:<32} {:<32} {:<32} {:>6} {:>6}",
@@ -1288,7 +1295,10 @@ fn coordinator() -> Res<()> {
     line("64 B records, million records/s".to_string());
     let mrec = 64.0 * 1e6;
     line(format!("  1 -> 1   single put {}", tput[event][0][0].show(mrec, 1)));
-    line(format!("           batch put  {} ({BATCH_RECORDS} records per put_vectored)", tput[batch][0][0].show(mrec, 1)));
+    line(format!(
+        "           batch put  {} ({BATCH_RECORDS} records per put_vectored)",
+        tput[batch][0][0].show(mrec, 1)
+    ));
     line(format!("           FRIB crate {}", tput[frib][0][0].show(mrec, 1)));
     for (ci, &nc) in CONSUMER_COUNTS.iter().enumerate() {
         line(format!(
@@ -1300,9 +1310,18 @@ fn coordinator() -> Res<()> {
     }
     line(String::new());
     line("What waiting cost, per MB moved (medians over repetitions; consumers summed over all of them):".to_string());
-    line("sleeps = futex waits that slept (woken or timed out), or the legacy policy's 3 ms sleeps; wakes = futex".to_string());
-    line("wakes; then both sides: no sleep = futex waits that returned at once (the word had moved), yields,".to_string());
-    line("membar = membarriers, syscalls = all of those (+ the legacy sleeps), csw = voluntary context switches.".to_string());
+    line(
+        "sleeps = futex waits that slept (woken or timed out), or the legacy policy's 3 ms sleeps; wakes = futex"
+            .to_string(),
+    );
+    line(
+        "wakes; then both sides: no sleep = futex waits that returned at once (the word had moved), yields,"
+            .to_string(),
+    );
+    line(
+        "membar = membarriers, syscalls = all of those (+ the legacy sleeps), csw = voluntary context switches."
+            .to_string(),
+    );
     line("FRIB's crate is not instrumented: its csw are its 100 us sleeps.".to_string());
     let header: Vec<String> = COST_COLUMNS.iter().map(|c| format!("{c:>9}")).collect();
     line(format!("{:<7} {:>4} {:<7}{}", "record", "cons", "policy", header.join("")));
@@ -1314,13 +1333,17 @@ fn coordinator() -> Res<()> {
                 if runs.is_empty() {
                     continue;
                 }
-                let m: Vec<String> =
-                    (0..COSTS).map(|k| format!("{:>9}", cell(median_of(runs.iter().map(|r| r.1[k]).collect())))).collect();
+                let m: Vec<String> = (0..COSTS)
+                    .map(|k| format!("{:>9}", cell(median_of(runs.iter().map(|r| r.1[k]).collect()))))
+                    .collect();
                 line(format!("{:<7} {:>4} {:<7}{}", fmt_size(rec), nc, policy.arg(), m.join("")));
             }
         }
     }
-    line("Each 1 -> 1 repetition of daqflow's event (e) and batch (b) policies: its GB/s beside its costs per MB".to_string());
+    line(
+        "Each 1 -> 1 repetition of daqflow's event (e) and batch (b) policies: its GB/s beside its costs per MB"
+            .to_string(),
+    );
     line(format!("{:<7} {:>4} {:>7}{}", "record", "run", "GB/s", header.join("")));
     for (si, &rec) in RECORD_SIZES.iter().enumerate() {
         for pi in [event, batch] {

@@ -42,7 +42,11 @@ fn every_record_goes_whole_and_in_order() {
     let mut expect = Vec::new();
     for round in 0..20 {
         let slices: Vec<IoSlice> = records.iter().map(|r| IoSlice::new(r)).collect();
-        assert_eq!(p.put_vectored(&slices, Some(Duration::ZERO)).expect("put_vectored"), records.len(), "round {round}");
+        assert_eq!(
+            p.put_vectored(&slices, Some(Duration::ZERO)).expect("put_vectored"),
+            records.len(),
+            "round {round}"
+        );
         records.iter().for_each(|r| expect.extend_from_slice(r));
         assert_eq!(drain(&mut c), expect, "round {round}");
         expect.clear();
