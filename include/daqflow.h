@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 /**
  * Data bytes of a ring created with data_bytes = 0 (8 MiB, NSCLDAQ's default).
@@ -322,6 +323,20 @@ int ring_detach(struct ring_client *client);
  * fit (more than data bytes - 1).
  */
 int ring_put(struct ring_client *producer, const void *data, size_t len, int timeout_ms);
+
+/**
+ * Puts count records, each whole and in order, published together (one wake-up for
+ * many small records instead of one per record); records[i] is iov_base, iov_len. The
+ * timeout bounds the whole call. Returns how many records were put: count, or fewer
+ * when the timeout passed (or the ring failed) after some were put; the next call then
+ * starts with the first record not put. -ETIMEDOUT when none could be put;
+ * -EMSGSIZE (nothing put) if any record can never fit; -EINVAL (nothing put) for a
+ * NULL iov_base with a nonzero iov_len; count 0 returns 0.
+ */
+ssize_t ring_putv(struct ring_client *producer,
+                  const struct iovec *records,
+                  size_t count,
+                  int timeout_ms);
 
 /**
  * Waits until at least min bytes are available, then copies min(available, max).

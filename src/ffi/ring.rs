@@ -286,6 +286,43 @@ pub unsafe extern "C" fn ring_put(
     })
 }
 
+/// Puts count records, each whole and in order, published together (one wake-up for
+/// many small records instead of one per record); records[i] is iov_base, iov_len. The
+/// timeout bounds the whole call. Returns how many records were put: count, or fewer
+/// when the timeout passed (or the ring failed) after some were put; the next call then
+/// starts with the first record not put. -ETIMEDOUT when none could be put;
+/// -EMSGSIZE (nothing put) if any record can never fit; -EINVAL (nothing put) for a
+/// NULL iov_base with a nonzero iov_len; count 0 returns 0.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_putv(
+    producer: *mut ring_client,
+    records: *const libc::iovec,
+    count: usize,
+    timeout_ms: c_int,
+) -> libc::ssize_t {
+    guard(|| {
+        let p = as_producer(producer)?;
+        buffer_arg(records, count, "records", libc::EINVAL)?;
+        // SAFETY: checked non-NULL unless count is 0; the caller promises count iovecs.
+        let records = if count == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(records, count) } };
+        // All checked before anything is put: a bad record fails the call with nothing put.
+        if let Some(i) = records.iter().position(|r| buffer_arg(r.iov_base, r.iov_len, "", 0).is_err()) {
+            buffer_arg(records[i].iov_base, records[i].iov_len, &format!("records[{i}].iov_base"), libc::EMSGSIZE)?;
+        }
+        let record = |i: usize| -> &[u8] {
+            let r: &libc::iovec = &records[i];
+            if r.iov_len == 0 {
+                &[]
+            } else {
+                // SAFETY: checked non-NULL with a length that fits an isize above; the
+                // caller promises iov_len readable bytes that outlive the call.
+                unsafe { std::slice::from_raw_parts(r.iov_base.cast::<u8>(), r.iov_len) }
+            }
+        };
+        p.put_records(count, record, timeout(timeout_ms)?).map(|n| n as isize)
+    })
+}
+
 /// Waits until at least min bytes are available, then copies min(available, max).
 /// Returns the count; -ETIMEDOUT; -EMSGSIZE if min can never be satisfied. min 0
 /// never waits.

@@ -214,7 +214,7 @@ impl Consumer {
         if self.pacing {
             // A yield, not a spin: it pauses us when we have the core to ourselves, and
             // hands the core to another consumer when several share it.
-            std::thread::yield_now();
+            super::stats::yield_now();
         }
         let avail = if min == 0 { self.refresh()? } else { self.wait_data(min, timeout)? };
         self.pacing = avail < SMALL_BATCH;

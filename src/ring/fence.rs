@@ -39,6 +39,7 @@ pub fn light_publish() -> bool {
 /// The waiter's side: a full barrier on every CPU running a registered publisher.
 /// False when it could not be done (then the waiter must not sleep long).
 pub fn heavy() -> bool {
+    super::stats::count(super::stats::Event::Membarrier);
     membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0
 }
 

@@ -25,6 +25,7 @@ mod shm;
 mod signal;
 mod slots;
 mod span;
+mod stats;
 mod truncation;
 mod wait;
 mod watch;
@@ -38,6 +39,7 @@ pub use layout::{DEFAULT_DATA_BYTES, DEFAULT_MAX_CONSUMERS};
 pub use name::validate as validate_name;
 pub use producer::Producer;
 pub use span::Span;
+pub use stats::{WaitStats, count_wait_stats, reset_wait_stats, wait_stats};
 pub use watch::{ConsumerPosition, Positions, Watch};
 
 // Hooks: what the layers above the ring core add around its operations.

@@ -5,6 +5,7 @@
 //! a lower bound (`free_hint`): consumers only ever move forward, and a consumer that
 //! joins starts at the put pointer, so space known free stays free until we use it.
 
+use std::io::IoSlice;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,9 @@ use crate::error::{Error, Result};
 
 /// How often a producer blocked on space looks for dead consumers holding it back.
 const REAP_EVERY: Duration = Duration::from_millis(200);
+/// A batch put publishes at least this often, so consumers copy out the start of a long
+/// batch while the producer is still writing the rest of it.
+const BATCH_PUBLISH: u64 = 64 * 1024;
 
 pub struct Producer {
     ring: Shared,
@@ -203,6 +207,87 @@ impl Producer {
         if rest > 0 {
             self.ring.map.write(wrap, &data[first as usize..]);
         }
+        self.ring.intact_through(self.put, len)?;
+        self.publish(len);
+        Ok(())
+    }
+
+    /// Puts many records in one call, each whole and in order, publishing them together
+    /// (one pointer store and at most one wake-up per `BATCH_PUBLISH` bytes instead of one
+    /// per record). Returns how many records were put: all of them, unless `timeout`
+    /// (which bounds the whole call) passed while waiting for space for the next one.
+    /// Then the count says which records went and which did not; a call that could put
+    /// none is `ETIMEDOUT`. Every record is checked before anything moves, so a record
+    /// that could never fit fails the call (`EMSGSIZE`) with nothing put. An error after
+    /// some records were published returns their count; the error (which is lasting:
+    /// disconnected, ring corrupt) comes back from the next call.
+    pub fn put_vectored(&mut self, records: &[IoSlice<'_>], timeout: Option<Duration>) -> Result<usize> {
+        self.put_records(records.len(), |i| &records[i], timeout)
+    }
+
+    /// `put_vectored` over any indexable list of records (the C ABI's iovecs).
+    pub(crate) fn put_records<'d>(
+        &mut self,
+        count: usize,
+        record: impl Fn(usize) -> &'d [u8],
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
+        let capacity = self.ring.geo.capacity();
+        if let Some(i) = (0..count).find(|&i| record(i).len() as u64 > capacity) {
+            return Err(Error::new(
+                libc::EMSGSIZE,
+                format!(
+                    "record {i} of {count} ({} bytes) can never fit in ring {}: it holds at most {capacity}",
+                    record(i).len(),
+                    self.name()
+                ),
+            ));
+        }
+        self.put_unusual(0)?;
+        self.check_owner()?;
+        // The clock is read only when the call may wait, and then once: the timeout bounds
+        // the whole call, however many waits it takes.
+        let start = timeout.filter(|t| !t.is_zero()).map(|_| Instant::now());
+        // Records before `published` are visible to consumers; the rest of those before
+        // `i` are written and wait for the next publish.
+        let mut published = 0;
+        let mut pending = 0u64;
+        let partial = |published: usize, e: Error| if published > 0 { Ok(published) } else { Err(e) };
+        for i in 0..count {
+            let data = record(i);
+            let len = data.len() as u64;
+            if pending + len > self.free_hint || pending >= BATCH_PUBLISH {
+                if pending > 0 {
+                    if let Err(e) = self.publish_checked(pending) {
+                        return partial(published, e);
+                    }
+                    (published, pending) = (i, 0);
+                }
+                let left = match (timeout, start) {
+                    (Some(t), Some(start)) => Some(t.saturating_sub(start.elapsed())),
+                    (t, _) => t,
+                };
+                if let Err(e) = self.wait_space(len, left) {
+                    return partial(published, e);
+                }
+            }
+            let at = self.ring.geo.advance(self.put, pending);
+            let [(off, first), (wrap, rest)] = self.ring.geo.spans(at, len);
+            self.ring.map.write(off, &data[..first as usize]);
+            if rest > 0 {
+                self.ring.map.write(wrap, &data[first as usize..]);
+            }
+            pending += len;
+        }
+        if pending > 0 {
+            if let Err(e) = self.publish_checked(pending) {
+                return partial(published, e);
+            }
+        }
+        Ok(count)
+    }
+
+    fn publish_checked(&mut self, len: u64) -> Result<()> {
         self.ring.intact_through(self.put, len)?;
         self.publish(len);
         Ok(())

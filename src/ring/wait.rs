@@ -70,7 +70,7 @@ pub fn wait<'r, W: Waiter<'r>>(timeout: Option<Duration>, waiter: &mut W) -> Res
                 std::hint::spin_loop();
             }
         } else {
-            std::thread::yield_now();
+            super::stats::yield_now();
         }
         if let Some(ready) = waiter.check()? {
             return Ok(Some(ready));
