@@ -8,6 +8,7 @@
 //! may read (see `readers`).
 
 pub mod access;
+pub mod acl;
 pub mod client;
 pub mod known;
 pub mod noise;
