@@ -11,6 +11,7 @@ pub mod progress;
 pub mod remote;
 pub mod ring;
 pub mod ringmaster;
+pub mod server_owner;
 pub mod trust;
 
 pub use error::{Error, Result};

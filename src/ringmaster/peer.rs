@@ -91,7 +91,7 @@ pub fn identify(lookup: Option<&mut OwnerLookup>, peer: SocketAddr, local: Socke
 }
 
 /// One of this host's own addresses (a client here may connect from any of them).
-fn is_this_hosts(ip: IpAddr) -> bool {
+pub fn is_this_hosts(ip: IpAddr) -> bool {
     let Ok(addrs) = getifaddrs() else {
         // Unknown: taken as this host's, which grants less than another host gets.
         return true;
