@@ -16,6 +16,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -40,11 +41,15 @@ pub fn check(stream: &TcpStream, what: &str) -> Result<()> {
     if !on_this_host(server.ip()) {
         return Ok(());
     }
-    let uid = owner(server, client).map_err(|e| {
-        Error::new(
+    let uid = owner(server, client, &|| peer_closed(stream)).map_err(|e| match e.kind() {
+        // Nothing was said, so nothing was believed: as any server that hangs up.
+        io::ErrorKind::ConnectionReset => {
+            Error::new(libc::ECONNRESET, format!("{what} at {server} closed the connection at once"))
+        }
+        _ => Error::new(
             libc::EPERM,
             format!("cannot learn who runs {what} at {server} ({e}); a server on this host is used only once it is known"),
-        )
+        ),
     })?;
     let trust = Trust::load();
     if trust.uid(uid) {
@@ -67,13 +72,39 @@ fn on_this_host(ip: IpAddr) -> bool {
     ip.is_loopback() || is_this_hosts(ip)
 }
 
-/// The uid owning the ESTABLISHED socket `server -> client`.
-fn owner(server: SocketAddr, client: SocketAddr) -> io::Result<u32> {
+/// Whether the server has closed its end (or reset the connection): its socket is then
+/// no longer ESTABLISHED, and waiting will not make it so.
+fn peer_closed(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    // SAFETY: valid descriptor; the kernel writes at most one byte into `byte`, and
+    // MSG_PEEK leaves whatever is there for the client to read.
+    let n = unsafe {
+        libc::recv(stream.as_raw_fd(), byte.as_mut_ptr().cast(), byte.len(), libc::MSG_PEEK | libc::MSG_DONTWAIT)
+    };
+    n == 0 || (n < 0 && !matches!(io::Error::last_os_error().raw_os_error(), Some(libc::EAGAIN | libc::EINTR)))
+}
+
+/// The uid owning the ESTABLISHED socket `server -> client`; `ConnectionReset` when the
+/// server has closed its end (`closed`) before it could be learnt.
+fn owner(server: SocketAddr, client: SocketAddr, closed: &dyn Fn() -> bool) -> io::Result<u32> {
     let mut lookup = OwnerLookup::new()?;
+    // An IPv6 client reaching an IPv4 server through mapped addresses: the server's
+    // socket is an IPv4 one (or, from a dual-stack listener, an IPv6 one as we see it).
+    let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+    let mapped = server.ip() != server.ip().to_canonical() && client.ip() != client.ip().to_canonical();
     let started = Instant::now();
     loop {
-        match lookup.tcp_owner(server, client) {
+        let found = match lookup.tcp_owner(server, client) {
+            Err(e) if mapped && e.kind() == io::ErrorKind::NotFound => {
+                lookup.tcp_owner(canonical(server), canonical(client))
+            }
+            other => other,
+        };
+        match found {
             Ok(socket) => return Ok(socket.uid),
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotConnected | io::ErrorKind::NotFound) && closed() => {
+                return Err(io::Error::new(io::ErrorKind::ConnectionReset, e));
+            }
             // Still a half-open request (or not yet in the kernel's tables): wait for it.
             Err(e) if matches!(e.kind(), io::ErrorKind::NotConnected | io::ErrorKind::NotFound)
                 && started.elapsed() < SETTLING =>
@@ -95,10 +126,20 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         assert_eq!(
-            owner(client.peer_addr().unwrap(), client.local_addr().unwrap()).unwrap(),
+            owner(client.peer_addr().unwrap(), client.local_addr().unwrap(), &|| false).unwrap(),
             nix::unistd::geteuid().as_raw(),
             "found before it is accepted"
         );
+        assert!(check(&client, "the test server").is_ok());
+    }
+
+    #[test]
+    fn an_ipv4_server_reached_through_a_mapped_address_is_found() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let Ok(client) = TcpStream::connect(("::ffff:127.0.0.1", port)) else {
+            return; // no IPv6 here
+        };
         assert!(check(&client, "the test server").is_ok());
     }
 
@@ -108,8 +149,9 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         drop(listener.accept().unwrap());
         std::thread::sleep(Duration::from_millis(50));
-        let error = owner(client.peer_addr().unwrap(), client.local_addr().unwrap()).unwrap_err();
+        // Not believed however it is asked (the kernel reports such a socket as root's).
+        let error = owner(client.peer_addr().unwrap(), client.local_addr().unwrap(), &|| false).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::NotConnected, "{error}");
-        assert_eq!(check(&client, "the test server").unwrap_err().errno(), libc::EPERM);
+        assert_eq!(check(&client, "the test server").unwrap_err().errno(), libc::ECONNRESET, "said at once");
     }
 }
