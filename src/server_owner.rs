@@ -48,7 +48,9 @@ pub fn check(stream: &TcpStream, what: &str) -> Result<()> {
         }
         _ => Error::new(
             libc::EPERM,
-            format!("cannot learn who runs {what} at {server} ({e}); a server on this host is used only once it is known"),
+            format!(
+                "cannot learn who runs {what} at {server} ({e}); a server on this host is used only once it is known"
+            ),
         ),
     })?;
     let trust = Trust::load();
@@ -106,8 +108,9 @@ fn owner(server: SocketAddr, client: SocketAddr, closed: &dyn Fn() -> bool) -> i
                 return Err(io::Error::new(io::ErrorKind::ConnectionReset, e));
             }
             // Still a half-open request (or not yet in the kernel's tables): wait for it.
-            Err(e) if matches!(e.kind(), io::ErrorKind::NotConnected | io::ErrorKind::NotFound)
-                && started.elapsed() < SETTLING =>
+            Err(e)
+                if matches!(e.kind(), io::ErrorKind::NotConnected | io::ErrorKind::NotFound)
+                    && started.elapsed() < SETTLING =>
             {
                 std::thread::sleep(SETTLE_PAUSE);
             }

@@ -167,8 +167,8 @@ fn an_impostor_on_the_listed_ring_master_port_is_not_believed() {
     let (pm_port, _) = port_manager(0, rm_port);
     let error = daqflow::ringmaster::Client::locate("localhost", Some(pm_port), TIMEOUT).expect_err("believed");
     assert!(names_nobody(&error), "{error}");
-    let error = daqflow::ringmaster::Client::connect_addr(([127, 0, 0, 1], rm_port).into(), TIMEOUT)
-        .expect_err("believed");
+    let error =
+        daqflow::ringmaster::Client::connect_addr(([127, 0, 0, 1], rm_port).into(), TIMEOUT).expect_err("believed");
     assert!(names_nobody(&error), "{error}");
     let port_file = PortFile::new("rm", pm_port);
     let ring = format!("trust-owner-rm-{}", std::process::id());

@@ -106,7 +106,8 @@ impl Acl {
         };
         let mask = entries.iter().find(|e| e.tag == MASK).map_or(!0, |e| e.perm);
         let others = entries.iter().any(|e| e.tag == OTHER && e.perm & READ != 0);
-        let named = entries.iter().filter(|e| matches!(e.tag, USER | GROUP_OBJ | GROUP)).all(|e| e.perm & mask & READ != 0);
+        let named =
+            entries.iter().filter(|e| matches!(e.tag, USER | GROUP_OBJ | GROUP)).all(|e| e.perm & mask & READ != 0);
         Some(others && named)
     }
 }
@@ -144,8 +145,7 @@ fn parse(value: &[u8]) -> Option<Vec<Entry>> {
         .collect();
     let count = |tag| entries.iter().filter(|e| e.tag == tag).count();
     let known = entries.iter().all(|e| matches!(e.tag, USER_OBJ | USER | GROUP_OBJ | GROUP | MASK | OTHER));
-    (known && count(USER_OBJ) == 1 && count(GROUP_OBJ) == 1 && count(OTHER) == 1 && count(MASK) <= 1)
-        .then_some(entries)
+    (known && count(USER_OBJ) == 1 && count(GROUP_OBJ) == 1 && count(OTHER) == 1 && count(MASK) <= 1).then_some(entries)
 }
 
 #[cfg(test)]

@@ -84,7 +84,10 @@ impl Default for Noise {
 pub enum Verdict {
     /// Write it, after a summary of the `suppressed` lines of this client and the
     /// `suppressed_globally` lines of all clients dropped before it (when not 0).
-    Write { suppressed: u64, suppressed_globally: u64 },
+    Write {
+        suppressed: u64,
+        suppressed_globally: u64,
+    },
     Drop,
 }
 
@@ -141,12 +144,19 @@ mod tests {
         let client = Key::User(7);
         let written = (0..100).filter(|_| noise.admit(client, start) != Verdict::Drop).count();
         assert_eq!(written, BURST as usize);
-        assert_eq!(noise.admit(Key::User(8), start), Verdict::Write { suppressed: 0, suppressed_globally: 0 }, "others are not affected");
+        assert_eq!(
+            noise.admit(Key::User(8), start),
+            Verdict::Write { suppressed: 0, suppressed_globally: 0 },
+            "others are not affected"
+        );
         assert!(noise.due(start).is_empty(), "not before an interval");
         let later = start + SUMMARY_INTERVAL;
         assert_eq!(noise.due(later), vec![(Some(client), 100 - BURST as u64)]);
         assert!(noise.due(later).is_empty());
-        assert_eq!(noise.admit(client, later + Duration::from_secs(1)), Verdict::Write { suppressed: 0, suppressed_globally: 0 });
+        assert_eq!(
+            noise.admit(client, later + Duration::from_secs(1)),
+            Verdict::Write { suppressed: 0, suppressed_globally: 0 }
+        );
     }
 
     #[test]
@@ -157,7 +167,10 @@ mod tests {
         for _ in 0..(BURST as usize + 3) {
             noise.admit(client, start);
         }
-        assert_eq!(noise.admit(client, start + Duration::from_secs(1)), Verdict::Write { suppressed: 3, suppressed_globally: 0 });
+        assert_eq!(
+            noise.admit(client, start + Duration::from_secs(1)),
+            Verdict::Write { suppressed: 3, suppressed_globally: 0 }
+        );
     }
 
     #[test]
@@ -175,7 +188,11 @@ mod tests {
         let later = start + Duration::from_secs(1);
         let verdict = noise.admit(Key::User(9), later);
         let dropped = 40_960 - GLOBAL_BURST as u64;
-        assert_eq!(verdict, Verdict::Write { suppressed: 0, suppressed_globally: dropped }, "reported with the next line");
+        assert_eq!(
+            verdict,
+            Verdict::Write { suppressed: 0, suppressed_globally: dropped },
+            "reported with the next line"
+        );
         assert_eq!(noise.global_due(later + SUMMARY_INTERVAL), None, "reported already");
 
         // A flood that stops is reported all the same.
