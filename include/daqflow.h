@@ -142,7 +142,8 @@ const char *daqflow_version(void);
  * address) at port (<= 0: the number in the port file, $DAQPORTMGR_PORTFILE or
  * /var/tmp/daqportmgr/listen.port, else 30000). Waits at most 5 s for the connection.
  * -ECONNREFUSED (or the connect errno) when no server answers, -EHOSTUNREACH when the
- * host name does not resolve.
+ * host name does not resolve, -EPERM when the server on this host is run by an account
+ * this process does not trust (root, DAQFLOW_TRUSTED_USERS, its own user).
  */
 int portmgr_open(const char *host, int port, struct portmgr **out);
 
@@ -439,7 +440,8 @@ int ring_position(struct ring_client *client, void **at, size_t *to_top);
  * service of the port manager on that host (at portmgr_default_port()). Finding and
  * connecting take at most 5 s, and so does each later exchange. -ECONNREFUSED when no
  * port manager answers or it lists no RingMaster; -EHOSTUNREACH when host does not
- * resolve.
+ * resolve; -EPERM when it lists one only under accounts this process does not trust,
+ * or when the port manager or ring master reached on this host is run by one.
  */
 int ringmaster_open(const char *host, struct ringmaster **out);
 

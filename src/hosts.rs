@@ -172,6 +172,18 @@ fn reverse(ip: IpAddr) -> Option<String> {
     Some(unsafe { CStr::from_ptr(name.as_ptr()) }.to_string_lossy().into_owned())
 }
 
+/// One of this host's own addresses (a client here may connect from any of them).
+pub fn is_this_hosts(ip: IpAddr) -> bool {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        // Unknown: taken as this host's, which grants less than another host gets.
+        return true;
+    };
+    addrs.into_iter().filter_map(|ifa| ifa.address).any(|a| {
+        a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())).or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+            == Some(ip)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,8 @@ pub mod progress;
 pub mod remote;
 pub mod ring;
 pub mod ringmaster;
+pub mod server_owner;
+pub mod sockdiag;
 pub mod trust;
 
 pub use error::{Error, Result};

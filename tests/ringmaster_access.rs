@@ -287,3 +287,88 @@ fn one_user_cannot_hold_every_connection() {
     let refused = format!("(uid {}) refused: its host has 64 or its user 10 open", users.0[0].uid);
     assert!(master.log_text().contains(&refused), "{}", master.log_text());
 }
+
+/// `setfacl` on `/dev/shm/<ring>`, or `false` (the caller skips, with a message) when
+/// the acl package is missing.
+fn setfacl(test: &str, ring: &str, spec: &str) -> bool {
+    match Command::new("setfacl").args(["-m", spec, &format!("/dev/shm/{ring}")]).output() {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => panic!("setfacl -m {spec}: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(e) => {
+            eprintln!("SKIPPED {test}: no setfacl ({e}); install the acl package");
+            false
+        }
+    }
+}
+
+/// Issue 12 follow-up: the read check looked at the mode bits only, so a 0644 ring with
+/// `user:mallory:---`, which the kernel closes to mallory, was streamed to mallory; and
+/// a 0600 ring an ACL opens to bob was refused to bob.
+#[test]
+fn a_rings_posix_acl_is_judged_as_the_kernel_does() {
+    const TEST: &str = "a_rings_posix_acl_is_judged_as_the_kernel_does";
+    let Some(users) = Users::create(TEST, 2) else { return };
+    let (mallory, bob) = (&users.0[0], &users.0[1]);
+    let master = Master::start(&[]);
+    let ring = TestRing::new("acl", 64 * 1024, 8);
+    let not_readable = |ring: &TestRing, uid: u32| format!("ERROR ring {} is not readable by uid {uid}", ring.s());
+    set_owner_and_mode(ring.s(), 0, 0, 0o644);
+    if !setfacl(TEST, ring.s(), &format!("u:{}:---", mallory.name)) {
+        return;
+    }
+    // What the kernel says, for reference: mallory cannot open it, bob can.
+    let opens = |user: &User| bash_as(user, &format!("test -r /dev/shm/{} && echo yes", ring.s())) == "yes\n";
+    assert!(!opens(mallory) && opens(bob), "the kernel's own answer changed");
+    assert_eq!(remote_as(mallory, master.port, ring.s()), not_readable(&ring, mallory.uid.as_raw()));
+    assert_eq!(remote_as(bob, master.port, ring.s()), "OK BINARY FOLLOWS");
+
+    let other = TestRing::new("acl-grant", 64 * 1024, 8);
+    set_owner_and_mode(other.s(), 0, 0, 0o600);
+    assert!(setfacl(TEST, other.s(), &format!("u:{}:r", bob.name)));
+    assert_eq!(remote_as(bob, master.port, other.s()), "OK BINARY FOLLOWS");
+    assert_eq!(remote_as(mallory, master.port, other.s()), not_readable(&other, mallory.uid.as_raw()));
+}
+
+/// Issue 12 follow-up: each client has its own log budget, but clients are many (every
+/// user of this host; every /64 of an IPv6 /52 is one): together they filled root's log.
+/// 60 uids, each within its own budget, cause 3600 lines.
+#[test]
+fn all_clients_together_cannot_fill_the_log() {
+    if !geteuid().is_root() {
+        eprintln!("SKIPPED all_clients_together_cannot_fill_the_log: needs root to run clients as other uids");
+        return;
+    }
+    let master = Master::start(&[]);
+    let before = master.log_text().lines().count();
+    // 30 garbage connections (two lines each) per uid: each uid's whole burst.
+    let script = format!(
+        "for i in $(seq 30); do exec 3<>/dev/tcp/127.0.0.1/{}; printf 'garbage\\n' >&3; \
+         IFS= read -r -t 5 line <&3; exec 3<&-; done",
+        master.port
+    );
+    let start = Instant::now();
+    let floods: Vec<_> = (0..60u32)
+        .map(|i| {
+            let uid = 3_900_000_000 + std::process::id() % 1000 * 100 + i;
+            Command::new("timeout")
+                .args(["60", "bash", "-c", &script])
+                .uid(uid)
+                .gid(uid)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("run bash")
+        })
+        .collect();
+    for mut flood in floods {
+        let _ = flood.wait();
+    }
+    let elapsed = start.elapsed().as_secs() as usize + 1;
+    master.wait_log("lines suppressed: all clients together");
+    let log = master.log_text();
+    let lines = log.lines().skip(before).filter(|l| !l.contains("suppressed") && !l.contains("not logged")).count();
+    // A burst of 600, then 20 a second however long the flood took on a loaded machine.
+    let allowed = 600 + 20 * elapsed;
+    eprintln!("3600 lines caused in {elapsed} s, {lines} written (at most {allowed})");
+    assert!(lines <= allowed, "3600 lines caused, {lines} written, over {allowed}");
+    assert!(allowed < 3000, "the flood took too long to tell ({elapsed} s)");
+}

@@ -48,7 +48,8 @@ fn c_string(text: &str) -> *mut c_char {
 /// address) at port (<= 0: the number in the port file, $DAQPORTMGR_PORTFILE or
 /// /var/tmp/daqportmgr/listen.port, else 30000). Waits at most 5 s for the connection.
 /// -ECONNREFUSED (or the connect errno) when no server answers, -EHOSTUNREACH when the
-/// host name does not resolve.
+/// host name does not resolve, -EPERM when the server on this host is run by an account
+/// this process does not trust (root, DAQFLOW_TRUSTED_USERS, its own user).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portmgr_open(host: *const c_char, port: c_int, out: *mut *mut portmgr) -> c_int {
     guard(|| {

@@ -109,7 +109,8 @@ fn loopback(ip: IpAddr) -> bool {
 /// service of the port manager on that host (at portmgr_default_port()). Finding and
 /// connecting take at most 5 s, and so does each later exchange. -ECONNREFUSED when no
 /// port manager answers or it lists no RingMaster; -EHOSTUNREACH when host does not
-/// resolve.
+/// resolve; -EPERM when it lists one only under accounts this process does not trust,
+/// or when the port manager or ring master reached on this host is run by one.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ringmaster_open(host: *const c_char, out: *mut *mut ringmaster) -> c_int {
     guard(|| {

@@ -101,6 +101,8 @@ impl Client {
             };
             match attempt {
                 Ok(stream) => {
+                    // Before anything is sent or believed: on this host, anyone may be listening.
+                    crate::server_owner::check(&stream, "the port manager")?;
                     let _ = stream.set_nodelay(true);
                     return Ok(Client {
                         stream,

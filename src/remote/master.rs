@@ -66,15 +66,16 @@ fn with_master(exchange: impl Fn(&mut Client) -> Result<()>) -> Result<()> {
         // can register the service: telling it our rings would leak them, and failing
         // would let it stop everyone's rings): daemonless.
         Ok(Listed::None | Listed::Untrusted(_)) => return Ok(()),
-        // No port manager: daemonless.
-        Err(e) if e.errno() == libc::ECONNREFUSED => return Ok(()),
+        // No port manager, or something else on its port (an untrusted user's, `EPERM`):
+        // daemonless, as with none, so that it can neither hear of our rings nor fail them.
+        Err(e) if matches!(e.errno(), libc::ECONNREFUSED | libc::EPERM) => return Ok(()),
         Err(e) => return Err(Error::new(e.errno(), format!("looking for the local ring master: {}", e.message()))),
     };
     let mut client = match Client::connect_listed(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), TIMEOUT) {
         Ok(client) => client,
         // Advertised, but still refusing after a while: one that died before the port
-        // manager noticed. As good as none.
-        Err(e) if e.errno() == libc::ECONNREFUSED => return Ok(()),
+        // manager noticed. As good as none; so is an untrusted user's on its port (`EPERM`).
+        Err(e) if matches!(e.errno(), libc::ECONNREFUSED | libc::EPERM) => return Ok(()),
         Err(e) => return Err(e),
     };
     exchange(&mut client)?;

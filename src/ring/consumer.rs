@@ -111,6 +111,11 @@ impl Consumer {
         self.ring.file.file.metadata().map_err(|e| Error::io(&e, format!("cannot stat ring {}", self.name())))
     }
 
+    /// The ring's object as attached, for checks on what was actually opened (its ACL).
+    pub fn file(&self) -> &std::fs::File {
+        &self.ring.file.file
+    }
+
     pub fn slot(&self) -> u32 {
         self.slot
     }

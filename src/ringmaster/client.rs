@@ -113,6 +113,8 @@ fn lookup_at(host: &str, addresses: &[IpAddr], portmgr_port: Option<u16>, deadli
         );
         let mut portmgr = match attempt {
             Ok(portmgr) => portmgr,
+            // Someone untrusted on the port here: said as such, not hidden behind the next address's failure.
+            Err(e) if e.errno() == libc::EPERM => return Err(e),
             Err(e) => {
                 last = e;
                 continue;
@@ -221,6 +223,7 @@ impl Client {
             for &addr in addresses {
                 match Client::open(addr, left(deadline, context)?, timeout) {
                     Ok(client) => return Ok(client),
+                    Err(e) if e.errno() == libc::EPERM => return Err(e),
                     Err(e) => {
                         all_refused &= e.errno() == libc::ECONNREFUSED;
                         last = Some(e);
@@ -240,6 +243,8 @@ impl Client {
     fn open(addr: SocketAddr, connect_timeout: Duration, timeout: Duration) -> Result<Client> {
         let stream = TcpStream::connect_timeout(&addr, connect_timeout)
             .map_err(|e| Error::new(Error::errno_of(&e), format!("cannot connect to the {SERVICE} at {addr}: {e}")))?;
+        // Whatever the port manager listed, the port on this host may now be anyone's.
+        crate::server_owner::check(&stream, &format!("the {SERVICE}"))?;
         let _ = stream.set_nodelay(true);
         Ok(Client {
             stream,

@@ -11,7 +11,7 @@ use daqflow_daemons::ringmaster::server::{self, Config};
 const USAGE: &str = "\
 Usage: ringmaster [--listen address]... [--allow-remote rule]... [--remote-rings which]
                   [--stall-timeout seconds] [--portmgr-port port] [--log file]
-                  [--max-connections n] [--max-per-host n]
+                  [--max-connections n] [--max-per-host n] [--idle-timeout seconds]
 
 Tracks which local processes use which ring slots and frees a dead client's slots when
 its connection closes; lists the rings for anyone; streams a ring's data to allowed hosts
@@ -37,8 +37,12 @@ reopens the log.
                        file, else 30000)
   --log file           log file (default /var/log/nscldaq/ringmaster.log; - for stderr)
   --max-connections n  connections open at once (default 4096; a quarter per user of
-                       this host but root); more are closed at once
+                       this host but root, half for all other hosts together); more
+                       are closed at once
   --max-per-host n     connections open at once from one other host (default 64)
+  --idle-timeout seconds
+                       close a connection from another host that has sent nothing
+                       for this long, unless it carries a stream (default 60; 0: never)
   --help               this text
 ";
 
@@ -86,6 +90,12 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
             }
             Some("max-connections") => config.max_connections = count("max-connections", &value("max-connections")?)?,
             Some("max-per-host") => config.max_per_host = count("max-per-host", &value("max-per-host")?)?,
+            Some("idle-timeout") => {
+                let text = value("idle-timeout")?;
+                let seconds = text.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0 && *s <= 86_400.0);
+                let seconds = seconds.ok_or_else(|| format!("--idle-timeout {text:?} is not a number of seconds"))?;
+                config.idle_timeout = (seconds > 0.0).then(|| std::time::Duration::from_secs_f64(seconds));
+            }
             _ => return Err(format!("unknown argument {arg:?}")),
         }
     }

@@ -7,6 +7,7 @@
 //! client are the library's (`daqflow::ringmaster`).
 
 pub mod access;
+pub mod acl;
 pub mod known;
 pub mod noise;
 pub mod peer;

@@ -10,8 +10,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use nix::ifaddrs::getifaddrs;
-
 use crate::portmgr::peercred::OwnerLookup;
 
 /// The client of a connection.
@@ -87,19 +85,7 @@ pub fn identify(lookup: Option<&mut OwnerLookup>, peer: SocketAddr, local: Socke
             return if socket.inode != 0 { Who::User(socket.uid) } else { Who::Unidentified(ip) };
         }
     }
-    if ip.is_loopback() || is_this_hosts(ip) { Who::Unidentified(ip) } else { Who::Host(ip) }
-}
-
-/// One of this host's own addresses (a client here may connect from any of them).
-fn is_this_hosts(ip: IpAddr) -> bool {
-    let Ok(addrs) = getifaddrs() else {
-        // Unknown: taken as this host's, which grants less than another host gets.
-        return true;
-    };
-    addrs.into_iter().filter_map(|ifa| ifa.address).any(|a| {
-        a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())).or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
-            == Some(ip)
-    })
+    if ip.is_loopback() || daqflow::hosts::is_this_hosts(ip) { Who::Unidentified(ip) } else { Who::Host(ip) }
 }
 
 #[cfg(test)]

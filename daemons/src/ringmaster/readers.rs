@@ -4,7 +4,8 @@
 //! client that could read it itself: a user of this host who may open the ring's
 //! /dev/shm object for reading (judged from its owner, group and mode, as the kernel
 //! would, with the user's groups from the user database), and another host only a ring
-//! every user may read, unless the operator says otherwise (`--remote-rings all`).
+//! every user may read, unless the operator says otherwise (`--remote-rings all`). A
+//! POSIX access ACL on the object is part of that judgement (see `acl`).
 
 use std::fmt;
 use std::fs::Metadata;
@@ -12,6 +13,7 @@ use std::os::unix::fs::MetadataExt;
 
 use nix::unistd::{Gid, Uid, User, getgrouplist};
 
+use super::acl::Acl;
 use super::peer::Who;
 
 /// Which rings other hosts may read.
@@ -45,14 +47,22 @@ impl fmt::Display for RemoteRings {
     }
 }
 
-/// Whether `who` may read the ring whose object has `meta`.
-pub fn may_read(who: Who, meta: &Metadata, remote: RemoteRings) -> bool {
+/// Whether `who` may read the ring whose object has `meta` and `acl`.
+pub fn may_read(who: Who, meta: &Metadata, acl: &Acl, remote: RemoteRings) -> bool {
     let mode = meta.mode();
+    // Without an ACL, the mode's "others" bits; with one, every entry that could apply.
+    let everyone = || acl.everyone_may_read().unwrap_or(mode & 0o004 != 0);
     match who {
-        Who::User(uid) => user_may_read(uid, meta.uid(), meta.gid(), mode),
+        Who::User(0) => true,
+        Who::User(uid) => {
+            let groups = groups_of(uid);
+            let in_group = |gid: u32| groups.contains(&gid);
+            acl.user_may_read(uid, meta.uid(), &in_group, meta.gid())
+                .unwrap_or_else(|| user_may_read(uid, meta.uid(), meta.gid(), mode))
+        }
         // A client of this host that could be anyone: what anyone may read.
-        Who::Unidentified(_) => mode & 0o004 != 0,
-        Who::Host(_) => remote == RemoteRings::All || mode & 0o004 != 0,
+        Who::Unidentified(_) => everyone(),
+        Who::Host(_) => remote == RemoteRings::All || everyone(),
     }
 }
 
@@ -111,10 +121,13 @@ mod tests {
         for (mode, everyone) in [(0o600, false), (0o640, false), (0o604, true), (0o644, true)] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             let meta = std::fs::metadata(&path).unwrap();
-            assert_eq!(may_read(here, &meta, RemoteRings::All), everyone, "{mode:o}");
-            assert_eq!(may_read(there, &meta, RemoteRings::WorldReadable), everyone, "{mode:o}");
-            assert!(may_read(there, &meta, RemoteRings::All), "{mode:o}");
-            assert!(may_read(Who::User(0), &meta, RemoteRings::WorldReadable), "{mode:o}");
+            let acl = Acl::None;
+            assert_eq!(may_read(here, &meta, &acl, RemoteRings::All), everyone, "{mode:o}");
+            assert_eq!(may_read(there, &meta, &acl, RemoteRings::WorldReadable), everyone, "{mode:o}");
+            assert!(may_read(there, &meta, &acl, RemoteRings::All), "{mode:o}");
+            assert!(may_read(Who::User(0), &meta, &acl, RemoteRings::WorldReadable), "{mode:o}");
+            assert!(may_read(Who::User(0), &meta, &Acl::Unusable, RemoteRings::WorldReadable), "{mode:o}");
+            assert!(!may_read(there, &meta, &Acl::Unusable, RemoteRings::WorldReadable), "{mode:o}");
         }
         let _ = std::fs::remove_file(&path);
     }

@@ -25,7 +25,7 @@ use nix::sys::signalfd::SignalFd;
 
 use super::access::Access;
 use super::known::Known;
-use super::noise::{Noise, Verdict};
+use super::noise::{GLOBAL_RATE, Noise, Verdict};
 use super::peer::{self, Key, Who};
 use super::readers::RemoteRings;
 use super::session::{Session, short_of_descriptors_retry};
@@ -64,6 +64,9 @@ pub struct Config {
     /// Connections open at once from one remote host (loopback clients are the host's own
     /// processes, each holding one connection while attached: only the total bounds them).
     pub max_per_host: usize,
+    /// A connection from another host that has sent a request and then nothing for this
+    /// long is closed (`None`: never). Streams are not idle: the stall timeout bounds them.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             log_file: Some(PathBuf::from(DEFAULT_LOG_FILE)),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_per_host: DEFAULT_MAX_PER_HOST,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
         }
     }
 }
@@ -85,11 +89,46 @@ impl Default for Config {
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// A remote host needs one connection per ring it feeds from here, plus its LISTs.
 pub const DEFAULT_MAX_PER_HOST: usize = 64;
+/// Another host may only LIST (one exchange) or ask for a stream (its first request),
+/// so a connection of its that says nothing for a minute holds a thread for no one.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Connections one user of this host other than root may hold: a quarter of the total
 /// (each of its attached processes holds one), so no user can take them all.
 fn max_per_user(max_connections: usize) -> usize {
     (max_connections / 4).max(1)
+}
+
+/// Connections all other hosts together may hold: half of the total, so that however
+/// many hosts (or IPv6 /64s) join in, this host's own clients keep the other half.
+fn max_remote(max_connections: usize) -> usize {
+    (max_connections / 2).max(1)
+}
+
+/// What one connection may take of the table.
+#[derive(Debug, Clone, Copy)]
+struct Caps {
+    per_host: usize,
+    per_user: usize,
+    remote: usize,
+}
+
+impl Caps {
+    fn of(config: &Config) -> Caps {
+        Caps {
+            per_host: config.max_per_host,
+            per_user: max_per_user(config.max_connections),
+            remote: max_remote(config.max_connections),
+        }
+    }
+}
+
+/// Connections open per remote host and per user of this host but root, and from all
+/// other hosts together (waiting or served).
+#[derive(Debug, Default)]
+struct Counts {
+    per_key: HashMap<Key, usize>,
+    remote: usize,
 }
 
 /// What every connection thread shares with the daemon.
@@ -101,10 +140,11 @@ pub struct Shared {
     pub access: Access,
     pub remote_rings: RemoteRings,
     pub stall_timeout: Duration,
+    pub idle_timeout: Option<Duration>,
     /// Every connection with a thread, so a stop can wake its thread.
     conns: Mutex<HashMap<u64, Arc<TcpStream>>>,
-    /// Connections open per remote host and per user of this host but root (waiting or served).
-    hosts: Mutex<HashMap<Key, usize>>,
+    /// Connections open per remote host, per user, and from other hosts together.
+    hosts: Mutex<Counts>,
     /// REMOTE streams under way.
     pub streams: Streams,
     /// The rings LIST shows.
@@ -124,12 +164,15 @@ impl Shared {
     pub fn log_from(&self, who: Who, message: std::fmt::Arguments<'_>) {
         // Root's programs could write to the log themselves.
         let verdict = if who == Who::User(0) {
-            Verdict::Write { suppressed: 0 }
+            Verdict::Write { suppressed: 0, suppressed_globally: 0 }
         } else {
             lock(&self.noise).admit(who.key(), Instant::now())
         };
-        if let Verdict::Write { suppressed } = verdict {
+        if let Verdict::Write { suppressed, suppressed_globally } = verdict {
             let mut log = lock(&self.log);
+            if suppressed_globally > 0 {
+                log.line(format_args!("{}", global_summary(suppressed_globally)));
+            }
             if suppressed > 0 {
                 log.line(format_args!("{suppressed} lines caused by {who} were not logged (too many)"));
             }
@@ -140,12 +183,21 @@ impl Shared {
 
     /// Logs how many lines each client that went over its share lost.
     fn log_suppressed(&self) {
+        let globally = lock(&self.noise).global_due(Instant::now());
+        if let Some(n) = globally {
+            self.log(format_args!("{}", global_summary(n)));
+        }
         let due = lock(&self.noise).due(Instant::now());
         for (key, n) in due {
             let whose = key.map_or_else(|| "clients beyond the tracked ones".to_string(), |k| format!("{k}"));
             self.log(format_args!("{n} lines caused by {whose} were not logged (too many)"));
         }
     }
+}
+
+/// The line that reports what the log's global budget left out.
+fn global_summary(n: u64) -> String {
+    format!("{n} lines suppressed: all clients together went over the log's limit of {GLOBAL_RATE} lines a second")
 }
 
 /// A poisoned lock only means another thread panicked while logging or bookkeeping;
@@ -182,6 +234,7 @@ const REFUSAL_LOG_RATE: u32 = 5;
 struct HostTicket {
     shared: Arc<Shared>,
     counted: Vec<Key>,
+    remote: bool,
 }
 
 impl HostTicket {
@@ -189,36 +242,43 @@ impl HostTicket {
     /// holds `per_host` connections already, or the user `who` of this host `per_user`
     /// (each connection that has sent a line holds a thread for as long as it stays
     /// open, so one user could otherwise fill the table every other user's CONNECT
-    /// needs). Root's programs and unidentified loopback clients count only against the total.
-    fn take(shared: &Arc<Shared>, peer: IpAddr, who: Who, per_host: usize, per_user: usize) -> Option<HostTicket> {
+    /// needs), or other hosts together hold `remote` (64 hosts of 64 each would
+    /// otherwise fill it). Root's programs and unidentified loopback clients count only
+    /// against the total.
+    fn take(shared: &Arc<Shared>, peer: IpAddr, who: Who, caps: Caps) -> Option<HostTicket> {
         let mut limits = Vec::new();
         if !peer.to_canonical().is_loopback() {
-            limits.push((Key::Address(peer::network_of(peer.to_canonical())), per_host));
+            limits.push((Key::Address(peer::network_of(peer.to_canonical())), caps.per_host));
         }
         if let Who::User(uid) = who {
             if uid != 0 {
-                limits.push((Key::User(uid), per_user));
+                limits.push((Key::User(uid), caps.per_user));
             }
         }
+        let remote = !who.on_this_host();
         let mut counts = lock(&shared.hosts);
-        if limits.iter().any(|(key, max)| counts.get(key).is_some_and(|n| n >= max)) {
+        if remote && counts.remote >= caps.remote
+            || limits.iter().any(|(key, max)| counts.per_key.get(key).is_some_and(|n| n >= max))
+        {
             return None;
         }
         for (key, _) in &limits {
-            *counts.entry(*key).or_insert(0) += 1;
+            *counts.per_key.entry(*key).or_insert(0) += 1;
         }
-        Some(HostTicket { shared: shared.clone(), counted: limits.into_iter().map(|(key, _)| key).collect() })
+        counts.remote += usize::from(remote);
+        Some(HostTicket { shared: shared.clone(), counted: limits.into_iter().map(|(key, _)| key).collect(), remote })
     }
 }
 
 impl Drop for HostTicket {
     fn drop(&mut self) {
         let mut counts = lock(&self.shared.hosts);
+        counts.remote -= usize::from(self.remote);
         for key in &self.counted {
-            if let Some(n) = counts.get_mut(key) {
+            if let Some(n) = counts.per_key.get_mut(key) {
                 *n -= 1;
                 if *n == 0 {
-                    counts.remove(key);
+                    counts.per_key.remove(key);
                 }
             }
         }
@@ -286,19 +346,21 @@ pub fn run(config: &Config) -> Result<()> {
         access: config.access.clone(),
         remote_rings: config.remote_rings,
         stall_timeout: config.stall_timeout,
+        idle_timeout: config.idle_timeout,
         conns: Mutex::new(HashMap::new()),
-        hosts: Mutex::new(HashMap::new()),
+        hosts: Mutex::new(Counts::default()),
         streams: Streams::default(),
         known: Known::default(),
     });
     shared.log(format_args!(
         "ringmaster {} starting (pid {}); REMOTE allowed for: {}; rings other hosts may read: {}; stalled readers \
-         dropped after {} s",
+         dropped after {} s; idle connections of other hosts closed after {}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
         shared.access,
         shared.remote_rings,
-        shared.stall_timeout.as_secs_f64()
+        shared.stall_timeout.as_secs_f64(),
+        shared.idle_timeout.map_or_else(|| "never".to_string(), |t| format!("{} s", t.as_secs_f64()))
     ));
     let Some((registration, Some(listeners))) = register(config, &shared, &mut signals, None) else {
         shared.log(format_args!("ringmaster stopped before it was registered"));
@@ -582,10 +644,12 @@ impl Daemon {
                         Ok(local) => peer::identify(self.owners.as_mut(), peer, local),
                         Err(_) => peer::identify(None, peer, peer),
                     };
-                    let (per_host, per_user) = (self.config.max_per_host, max_per_user(self.config.max_connections));
-                    let Some(ticket) = HostTicket::take(&self.shared, peer.ip(), who, per_host, per_user) else {
+                    let caps = Caps::of(&self.config);
+                    let Some(ticket) = HostTicket::take(&self.shared, peer.ip(), who, caps) else {
+                        let (per_host, per_user, remote) = (caps.per_host, caps.per_user, caps.remote);
                         self.refused(format_args!(
-                            "connection from {} ({who}) refused: its host has {per_host} or its user {per_user} open",
+                            "connection from {} ({who}) refused: its host has {per_host} or its user {per_user} open, \
+                             or other hosts together {remote}",
                             peer.ip()
                         ));
                         continue;
@@ -738,11 +802,31 @@ mod tests {
             access: Access::default(),
             remote_rings: RemoteRings::default(),
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             conns: Mutex::new(HashMap::new()),
-            hosts: Mutex::new(HashMap::new()),
+            hosts: Mutex::new(Counts::default()),
             streams: Streams::default(),
             known: Known::default(),
         })
+    }
+
+    fn caps(per_host: usize, per_user: usize, remote: usize) -> Caps {
+        Caps { per_host, per_user, remote }
+    }
+
+    #[test]
+    fn other_hosts_together_take_at_most_their_share() {
+        let shared = shared();
+        let caps = caps(2, 100, 4);
+        let host = |i: u8| IpAddr::from([10, 0, 0, i]);
+        let held: Vec<_> = (1..=4).map(|i| HostTicket::take(&shared, host(i), Who::Host(host(i)), caps)).collect();
+        assert!(held.iter().all(Option::is_some), "within each host's cap and the remote share");
+        assert!(HostTicket::take(&shared, host(9), Who::Host(host(9)), caps).is_none(), "a fifth host");
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(HostTicket::take(&shared, lo, Who::User(4242), caps).is_some(), "this host's clients are not");
+        assert!(HostTicket::take(&shared, host(5), Who::Unidentified(host(5)), caps).is_some(), "nor its addresses");
+        drop(held);
+        assert!(HostTicket::take(&shared, host(9), Who::Host(host(9)), caps).is_some(), "freed with its connections");
     }
 
     #[test]
@@ -753,16 +837,18 @@ mod tests {
         let base = u128::from("2001:db8:1:2::".parse::<Ipv6Addr>().unwrap());
         let other = u128::from("2001:db8:1:3::1".parse::<Ipv6Addr>().unwrap());
         let tickets: Vec<_> = (1..=4u128)
-            .map(|i| HostTicket::take(&shared, v6(base + i), host(v6(base + i)), 4, 4).expect("within the cap"))
+            .map(|i| {
+                HostTicket::take(&shared, v6(base + i), host(v6(base + i)), caps(4, 4, 100)).expect("within the cap")
+            })
             .collect();
         assert!(
-            HostTicket::take(&shared, v6(base + 99), host(v6(base + 99)), 4, 4).is_none(),
+            HostTicket::take(&shared, v6(base + 99), host(v6(base + 99)), caps(4, 4, 100)).is_none(),
             "a fifth address of the /64"
         );
-        assert!(HostTicket::take(&shared, v6(other), host(v6(other)), 4, 4).is_some(), "another /64");
+        assert!(HostTicket::take(&shared, v6(other), host(v6(other)), caps(4, 4, 100)).is_some(), "another /64");
         drop(tickets);
         assert!(
-            HostTicket::take(&shared, v6(base + 99), host(v6(base + 99)), 4, 4).is_some(),
+            HostTicket::take(&shared, v6(base + 99), host(v6(base + 99)), caps(4, 4, 100)).is_some(),
             "freed with its connections"
         );
     }
@@ -772,13 +858,13 @@ mod tests {
         let shared = shared();
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         let held: Vec<_> =
-            (0..3).map(|_| HostTicket::take(&shared, lo, Who::User(4242), 1, 3).expect("within")).collect();
-        assert!(HostTicket::take(&shared, lo, Who::User(4242), 1, 3).is_none(), "a fourth of that user's");
-        assert!(HostTicket::take(&shared, lo, Who::User(4243), 1, 3).is_some(), "another user");
-        let root: Vec<_> = (0..10).map(|_| HostTicket::take(&shared, lo, Who::User(0), 1, 3)).collect();
+            (0..3).map(|_| HostTicket::take(&shared, lo, Who::User(4242), caps(1, 3, 1)).expect("within")).collect();
+        assert!(HostTicket::take(&shared, lo, Who::User(4242), caps(1, 3, 1)).is_none(), "a fourth of that user's");
+        assert!(HostTicket::take(&shared, lo, Who::User(4243), caps(1, 3, 1)).is_some(), "another user");
+        let root: Vec<_> = (0..10).map(|_| HostTicket::take(&shared, lo, Who::User(0), caps(1, 3, 1))).collect();
         assert!(root.iter().all(Option::is_some), "root counts only against the total");
-        assert!(HostTicket::take(&shared, lo, Who::Unidentified(lo), 1, 3).is_some());
+        assert!(HostTicket::take(&shared, lo, Who::Unidentified(lo), caps(1, 3, 1)).is_some());
         drop(held);
-        assert!(HostTicket::take(&shared, lo, Who::User(4242), 1, 3).is_some(), "freed with its connections");
+        assert!(HostTicket::take(&shared, lo, Who::User(4242), caps(1, 3, 1)).is_some(), "freed with its connections");
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::acl::Acl;
 use super::peer::Who;
 use super::readers;
 use super::sender::{self, End};
@@ -71,6 +72,11 @@ impl<'a> Session<'a> {
     /// Serves the connection to its end, then frees what its client left behind.
     pub fn run(mut self) {
         let _ = self.stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        // This host's clients keep their connection open while they live (the legacy ring
+        // master frees a client's slots when it closes), so only other hosts' are idle.
+        if !self.who.on_this_host() {
+            let _ = self.stream.set_read_timeout(self.shared.idle_timeout);
+        }
         let next = self.requests();
         if let Next::Stream(consumer, ring, ticket) = next {
             self.log(format_args!("sending ring {ring} to {} ({})", self.ip(), self.who));
@@ -122,6 +128,11 @@ impl<'a> Session<'a> {
                 }
                 Ok(n) => input.extend(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    let idle = self.shared.idle_timeout.unwrap_or_default().as_secs_f64();
+                    self.log(format_args!("connection from {} closed: idle for {idle} s", self.ip()));
+                    return Next::Close;
+                }
                 Err(e) => {
                     self.log(format_args!("connection from {} failed: {e}", self.ip()));
                     return Next::Close;
@@ -295,7 +306,8 @@ impl<'a> Session<'a> {
         // Looked at before taking a slot, so a client refused takes none even briefly;
         // decided on the object attached to, below.
         let path = format!("/dev/shm/{ring}");
-        if std::fs::symlink_metadata(&path).is_ok_and(|meta| !self.may_read(&meta)) {
+        let acl = || Acl::of_path(std::path::Path::new(&path));
+        if std::fs::symlink_metadata(&path).is_ok_and(|meta| !self.may_read(&meta, &acl())) {
             return self.refuse_unreadable(&ring);
         }
         let Some(ticket) = self.shared.streams.ticket(self.who.key(), &ring) else {
@@ -308,7 +320,8 @@ impl<'a> Session<'a> {
         };
         match ring::Consumer::attach(&ring) {
             Ok(consumer) => {
-                let readable = consumer.metadata().is_ok_and(|meta| self.may_read(&meta));
+                let acl = Acl::of_file(consumer.file());
+                let readable = consumer.metadata().is_ok_and(|meta| self.may_read(&meta, &acl));
                 if !readable {
                     drop(consumer);
                     return self.refuse_unreadable(&ring);
@@ -328,8 +341,8 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn may_read(&self, meta: &std::fs::Metadata) -> bool {
-        readers::may_read(self.who, meta, self.shared.remote_rings)
+    fn may_read(&self, meta: &std::fs::Metadata, acl: &Acl) -> bool {
+        readers::may_read(self.who, meta, acl, self.shared.remote_rings)
     }
 
     /// A ring the client could not read itself. The connection stays (it may ask for
