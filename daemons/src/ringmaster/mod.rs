@@ -15,6 +15,7 @@ pub mod readers;
 pub mod sender;
 pub mod server;
 pub mod session;
+pub mod shared;
 pub mod streams;
 
 pub use server::Config;

@@ -15,7 +15,7 @@ use super::acl::Acl;
 use super::peer::Who;
 use super::readers;
 use super::sender::{self, End};
-use super::server::Shared;
+use super::shared::Shared;
 use super::streams::{MAX_STREAMS_PER_CLIENT, StreamTicket};
 use crate::log::printable;
 use crate::portmgr::session::is_local;
