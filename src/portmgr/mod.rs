@@ -17,6 +17,7 @@ pub mod protocol;
 pub mod ratelimit;
 pub mod refusal;
 pub mod reply;
+pub mod scanner;
 pub mod sdnotify;
 pub mod server;
 pub mod session;

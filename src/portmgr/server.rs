@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
@@ -25,6 +25,7 @@ use super::listing;
 use super::log::Level;
 use super::peercred::OwnerLookup;
 use super::pool::{Pool, PortRange};
+use super::scanner::Scanner;
 use super::sdnotify;
 use super::session::{Conn, Core, Key, Limits, is_local};
 use super::statefiles::{self, InstanceLock, SwapFile};
@@ -79,7 +80,9 @@ impl Default for Config {
 }
 
 const SIGNAL: Token = Token(0);
-const FIRST_LISTENER: usize = 1;
+/// The scanner thread has finished searches.
+const SEARCHES: Token = Token(1);
+const FIRST_LISTENER: usize = 2;
 /// Connection keys start above every listener token and are never reused, so a stale
 /// event can never reach a newer connection.
 const FIRST_CONNECTION: Key = 64;
@@ -143,6 +146,13 @@ pub fn run(config: &Config) -> Result<()> {
 
     let core = Core::new(Pool::new(config.range), log, config.limits);
     let mut daemon = Daemon::new(listeners, signals, core, usage_file)?;
+    if owners.is_some() {
+        let waker = Waker::new(daemon.poll.registry(), SEARCHES)
+            .map_err(|e| Error::io(&e, "cannot create the event loop's waker"))?;
+        let scanner = Scanner::start(waker, PathBuf::from("/proc"))
+            .map_err(|e| Error::io(&e, "cannot start the thread that checks clients' processes"))?;
+        daemon.core.scanner = Some(scanner);
+    }
     daemon.owners = owners;
     daemon.max_connections = config.max_connections;
     daemon.max_buffered = config.max_buffered;
@@ -288,6 +298,7 @@ impl Daemon {
                             }
                         }
                     }
+                    SEARCHES => self.searched(),
                     Token(t) if t < FIRST_CONNECTION => self.accept(t - FIRST_LISTENER),
                     Token(key) => {
                         if event.is_read_closed() || event.is_error() {
@@ -432,6 +443,20 @@ impl Daemon {
         if !conn.queued {
             conn.queued = true;
             self.queue.push(key);
+        }
+    }
+
+    /// Answers the GIMMEs whose searches are done, and reads on behind them.
+    fn searched(&mut self) {
+        let done: Vec<_> = self.core.scanner.as_ref().map(|s| s.finished().collect()).unwrap_or_default();
+        for done in done {
+            let key = done.key;
+            // Gone meanwhile (dropped, or closed): keys are never reused, nothing to answer.
+            let Some(conn) = self.conns.get_mut(&key) else {
+                continue;
+            };
+            self.core.searched(key, conn, done);
+            self.service(key);
         }
     }
 
