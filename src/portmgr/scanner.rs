@@ -6,11 +6,13 @@
 //! loop hands the search over, carries on serving everyone else, and finishes the GIMME
 //! (the connection's later requests waiting behind it) when the answer comes back.
 //!
-//! Searches are taken from each uid (the socket's owner) in turn, and each uid may have
-//! only a few waiting: one user asking for many cannot make another user's wait longer
-//! than one search of each other user's.
+//! A few threads search at once, each uid (the socket's owner) has at most one search
+//! running and a few waiting, and waiting uids are served in turn: a user whose own
+//! searches are slow (it holds tens of thousands of descriptors, and only the processes
+//! with the owner's ids are read) occupies one thread, and other users' searches run on
+//! the others.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -27,6 +29,8 @@ use super::session::Key;
 pub const PER_UID: usize = 4;
 /// Searches waiting in all: bounded memory whatever the number of users.
 pub const QUEUED: usize = 1024;
+/// Searches running at once: different users' (one each).
+const THREADS: usize = 4;
 
 /// A finished search, for the connection `key`.
 #[derive(Debug)]
@@ -50,6 +54,8 @@ struct Queue {
     waiting: HashMap<u32, VecDeque<(Key, Search)>>,
     /// The uids with searches waiting, in the order they are served (one each in turn).
     turns: VecDeque<u32>,
+    /// The uids with a search running.
+    running: HashSet<u32>,
     /// Searches per uid, waiting or running.
     pending: HashMap<u32, usize>,
     queued: usize,
@@ -57,21 +63,24 @@ struct Queue {
 }
 
 impl Queue {
-    /// The next search, taken from the uid whose turn it is.
+    /// The next search: the first waiting uid's in turn that has none running.
     fn next(&mut self) -> Option<(Key, Search)> {
-        let uid = self.turns.pop_front()?;
+        let at = self.turns.iter().position(|uid| !self.running.contains(uid))?;
+        let uid = self.turns.remove(at)?;
         let waiting = self.waiting.get_mut(&uid)?;
-        let job = waiting.pop_front();
+        let job = waiting.pop_front()?;
         if waiting.is_empty() {
             self.waiting.remove(&uid);
         } else {
             self.turns.push_back(uid);
         }
-        self.queued -= usize::from(job.is_some());
-        job
+        self.queued -= 1;
+        self.running.insert(uid);
+        Some(job)
     }
 
     fn finished(&mut self, uid: u32) {
+        self.running.remove(&uid);
         if let Some(count) = self.pending.get_mut(&uid) {
             *count -= 1;
             if *count == 0 {
@@ -83,12 +92,12 @@ impl Queue {
 
 type Shared = Arc<(Mutex<Queue>, Condvar)>;
 
-/// The scanner thread and its queue.
+/// The scanner threads and their queue.
 #[derive(Debug)]
 pub struct Scanner {
     shared: Shared,
     results: Receiver<Done>,
-    worker: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 fn lock(shared: &Shared) -> MutexGuard<'_, Queue> {
@@ -98,15 +107,20 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Queue> {
 }
 
 impl Scanner {
-    /// Starts the thread; `waker` wakes the event loop when a search is done.
+    /// Starts the threads; `waker` wakes the event loop when a search is done.
     pub fn start(waker: Waker, proc_root: PathBuf) -> io::Result<Scanner> {
-        let shared: Shared = Arc::default();
         let (sender, results) = channel();
-        let theirs = Arc::clone(&shared);
-        let worker = std::thread::Builder::new()
-            .name("holder-search".into())
-            .spawn(move || work(&theirs, &sender, &waker, &proc_root))?;
-        Ok(Scanner { shared, results, worker: Some(worker) })
+        let mut scanner = Scanner { shared: Shared::default(), results, workers: Vec::new() };
+        let waker = Arc::new(waker);
+        for _ in 0..THREADS {
+            let (shared, sender, waker, proc_root) =
+                (Arc::clone(&scanner.shared), sender.clone(), Arc::clone(&waker), proc_root.clone());
+            let worker = std::thread::Builder::new()
+                .name("holder-search".into())
+                .spawn(move || work(&shared, &sender, &waker, &proc_root))?;
+            scanner.workers.push(worker);
+        }
+        Ok(scanner)
     }
 
     /// Queues a search for the connection `key`.
@@ -139,9 +153,9 @@ impl Scanner {
 impl Drop for Scanner {
     fn drop(&mut self) {
         lock(&self.shared).stop = true;
-        self.shared.1.notify_one();
-        // At most one search (time-limited) to wait for.
-        if let Some(worker) = self.worker.take() {
+        self.shared.1.notify_all();
+        // At most one search (time-limited) per thread to wait for.
+        for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
     }
@@ -163,6 +177,8 @@ fn work(shared: &Shared, results: &Sender<Done>, waker: &Waker, proc_root: &std:
         };
         let real = search.run(proc_root);
         lock(shared).finished(search.owner);
+        // Another search of this uid may now run, on any thread.
+        shared.1.notify_all();
         if results.send(Done { key, real }).is_err() {
             return; // the daemon is gone
         }
@@ -185,19 +201,25 @@ mod tests {
         let (_sender, results) = channel();
         let shared = Shared::default();
         // No thread: the test takes the searches itself.
-        let scanner = Scanner { shared, results, worker: None };
+        let scanner = Scanner { shared, results, workers: Vec::new() };
         for key in 0..PER_UID {
             assert_eq!(scanner.submit(key, search(1000)), Ok(()));
         }
         assert_eq!(scanner.submit(99, search(1000)), Err(Busy::Owner));
         assert_eq!(scanner.submit(100, search(2000)), Ok(()));
+        assert_eq!(scanner.submit(101, search(3000)), Ok(()));
         let mut queue = lock(&scanner.shared);
-        let order: Vec<Key> = std::iter::from_fn(|| queue.next().map(|(key, _)| key)).take(3).collect();
-        assert_eq!(order, [0, 100, 1], "the second uid's search comes before the first uid's second");
-        // Taken but not finished: still counted against the uid.
+        let order: Vec<Key> = std::iter::from_fn(|| queue.next().map(|(key, _)| key)).collect();
+        assert_eq!(order, [0, 100, 101], "one running per uid; the others' searches run beside it");
+        queue.finished(2000);
+        assert_eq!(queue.next(), None, "uid 1000's next waits for its first to finish");
+        queue.finished(1000);
+        assert_eq!(queue.next().map(|(key, _)| key), Some(1));
         drop(queue);
-        assert_eq!(scanner.submit(101, search(1000)), Err(Busy::Owner));
+        // Taken but not finished: still counted against the uid.
+        assert_eq!(scanner.submit(102, search(1000)), Ok(()));
+        assert_eq!(scanner.submit(103, search(1000)), Err(Busy::Owner));
         lock(&scanner.shared).finished(1000);
-        assert_eq!(scanner.submit(101, search(1000)), Ok(()));
+        assert_eq!(scanner.submit(103, search(1000)), Ok(()));
     }
 }
