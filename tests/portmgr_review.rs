@@ -93,11 +93,7 @@ fn one_local_user_cannot_take_every_connection() {
 #[test]
 fn a_user_holds_no_more_under_its_uid_than_under_its_name() {
     let uid = nix::unistd::getuid().as_raw();
-    let Some(name) = nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-    else {
+    let Some(name) = nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name) else {
         eprintln!("SKIPPED: this uid has no passwd name");
         return;
     };
@@ -108,10 +104,7 @@ fn a_user_holds_no_more_under_its_uid_than_under_its_name() {
     }
     c.send(format!("GIMME more {uid}\n").as_bytes());
     let reply = c.line();
-    assert!(
-        reply.starts_with("FAIL"),
-        "user {name} got a fifth port as {uid}: {reply}"
-    );
+    assert!(reply.starts_with("FAIL"), "user {name} got a fifth port as {uid}: {reply}");
 }
 
 /// What another uid runs: python3 (skipped without it) with `script`, the daemon's port
@@ -128,20 +121,15 @@ fn python(script: &str, port: u16) -> Command {
 /// let that process read: the /proc scan then finds only that holder, "real user root",
 /// and root may claim anyone. Here the holder is a stand-in (root with euid 54321) for a
 /// setuid-root program run by uid 54321 that sets its real uid to 0 and keeps 54321 in
-/// its effective or saved uid while holding an inherited descriptor.
+/// its effective or saved uid while holding an inherited descriptor. The holder reads only
+/// once the attacker has closed its copy (else the search sees two real users, and refuses).
 #[test]
 fn a_socket_handed_to_a_root_process_after_writing_gimme_root_is_not_roots() {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("SKIPPED: needs root to run a client as another uid");
         return;
     }
-    if Command::new("python3")
-        .arg("-c")
-        .arg("")
-        .status()
-        .map(|s| !s.success())
-        .unwrap_or(true)
-    {
+    if Command::new("python3").arg("-c").arg("").status().map(|s| !s.success()).unwrap_or(true) {
         eprintln!("SKIPPED: no python3");
         return;
     }
@@ -152,6 +140,7 @@ l = socket.socket(socket.AF_UNIX); l.bind("\0daqflow-review-" + sys.argv[1]); l.
 print("ready", flush=True)
 c, _ = l.accept(); _, anc, _, _ = c.recvmsg(1, socket.CMSG_LEN(4))
 fd = array.array("i"); fd.frombytes(anc[0][2][:4]); t = socket.socket(fileno=fd[0]); t.settimeout(5)
+c.recv(1)  # EOF: the attacker has closed its own copy, so this process is the only holder
 data = b""
 try:
     while not data.endswith(b"\r\n") or data.count(b"\r\n") < 41:
@@ -179,34 +168,21 @@ s.close(); u.close(); time.sleep(3)
     // SAFETY: only async-signal-safe setresuid(2) between fork and exec.
     unsafe {
         holder.pre_exec(|| {
-            if libc::setresuid(0, 54321, 54321) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
+            if libc::setresuid(0, 54321, 54321) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
         });
     }
-    let mut holder = holder
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the holder");
+    let mut holder = holder.stdout(Stdio::piped()).spawn().expect("start the holder");
     let mut out = holder.stdout.take().expect("stdout");
     let mut ready = [0u8; 6];
     out.read_exact(&mut ready).expect("the holder is listening");
-    let status = python(attacker, daemon.port)
-        .uid(54321)
-        .gid(54321)
-        .status()
-        .expect("run the attacker as 54321");
+    let status = python(attacker, daemon.port).uid(54321).gid(54321).status().expect("run the attacker as 54321");
     let mut last = String::new();
     let _ = out.read_to_string(&mut last);
     let _ = holder.wait();
     assert!(status.success(), "{status}");
     let log = daemon.read("log");
-    assert!(
-        !log.contains("allocated to handed run by root"),
-        "uid 54321 got a port as root's: {last}"
-    );
+    assert!(!log.contains("allocated to handed run by root"), "uid 54321 got a port as root's: {last}");
+    assert!(last.starts_with("FAIL") && last.contains("its real user is root"), "{last}");
 }
 
 /// How long a GIMME takes a client of root's, from connecting to reading `OK port`,

@@ -50,10 +50,8 @@ pub struct Process {
 
 impl Process {
     pub fn open(proc_root: &Path, pid: u32) -> io::Result<Process> {
-        let dir = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY)
-            .open(proc_root.join(pid.to_string()))?;
+        let dir =
+            fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY).open(proc_root.join(pid.to_string()))?;
         Ok(Process { pid, dir })
     }
 
