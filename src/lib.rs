@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod error;
 pub mod ffi;
 pub mod glob;
+pub mod network;
 pub mod portmgr;
 pub mod progress;
 pub mod remote;

@@ -13,6 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use daqflow::portmgr::server::MAX_PER_REMOTE_HOST;
 use portmgr_support::{Daemon, other_address, raise_fd_limit};
 
 /// Any host may GIMME: the refusal ("Only local applications get ports") is logged with
@@ -290,4 +291,92 @@ print("%s|%.1f" % (reply, (time.monotonic() - start) * 1000), flush=True)
     // Generous for a shared, noisy machine: before, each waited for a search (p50 254 ms).
     assert!(p50 < Duration::from_millis(25), "GIMME p50 {p50:?} beside the hogs");
     assert!(p99 < Duration::from_millis(150), "GIMME p99 {p99:?} beside the hogs");
+}
+
+/// A network namespace of its own, its loopback interface up with `addresses` (each with
+/// its prefix length) on it; deleted on drop.
+struct Namespace(String);
+
+impl Namespace {
+    fn new(addresses: &[&str]) -> Option<Namespace> {
+        let name = format!("dfpm6-{}", std::process::id());
+        let ip = |args: &[&str]| Command::new("ip").args(args).output().map(|o| o.status.success()).unwrap_or(false);
+        if !ip(&["netns", "add", &name]) {
+            eprintln!("SKIPPED: cannot create a network namespace here (needs root and `ip netns`)");
+            return None;
+        }
+        let namespace = Namespace(name);
+        assert!(ip(&["-n", &namespace.0, "link", "set", "lo", "up"]), "lo up");
+        for address in addresses {
+            // nodad: usable at once, not after duplicate address detection.
+            assert!(ip(&["-n", &namespace.0, "addr", "add", address, "dev", "lo", "nodad"]), "add {address}");
+        }
+        Some(namespace)
+    }
+
+    /// `program args` run inside the namespace.
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.0, program]).args(args);
+        command
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// The cap on connections from one remote host counted each exact address: an IPv6 host
+/// (which has a whole /64) escaped it by connecting from a new address each time. Here a
+/// host of 6 addresses of one /64 opens 20 connections from each, and another /64 one.
+#[test]
+fn a_host_rotating_its_ipv6_addresses_is_one_host() {
+    let server = "2001:db8:1:2::1";
+    let rotating: Vec<String> = (0x10..0x16).map(|n| format!("2001:db8:1:2::{n:x}")).collect();
+    let other = "2001:db8:1:3::10";
+    let mut addresses: Vec<String> = rotating.iter().map(|a| format!("{a}/64")).collect();
+    addresses.extend([format!("{server}/64"), format!("{other}/64")]);
+    let Some(namespace) = Namespace::new(&addresses.iter().map(String::as_str).collect::<Vec<_>>()) else { return };
+    if Command::new("python3").args(["-c", ""]).status().map(|s| !s.success()).unwrap_or(true) {
+        eprintln!("SKIPPED: no python3");
+        return;
+    }
+    let dir = portmgr_support::TempDir::new("pm6");
+    let (log, port_file, pid_file) = (dir.0.join("log"), dir.0.join("listen.port"), dir.0.join("daqportmgr.pid"));
+    let args = ["-ports", "24201-24210", "-listen", "0", "-log", path(&log), "-portfile", path(&port_file)];
+    let child = namespace
+        .command(portmgr_support::DAEMON, &args)
+        .args(["-pidfile", path(&pid_file)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start daqportmgr in the namespace");
+    let mut daemon = Daemon { child, port: 0, dir };
+    daemon.eventually("the port file", || daemon.read("listen.port").trim().parse::<u16>().is_ok());
+    daemon.port = daemon.read("listen.port").trim().parse().expect("a port");
+    let client = r#"
+import socket, sys
+port, server, other, rotating = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+def connect(address):
+    s = socket.socket(socket.AF_INET6); s.bind((address, 0)); s.connect((server, port)); return s
+def served(s):
+    try:
+        s.settimeout(5); s.sendall(b"LIST\n"); return s.recv(64).startswith(b"OK")
+    except OSError:
+        return False
+held = [connect(a) for a in rotating for _ in range(20)]
+last = connect(other)
+print(sum(served(s) for s in held), served(last))
+"#;
+    let mut run = namespace.command("python3", &["-c", client, &daemon.port.to_string(), server, other]);
+    let out = run.args(&rotating).output().expect("run the client in the namespace");
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    eprintln!("served of 120 connections from 6 addresses of one /64, and another /64's: {printed}");
+    assert_eq!(printed, format!("{MAX_PER_REMOTE_HOST} True"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn path(p: &std::path::Path) -> &str {
+    p.to_str().expect("a UTF-8 temporary path")
 }

@@ -31,6 +31,7 @@ use super::session::{Conn, Core, Key, Limits, is_local};
 use super::statefiles::{self, InstanceLock, SwapFile};
 use crate::daemon::{block_signals, listen_on, open_log, raise_fd_limit};
 use crate::error::{Error, Result};
+use crate::network::network_of;
 
 /// The legacy defaults.
 pub const DEFAULT_LISTEN_PORT: u16 = 30000;
@@ -96,8 +97,9 @@ const SEND_BUFFER: usize = 64 * 1024;
 /// Far above what a DAQ host needs (one connection per server and per lookup in
 /// progress), far below what would exhaust the daemon's descriptors or memory.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
-/// Connections from one remote host: it may only LIST, which needs one connection at a
-/// time, and no host may fill the table that local servers need for their ports.
+/// Connections from one remote host (an IPv4 address or an IPv6 /64): it may only LIST,
+/// which needs one connection at a time, and no host may fill the table that local
+/// servers need for their ports.
 pub const MAX_PER_REMOTE_HOST: usize = 64;
 /// Connections open at once owned by one local uid other than root's: the global cap
 /// alone let one user take every connection and lock everyone else out.
@@ -225,7 +227,8 @@ struct Daemon {
     turn: u64,
     max_connections: usize,
     max_buffered: usize,
-    /// Connections open per remote (not local) host.
+    /// Connections open per remote (not local) host: per IPv4 address or IPv6 /64
+    /// (`network_of`), so a host cannot escape the cap by rotating addresses.
     remote_hosts: HashMap<IpAddr, usize>,
     /// Connections open per local socket owner (root's are not counted).
     local_users: HashMap<u32, usize>,
@@ -332,10 +335,11 @@ impl Daemon {
                         );
                         continue; // dropping the stream closes it
                     }
-                    if self.remote_hosts.get(&peer.ip()).is_some_and(|&open| open >= MAX_PER_REMOTE_HOST) {
+                    let host = network_of(peer.ip());
+                    if self.remote_hosts.get(&host).is_some_and(|&open| open >= MAX_PER_REMOTE_HOST) {
                         self.core.log_connection(
                             Level::Notice,
-                            format_args!("connection from {} refused: {MAX_PER_REMOTE_HOST} open", peer.ip()),
+                            format_args!("connection from {} refused: {MAX_PER_REMOTE_HOST} from {host}", peer.ip()),
                         );
                         continue;
                     }
@@ -384,7 +388,7 @@ impl Daemon {
                     }
                     self.core.log_connection(Level::Info, format_args!("Connection accepted from {}", peer.ip()));
                     if !is_local(peer.ip()) {
-                        *self.remote_hosts.entry(peer.ip()).or_insert(0) += 1;
+                        *self.remote_hosts.entry(host).or_insert(0) += 1;
                     }
                     if let Some(uid) = user {
                         *self.local_users.entry(uid).or_insert(0) += 1;
@@ -499,7 +503,7 @@ impl Daemon {
     fn remove(&mut self, key: Key) -> Option<Conn> {
         let mut conn = self.conns.remove(&key)?;
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        let host = conn.peer().ip();
+        let host = network_of(conn.peer().ip());
         if let Some(open) = self.remote_hosts.get_mut(&host) {
             *open -= 1;
             if *open == 0 {

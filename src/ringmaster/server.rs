@@ -33,6 +33,7 @@ use super::session::{Session, short_of_descriptors_retry};
 use super::streams::Streams;
 use crate::daemon::{block_signals, listen_on, open_log, raise_fd_limit};
 use crate::error::{Error, Result};
+use crate::network::network_of;
 use crate::portmgr::lines::MAX_LINE;
 use crate::portmgr::log::Log;
 use crate::portmgr::peercred::OwnerLookup;
@@ -192,7 +193,7 @@ impl HostTicket {
     fn take(shared: &Arc<Shared>, peer: IpAddr, who: Who, per_host: usize, per_user: usize) -> Option<HostTicket> {
         let mut limits = Vec::new();
         if !peer.to_canonical().is_loopback() {
-            limits.push((Key::Address(peer::network_of(peer.to_canonical())), per_host));
+            limits.push((Key::Address(network_of(peer)), per_host));
         }
         if let Who::User(uid) = who {
             if uid != 0 {
