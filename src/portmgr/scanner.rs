@@ -7,10 +7,11 @@
 //! (the connection's later requests waiting behind it) when the answer comes back.
 //!
 //! A few threads search at once, each uid (the socket's owner) has at most one search
-//! running and a few waiting, and waiting uids are served in turn: a user whose own
-//! searches are slow (it holds tens of thousands of descriptors, and only the processes
-//! with the owner's ids are read) occupies one thread, and other users' searches run on
-//! the others.
+//! running, and uids with searches waiting are served in turn: a user whose own searches
+//! are slow (it holds tens of thousands of descriptors, and only the processes with the
+//! owner's ids are read) occupies one thread, and other users' searches run on the
+//! others. A connection waits for at most one search, so what waits is bounded by the
+//! connections a uid may have open (`server::MAX_PER_LOCAL_USER`), and by `QUEUED` in all.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -24,11 +25,9 @@ use mio::Waker;
 use super::peercred::{RealUser, Search};
 use super::session::Key;
 
-/// Searches one uid may have waiting or running; past it its GIMMEs are refused, to be
-/// asked again (a client needs one per connection, when it names someone else).
-pub const PER_UID: usize = 4;
-/// Searches waiting in all: bounded memory whatever the number of users.
-pub const QUEUED: usize = 1024;
+/// Searches waiting in all: as many as the default connection cap, so only a daemon run
+/// with a larger one can ever refuse a search for this.
+pub const QUEUED: usize = 4096;
 /// Searches running at once: different users' (one each).
 const THREADS: usize = 4;
 
@@ -39,14 +38,9 @@ pub struct Done {
     pub real: RealUser,
 }
 
-/// Why a search was not queued.
+/// A search was not queued: `QUEUED` are waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Busy {
-    /// The socket's owner has `PER_UID` searches waiting already.
-    Owner,
-    /// `QUEUED` are waiting.
-    Everyone,
-}
+pub struct Busy;
 
 #[derive(Debug, Default)]
 struct Queue {
@@ -56,8 +50,6 @@ struct Queue {
     turns: VecDeque<u32>,
     /// The uids with a search running.
     running: HashSet<u32>,
-    /// Searches per uid, waiting or running.
-    pending: HashMap<u32, usize>,
     queued: usize,
     stop: bool,
 }
@@ -81,12 +73,6 @@ impl Queue {
 
     fn finished(&mut self, uid: u32) {
         self.running.remove(&uid);
-        if let Some(count) = self.pending.get_mut(&uid) {
-            *count -= 1;
-            if *count == 0 {
-                self.pending.remove(&uid);
-            }
-        }
     }
 }
 
@@ -126,14 +112,9 @@ impl Scanner {
     /// Queues a search for the connection `key`.
     pub fn submit(&self, key: Key, search: Search) -> Result<(), Busy> {
         let mut queue = lock(&self.shared);
-        let pending = queue.pending.get(&search.owner).copied().unwrap_or(0);
-        if pending >= PER_UID {
-            return Err(Busy::Owner);
-        }
         if queue.queued >= QUEUED {
-            return Err(Busy::Everyone);
+            return Err(Busy);
         }
-        *queue.pending.entry(search.owner).or_default() += 1;
         queue.queued += 1;
         let waiting = queue.waiting.entry(search.owner).or_default();
         waiting.push_back((key, search));
@@ -197,15 +178,14 @@ mod tests {
     }
 
     #[test]
-    fn each_uid_in_turn_and_a_few_each() {
+    fn one_search_per_uid_at_a_time_and_uids_in_turn() {
         let (_sender, results) = channel();
         let shared = Shared::default();
         // No thread: the test takes the searches itself.
         let scanner = Scanner { shared, results, workers: Vec::new() };
-        for key in 0..PER_UID {
+        for key in 0..3 {
             assert_eq!(scanner.submit(key, search(1000)), Ok(()));
         }
-        assert_eq!(scanner.submit(99, search(1000)), Err(Busy::Owner));
         assert_eq!(scanner.submit(100, search(2000)), Ok(()));
         assert_eq!(scanner.submit(101, search(3000)), Ok(()));
         let mut queue = lock(&scanner.shared);
@@ -215,11 +195,8 @@ mod tests {
         assert_eq!(queue.next(), None, "uid 1000's next waits for its first to finish");
         queue.finished(1000);
         assert_eq!(queue.next().map(|(key, _)| key), Some(1));
+        queue.queued = QUEUED;
         drop(queue);
-        // Taken but not finished: still counted against the uid.
-        assert_eq!(scanner.submit(102, search(1000)), Ok(()));
-        assert_eq!(scanner.submit(103, search(1000)), Err(Busy::Owner));
-        lock(&scanner.shared).finished(1000);
-        assert_eq!(scanner.submit(103, search(1000)), Ok(()));
+        assert_eq!(scanner.submit(102, search(4000)), Err(Busy), "bounded");
     }
 }

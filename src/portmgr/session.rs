@@ -426,14 +426,7 @@ impl Core {
                 };
                 match scanner.submit(key, search) {
                     Ok(()) => Err(Unverified::Waiting),
-                    Err(Busy::Owner) => Err(Unverified::Refused(format!(
-                        "user {} is not the owner of this connection, and uid {} has {} checks of its processes \
-                         waiting already; try again",
-                        printable(user),
-                        search.owner,
-                        super::scanner::PER_UID
-                    ))),
-                    Err(Busy::Everyone) => Err(Unverified::Refused(format!(
+                    Err(Busy) => Err(Unverified::Refused(format!(
                         "user {} is not the owner of this connection, and too many checks of processes are \
                          waiting; try again",
                         printable(user)
