@@ -52,6 +52,22 @@ fn a_listing_of_65535_long_lines_is_refused_after_the_byte_limit() {
 }
 
 #[test]
+fn a_listing_of_names_that_are_not_utf8_is_bounded_by_what_it_becomes() {
+    // Each byte 0xff becomes U+FFFD (3 bytes) in the client's strings: 32 MiB sent kept
+    // 96 MiB, before.
+    let name = vec![0xffu8; 4000];
+    let mut line = b"30000 ".to_vec();
+    line.extend_from_slice(&name);
+    line.push(b' ');
+    line.extend_from_slice(&name);
+    line.extend_from_slice(b"\r\n");
+    let (err, sent, _) = list_against(line);
+    assert_eq!(err.errno(), libc::EPROTO, "{err}");
+    assert!(err.message().contains(&MAX_LIST_BYTES.to_string()), "the error names the limit: {}", err.message());
+    assert!(sent <= MAX_LIST_BYTES / 3 + IN_FLIGHT, "the client read {sent} bytes of a listing kept 3 times over");
+}
+
+#[test]
 fn a_listing_of_huge_lines_is_refused_at_the_first() {
     let (err, sent, port) = list_against(list_line(60 * 1024));
     assert_eq!(err.errno(), libc::EPROTO, "{err}");

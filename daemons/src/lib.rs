@@ -8,6 +8,7 @@
 
 pub mod daemon;
 pub mod log;
+pub mod network;
 pub mod portmgr;
 pub mod ringmaster;
 pub mod statefiles;

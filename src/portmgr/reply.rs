@@ -85,27 +85,35 @@ impl Listing {
     /// Takes the next LIST line.
     pub fn line(&mut self, line: &[u8]) -> Result<(), BadReply> {
         self.bytes = self.bytes.saturating_add(line.len() + 1);
-        if self.bytes > MAX_LIST_BYTES {
-            return Err(BadReply(format!(
-                "is longer than {MAX_LIST_BYTES} bytes after {} of the {} allocations it announces (the most a client \
-                 reads of one listing)",
-                self.allocations.len(),
-                self.expected
-            )));
-        }
+        self.within_limit()?;
         let words = listed_words(line);
         let port = words.first().and_then(|p| std::str::from_utf8(p).ok()).and_then(|p| p.parse::<u16>().ok());
         match (port, words.get(1), words.get(2)) {
             (Some(port), Some(application), Some(user)) => {
-                self.allocations.push(Allocation {
-                    port,
-                    application: String::from_utf8_lossy(application).into_owned(),
-                    user: String::from_utf8_lossy(user).into_owned(),
-                });
+                let sent = application.len() + user.len();
+                let application = String::from_utf8_lossy(application).into_owned();
+                let user = String::from_utf8_lossy(user).into_owned();
+                // What is kept counts, not what was sent: each byte that is not UTF-8
+                // becomes U+FFFD, three bytes.
+                self.bytes = self.bytes.saturating_add((application.len() + user.len()).saturating_sub(sent));
+                self.within_limit()?;
+                self.allocations.push(Allocation { port, application, user });
                 Ok(())
             }
             _ => Err(unexpected(&words)),
         }
+    }
+
+    fn within_limit(&self) -> Result<(), BadReply> {
+        if self.bytes <= MAX_LIST_BYTES {
+            return Ok(());
+        }
+        Err(BadReply(format!(
+            "is longer than {MAX_LIST_BYTES} bytes after {} of the {} allocations it announces (the most a client \
+             reads of one listing)",
+            self.allocations.len(),
+            self.expected
+        )))
     }
 
     pub fn into_allocations(self) -> Vec<Allocation> {
@@ -148,6 +156,19 @@ mod tests {
         let line = format!("30000 {name} {name}");
         let err = (0..).find_map(|_| listing.line(line.as_bytes()).err()).unwrap();
         assert!(err.0.contains("33554432 bytes"), "{}", err.0);
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_count_as_what_they_become() {
+        let mut listing = Listing::start(b"OK 65535").unwrap();
+        let name = vec![0xffu8; 4000];
+        let mut line = b"30000 ".to_vec();
+        line.extend_from_slice(&name);
+        line.push(b' ');
+        line.extend_from_slice(&name);
+        let taken = (0..65535).take_while(|_| listing.line(&line).is_ok()).count();
+        // 8006 bytes sent, 24006 kept per line: the limit is met after a third as many lines.
+        assert!(taken <= MAX_LIST_BYTES / 24_000, "{taken} lines of 24 KB kept");
     }
 
     #[test]

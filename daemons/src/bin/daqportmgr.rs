@@ -26,7 +26,8 @@ manager protocol). Runs in the foreground until SIGTERM or SIGINT.
   -no-user-check    accept any user name in GIMME requests, as the legacy server did
                     (by default the name must be the owner of the client's socket)
   -max-per-connection n  ports one connection may hold (default 64)
-  -max-per-user n   ports held under one user name (default 256)
+  -max-per-user n   ports one user may hold, counted by the uid the user check
+                    accepted (default 256)
   -max-connections n  connections served at once (default 4096)
   -max-buffered bytes  unsent replies held in all (default 67108864); past it the
                     clients that stopped reading longest ago are disconnected

@@ -43,9 +43,10 @@ impl Account {
 
 /// Who a connection's client is: the owner of its socket, with its login name looked up
 /// once (per connection, at its first GIMME) by uid, and, when a GIMME names someone
-/// else, the real user of the processes holding the socket. No name a client sends is
-/// ever resolved, so a slow directory service (LDAP) costs the event loop at most two
-/// lookups per client, and a client cannot make the daemon look up names of its choosing.
+/// else, the real user of the processes holding the socket (found off the event loop, see
+/// `scanner`). No name a client sends is ever resolved, so a slow directory service (LDAP)
+/// costs the event loop at most one lookup per client, and a client cannot make the
+/// daemon look up names of its choosing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
     owner: Account,
@@ -53,7 +54,38 @@ pub struct Owner {
     /// The real user every process holding the socket shares, found at the first GIMME
     /// that does not name the owner: `Ok(None)` when there is none to accept, `Err` why
     /// the processes could not be checked.
-    real: Option<Result<Option<Account>, String>>,
+    real: Option<RealUser>,
+}
+
+/// The outcome of checking the user a GIMME names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The name is this uid's: its ports count against this uid's limit.
+    Accepted(u32),
+    /// Why not.
+    Refused(String),
+    /// Only the processes holding the socket can tell: look for them (`Search::run`),
+    /// give the answer to `Owner::learn`, and ask again.
+    Unchecked(Search),
+}
+
+/// What to look for to learn a socket's real user: the processes holding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Search {
+    pub owner: u32,
+    pub inode: u32,
+}
+
+/// The real user a search found (opaque: only `Owner` reads it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealUser(Result<Option<Account>, String>);
+
+impl Search {
+    /// Walks /proc (or a stand-in): slow on a host with many descriptors, so the daemon
+    /// runs it on its scanner thread.
+    pub fn run(&self, proc_root: &Path) -> RealUser {
+        RealUser(real_user(self.owner, self.inode, proc_root))
+    }
 }
 
 impl Owner {
@@ -64,33 +96,50 @@ impl Owner {
     /// Checks that `user` is not a lie (docs/portmanager.md, "User verification"): the
     /// socket's owner (by name, decimal uid, or an empty name when it has no passwd
     /// entry); anyone when the owner is root; else the real user of the processes that
-    /// hold the socket, when they all share one and each has the owner among its ids, and
-    /// anyone when that real user is root. The refusal reason otherwise.
-    pub fn verify(&mut self, user: &[u8], proc_root: &Path) -> Result<(), String> {
+    /// hold the socket and have the owner among their ids, when they all share one that
+    /// is not root. Root's names are claimed only from a socket of root's: a process whose
+    /// real uid is root holding someone else's socket was handed it (over a unix socket,
+    /// or by exec), perhaps after its requests were written, and cannot say who wrote them.
+    pub fn verify(&self, user: &[u8]) -> Verdict {
         if self.owner.uid == 0 || self.owner.is(user) {
-            return Ok(());
+            return Verdict::Accepted(self.owner.uid);
         }
-        let (owner, inode) = (self.owner.uid, self.inode);
-        let real = self.real.get_or_insert_with(|| real_user(owner, inode, proc_root));
+        let Some(RealUser(real)) = &self.real else {
+            return Verdict::Unchecked(Search { owner: self.owner.uid, inode: self.inode });
+        };
         let why_not = match real {
-            Ok(Some(real)) if real.uid == 0 || real.is(user) => return Ok(()),
-            Ok(Some(real)) if real.uid != owner => format!(" nor the real user of its process ({})", real.shown()),
+            Ok(Some(real)) if real.uid != 0 && real.is(user) => return Verdict::Accepted(real.uid),
+            Ok(Some(real)) if real.uid == 0 => {
+                " nor a name its process may claim (its real user is root, but the socket is not root's)".to_string()
+            }
+            Ok(Some(real)) if real.uid != self.owner.uid => {
+                format!(" nor the real user of its process ({})", real.shown())
+            }
             Ok(_) => String::new(),
             Err(why) => format!("; its processes could not be checked: {why}"),
         };
-        Err(format!("user {} is not the owner of this connection ({}){why_not}", printable(user), self.owner.shown()))
+        Verdict::Refused(format!(
+            "user {} is not the owner of this connection ({}){why_not}",
+            printable(user),
+            self.owner.shown()
+        ))
+    }
+
+    /// What a search for the socket's holders found; kept for the connection's later GIMMEs.
+    pub fn learn(&mut self, real: RealUser) {
+        self.real = Some(real);
     }
 }
 
-/// The real user shared by every process holding the socket `inode` owned by `owner`.
-/// Each must have `owner` among its ids: a socket handed to another user's process (over
-/// a unix socket) is not theirs to speak for.
+/// The real user shared by every process holding the socket `inode` owned by `owner` and
+/// having `owner` among its ids: a socket handed to another user's process (over a unix
+/// socket) is not theirs to speak for.
 fn real_user(owner: u32, inode: u32, proc_root: &Path) -> Result<Option<Account>, String> {
-    let holders = holders_of(inode, proc_root, SEARCH_LIMIT).map_err(|e| e.to_string())?;
+    let holders = holders_of(inode, owner, proc_root, SEARCH_LIMIT).map_err(|e| e.to_string())?;
     let Some(first) = holders.first() else {
         return Ok(None);
     };
-    if holders.iter().any(|h| !h.has(owner) || h.real != first.real) {
+    if holders.iter().any(|h| h.real != first.real) {
         return Ok(None);
     }
     Ok(Some(Account::lookup(first.real)))
@@ -124,8 +173,16 @@ mod tests {
             FakeProc(root)
         }
 
-        fn verify(&self, owner: u32, user: &str) -> Result<(), String> {
-            Owner::lookup(SocketId { uid: owner, inode: 777 }).verify(user.as_bytes(), &self.0)
+        fn verify(&self, owner: u32, user: &str) -> Result<u32, String> {
+            let mut client = Owner::lookup(SocketId { uid: owner, inode: 777 });
+            if let Verdict::Unchecked(search) = client.verify(user.as_bytes()) {
+                client.learn(search.run(&self.0));
+            }
+            match client.verify(user.as_bytes()) {
+                Verdict::Accepted(uid) => Ok(uid),
+                Verdict::Refused(why) => Err(why),
+                Verdict::Unchecked(_) => panic!("asked again after learning"),
+            }
         }
     }
 
@@ -171,8 +228,16 @@ mod tests {
         assert!(setuid.verify(NAMELESS, "3999999998").is_ok());
         assert!(setuid.verify(NAMELESS, "").is_ok(), "an unnamed real user may send no name");
         assert!(setuid.verify(NAMELESS, "root").is_err());
-        // A root process that made the socket under another effective uid is root.
-        assert!(FakeProc::new(&[(10, "0 3999999999 3999999999 3999999999")]).verify(NAMELESS, "anyone").is_ok());
+        assert_eq!(setuid.verify(NAMELESS, "3999999998"), Ok(3_999_999_998), "counted as the real user's");
+        assert_eq!(setuid.verify(NAMELESS, "3999999999"), Ok(NAMELESS), "counted as the owner's");
+        // A process with real uid root holding a socket of another's may have been handed
+        // it after its GIMME was written: root's names, or anyone's, are not its to claim.
+        let handed = FakeProc::new(&[(10, "0 3999999999 3999999999 3999999999")]);
+        for user in ["anyone", "root", "0"] {
+            let refusal = handed.verify(NAMELESS, user).unwrap_err();
+            assert!(refusal.contains("its real user is root, but the socket is not root's"), "{refusal}");
+        }
+        assert!(handed.verify(NAMELESS, "3999999999").is_ok());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
@@ -24,10 +24,12 @@ use nix::sys::signalfd::SignalFd;
 use super::listing;
 use super::peercred::OwnerLookup;
 use super::pool::{Pool, PortRange};
+use super::scanner::Scanner;
 use super::sdnotify;
 use super::session::{Conn, Core, Key, Limits, is_local};
 use crate::daemon::{block_signals, listen_on, open_log, raise_fd_limit};
 use crate::log::Level;
+use crate::network::network_of;
 use crate::statefiles::{self, InstanceLock, SwapFile};
 use daqflow::error::{Error, Result};
 
@@ -78,7 +80,9 @@ impl Default for Config {
 }
 
 const SIGNAL: Token = Token(0);
-const FIRST_LISTENER: usize = 1;
+/// The scanner thread has finished searches.
+const SEARCHES: Token = Token(1);
+const FIRST_LISTENER: usize = 2;
 /// Connection keys start above every listener token and are never reused, so a stale
 /// event can never reach a newer connection.
 const FIRST_CONNECTION: Key = 64;
@@ -92,8 +96,9 @@ const SEND_BUFFER: usize = 64 * 1024;
 /// Far above what a DAQ host needs (one connection per server and per lookup in
 /// progress), far below what would exhaust the daemon's descriptors or memory.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
-/// Connections from one remote host: it may only LIST, which needs one connection at a
-/// time, and no host may fill the table that local servers need for their ports.
+/// Connections from one remote host (an IPv4 address or an IPv6 /64): it may only LIST,
+/// which needs one connection at a time, and no host may fill the table that local
+/// servers need for their ports.
 pub const MAX_PER_REMOTE_HOST: usize = 64;
 /// Connections open at once owned by one local uid other than root's: the global cap
 /// alone let one user take every connection and lock everyone else out.
@@ -142,6 +147,13 @@ pub fn run(config: &Config) -> Result<()> {
 
     let core = Core::new(Pool::new(config.range), log, config.limits);
     let mut daemon = Daemon::new(listeners, signals, core, usage_file)?;
+    if owners.is_some() {
+        let waker = Waker::new(daemon.poll.registry(), SEARCHES)
+            .map_err(|e| Error::io(&e, "cannot create the event loop's waker"))?;
+        let scanner = Scanner::start(waker, PathBuf::from("/proc"))
+            .map_err(|e| Error::io(&e, "cannot start the thread that checks clients' processes"))?;
+        daemon.core.scanner = Some(scanner);
+    }
     daemon.owners = owners;
     daemon.max_connections = config.max_connections;
     daemon.max_buffered = config.max_buffered;
@@ -214,7 +226,8 @@ struct Daemon {
     turn: u64,
     max_connections: usize,
     max_buffered: usize,
-    /// Connections open per remote (not local) host.
+    /// Connections open per remote (not local) host: per IPv4 address or IPv6 /64
+    /// (`network_of`), so a host cannot escape the cap by rotating addresses.
     remote_hosts: HashMap<IpAddr, usize>,
     /// Connections open per local socket owner (root's are not counted).
     local_users: HashMap<u32, usize>,
@@ -287,6 +300,7 @@ impl Daemon {
                             }
                         }
                     }
+                    SEARCHES => self.searched(),
                     Token(t) if t < FIRST_CONNECTION => self.accept(t - FIRST_LISTENER),
                     Token(key) => {
                         if event.is_read_closed() || event.is_error() {
@@ -320,10 +334,11 @@ impl Daemon {
                         );
                         continue; // dropping the stream closes it
                     }
-                    if self.remote_hosts.get(&peer.ip()).is_some_and(|&open| open >= MAX_PER_REMOTE_HOST) {
+                    let host = network_of(peer.ip());
+                    if self.remote_hosts.get(&host).is_some_and(|&open| open >= MAX_PER_REMOTE_HOST) {
                         self.core.log_connection(
                             Level::Notice,
-                            format_args!("connection from {} refused: {MAX_PER_REMOTE_HOST} open", peer.ip()),
+                            format_args!("connection from {} refused: {MAX_PER_REMOTE_HOST} from {host}", peer.ip()),
                         );
                         continue;
                     }
@@ -372,7 +387,7 @@ impl Daemon {
                     }
                     self.core.log_connection(Level::Info, format_args!("Connection accepted from {}", peer.ip()));
                     if !is_local(peer.ip()) {
-                        *self.remote_hosts.entry(peer.ip()).or_insert(0) += 1;
+                        *self.remote_hosts.entry(host).or_insert(0) += 1;
                     }
                     if let Some(uid) = user {
                         *self.local_users.entry(uid).or_insert(0) += 1;
@@ -434,6 +449,20 @@ impl Daemon {
         }
     }
 
+    /// Answers the GIMMEs whose searches are done, and reads on behind them.
+    fn searched(&mut self) {
+        let done: Vec<_> = self.core.scanner.as_ref().map(|s| s.finished().collect()).unwrap_or_default();
+        for done in done {
+            let key = done.key;
+            // Gone meanwhile (dropped, or closed): keys are never reused, nothing to answer.
+            let Some(conn) = self.conns.get_mut(&key) else {
+                continue;
+            };
+            self.core.searched(key, conn, done);
+            self.service(key);
+        }
+    }
+
     /// The write phase: ports.txt first, then the replies; closes finished connections and
     /// resumes clients that were waiting to read their replies.
     fn settle(&mut self) {
@@ -473,7 +502,7 @@ impl Daemon {
     fn remove(&mut self, key: Key) -> Option<Conn> {
         let mut conn = self.conns.remove(&key)?;
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        let host = conn.peer().ip();
+        let host = network_of(conn.peer().ip());
         if let Some(open) = self.remote_hosts.get_mut(&host) {
             *open -= 1;
             if *open == 0 {

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -15,10 +14,11 @@ use mio::net::TcpStream;
 
 use super::listing;
 use super::outbox::{Budget, Outbox, Snapshot};
-use super::peercred::{Owner, SocketId};
+use super::peercred::{Owner, SocketId, Verdict};
 use super::pool::Pool;
 use super::probe::Probe;
 use super::ratelimit::RateLimit;
+use super::scanner::{Busy, Done, Scanner};
 use crate::log::{Level, Log, printable};
 use daqflow::portmgr::lines::{LineBuffer, MAX_LINE};
 use daqflow::portmgr::protocol::{self, CONTROL_CHARACTER, MAX_NAME, NO_FREE_PORTS, ONLY_LOCAL, Request};
@@ -33,7 +33,8 @@ const READ_CHUNK: usize = 16 * 1024;
 pub struct Limits {
     /// Ports one connection may hold.
     pub per_connection: usize,
-    /// Ports held under one user name, over all connections.
+    /// Ports held by one user, over all connections: by the uid the user check accepted
+    /// (a user's login name and its uid in decimal are one user), by name without it.
     pub per_user: usize,
 }
 
@@ -45,8 +46,7 @@ impl Limits {
 const CONNECTION_LOG_BURST: u32 = 200;
 const CONNECTION_LOG_RATE: u32 = 20;
 
-/// The key of a connection (and the owner of its ports in the pool).
-pub type Key = usize;
+pub use super::Key;
 
 #[derive(Debug)]
 pub struct Conn {
@@ -55,14 +55,17 @@ pub struct Conn {
     input: LineBuffer,
     output: Outbox,
     /// Held ports in allocation order (released in that order, as the legacy server did,
-    /// so the last one allocated is the next one handed out).
-    ports: Vec<u16>,
+    /// so the last one allocated is the next one handed out), with whose limit each counts.
+    ports: Vec<(u16, Holder)>,
     /// The client's socket as the kernel described it when the connection was accepted
     /// (`None` without user verification), or why it could not be: looked up then, while
     /// the socket is certainly still the client's (see `peercred::OwnerLookup`).
     socket: Option<Result<SocketId, String>>,
     /// Who owns the client's socket, with names looked up at its first GIMME.
     owner: Option<Owner>,
+    /// A GIMME (application, user) waiting for the search of the socket's holders; the
+    /// connection's later requests wait behind it.
+    waiting: Option<(Vec<u8>, Vec<u8>)>,
     eof: bool,
     /// The peer has shut down its sending side or hung up (epoll's RDHUP/HUP), seen
     /// even while its requests wait unread.
@@ -89,6 +92,7 @@ impl Conn {
             ports: Vec::new(),
             socket,
             owner: None,
+            waiting: None,
             eof: false,
             peer_closed: false,
             closing: false,
@@ -134,6 +138,22 @@ pub fn is_local(ip: IpAddr) -> bool {
     }
 }
 
+/// Whose per-user limit a port counts against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Holder {
+    /// The uid the user check accepted.
+    Uid(u32),
+    /// The name sent, when users are not checked (`-no-user-check`).
+    Name(Vec<u8>),
+}
+
+/// Why a GIMME is not answered yet.
+enum Unverified {
+    Refused(String),
+    /// Its search was queued: the GIMME is answered when it is done.
+    Waiting,
+}
+
 /// What the requests of all connections share.
 #[derive(Debug)]
 pub struct Core {
@@ -142,8 +162,10 @@ pub struct Core {
     pub limits: Limits,
     /// Every byte held in unsent replies.
     pub budget: Budget,
-    /// Ports held per user name.
-    per_user: HashMap<Vec<u8>, usize>,
+    /// Ports held per user.
+    per_user: HashMap<Holder, usize>,
+    /// Searches for the processes holding a socket (`None` without user verification).
+    pub scanner: Option<Scanner>,
     /// The allocations changed since ports.txt was last written.
     pub dirty: bool,
     /// The last LIST reply, valid until the allocations change, shared by every client
@@ -163,6 +185,7 @@ impl Core {
             limits,
             budget: Budget::default(),
             per_user: HashMap::new(),
+            scanner: None,
             dirty: false,
             list_cache: None,
             probe: Probe::default(),
@@ -186,8 +209,8 @@ impl Core {
     pub fn service(&mut self, key: Key, conn: &mut Conn) {
         let mut chunk = [0u8; READ_CHUNK];
         conn.throttled = false;
-        while !conn.closing {
-            while !conn.closing && conn.unsent() < OUTPUT_HIGH_WATER {
+        while !conn.closing && conn.waiting.is_none() {
+            while !conn.closing && conn.waiting.is_none() && conn.unsent() < OUTPUT_HIGH_WATER {
                 match conn.input.next_line() {
                     None => break,
                     Some(Ok(line)) => {
@@ -203,7 +226,7 @@ impl Core {
                     }
                 }
             }
-            if conn.closing {
+            if conn.closing || conn.waiting.is_some() {
                 break;
             }
             if conn.unsent() >= OUTPUT_HIGH_WATER {
@@ -226,6 +249,9 @@ impl Core {
                 // Like Tcl's gets, an unterminated last line still counts.
                 if let Some(last) = conn.input.take_partial() {
                     self.request(key, conn, &last);
+                    if conn.waiting.is_some() {
+                        break; // answered, and the connection ended, once its search is done
+                    }
                 }
                 self.end(conn);
                 break;
@@ -247,12 +273,13 @@ impl Core {
     /// Releases the connection's ports (it has ended or been refused).
     pub fn end(&mut self, conn: &mut Conn) {
         conn.closing = true;
-        for port in conn.ports.drain(..) {
+        conn.waiting = None;
+        for (port, holder) in conn.ports.drain(..) {
             if let Some(held) = self.pool.release(port) {
-                if let Some(count) = self.per_user.get_mut(&held.user) {
+                if let Some(count) = self.per_user.get_mut(&holder) {
                     *count -= 1;
                     if *count == 0 {
-                        self.per_user.remove(&held.user);
+                        self.per_user.remove(&holder);
                     }
                 }
                 self.log.info(format_args!(
@@ -314,16 +341,23 @@ impl Core {
                 return;
             }
         }
-        if let Err(reason) = self.verify_user(conn, user) {
-            self.refuse(conn, application, user, &reason);
-            return;
-        }
+        let holder = match self.verify_user(key, conn, user) {
+            Ok(holder) => holder,
+            Err(Unverified::Refused(reason)) => {
+                self.refuse(conn, application, user, &reason);
+                return;
+            }
+            Err(Unverified::Waiting) => {
+                conn.waiting = Some((application.to_vec(), user.to_vec()));
+                return;
+            }
+        };
         if conn.ports.len() >= self.limits.per_connection {
             let reason = format!("this connection already holds {} ports, the most one may", conn.ports.len());
             self.refuse(conn, application, user, &reason);
             return;
         }
-        let held = self.per_user.get(user).copied().unwrap_or(0);
+        let held = self.per_user.get(&holder).copied().unwrap_or(0);
         if held >= self.limits.per_user {
             let reason = format!("user {} already holds {held} ports, the most one may", printable(user));
             self.refuse(conn, application, user, &reason);
@@ -332,8 +366,8 @@ impl Core {
         let probe = &mut self.probe;
         match self.pool.allocate(application, user, key, |port| !probe.in_use(port)) {
             Some(port) => {
-                *self.per_user.entry(user.to_vec()).or_default() += 1;
-                conn.ports.push(port);
+                *self.per_user.entry(holder.clone()).or_default() += 1;
+                conn.ports.push((port, holder));
                 self.dirty = true;
                 self.list_cache = None;
                 self.log.info(format_args!(
@@ -364,23 +398,54 @@ impl Core {
         conn.output.push(|out| protocol::fail_reply(reason.as_bytes(), out));
     }
 
-    /// The user named in a GIMME must be the client's (see `Owner::verify`).
-    fn verify_user(&mut self, conn: &mut Conn, user: &[u8]) -> Result<(), String> {
+    /// The user named in a GIMME must be the client's (see `Owner::verify`): whose limit
+    /// its port counts against, or why it is not answered now.
+    fn verify_user(&mut self, key: Key, conn: &mut Conn, user: &[u8]) -> Result<Holder, Unverified> {
         let Some(socket) = &conn.socket else {
-            return Ok(());
+            return Ok(Holder::Name(user.to_vec()));
         };
-        let mut owner = match conn.owner.take() {
+        let owner = match &conn.owner {
             Some(owner) => owner,
             None => {
                 let socket = socket.as_ref().map_err(|e| {
-                    format!("cannot verify user {}: the owner of this connection is unknown ({e})", printable(user))
+                    Unverified::Refused(format!(
+                        "cannot verify user {}: the owner of this connection is unknown ({e})",
+                        printable(user)
+                    ))
                 })?;
-                Owner::lookup(*socket)
+                conn.owner.insert(Owner::lookup(*socket))
             }
         };
-        let verdict = owner.verify(user, Path::new("/proc"));
-        conn.owner = Some(owner);
-        verdict
+        match owner.verify(user) {
+            Verdict::Accepted(uid) => Ok(Holder::Uid(uid)),
+            Verdict::Refused(reason) => Err(Unverified::Refused(reason)),
+            Verdict::Unchecked(search) => {
+                let Some(scanner) = &self.scanner else {
+                    return Err(Unverified::Refused("cannot search for the processes holding its socket".into()));
+                };
+                match scanner.submit(key, search) {
+                    Ok(()) => Err(Unverified::Waiting),
+                    Err(Busy) => Err(Unverified::Refused(format!(
+                        "user {} is not the owner of this connection, and too many checks of processes are \
+                         waiting; try again",
+                        printable(user)
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// A search for the processes holding a connection's socket is done: the GIMME that
+    /// waited for it is answered, and the requests behind it read on (`service`).
+    pub fn searched(&mut self, key: Key, conn: &mut Conn, done: Done) {
+        if let Some(owner) = conn.owner.as_mut() {
+            owner.learn(done.real);
+        }
+        if let Some((application, user)) = conn.waiting.take()
+            && !conn.closing
+        {
+            self.gimme(key, conn, &application, &user);
+        }
     }
 }
 

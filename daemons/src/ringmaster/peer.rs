@@ -10,6 +10,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::network::network_of;
 use crate::portmgr::peercred::OwnerLookup;
 
 /// The client of a connection.
@@ -60,14 +61,6 @@ impl std::fmt::Display for Key {
             Key::User(uid) => write!(f, "uid {uid}"),
             Key::Address(ip) => write!(f, "{ip}"),
         }
-    }
-}
-
-/// What one host can use: an IPv4 address, or an IPv6 /64.
-pub fn network_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
-        other => other,
     }
 }
 

@@ -32,6 +32,7 @@ use super::session::{Session, short_of_descriptors_retry};
 use super::shared::{Counts, Shared, lock};
 use super::streams::Streams;
 use crate::daemon::{block_signals, listen_on, open_log, raise_fd_limit};
+use crate::network::network_of;
 use crate::portmgr::peercred::OwnerLookup;
 use crate::portmgr::ratelimit::RateLimit;
 use crate::portmgr::sdnotify;
@@ -165,7 +166,7 @@ impl HostTicket {
     fn take(shared: &Arc<Shared>, peer: IpAddr, who: Who, caps: Caps) -> Option<HostTicket> {
         let mut limits = Vec::new();
         if !peer.to_canonical().is_loopback() {
-            limits.push((Key::Address(peer::network_of(peer.to_canonical())), caps.per_host));
+            limits.push((Key::Address(network_of(peer)), caps.per_host));
         }
         if let Who::User(uid) = who {
             if uid != 0 {
