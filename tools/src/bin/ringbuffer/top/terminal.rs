@@ -194,21 +194,19 @@ impl Terminal {
             Ok(_) => {}
             Err(e) => return Err(format!("cannot wait for keys: {e}")),
         }
-        let mut keys = [0u8; 64];
+        // One key at a time: what is typed after `q` stays queued for the shell.
+        let mut key = [0u8; 1];
         // Poll said there is input: no data is the terminal gone; a failed read (EINTR: a
         // signal since, whose flag is looked at below) is nothing read this time.
-        let n = match nix::unistd::read(stdin.as_fd(), &mut keys) {
+        match nix::unistd::read(stdin.as_fd(), &mut key) {
             Ok(0) => return Err("the terminal closed".to_string()),
-            Ok(n) => n,
-            Err(_) => 0,
-        };
-        let keys = &keys[..n];
-        // Ctrl-C arrives as a byte only on a terminal whose intr key is something else.
-        if keys.contains(&3) {
-            return Ok(Some(Exit::Interrupted));
-        }
-        if keys.iter().any(|&k| k == b'q' || k == b'Q') {
-            return Ok(Some(Exit::Quit));
+            Ok(_) => match key[0] {
+                // Ctrl-C arrives as a byte only on a terminal whose intr key is something else.
+                3 => return Ok(Some(Exit::Interrupted)),
+                b'q' | b'Q' => return Ok(Some(Exit::Quit)),
+                _ => {}
+            },
+            Err(_) => {}
         }
         Ok(stopped())
     }
