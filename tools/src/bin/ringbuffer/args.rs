@@ -32,35 +32,16 @@ pub enum Owners {
     Users(Vec<String>),
 }
 
+/// What to do. `Help` carries the text to print: USAGE for `help`, `-h` and `--help`, a
+/// subcommand's own for `help CMD` and `CMD --help`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Create {
-        name: String,
-        data_bytes: u64,
-        max_consumers: u32,
-    },
-    Format {
-        name: String,
-        max_consumers: u32,
-    },
-    Delete {
-        name: String,
-    },
-    List {
-        host: Option<String>,
-        json: bool,
-    },
-    Status {
-        host: Option<String>,
-        owners: Owners,
-        pattern: String,
-        json: bool,
-    },
-    Top {
-        interval: Duration,
-        pattern: String,
-    },
-    /// `help`, `-h`, `--help` (the text is USAGE) or a subcommand's `--help`: the text to print.
+    Create { name: String, data_bytes: u64, max_consumers: u32 },
+    Format { name: String, max_consumers: u32 },
+    Delete { name: String },
+    List { host: Option<String>, json: bool },
+    Status { host: Option<String>, owners: Owners, pattern: String, json: bool },
+    Top { interval: Duration, pattern: String },
     Help(String),
 }
 
@@ -77,7 +58,7 @@ struct Cli {
     command: Words,
 }
 
-/// NSCLDAQ's defaults: 8 MiB of data (`8m`), 100 consumers.
+// The words after `ringbuffer`; the defaults are NSCLDAQ's: 8 MiB of data, 100 consumers.
 #[derive(Subcommand)]
 enum Words {
     /// Creates ring NAME (world read-write, as NSCLDAQ makes them)
@@ -147,7 +128,7 @@ enum Words {
 struct Users(Vec<String>);
 
 /// `n`, `nk`, `nm` or `ng` (powers of 1024, either case), as NSCLDAQ's --datasize.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+fn parse_size(text: &str) -> Result<u64, String> {
     let (digits, shift) = match text.chars().last().map(|c| c.to_ascii_lowercase()) {
         Some('k') => (&text[..text.len() - 1], 10),
         Some('m') => (&text[..text.len() - 1], 20),
