@@ -333,3 +333,20 @@ fn top_gives_the_terminal_back_however_it_ends() {
     tmux.wait_for("FG=0 after fg and q", |s| s.contains("FG=0"));
     tmux.assert_restored("AFTER_FG_Q");
 }
+
+/// What is typed after `q` is the shell's: the view reads keys one at a time and stops at
+/// `q`. It used to read up to 64 bytes at once, so a command typed quickly after `q` (or
+/// sent with it, as here: tmux writes these keys to the terminal together) was swallowed.
+#[test]
+fn keys_typed_after_q_reach_the_shell() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    let tmux = Tmux::start_with("ahead", 80, 24, &["env", "PS1=$ ", "sh"]).expect("tmux starts a session");
+    tmux.keys(&[&format!("{RINGBUFFER} top"), "Enter"]);
+    tmux.wait_for("the view", |s| s.contains("ringbuffer top:"));
+    tmux.keys(&["q", "echo AHEAD=$?", "Enter"]);
+    tmux.wait_for("the command typed after q, run by the shell", |s| s.contains("AHEAD=0"));
+    tmux.assert_restored("AFTER_AHEAD");
+}

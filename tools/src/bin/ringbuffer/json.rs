@@ -1,85 +1,96 @@
 //! `--json` output for scripts: one JSON document on stdout, sizes in bytes, a missing
-//! value as null. Written by hand: two fixed shapes do not need a serialisation crate.
+//! value as null. The documents are their own structs rather than the tool's: renaming a
+//! field inside the tool must not change what scripts read (the tests pin the text).
 
-use std::fmt::Write;
+use serde::Serialize;
 
 use crate::rings::{Failure, RingStatus};
 
-/// `text` as a JSON string literal.
-pub fn string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+#[derive(Serialize)]
+struct List<'a> {
+    host: &'a str,
+    rings: &'a [String],
 }
 
-fn optional_string(text: Option<&str>) -> String {
-    text.map_or_else(|| "null".to_string(), string)
+#[derive(Serialize)]
+struct Status<'a> {
+    host: &'a str,
+    rings: Vec<Ring<'a>>,
+    errors: Vec<RingError<'a>>,
+}
+
+#[derive(Serialize)]
+struct Ring<'a> {
+    name: &'a str,
+    owner: Option<&'a str>,
+    data_bytes: u64,
+    free: u64,
+    max_consumers: u32,
+    producer_pid: Option<i32>,
+    max_backlog: u64,
+    min_backlog: u64,
+    consumers: Vec<Consumer<'a>>,
+    producer_may_lose_data: bool,
+}
+
+#[derive(Serialize)]
+struct Consumer<'a> {
+    slot: Option<u32>,
+    pid: i32,
+    backlog: u64,
+    command: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct RingError<'a> {
+    name: &'a str,
+    errno: i32,
+    error: &'a str,
+}
+
+impl<'a> Ring<'a> {
+    fn of(r: &'a RingStatus) -> Ring<'a> {
+        Ring {
+            name: &r.name,
+            owner: r.owner.as_deref(),
+            data_bytes: r.data_bytes,
+            free: r.free,
+            max_consumers: r.max_consumers,
+            // The ring's header says -1 (or any negative pid) when no producer is attached.
+            producer_pid: (r.producer_pid >= 0).then_some(r.producer_pid),
+            max_backlog: r.max_backlog,
+            min_backlog: r.min_backlog,
+            consumers: r
+                .clients
+                .iter()
+                .map(|c| Consumer { slot: c.slot, pid: c.pid, backlog: c.backlog, command: c.command.as_deref() })
+                .collect(),
+            producer_may_lose_data: r.producer_may_lose_data,
+        }
+    }
+}
+
+/// The document and a newline. Serialising these structs cannot fail (string keys, no
+/// maps, no floats); should it ever, the script gets null rather than a torn document.
+fn document(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_string()) + "\n"
 }
 
 /// `{"host":...,"rings":["a","b"]}`
 pub fn list(host: &str, names: &[String]) -> String {
-    let names: Vec<String> = names.iter().map(|n| string(n)).collect();
-    format!("{{\"host\":{},\"rings\":[{}]}}\n", string(host), names.join(","))
-}
-
-fn ring(r: &RingStatus) -> String {
-    let clients: Vec<String> = r
-        .clients
-        .iter()
-        .map(|c| {
-            format!(
-                "{{\"slot\":{},\"pid\":{},\"backlog\":{},\"command\":{}}}",
-                c.slot.map_or_else(|| "null".to_string(), |s| s.to_string()),
-                c.pid,
-                c.backlog,
-                optional_string(c.command.as_deref())
-            )
-        })
-        .collect();
-    let producer = if r.producer_pid < 0 { "null".to_string() } else { r.producer_pid.to_string() };
-    format!(
-        "{{\"name\":{},\"owner\":{},\"data_bytes\":{},\"free\":{},\"max_consumers\":{},\"producer_pid\":{producer},\"max_backlog\":{},\"min_backlog\":{},\"consumers\":[{}],\"producer_may_lose_data\":{}}}",
-        string(&r.name),
-        optional_string(r.owner.as_deref()),
-        r.data_bytes,
-        r.free,
-        r.max_consumers,
-        r.max_backlog,
-        r.min_backlog,
-        clients.join(","),
-        r.producer_may_lose_data
-    )
+    document(&List { host, rings: names })
 }
 
 /// `{"host":...,"rings":[{...}],"errors":[{"name":...,"errno":...,"error":...}]}`
 pub fn status(host: &str, rings: &[RingStatus], failures: &[Failure]) -> String {
-    let rings: Vec<String> = rings.iter().map(ring).collect();
-    let errors: Vec<String> = failures
-        .iter()
-        .map(|f| {
-            format!(
-                "{{\"name\":{},\"errno\":{},\"error\":{}}}",
-                string(&f.name),
-                f.error.errno(),
-                string(f.error.message())
-            )
-        })
-        .collect();
-    format!("{{\"host\":{},\"rings\":[{}],\"errors\":[{}]}}\n", string(host), rings.join(","), errors.join(","))
+    document(&Status {
+        host,
+        rings: rings.iter().map(Ring::of).collect(),
+        errors: failures
+            .iter()
+            .map(|f| RingError { name: &f.name, errno: f.error.errno(), error: f.error.message() })
+            .collect(),
+    })
 }
 
 #[cfg(test)]
@@ -89,7 +100,7 @@ mod tests {
 
     #[test]
     fn strings_are_escaped() {
-        assert_eq!(string("a\"b\\c\nd\u{1}é"), "\"a\\\"b\\\\c\\nd\\u0001é\"");
+        assert_eq!(list("a\"b\\c\nd\u{1}\u{1b}é", &[]), "{\"host\":\"a\\\"b\\\\c\\nd\\u0001\\u001bé\",\"rings\":[]}\n");
     }
 
     #[test]

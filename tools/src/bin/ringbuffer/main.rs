@@ -140,7 +140,7 @@ fn run(command: Command) -> Result<u8, Error> {
                 Err(why) => Err(Error::new(libc::EINVAL, why)),
             };
         }
-        Command::Help => print!("{USAGE}"),
+        Command::Help(text) => print!("{text}"),
     }
     Ok(0)
 }

@@ -3,8 +3,26 @@
 //! changes is put back when the `Terminal` is dropped: on `q`, on Ctrl-C, Ctrl-\,
 //! SIGTERM or SIGHUP, on an error and on a panic (the release profile unwinds); while
 //! suspended (Ctrl-Z) and, by the signal handler, before dying of SIGBUS.
+//!
+//! Written against termios rather than crossterm (0.29, weighed for issue 14; ratatui
+//! draws through it, and would also replace render.rs's tested text layout):
+//! - the terminal is put back from signal handlers (Ctrl-Z, SIGBUS), where only
+//!   async-signal-safe calls may run; crossterm keeps the settings to restore behind a
+//!   mutex, so the saved termios, the raw writes and the handlers here would stay anyway;
+//! - its raw mode is cfmakeraw's: no ISIG (Ctrl-C, Ctrl-\ and Ctrl-Z become keys to
+//!   re-implement, while `kill -TSTP` still needs the handler) and no OPOST;
+//! - its event wait retries on EINTR, so SIGTERM or SIGHUP would be seen only when the
+//!   wait ends (with no ring to sample, the refresh interval: up to 10 s), not at once;
+//! - its resize events come with a SIGWINCH handler of its own (signal-hook), and its
+//!   window size falls back to running `tput`;
+//! - it brings 28 crates (a second parking_lot and syn among them) for what is here a
+//!   few escape strings, one ioctl and a read.
+//!
+//! The termios stays libc's: it is what the handlers restore, and nix's `Termios` drops
+//! flag bits it does not know when written back, where the user's settings must come
+//! back exactly.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,15 +104,10 @@ pub struct Terminal {
 const ENTER: &str = "\x1b[?1049h\x1b[?25l\x1b[H\x1b[2J";
 const LEAVE: &str = "\x1b[0m\x1b[?25h\x1b[?1049l";
 
-fn is_tty(fd: i32) -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    unsafe { libc::isatty(fd) == 1 }
-}
-
 impl Terminal {
     /// Takes over the terminal on stdin/stdout; an error when either is not one.
     pub fn take() -> Result<Terminal, String> {
-        if !is_tty(0) || !is_tty(1) {
+        if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
             return Err("top needs a terminal on stdin and stdout (use `ringbuffer status` in scripts)".to_string());
         }
         // SAFETY: termios is plain data, filled in by tcgetattr before use.
@@ -181,19 +194,19 @@ impl Terminal {
             Ok(_) => {}
             Err(e) => return Err(format!("cannot wait for keys: {e}")),
         }
-        let mut keys = [0u8; 64];
-        // SAFETY: reads at most keys.len() bytes into the local buffer.
-        let n = unsafe { libc::read(0, keys.as_mut_ptr().cast(), keys.len()) };
-        if n == 0 {
-            return Err("the terminal closed".to_string());
-        }
-        let keys = &keys[..n.max(0) as usize];
-        // Ctrl-C arrives as a byte only on a terminal whose intr key is something else.
-        if keys.contains(&3) {
-            return Ok(Some(Exit::Interrupted));
-        }
-        if keys.iter().any(|&k| k == b'q' || k == b'Q') {
-            return Ok(Some(Exit::Quit));
+        // One key at a time: what is typed after `q` stays queued for the shell.
+        let mut key = [0u8; 1];
+        // Poll said there is input: no data is the terminal gone; a failed read (EINTR: a
+        // signal since, whose flag is looked at below) is nothing read this time.
+        match nix::unistd::read(stdin.as_fd(), &mut key) {
+            Ok(0) => return Err("the terminal closed".to_string()),
+            Ok(_) => match key[0] {
+                // Ctrl-C arrives as a byte only on a terminal whose intr key is something else.
+                3 => return Ok(Some(Exit::Interrupted)),
+                b'q' | b'Q' => return Ok(Some(Exit::Quit)),
+                _ => {}
+            },
+            Err(_) => {}
         }
         Ok(stopped())
     }
