@@ -11,6 +11,7 @@ pub mod progress;
 pub mod remote;
 pub mod ring;
 pub mod ringmaster;
+mod sys;
 pub mod trust;
 
 pub use error::{Error, Result};

@@ -195,6 +195,7 @@ pub unsafe extern "C" fn portmgr_list_free(list: *mut portmgr_allocation, count:
         for entry in array.iter() {
             for text in [entry.application, entry.user] {
                 if !text.is_null() {
+                    // SAFETY: portmgr_list made it with CString::into_raw; freed once here.
                     drop(unsafe { CString::from_raw(text) });
                 }
             }
@@ -213,8 +214,9 @@ pub unsafe extern "C" fn portmgr_find_server(
 ) -> c_int {
     guard(|| {
         let pm = handle(pm)?;
-        // SAFETY: NULL or NUL-terminated strings, per the contract.
+        // SAFETY: NULL or NUL-terminated strings, per the contract; str_arg checks NULL.
         let service = unsafe { str_arg(service, "service") }?;
+        // SAFETY: as for `service`.
         let user = unsafe { opt_str_arg(user, "user") }?;
         let port_out = out_arg(port_out, "port_out")?;
         let port = pm.client.find_server(service, user)?;

@@ -118,6 +118,7 @@ fn write_spans(out: *mut ring_span, spans: [Span; 2]) {
 /// behind on failure.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_create(name: *const c_char, data_bytes: u64, max_consumers: u32) -> c_int {
+    // SAFETY: our own caller's contract is ring_create_mode's.
     unsafe { ring_create_mode(name, data_bytes, max_consumers, RING_DEFAULT_MODE) }
 }
 
@@ -130,6 +131,7 @@ pub unsafe extern "C" fn ring_create_mode(
     mode: u32,
 ) -> c_int {
     guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
         let name = unsafe { str_arg(name, "ring name") }?;
         ring::create(name, CreateOptions { data_bytes, max_consumers, mode }).map(|()| 0)
     })
@@ -141,7 +143,11 @@ pub unsafe extern "C" fn ring_create_mode(
 /// -EINVAL). -EBUSY while clients are attached.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_format(name: *const c_char, max_consumers: u32) -> c_int {
-    guard(|| ring::format(unsafe { str_arg(name, "ring name") }?, max_consumers).map(|()| 0))
+    guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
+        let name = unsafe { str_arg(name, "ring name") }?;
+        ring::format(name, max_consumers).map(|()| 0)
+    })
 }
 
 /// After ring_create said -EEXIST: adopts ring `name` as NSCLDAQ's CRingBuffer::create
@@ -151,6 +157,7 @@ pub unsafe extern "C" fn ring_format(name: *const c_char, max_consumers: u32) ->
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_adopt(name: *const c_char) -> c_int {
     guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
         let name = unsafe { str_arg(name, "ring name") }?;
         if !ring::exists(name)? {
             return Err(Error::new(libc::ENOENT, format!("cannot adopt {name}: it is not a ring")));
@@ -162,13 +169,21 @@ pub unsafe extern "C" fn ring_adopt(name: *const c_char) -> c_int {
 /// Removes ring `name`. -ENOENT if there is none; -EPERM if it is another user's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_remove(name: *const c_char) -> c_int {
-    guard(|| ring::remove(unsafe { str_arg(name, "ring name") }?).map(|()| 0))
+    guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
+        let name = unsafe { str_arg(name, "ring name") }?;
+        ring::remove(name).map(|()| 0)
+    })
 }
 
 /// 1 if `name` is a ring, 0 if it is missing or not a ring, < 0 on error.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_exists(name: *const c_char) -> c_int {
-    guard(|| ring::exists(unsafe { str_arg(name, "ring name") }?).map(c_int::from))
+    guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
+        let name = unsafe { str_arg(name, "ring name") }?;
+        ring::exists(name).map(c_int::from)
+    })
 }
 
 /// Every ring on this host, sorted. Free with ring_list_free.
@@ -201,6 +216,7 @@ pub unsafe extern "C" fn ring_list_free(names: *mut *mut c_char, count: usize) {
         let array = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(names, count)) };
         for &name in array.iter() {
             if !name.is_null() {
+                // SAFETY: ring_list made each name with CString::into_raw; freed once here.
                 drop(unsafe { CString::from_raw(name) });
             }
         }
@@ -209,6 +225,7 @@ pub unsafe extern "C" fn ring_list_free(names: *mut *mut c_char, count: usize) {
 
 fn attach(name: *const c_char, out: *mut *mut ring_client, make: impl FnOnce(&str) -> Result<Side>) -> c_int {
     guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
         let name = unsafe { str_arg(name, "ring name") }?;
         let out = out_arg(out, "out")?;
         let side = make(name)?;
@@ -281,6 +298,8 @@ pub unsafe extern "C" fn ring_put(
     guard(|| {
         let p = as_producer(producer)?;
         buffer_arg(data, len, "data", libc::EMSGSIZE)?;
+        // SAFETY: non-NULL and at most isize::MAX (buffer_arg), and readable for `len`
+        // bytes per the contract; the slice lives only for this call.
         let data = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) } };
         p.put(data, timeout(timeout_ms)?).map(|()| 0)
     })
@@ -300,6 +319,8 @@ pub unsafe extern "C" fn ring_get(
     guard(|| {
         let c = as_consumer(consumer)?;
         buffer_arg(buf, max, "buf", libc::EINVAL)?;
+        // SAFETY: non-NULL and at most isize::MAX (buffer_arg), and writable for `max`
+        // bytes per the contract; the slice lives only for this call.
         let buf = if max == 0 { &mut [][..] } else { unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), max) } };
         c.get(buf, min as u64, timeout(timeout_ms)?).map(|n| n as isize)
     })
@@ -311,6 +332,7 @@ pub unsafe extern "C" fn ring_peek(consumer: *mut ring_client, buf: *mut c_void,
     guard(|| {
         let c = as_consumer(consumer)?;
         buffer_arg(buf, max, "buf", libc::EINVAL)?;
+        // SAFETY: as for ring_get.
         let buf = if max == 0 { &mut [][..] } else { unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), max) } };
         c.peek(buf).map(|n| n as isize)
     })
@@ -337,6 +359,7 @@ pub unsafe extern "C" fn ring_available_put_space(producer: *const ring_client) 
 /// The consumer slot index of a consumer; -1 for a producer; -EINVAL for NULL.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_slot(client: *const ring_client) -> c_int {
+    // SAFETY: NULL or a live handle from ring_attach_*, per the contract.
     guard(|| match unsafe { client.as_ref() } {
         Some(ring_client { side: Side::Consumer(c), .. }) => Ok(c.slot() as c_int),
         Some(ring_client { side: Side::Producer(_), .. }) => Ok(-1),
@@ -360,6 +383,7 @@ pub unsafe extern "C" fn ring_usage(
     capacity: usize,
 ) -> c_int {
     guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
         let name = unsafe { str_arg(name, "ring name") }?;
         let info = out_arg(info, "info")?;
         buffer_arg(consumers, capacity, "consumers", libc::EINVAL)?;
@@ -390,13 +414,21 @@ pub unsafe extern "C" fn ring_usage(
 /// Frees the producer slot of ring `name`, whoever holds it.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_disconnect_producer(name: *const c_char) -> c_int {
-    guard(|| ring::disconnect_producer(unsafe { str_arg(name, "ring name") }?).map(|()| 0))
+    guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
+        let name = unsafe { str_arg(name, "ring name") }?;
+        ring::disconnect_producer(name).map(|()| 0)
+    })
 }
 
 /// Frees consumer slot `slot` of ring `name`. -ERANGE for a slot the ring lacks.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_disconnect_consumer(name: *const c_char, slot: u32) -> c_int {
-    guard(|| ring::disconnect_consumer(unsafe { str_arg(name, "ring name") }?, slot).map(|()| 0))
+    guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
+        let name = unsafe { str_arg(name, "ring name") }?;
+        ring::disconnect_consumer(name, slot).map(|()| 0)
+    })
 }
 
 /// Zero-copy put, step 1: waits for len bytes of space and lends them in place as
@@ -464,6 +496,7 @@ pub unsafe extern "C" fn ring_position(client: *mut ring_client, at: *mut *mut c
         let to_top = out_arg(to_top, "to_top")?;
         // A zero-byte lend names both the client's position (first span) and the start
         // of the data area (second span), without moving anything.
+        // SAFETY: NULL or a live handle from ring_attach_*, used by one thread, per the contract.
         let ([here, base], data_bytes) = match unsafe { client.as_mut() } {
             Some(ring_client { side: Side::Consumer(c), .. }) => {
                 let spans = c.borrow(0, 0, Some(Duration::ZERO))?;

@@ -180,8 +180,9 @@ pub unsafe extern "C" fn ringmaster_notify_connect(
 ) -> c_int {
     guard(|| {
         let rm = begin(rm)?;
-        // SAFETY: NULL or NUL-terminated strings, per the contract.
+        // SAFETY: NULL or NUL-terminated strings, per the contract; str_arg checks NULL.
         let ring = unsafe { str_arg(ring, "ring name") }?;
+        // SAFETY: as for `ring`.
         let comment = unsafe { opt_str_arg(comment, "comment") }?.unwrap_or("");
         let role = role(slot)?;
         let pid = std::process::id() as i32;
