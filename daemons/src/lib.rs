@@ -11,3 +11,4 @@ pub mod log;
 pub mod portmgr;
 pub mod ringmaster;
 pub mod statefiles;
+mod sys;
