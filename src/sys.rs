@@ -75,29 +75,25 @@ pub fn ip_of(addr: &SockaddrStorage) -> Option<IpAddr> {
 /// The name the resolver gives an address, if it knows one.
 pub fn getnameinfo(ip: IpAddr) -> Option<String> {
     let storage = SockaddrStorage::from(std::net::SocketAddr::new(ip, 0));
-    let mut name = [0 as libc::c_char; libc::NI_MAXHOST as usize];
+    let mut name = [0u8; libc::NI_MAXHOST as usize];
     // SAFETY: a socket address and its own length; a writable buffer and its length; no
     // service buffer (NULL with length 0).
     let rc = unsafe {
         libc::getnameinfo(
             storage.as_ptr(),
             storage.len(),
-            name.as_mut_ptr(),
+            name.as_mut_ptr().cast(),
             name.len() as libc::socklen_t,
             std::ptr::null_mut(),
             0,
             libc::NI_NAMEREQD,
         )
     };
-    // getnameinfo NUL-terminates what it writes; the bound makes sure of it.
-    let name = CStr::from_bytes_until_nul(bytes_of(&name)).ok()?;
-    (rc == 0).then(|| name.to_string_lossy().into_owned())
-}
-
-fn bytes_of(chars: &[libc::c_char]) -> &[u8] {
-    // SAFETY: c_char and u8 have the same size and alignment, and every bit pattern is
-    // valid for both; the slice borrows the same memory for the same lifetime.
-    unsafe { std::slice::from_raw_parts(chars.as_ptr().cast(), chars.len()) }
+    if rc != 0 {
+        return None;
+    }
+    // NUL-terminated by getnameinfo; looked for within the buffer all the same.
+    CStr::from_bytes_until_nul(&name).ok().map(|name| name.to_string_lossy().into_owned())
 }
 
 /// The file this code was loaded from (libdaqflow.so, or the program it is linked into),

@@ -76,8 +76,13 @@ fn timeout(ms: c_int) -> Result<Option<Duration>> {
     }
 }
 
-fn as_producer<'a>(client: *mut ring_client) -> Result<&'a mut Producer> {
-    // SAFETY: the caller passes a handle from ring_attach_* (or NULL), used by one thread.
+/// The producer behind a handle.
+///
+/// # Safety
+/// `client` is NULL or a handle from ring_attach_* not yet detached, which no other thread
+/// uses while the result lives.
+unsafe fn as_producer<'a>(client: *mut ring_client) -> Result<&'a mut Producer> {
+    // SAFETY: per our contract, NULL (as_mut says None) or a live, unshared handle.
     match unsafe { client.as_mut() } {
         Some(ring_client { side: Side::Producer(p), .. }) => Ok(p),
         Some(_) => Err(Error::new(libc::EINVAL, "this call needs a producer, and the handle is a consumer")),
@@ -85,8 +90,12 @@ fn as_producer<'a>(client: *mut ring_client) -> Result<&'a mut Producer> {
     }
 }
 
-fn as_consumer<'a>(client: *mut ring_client) -> Result<&'a mut Consumer> {
-    // SAFETY: as for `producer`.
+/// The consumer behind a handle.
+///
+/// # Safety
+/// As for [`as_producer`].
+unsafe fn as_consumer<'a>(client: *mut ring_client) -> Result<&'a mut Consumer> {
+    // SAFETY: as for `as_producer`.
     match unsafe { client.as_mut() } {
         Some(ring_client { side: Side::Consumer(c), .. }) => Ok(c),
         Some(_) => Err(Error::new(libc::EINVAL, "this call needs a consumer, and the handle is a producer")),
@@ -106,9 +115,11 @@ fn buffer_arg<T>(ptr: *const T, len: usize, what: &str, too_long: i32) -> Result
     }
 }
 
-fn write_spans(out: *mut ring_span, spans: [Span; 2]) {
+/// # Safety
+/// `out` has room for two spans.
+unsafe fn write_spans(out: *mut ring_span, spans: [Span; 2]) {
     for (i, span) in spans.into_iter().enumerate() {
-        // SAFETY: the caller provides room for two spans (checked non-NULL).
+        // SAFETY: per our contract, `out` has room for two spans; `i` is 0 or 1.
         unsafe { out.add(i).write(ring_span { data: span.ptr.cast(), len: span.len }) };
     }
 }
@@ -196,7 +207,7 @@ pub unsafe extern "C" fn ring_list(names: *mut *mut *mut c_char, count: *mut usi
         let n = found.len();
         let array: Box<[*mut c_char]> =
             found.into_iter().map(|name| CString::new(name).unwrap_or_default().into_raw()).collect();
-        // SAFETY: both out-pointers are non-NULL.
+        // SAFETY: both out-pointers are non-NULL (checked) and valid for a write, per the contract.
         unsafe {
             *names = if n == 0 { std::ptr::null_mut() } else { Box::into_raw(array).cast() };
             *count = n;
@@ -223,7 +234,9 @@ pub unsafe extern "C" fn ring_list_free(names: *mut *mut c_char, count: usize) {
     })
 }
 
-fn attach(name: *const c_char, out: *mut *mut ring_client, make: impl FnOnce(&str) -> Result<Side>) -> c_int {
+/// # Safety
+/// As for ring_attach_producer and ring_attach_consumer.
+unsafe fn attach(name: *const c_char, out: *mut *mut ring_client, make: impl FnOnce(&str) -> Result<Side>) -> c_int {
     guard(|| {
         // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
         let name = unsafe { str_arg(name, "ring name") }?;
@@ -234,7 +247,7 @@ fn attach(name: *const c_char, out: *mut *mut ring_client, make: impl FnOnce(&st
             Side::Consumer(c) => c.name(),
         };
         let client = Box::new(ring_client { name: CString::new(attached).unwrap_or_default(), side });
-        // SAFETY: `out` is non-NULL.
+        // SAFETY: non-NULL (checked), and valid for a write per our contract.
         unsafe { *out = Box::into_raw(client) };
         Ok(0)
     })
@@ -243,7 +256,8 @@ fn attach(name: *const c_char, out: *mut *mut ring_client, make: impl FnOnce(&st
 /// Attaches as the producer of ring `name`. -EACCES if it has a live producer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_attach_producer(name: *const c_char, out: *mut *mut ring_client) -> c_int {
-    attach(name, out, |n| Producer::attach(n).map(Side::Producer))
+    // SAFETY: our contract is attach's.
+    unsafe { attach(name, out, |n| Producer::attach(n).map(Side::Producer)) }
 }
 
 /// Attaches as a consumer of ring `name`; it sees data put from now on. -ENOMEM if
@@ -255,7 +269,8 @@ pub unsafe extern "C" fn ring_attach_producer(name: *const c_char, out: *mut *mu
 /// trust (see docs/security.md).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_attach_consumer(name: *const c_char, out: *mut *mut ring_client) -> c_int {
-    attach(name, out, |n| Consumer::attach(n).map(Side::Consumer))
+    // SAFETY: our contract is attach's.
+    unsafe { attach(name, out, |n| Consumer::attach(n).map(Side::Consumer)) }
 }
 
 /// The name of the ring client is attached to: for a consumer of tcp://host/ring, the
@@ -296,7 +311,8 @@ pub unsafe extern "C" fn ring_put(
     timeout_ms: c_int,
 ) -> c_int {
     guard(|| {
-        let p = as_producer(producer)?;
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let p = unsafe { as_producer(producer) }?;
         buffer_arg(data, len, "data", libc::EMSGSIZE)?;
         // SAFETY: non-NULL and at most isize::MAX (buffer_arg), and readable for `len`
         // bytes per the contract; the slice lives only for this call.
@@ -317,7 +333,8 @@ pub unsafe extern "C" fn ring_get(
     timeout_ms: c_int,
 ) -> libc::ssize_t {
     guard(|| {
-        let c = as_consumer(consumer)?;
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let c = unsafe { as_consumer(consumer) }?;
         buffer_arg(buf, max, "buf", libc::EINVAL)?;
         // SAFETY: non-NULL and at most isize::MAX (buffer_arg), and writable for `max`
         // bytes per the contract; the slice lives only for this call.
@@ -330,7 +347,8 @@ pub unsafe extern "C" fn ring_get(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_peek(consumer: *mut ring_client, buf: *mut c_void, max: usize) -> libc::ssize_t {
     guard(|| {
-        let c = as_consumer(consumer)?;
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let c = unsafe { as_consumer(consumer) }?;
         buffer_arg(buf, max, "buf", libc::EINVAL)?;
         // SAFETY: as for ring_get.
         let buf = if max == 0 { &mut [][..] } else { unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), max) } };
@@ -341,19 +359,33 @@ pub unsafe extern "C" fn ring_peek(consumer: *mut ring_client, buf: *mut c_void,
 /// Consumes len bytes without copying. -ERANGE if fewer are available.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_skip(consumer: *mut ring_client, len: usize) -> c_int {
-    guard(|| as_consumer(consumer)?.skip(len as u64).map(|()| 0))
+    guard(|| {
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let client = unsafe { as_consumer(consumer) }?;
+        client.skip(len as u64).map(|()| 0)
+    })
 }
 
 /// Bytes a consumer can get now (0 on error; see daqflow_last_error).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_available_data(consumer: *const ring_client) -> u64 {
-    guard(|| as_consumer(consumer.cast_mut())?.available().map(|n| n as isize)).max(0) as u64
+    guard(|| {
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let client = unsafe { as_consumer(consumer.cast_mut()) }?;
+        client.available().map(|n| n as isize)
+    })
+    .max(0) as u64
 }
 
 /// Bytes a producer can put now without blocking (0 on error).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_available_put_space(producer: *const ring_client) -> u64 {
-    guard(|| as_producer(producer.cast_mut())?.available_space().map(|n| n as isize)).max(0) as u64
+    guard(|| {
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let client = unsafe { as_producer(producer.cast_mut()) }?;
+        client.available_space().map(|n| n as isize)
+    })
+    .max(0) as u64
 }
 
 /// The consumer slot index of a consumer; -1 for a producer; -EINVAL for NULL.
@@ -392,7 +424,8 @@ pub unsafe extern "C" fn ring_usage(
             None => ring::usage(name)?,
         };
         let n = usage.consumers.len();
-        // SAFETY: `info` is non-NULL; `consumers` has room for `capacity` entries.
+        // SAFETY: `info` is non-NULL (checked) and valid for a write, per the contract; `consumers` has room for
+        // `capacity` entries.
         unsafe {
             info.write(ring_usage_info {
                 data_bytes: usage.data_bytes,
@@ -442,9 +475,12 @@ pub unsafe extern "C" fn ring_reserve(
     timeout_ms: c_int,
 ) -> c_int {
     guard(|| {
-        let p = as_producer(producer)?;
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let p = unsafe { as_producer(producer) }?;
         let out = out_arg(spans, "spans")?;
-        write_spans(out, p.reserve(len as u64, timeout(timeout_ms)?)?);
+        let reserved = p.reserve(len as u64, timeout(timeout_ms)?)?;
+        // SAFETY: non-NULL (checked), with room for two spans per the contract.
+        unsafe { write_spans(out, reserved) };
         Ok(0)
     })
 }
@@ -453,7 +489,11 @@ pub unsafe extern "C" fn ring_reserve(
 /// than reserved; the rest is given back).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_commit(producer: *mut ring_client, len: usize) -> c_int {
-    guard(|| as_producer(producer)?.commit(len as u64).map(|()| 0))
+    guard(|| {
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let client = unsafe { as_producer(producer) }?;
+        client.commit(len as u64).map(|()| 0)
+    })
 }
 
 /// Zero-copy get, step 1: waits for at least min bytes, then lends up to max of them
@@ -468,11 +508,13 @@ pub unsafe extern "C" fn ring_borrow(
     timeout_ms: c_int,
 ) -> libc::ssize_t {
     guard(|| {
-        let c = as_consumer(consumer)?;
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let c = unsafe { as_consumer(consumer) }?;
         let out = out_arg(spans, "spans")?;
         let lent = c.borrow(min as u64, max as u64, timeout(timeout_ms)?)?;
         let n = lent[0].len + lent[1].len;
-        write_spans(out, lent);
+        // SAFETY: non-NULL (checked), with room for two spans per the contract.
+        unsafe { write_spans(out, lent) };
         Ok(n as isize)
     })
 }
@@ -480,7 +522,11 @@ pub unsafe extern "C" fn ring_borrow(
 /// Zero-copy get, step 2: consumes the first len borrowed bytes and ends the borrow.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_release(consumer: *mut ring_client, len: usize) -> c_int {
-    guard(|| as_consumer(consumer)?.release(len as u64).map(|()| 0))
+    guard(|| {
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let client = unsafe { as_consumer(consumer) }?;
+        client.release(len as u64).map(|()| 0)
+    })
 }
 
 /// Where the client stands in ring memory, for code that reads or writes in place the
@@ -511,7 +557,7 @@ pub unsafe extern "C" fn ring_position(client: *mut ring_client, at: *mut *mut c
             None => return Err(Error::new(libc::EINVAL, "ring client is NULL")),
         };
         let offset = (here.ptr as usize) - (base.ptr as usize);
-        // SAFETY: both out-pointers are non-NULL.
+        // SAFETY: both out-pointers are non-NULL (checked) and valid for a write, per the contract.
         unsafe {
             *at = here.ptr.cast();
             *to_top = data_bytes as usize - offset;
