@@ -420,9 +420,9 @@ fn child_fx(args: &[String], producer: bool) -> Res<()> {
     let file =
         std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| format!("open {path}: {e}"))?;
     let map = memmap2::MmapOptions::new().len(4096).map_raw(&file).map_err(|e| format!("map {path}: {e}"))?;
+    const FX_SLOTS: u64 = 500; // 8-byte stamps from offset 64: within the 4096-byte page
     // SAFETY: the mapping is 4096 bytes, page aligned, shared, and lives until we return;
     // both words are only ever accessed atomically.
-    const FX_SLOTS: u64 = 500; // 8-byte stamps from offset 64: within the 4096-byte page
     let seq = unsafe { std::sync::atomic::AtomicU32::from_ptr(map.as_mut_ptr().cast()) };
     // SAFETY: as above; 64 + 8 * (n % FX_SLOTS) + 8 <= 4096 and is 8-aligned.
     let stamp = |n: u64| unsafe {

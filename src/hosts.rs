@@ -2,11 +2,12 @@
 //! resolver bounded in time), and whether it is this host. Shared by the `tcp://` ring
 //! names (`remote`) and the ring master client, below both.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::sys;
 
 /// What a host name resolves to: its canonical name (lower case) and its addresses.
 #[derive(Debug, Clone)]
@@ -78,98 +79,24 @@ pub fn is_local(host: &str, resolved: &Resolved) -> bool {
 
 /// This host's name as the kernel has it (the UTS name).
 pub fn hostname() -> Option<String> {
-    let mut name = [0 as libc::c_char; 256];
-    // SAFETY: a buffer and its length; one byte is kept back for the NUL.
-    let rc = unsafe { libc::gethostname(name.as_mut_ptr(), name.len() - 1) };
-    // SAFETY: NUL-terminated: the last byte was never written.
-    (rc == 0).then(|| unsafe { CStr::from_ptr(name.as_ptr()) }.to_string_lossy().into_owned())
+    nix::unistd::gethostname().ok().map(|name| name.to_string_lossy().into_owned())
 }
 
 fn local_addresses() -> Vec<IpAddr> {
     let Ok(ifaces) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
-    ifaces
-        .filter_map(|i| i.address)
-        .filter_map(|a| {
-            if let Some(v4) = a.as_sockaddr_in() {
-                Some(IpAddr::V4(v4.ip()))
-            } else {
-                a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
-            }
-        })
-        .collect()
+    ifaces.filter_map(|i| i.address).filter_map(|a| sys::ip_of(&a)).collect()
 }
 
 fn getaddrinfo(host: &str) -> Result<(String, Vec<IpAddr>)> {
     let unresolved = |why: String| Error::new(libc::EHOSTUNREACH, format!("cannot resolve host {host}: {why}"));
     let c_host = CString::new(host).map_err(|_| unresolved("the name contains a NUL".into()))?;
-    // SAFETY: a zeroed addrinfo is a valid "no hints" value; we then set plain fields.
-    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
-    hints.ai_flags = libc::AI_CANONNAME;
-    hints.ai_socktype = libc::SOCK_STREAM;
-    let mut list: *mut libc::addrinfo = std::ptr::null_mut();
-    // SAFETY: valid NUL-terminated host, NULL service, valid hints and out-pointer.
-    let rc = unsafe { libc::getaddrinfo(c_host.as_ptr(), std::ptr::null(), &hints, &mut list) };
-    if rc != 0 {
-        // SAFETY: gai_strerror returns a static string for any code.
-        let why = unsafe { CStr::from_ptr(libc::gai_strerror(rc)) }.to_string_lossy().into_owned();
-        return Err(unresolved(why));
-    }
-    let mut canonical = None;
-    let mut addresses = Vec::new();
-    let mut node = list;
-    while !node.is_null() {
-        // SAFETY: a node of the list getaddrinfo returned, freed only below.
-        let info = unsafe { &*node };
-        if canonical.is_none() && !info.ai_canonname.is_null() {
-            // SAFETY: getaddrinfo's canonical name is a NUL-terminated string.
-            canonical = Some(unsafe { CStr::from_ptr(info.ai_canonname) }.to_string_lossy().into_owned());
-        }
-        if let Some(ip) = sockaddr_ip(info.ai_addr, info.ai_addrlen) {
-            if !addresses.contains(&ip) {
-                addresses.push(ip);
-            }
-        }
-        node = info.ai_next;
-    }
-    // SAFETY: the list came from getaddrinfo and is freed once.
-    unsafe { libc::freeaddrinfo(list) };
+    let (canonical, addresses) = sys::getaddrinfo(&c_host).map_err(unresolved)?;
     Ok((canonical.unwrap_or_else(|| host.to_string()), addresses))
-}
-
-fn sockaddr_ip(addr: *const libc::sockaddr, len: libc::socklen_t) -> Option<IpAddr> {
-    // SAFETY: `addr` is a sockaddr of `len` bytes from getaddrinfo (or NULL).
-    unsafe { <nix::sys::socket::SockaddrStorage as nix::sys::socket::SockaddrLike>::from_raw(addr, Some(len)) }
-        .and_then(|s| {
-            if let Some(v4) = s.as_sockaddr_in() {
-                Some(IpAddr::V4(v4.ip()))
-            } else {
-                s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
-            }
-        })
 }
 
 /// The name the resolver gives an address, if it knows one.
 fn reverse(ip: IpAddr) -> Option<String> {
-    let addr = std::net::SocketAddr::new(ip, 0);
-    let storage = nix::sys::socket::SockaddrStorage::from(addr);
-    let mut name = [0 as libc::c_char; 1025];
-    // SAFETY: a valid sockaddr and its length; a buffer of NI_MAXHOST bytes.
-    let rc = unsafe {
-        libc::getnameinfo(
-            nix::sys::socket::SockaddrLike::as_ptr(&storage),
-            nix::sys::socket::SockaddrLike::len(&storage),
-            name.as_mut_ptr(),
-            name.len() as libc::socklen_t,
-            std::ptr::null_mut(),
-            0,
-            libc::NI_NAMEREQD,
-        )
-    };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: getnameinfo wrote a NUL-terminated string.
-    Some(unsafe { CStr::from_ptr(name.as_ptr()) }.to_string_lossy().into_owned())
+    sys::getnameinfo(ip)
 }
 
 /// One of this host's own addresses (a client here may connect from any of them).

@@ -13,6 +13,7 @@ pub mod ring;
 pub mod ringmaster;
 pub mod server_owner;
 pub mod sockdiag;
+mod sys;
 pub mod trust;
 
 pub use error::{Error, Result};

@@ -2,9 +2,11 @@
 //! on a terminal, one line redrawn in place with a bar; otherwise (a log, a pipe, CI)
 //! plain lines, at most one per interval, so the output stays readable as a file.
 
-use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::io::{IsTerminal, Write};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
+
+use crate::sys;
 
 /// Where the progress goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,27 +30,22 @@ pub struct Progress {
 const REDRAW: Duration = Duration::from_millis(100);
 const BAR: usize = 20;
 
-fn columns(fd: i32) -> usize {
-    // SAFETY: winsize is plain data, filled in by the ioctl.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ writes one winsize through the pointer.
-    let ok = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0;
-    if ok && ws.ws_col > 0 { ws.ws_col as usize } else { 80 }
+fn columns(stream: Stream) -> usize {
+    let width = match stream {
+        Stream::Stdout => sys::terminal_columns(std::io::stdout().as_fd()),
+        Stream::Stderr => sys::terminal_columns(std::io::stderr().as_fd()),
+    };
+    width.map_or(80, usize::from)
 }
 
 impl Progress {
     /// `label` starts every line; plain lines come at most every `plain_every`.
     pub fn new(label: &str, stream: Stream, plain_every: Duration) -> Progress {
-        // SAFETY: isatty only inspects the descriptor.
-        let terminal = unsafe { libc::isatty(Progress::fd(stream)) } == 1;
+        let terminal = match stream {
+            Stream::Stdout => std::io::stdout().is_terminal(),
+            Stream::Stderr => std::io::stderr().is_terminal(),
+        };
         Progress { label: label.to_string(), stream, terminal, plain_every, last: None, drawn: String::new() }
-    }
-
-    fn fd(stream: Stream) -> i32 {
-        match stream {
-            Stream::Stdout => std::io::stdout().as_raw_fd(),
-            Stream::Stderr => std::io::stderr().as_raw_fd(),
-        }
     }
 
     /// Whether the progress is drawn in place (the stream is a terminal).
@@ -85,7 +82,7 @@ impl Progress {
                 format!(" [{}{}] {:>3.0}%", "#".repeat(filled), ".".repeat(BAR - filled), f * 100.0)
             });
             let line: String =
-                format!("{}{bar}  {detail}", self.label).chars().take(columns(Progress::fd(self.stream)) - 1).collect();
+                format!("{}{bar}  {detail}", self.label).chars().take(columns(self.stream) - 1).collect();
             self.write(&format!("\r{line}\x1b[K"));
             self.drawn = line;
         } else {

@@ -19,6 +19,9 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::sys::socket::MsgFlags;
+
 use crate::error::{Error, Result};
 use crate::hosts::is_this_hosts;
 use crate::sockdiag::OwnerLookup;
@@ -78,12 +81,12 @@ fn on_this_host(ip: IpAddr) -> bool {
 /// no longer ESTABLISHED, and waiting will not make it so.
 fn peer_closed(stream: &TcpStream) -> bool {
     let mut byte = [0u8; 1];
-    // SAFETY: valid descriptor; the kernel writes at most one byte into `byte`, and
     // MSG_PEEK leaves whatever is there for the client to read.
-    let n = unsafe {
-        libc::recv(stream.as_raw_fd(), byte.as_mut_ptr().cast(), byte.len(), libc::MSG_PEEK | libc::MSG_DONTWAIT)
-    };
-    n == 0 || (n < 0 && !matches!(io::Error::last_os_error().raw_os_error(), Some(libc::EAGAIN | libc::EINTR)))
+    let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+    match nix::sys::socket::recv(stream.as_raw_fd(), &mut byte, flags) {
+        Ok(n) => n == 0,
+        Err(e) => !matches!(e, Errno::EAGAIN | Errno::EINTR),
+    }
 }
 
 /// The uid owning the ESTABLISHED socket `server -> client`; `ConnectionReset` when the

@@ -5,12 +5,15 @@
 //! the clients of their servers' (`server_owner`).
 
 use std::io;
-use std::mem::size_of;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, send, setsockopt, socket, sockopt,
+};
+use nix::sys::time::TimeVal;
 
 /// `linux/sock_diag.h` and `linux/inet_diag.h`; not all of them are in the libc crate.
-const NETLINK_SOCK_DIAG: libc::c_int = 4;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 1;
@@ -47,29 +50,11 @@ pub struct OwnerLookup {
 
 impl OwnerLookup {
     pub fn new() -> io::Result<Self> {
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, NETLINK_SOCK_DIAG) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd =
+            socket(AddressFamily::Netlink, SockType::Datagram, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkSockDiag)?;
         // The kernel answers at once; the timeout only guards against a lost reply
         // stalling the daemon's event loop.
-        let timeout = libc::timeval { tv_sec: 0, tv_usec: 200_000 };
-        // SAFETY: valid fd, option value points at a timeval of the stated size.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&timeout as *const libc::timeval).cast(),
-                size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(0, 200_000))?;
         Ok(OwnerLookup { fd, seq: 0 })
     }
 
@@ -83,19 +68,11 @@ impl OwnerLookup {
     pub fn tcp_owner(&mut self, peer: SocketAddr, local: SocketAddr) -> io::Result<SocketId> {
         self.seq = self.seq.wrapping_add(1);
         let request = build_request(peer, local, self.seq)?;
-        // SAFETY: valid fd; the buffer is initialised and its length is passed.
-        let sent = unsafe { libc::send(self.fd.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        send(self.fd.as_raw_fd(), &request, MsgFlags::empty())?;
         let mut reply = [0u8; 1024];
         loop {
-            // SAFETY: valid fd; the kernel writes at most `reply.len()` bytes.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if let Some(answer) = parse_reply(&reply[..n as usize], self.seq) {
+            let n = recv(self.fd.as_raw_fd(), &mut reply, MsgFlags::empty())?;
+            if let Some(answer) = parse_reply(&reply[..n], self.seq) {
                 return answer;
             }
             // A late answer to an earlier, timed-out query: skip it.

@@ -105,6 +105,7 @@ fn whole_items_from_a_legacy_stream() {
     let inheritable = unsafe { libc::open(c_marker.as_ptr(), libc::O_RDONLY) };
     assert!(inheritable >= 0);
     assert_eq!(start_feeder(&plan).expect("feeder starts"), Started::Feeding);
+    // SAFETY: the descriptor opened above, owned by nothing else and closed once.
     unsafe { libc::close(inheritable) };
     assert_eq!(common::lasting_zombie_children(), 0, "starting the feeder left a zombie in the starting process");
     let feeder = ring::usage(&proxy).expect("usage").producer_pid;

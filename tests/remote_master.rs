@@ -89,7 +89,7 @@ fn ring_master_cooperation() {
     let ring_name = guard.s().to_string();
     let dir = portmgr_support::TempDir::new("rmaster");
     let port_file = dir.0.join("listen.port");
-    // SAFETY (env): this test binary has one test, so no other thread reads the environment.
+    // SAFETY: this test binary has one test, so no other thread reads the environment.
     unsafe { std::env::set_var("DAQPORTMGR_PORTFILE", &port_file) };
     let pid = std::process::id();
 

@@ -173,6 +173,7 @@ fn version_matches_cargo_toml() {
         }
     }
     let version = version.expect("no version in [package] of Cargo.toml");
+    // SAFETY: daqflow_version returns a static NUL-terminated string.
     let got = unsafe { CStr::from_ptr(daqflow::ffi::daqflow_version()) }.to_str().unwrap().to_string();
     assert_eq!(got, version, "daqflow_version() vs Cargo.toml");
 }

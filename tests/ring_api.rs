@@ -82,6 +82,8 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
 fn last_error() -> String {
     let p = daqflow::ffi::daqflow_last_error();
     assert!(!p.is_null(), "daqflow_last_error returned NULL");
+    // SAFETY: daqflow_last_error returns a NUL-terminated string (never NULL) that stays valid until this thread
+    // calls daqflow again.
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
@@ -140,11 +142,16 @@ fn create_defaults_gives_measured_geometry() {
 
     // The same through the C ABI with zeros for the defaults.
     let r = RingName::new("defaults-c");
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_create(r.c().as_ptr(), 0, 0) }, 0, "{}", last_error());
     assert_eq!(std::fs::metadata(r.path()).unwrap().len(), 8_392_704);
     let mut info = std::mem::MaybeUninit::<ffi::ring_usage_info>::zeroed();
+    // SAFETY: a NUL-terminated name; `info` points to a live local, and `consumers` is NULL with capacity 0 or a
+    // local array of that capacity.
     let n = unsafe { ffi::ring_usage(r.c().as_ptr(), info.as_mut_ptr(), std::ptr::null_mut(), 0) };
     assert_eq!(n, 0);
+    // SAFETY: ring_usage returned 0, so it wrote *info (which was zeroed besides).
     let info = unsafe { info.assume_init() };
     assert_eq!(
         (
@@ -194,6 +201,8 @@ fn create_mode_default_and_tighter() {
     assert_eq!(std::fs::metadata(r.path()).unwrap().mode() & 0o7777, 0o666, "default mode (umask must not apply)");
 
     let r2 = RingName::new("mode-default-c");
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_create(r2.c().as_ptr(), 4096, 2) }, 0);
     assert_eq!(std::fs::metadata(r2.path()).unwrap().mode() & 0o7777, 0o666);
 
@@ -202,6 +211,8 @@ fn create_mode_default_and_tighter() {
     assert_eq!(std::fs::metadata(r3.path()).unwrap().mode() & 0o7777, 0o600);
 
     let r4 = RingName::new("mode-640-c");
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_create_mode(r4.c().as_ptr(), 4096, 2, 0o640) }, 0, "{}", last_error());
     assert_eq!(std::fs::metadata(r4.path()).unwrap().mode() & 0o7777, 0o640);
     // A tighter ring is still a working ring.
@@ -218,6 +229,8 @@ fn create_mode_default_and_tighter() {
 fn create_refuses_a_taken_name() {
     let r = small_ring("eexist");
     assert_eq!(errno(ring::create(r.s(), opts(4096, 2))), libc::EEXIST);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_create(r.c().as_ptr(), 4096, 2) }, -libc::EEXIST);
     assert!(last_error().contains(r.s()), "message should name the ring: {}", last_error());
     // The existing ring is untouched.
@@ -276,9 +289,13 @@ fn names_are_validated() {
         }
         // And through the C ABI.
         let c = CString::new(bad).unwrap();
+        // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+        // locals (or NULL): what the C ABI accepts.
         assert_eq!(unsafe { ffi::ring_create(c.as_ptr(), 4096, 2) }, -libc::EINVAL, "C create({bad:?})");
         let m = last_error();
         assert!(reasons.iter().any(|r| m.to_lowercase().contains(r)), "C message for {bad:?}: {m}");
+        // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+        // locals (or NULL): what the C ABI accepts.
         assert_eq!(unsafe { ffi::ring_exists(c.as_ptr()) }, -libc::EINVAL);
     }
     // Nothing was created in /dev/shm for any of them (`..` and `a/b` would escape).
@@ -299,8 +316,12 @@ fn names_are_validated() {
 fn exists_list_remove() {
     let missing = RingName::new("missing");
     assert!(!ring::exists(missing.s()).unwrap());
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_exists(missing.c().as_ptr()) }, 0);
     assert_eq!(errno(ring::remove(missing.s())), libc::ENOENT);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_remove(missing.c().as_ptr()) }, -libc::ENOENT);
     assert!(last_error().contains(missing.s()), "{}", last_error());
     assert_eq!(errno(ring::usage(missing.s())), libc::ENOENT);
@@ -316,6 +337,8 @@ fn exists_list_remove() {
     for r in &names {
         ring::create(r.s(), opts(4096, 1)).unwrap();
         assert!(ring::exists(r.s()).unwrap());
+        // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+        // locals (or NULL): what the C ABI accepts.
         assert_eq!(unsafe { ffi::ring_exists(r.c().as_ptr()) }, 1);
     }
     let junk = RingName::new("list-junk");
@@ -332,9 +355,12 @@ fn exists_list_remove() {
     // Through the C ABI.
     let mut arr: *mut *mut c_char = std::ptr::null_mut();
     let mut count = 0usize;
+    // SAFETY: both out-pointers point to live locals.
     assert_eq!(unsafe { ffi::ring_list(&mut arr, &mut count) }, 0);
     let c_names: Vec<String> =
+        // SAFETY: ring_list made `count` NUL-terminated names at `arr`, which live until ring_list_free below.
         (0..count).map(|i| unsafe { CStr::from_ptr(*arr.add(i)) }.to_string_lossy().into_owned()).collect();
+    // SAFETY: `arr` and `count` as ring_list returned them, freed once.
     unsafe { ffi::ring_list_free(arr, count) };
     let mut c_sorted = c_names.clone();
     c_sorted.sort();
@@ -343,6 +369,7 @@ fn exists_list_remove() {
         assert!(c_names.iter().any(|n| n == r.s()));
     }
     assert!(!c_names.iter().any(|n| n == junk.s()));
+    // SAFETY: NULL is allowed and frees nothing.
     unsafe { ffi::ring_list_free(std::ptr::null_mut(), 0) };
 
     // remove, then it is gone everywhere.
@@ -350,6 +377,8 @@ fn exists_list_remove() {
     assert!(!names[0].path().exists());
     assert!(!ring::exists(names[0].s()).unwrap());
     assert!(!ring::list().unwrap().iter().any(|n| n == names[0].s()));
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_remove(names[1].c().as_ptr()) }, 0);
     assert!(!names[1].path().exists());
     assert_eq!(errno(ring::remove(names[1].s())), libc::ENOENT);
@@ -366,6 +395,9 @@ const FAILED_CREATE_ENV: &str = "DAQFLOW_TEST_FAILED_CREATE_NAMES";
 fn failed_create_child() {
     let Ok(names) = std::env::var(FAILED_CREATE_ENV) else { return };
     let names: Vec<&str> = names.split(',').collect();
+    // SAFETY: SIG_IGN is a valid disposition; getrlimit and setrlimit get pointers to a
+    // local rlimit, for which all-zero bits are a valid value. This child process runs
+    // this one test only, so nothing else depends on the signal or the limit.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
         let mut lim = std::mem::zeroed::<libc::rlimit>();
@@ -380,6 +412,8 @@ fn failed_create_child() {
     assert!(std::fs::symlink_metadata(shm_path(names[0])).is_err(), "failed create left /dev/shm/{}", names[0]);
     // C ABI.
     let c = CString::new(names[1]).unwrap();
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_create(c.as_ptr(), 2 << 20, 4) }, -libc::EFBIG, "{}", last_error());
     assert!(!last_error().is_empty());
     assert!(std::fs::symlink_metadata(shm_path(names[1])).is_err(), "failed C create left /dev/shm/{}", names[1]);
@@ -537,16 +571,24 @@ fn emsgsize_at_once_even_waiting_forever() {
     // The same through the C ABI with timeout -1.
     let name = r.c();
     struct Send2(*mut ffi::ring_client, *mut ffi::ring_client);
+    // SAFETY: the handles move to one thread and back; the C ABI allows a handle on any
+    // thread as long as one thread at a time uses it, which `within` ensures.
     unsafe impl Send for Send2 {}
     let mut pp = std::ptr::null_mut();
     let mut cc = std::ptr::null_mut();
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_attach_consumer(name.as_ptr(), &mut cc) }, 0);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_attach_producer(name.as_ptr(), &mut pp) }, 0);
     let h = Send2(pp, cc);
     let h = within(Duration::from_secs(5), "ring_put / ring_get EMSGSIZE with timeout -1", move || {
         let h = h;
         let big = vec![1u8; SMALL_D as usize];
         let mut buf = vec![0u8; SMALL_D as usize];
+        // SAFETY: handles still attached, used by this thread alone; local buffers at least
+        // as long as the lengths passed.
         unsafe {
             assert_eq!(ffi::ring_put(h.0, big.as_ptr().cast(), big.len(), -1), -libc::EMSGSIZE);
             assert!(!last_error().is_empty());
@@ -558,6 +600,8 @@ fn emsgsize_at_once_even_waiting_forever() {
         }
         h
     });
+    // SAFETY: handles from ring_attach_*, back from the thread that is done with them, not
+    // used after.
     unsafe {
         assert_eq!(ffi::ring_detach(h.0), 0);
         assert_eq!(ffi::ring_detach(h.1), 0);
@@ -589,12 +633,16 @@ fn timeouts_are_honoured() {
     }
     // C ABI, in ms.
     let mut cc = std::ptr::null_mut();
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_attach_consumer(r.c().as_ptr(), &mut cc) }, 0);
     let t = Instant::now();
+    // SAFETY: a live consumer handle; `buf` is a local buffer at least as long as the length passed.
     let n = unsafe { ffi::ring_get(cc, buf.as_mut_ptr().cast(), 1, 16, 200) };
     assert_eq!(n, -(libc::ETIMEDOUT as isize));
     assert!(t.elapsed() >= Duration::from_millis(200) && t.elapsed() < Duration::from_millis(1700));
     assert!(!last_error().is_empty());
+    // SAFETY: a handle from ring_attach_* that is still attached; it is not used after this.
     unsafe { ffi::ring_detach(cc) };
 }
 
@@ -689,14 +737,22 @@ fn get_min_semantics() {
     assert_eq!(c.get(&mut buf, 0, Some(Duration::ZERO)).unwrap(), 20);
     // C ABI: min/max.
     let mut cc = std::ptr::null_mut();
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_attach_consumer(r.c().as_ptr(), &mut cc) }, 0);
     p.put(&data, Some(Duration::ZERO)).unwrap();
+    // SAFETY: a live consumer handle; `buf` is a local buffer at least as long as the length passed.
     assert_eq!(unsafe { ffi::ring_get(cc, buf.as_mut_ptr().cast(), 100, 120, 0) }, 120);
     assert_eq!(&buf[..120], &data[..120]);
+    // SAFETY: a live consumer handle; `buf` is a local buffer at least as long as the length passed.
     assert_eq!(unsafe { ffi::ring_get(cc, buf.as_mut_ptr().cast(), 181, 1000, 0) }, -(libc::ETIMEDOUT as isize));
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_available_data(cc) }, 180);
+    // SAFETY: a live consumer handle; `buf` is a local buffer at least as long as the length passed.
     assert_eq!(unsafe { ffi::ring_get(cc, buf.as_mut_ptr().cast(), 180, 1000, 0) }, 180);
     assert_eq!(&buf[..180], &data[120..]);
+    // SAFETY: a handle from ring_attach_* that is still attached; it is not used after this.
     unsafe { ffi::ring_detach(cc) };
 }
 
@@ -733,15 +789,26 @@ fn peek_does_not_consume_and_skip_ranges() {
     assert_eq!(errno(c.skip(1)), libc::ERANGE);
     // C ABI.
     let mut cc = std::ptr::null_mut();
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_attach_consumer(r.c().as_ptr(), &mut cc) }, 0);
     p.put(&data[..100], Some(Duration::ZERO)).unwrap();
+    // SAFETY: a live consumer handle; `buf` is a local buffer at least as long as the length passed.
     assert_eq!(unsafe { ffi::ring_peek(cc, buf.as_mut_ptr().cast(), 4000) }, 100);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_skip(cc, 101) }, -libc::ERANGE);
     assert!(!last_error().is_empty());
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_skip(cc, 40) }, 0);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_available_data(cc) }, 60);
+    // SAFETY: a live consumer handle; `buf` is a local buffer at least as long as the length passed.
     assert_eq!(unsafe { ffi::ring_peek(cc, buf.as_mut_ptr().cast(), 4000) }, 60);
     assert_eq!(&buf[..60], &data[40..100]);
+    // SAFETY: a handle from ring_attach_* that is still attached; it is not used after this.
     unsafe { ffi::ring_detach(cc) };
 }
 
@@ -796,6 +863,8 @@ fn producer_slot_is_exclusive_and_keeps_the_put_pointer() {
     let mut p = Producer::attach(r.s()).unwrap();
     assert_eq!(errno(Producer::attach(r.s())), libc::EACCES);
     let mut out: *mut ffi::ring_client = 0x1234 as *mut _;
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_attach_producer(r.c().as_ptr(), &mut out) }, -libc::EACCES);
     assert_eq!(out as usize, 0x1234, "out-parameter written on failure");
     assert!(last_error().contains(r.s()), "{}", last_error());
@@ -822,16 +891,25 @@ fn consumer_slots_run_out_with_enomem() {
     assert_eq!((a.slot(), b.slot()), (0, 1));
     assert_eq!(errno(Consumer::attach(r.s())), libc::ENOMEM);
     let mut out: *mut ffi::ring_client = std::ptr::null_mut();
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_attach_consumer(r.c().as_ptr(), &mut out) }, -libc::ENOMEM);
     assert!(out.is_null());
     assert!(!last_error().is_empty());
     drop(a);
     let c = Consumer::attach(r.s()).unwrap();
     assert_eq!(c.slot(), 0);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_attach_consumer(r.c().as_ptr(), &mut out) }, -libc::ENOMEM);
     drop(b);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_attach_consumer(r.c().as_ptr(), &mut out) }, 0);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_slot(out) }, 1);
+    // SAFETY: a handle from ring_attach_* that is still attached; it is not used after this.
     unsafe { ffi::ring_detach(out) };
 }
 
@@ -874,11 +952,15 @@ fn disconnects_and_enotconn() {
     assert_eq!(errno(p.available_space()), libc::ENOTCONN);
     assert_eq!(errno(p.reserve(10, Some(Duration::ZERO))), libc::ENOTCONN);
     // The slot is free for someone else (C ABI).
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_disconnect_consumer(r.c().as_ptr(), 2) }, -libc::ERANGE);
     assert!(last_error().contains(r.s()), "{}", last_error());
     assert_eq!(errno(ring::disconnect_consumer(r.s(), 2)), libc::ERANGE);
     assert_eq!(errno(ring::disconnect_consumer(r.s(), u32::MAX)), libc::ERANGE);
     let slot = c.slot();
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_disconnect_consumer(r.c().as_ptr(), slot) }, 0);
     assert!(ring::usage(r.s()).unwrap().consumers.is_empty());
     let mut buf = [0u8; 10];
@@ -890,6 +972,8 @@ fn disconnects_and_enotconn() {
     assert_eq!(errno(c.borrow(1, 10, Some(Duration::ZERO))), libc::ENOTCONN);
     drop(c);
     drop(p);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_disconnect_producer(r.c().as_ptr()) }, 0, "disconnecting a free slot is fine");
 
     // A consumer blocked in get is told, not left waiting.
@@ -993,6 +1077,8 @@ fn format_changes_geometry_and_refuses_live_clients() {
     // EBUSY while a live client is attached.
     let p = Producer::attach(r.s()).unwrap();
     assert_eq!(errno(ring::format(r.s(), 2)), libc::EBUSY);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_format(r.c().as_ptr(), 2) }, -libc::EBUSY);
     assert!(last_error().contains(r.s()), "{}", last_error());
     drop(p);
@@ -1000,6 +1086,8 @@ fn format_changes_geometry_and_refuses_live_clients() {
     assert_eq!(errno(ring::format(r.s(), 2)), libc::EBUSY);
     assert_eq!(read_u64(r.s(), 32), 3, "a refused format changed the header");
     drop(c);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_format(r.c().as_ptr(), 2) }, 0, "{}", last_error());
     assert_eq!(read_u64(r.s(), 32), 2);
     // Too many consumers for the object: refused, header untouched.
@@ -1046,8 +1134,11 @@ fn usage_figures() {
         ffi::ring_consumer_info { pid: 77, slot: 77, backlog: 77 },
         ffi::ring_consumer_info { pid: 77, slot: 77, backlog: 77 },
     ];
+    // SAFETY: a NUL-terminated name; `info` points to a live local, and `consumers` is NULL with capacity 0 or a
+    // local array of that capacity.
     let n = unsafe { ffi::ring_usage(r.c().as_ptr(), info.as_mut_ptr(), entries.as_mut_ptr(), 2) };
     assert_eq!(n, 3, "returns n_consumers even when it exceeds capacity");
+    // SAFETY: ring_usage returned 0, so it wrote *info (which was zeroed besides).
     let info = unsafe { info.assume_init() };
     assert_eq!((info.data_bytes, info.put_space, info.max_consumers, info.producer_pid), (d, d - 1 - 15_000, 4, me));
     assert_eq!((info.max_get, info.min_get, info.n_consumers), (15_000, 3_000, 3));
@@ -1066,12 +1157,20 @@ fn usage_figures() {
 // ---------------------------------------------------------------------------------
 // zero copy
 
+/// # Safety
+/// `span` is part of a reservation not yet committed, and `src` is `span.len` long.
 unsafe fn fill(span: daqflow::ring::Span, src: &[u8]) {
+    // SAFETY: per our contract, the span is ring memory ours alone to write, and the
+    // source (a local slice) cannot overlap it.
     unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), span.ptr, span.len) };
 }
 
+/// # Safety
+/// `span` is part of a borrow not yet released.
 unsafe fn read_span(span: daqflow::ring::Span) -> Vec<u8> {
     let mut v = vec![0u8; span.len];
+    // SAFETY: per our contract, the span is ring memory the producer does not write
+    // until the release; the destination is a fresh vector of the span's length.
     unsafe { std::ptr::copy_nonoverlapping(span.ptr, v.as_mut_ptr(), span.len) };
     v
 }
@@ -1086,12 +1185,15 @@ fn reserve_commit_across_the_wrap() {
     let spans = p.reserve(1000, Some(Duration::ZERO)).unwrap();
     assert_eq!(spans[0].len, (SMALL_T - 8000 + 1) as usize, "first span runs to the top");
     assert_eq!(spans[1].len, 1000 - spans[0].len, "second span starts at the data offset");
+    // SAFETY: both spans point into the one mapping of the ring (they are parts of one reservation).
     assert_eq!(unsafe { spans[1].ptr.offset_from(spans[0].ptr) }, SMALL_B as isize - 8000);
     // Nothing is visible before commit; a put is refused meanwhile.
     assert_eq!(c.available().unwrap(), 0);
     assert_eq!(errno(p.put(b"x", Some(Duration::ZERO))), libc::EBUSY);
     assert_eq!(errno(p.reserve(1, Some(Duration::ZERO))), libc::EBUSY);
     assert_eq!(p.available_space().unwrap(), SMALL_D - 1 - 1000);
+    // SAFETY: the spans of the reservation just made, not yet committed; `data` is as long
+    // as both together.
     unsafe {
         fill(spans[0], &data[..spans[0].len]);
         fill(spans[1], &data[spans[0].len..]);
@@ -1106,6 +1208,7 @@ fn reserve_commit_across_the_wrap() {
     // Partial commit: only the first bytes are published; the rest is given back.
     let spans = p.reserve(300, Some(Duration::ZERO)).unwrap();
     assert_eq!(spans[1].len, 0);
+    // SAFETY: the first span of the reservation just made (the second is empty).
     unsafe { fill(spans[0], &pattern(300, 22)) };
     p.commit(120).unwrap();
     assert_eq!(c.available().unwrap(), 120);
@@ -1139,7 +1242,9 @@ fn borrow_release_across_the_wrap() {
     let spans = c.borrow(1500, 5000, Some(Duration::ZERO)).unwrap();
     assert_eq!(spans[0].len, (SMALL_T - 7500 + 1) as usize);
     assert_eq!(spans[0].len + spans[1].len, 2000);
+    // SAFETY: the spans of the borrow just made, not yet released.
     let mut got = unsafe { read_span(spans[0]) };
+    // SAFETY: as above.
     got.extend(unsafe { read_span(spans[1]) });
     assert!(got == data);
     let mut buf = [0u8; 10];
@@ -1151,7 +1256,9 @@ fn borrow_release_across_the_wrap() {
     assert_eq!(c.available().unwrap(), 1000);
     let spans = c.borrow(1, 400, Some(Duration::ZERO)).unwrap();
     assert_eq!(spans[0].len + spans[1].len, 400);
+    // SAFETY: the spans of the borrow just made, not yet released.
     let mut got = unsafe { read_span(spans[0]) };
+    // SAFETY: as above.
     got.extend(unsafe { read_span(spans[1]) });
     assert!(got[..] == data[1000..1400]);
     c.release(400).unwrap();
@@ -1166,6 +1273,10 @@ fn zero_copy_through_the_c_abi() {
     let r = small_ring("zc-c");
     let name = r.c();
     let (mut pp, mut cc) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: the C ABI with a NUL-terminated name, out-pointers to live locals, handles
+    // attached here and detached last; data copied only into spans of a reservation not
+    // yet committed and out of spans of a borrow not yet released, from and into local
+    // buffers of the spans' lengths.
     unsafe {
         assert_eq!(ffi::ring_attach_consumer(name.as_ptr(), &mut cc), 0);
         assert_eq!(ffi::ring_attach_producer(name.as_ptr(), &mut pp), 0);
@@ -1231,6 +1342,9 @@ fn c_abi_null_arguments_and_out_params() {
     let name = r.c();
     let null = std::ptr::null::<c_char>();
     let mut buf = [0u8; 16];
+    // SAFETY: every call gets NULL where the test says so, and otherwise what the C ABI
+    // accepts: a NUL-terminated name, handles attached here, out-pointers to live locals
+    // (all-zero ring_usage_info is valid: plain integers), a local buffer of 16 bytes.
     unsafe {
         let mut out: *mut ffi::ring_client = std::ptr::null_mut();
         let mut pp = std::ptr::null_mut();
@@ -1326,12 +1440,16 @@ fn last_error_is_per_thread() {
     let fresh = std::thread::spawn(last_error).join().unwrap();
     assert_eq!(fresh, "", "daqflow_last_error must be an empty string before any failure");
     let missing = CString::new(format!("t-lasterr-{}", std::process::id())).unwrap();
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_remove(missing.as_ptr()) }, -libc::ENOENT);
     let here = last_error();
     assert!(here.contains("t-lasterr"), "{here}");
     // Another thread's failure does not change ours.
     std::thread::spawn(|| {
         let bad = CString::new("a/b").unwrap();
+        // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+        // locals (or NULL): what the C ABI accepts.
         assert_eq!(unsafe { ffi::ring_create(bad.as_ptr(), 0, 0) }, -libc::EINVAL);
         assert!(last_error().contains("a/b"));
     })
@@ -1356,7 +1474,10 @@ fn five_gib_ring() {
     assert!(u.data_bytes > u32::MAX as u64 && u.put_space > u32::MAX as u64);
     assert_eq!(read_u64(r.s(), 40), d);
     assert_eq!(read_u64(r.s(), 72), size - 1);
+    // SAFETY: ring_usage_info is plain integers: all-zero bits are a valid value.
     let mut info: ffi::ring_usage_info = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated name; `info` points to a live local, and `consumers` is NULL with capacity 0 or a
+    // local array of that capacity.
     assert_eq!(unsafe { ffi::ring_usage(r.c().as_ptr(), &mut info, std::ptr::null_mut(), 0) }, 0);
     assert_eq!((info.data_bytes, info.put_space), (d, d - 1));
 

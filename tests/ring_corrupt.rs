@@ -58,13 +58,20 @@ fn all_ops_refuse(name: &str, allowed: &'static [i32], case: &str) {
         // The C ABI too: negated errno and a message.
         let c = CString::new(n.clone()).unwrap();
         let mut out = std::ptr::null_mut();
+        // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+        // locals (or NULL): what the C ABI accepts.
         let rc = unsafe { ffi::ring_attach_consumer(c.as_ptr(), &mut out) };
         assert!(allowed.iter().any(|&e| rc == -e), "{case}: ring_attach_consumer gave {rc}");
         assert!(out.is_null());
         let msg =
+            // SAFETY: daqflow_last_error returns a NUL-terminated string (never NULL) that stays valid until this
+            // thread calls daqflow again.
             unsafe { std::ffi::CStr::from_ptr(daqflow::ffi::daqflow_last_error()) }.to_string_lossy().into_owned();
         assert!(!msg.is_empty(), "{case}: no message");
+        // SAFETY: ring_usage_info is plain integers: all-zero bits are a valid value.
         let mut info = unsafe { std::mem::zeroed::<ffi::ring_usage_info>() };
+        // SAFETY: a NUL-terminated name; `info` points to a live local, and `consumers` is NULL with capacity 0
+        // or a local array of that capacity.
         let rc = unsafe { ffi::ring_usage(c.as_ptr(), &mut info, std::ptr::null_mut(), 0) };
         assert!(allowed.iter().any(|&e| rc == -e), "{case}: ring_usage gave {rc}");
     });
@@ -328,6 +335,8 @@ fn hostile_producer_record() {
         // The C ABI turns it into -EBADMSG with a message.
         let name = CString::new(r.s()).unwrap();
         let mut cc = std::ptr::null_mut();
+        // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+        // locals (or NULL): what the C ABI accepts.
         assert_eq!(unsafe { ffi::ring_attach_consumer(name.as_ptr(), &mut cc) }, -libc::EBADMSG);
         drop(p);
         std::fs::remove_file(r.path()).unwrap();
@@ -357,6 +366,9 @@ fn hostile_consumer_record() {
         expect_err(&format!("{what}: reserve"), p.reserve(10, Some(Duration::ZERO)), BADMSG);
         expect_err(&format!("{what}: usage"), ring::usage(r.s()), BADMSG);
         let name = CString::new(r.s()).unwrap();
+        // SAFETY: a NUL-terminated name, an out-pointer to a local, a 4-byte buffer for 4
+        // bytes, a handle attached here and detached last; daqflow_last_error's string
+        // is valid until this thread's next call.
         unsafe {
             let mut pp = std::ptr::null_mut();
             // The producer slot is ours already: detach first, then the C producer.
@@ -416,6 +428,7 @@ fn list_and_exists_ignore_junk_in_dev_shm() {
     let real = RingName::new("junk-real");
     small_ring(&real);
     let c = CString::new(fifo.path().to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path that outlives the call.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
     std::os::unix::fs::symlink(real.path(), link.path()).unwrap();
     std::fs::write(short.path(), b"NSCLR").unwrap();

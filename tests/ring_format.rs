@@ -55,6 +55,8 @@ fn any_object_of_sufficient_size_through_every_layer() {
     let r = RingName::new("fmt-junk");
     // Not a ring: junk in the magic and everywhere else (the C ABI).
     plant(&r, &[0xa5u8; 8192]);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_format(r.c().as_ptr(), 2) }, 0);
     assert_eq!(ring::usage(r.s()).unwrap().data_bytes, 8192 - 128);
     round_trip(r.s());

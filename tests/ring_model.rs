@@ -218,6 +218,8 @@ fn run(prefill: u64, n_consumers: usize, ops: Vec<Op>) -> Result<(), TestCaseErr
                     let mut got = Vec::with_capacity(n);
                     for s in spans {
                         let mut v = vec![0u8; s.len];
+                        // SAFETY: a span of the borrow just made, not yet released: ring
+                        // memory nobody writes meanwhile; `v` is a fresh local of its length.
                         unsafe { std::ptr::copy_nonoverlapping(s.ptr, v.as_mut_ptr(), s.len) };
                         got.extend(v);
                     }
@@ -242,6 +244,8 @@ fn run(prefill: u64, n_consumers: usize, ops: Vec<Op>) -> Result<(), TestCaseErr
                     let mut done = 0;
                     for s in spans {
                         let k = s.len.min(data.len() - done);
+                        // SAFETY: `k` bytes at most of a span of the reservation just made,
+                        // ours alone until the commit; the source is a local vector.
                         unsafe { std::ptr::copy_nonoverlapping(data[done..].as_ptr(), s.ptr, k) };
                         done += k;
                     }

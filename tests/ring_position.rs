@@ -15,6 +15,7 @@ const B: u64 = 128; // its data offset
 
 fn attach(name: &RingName, producer: bool) -> *mut ring_client {
     let mut client = ptr::null_mut();
+    // SAFETY: a NUL-terminated name that outlives the call; an out-pointer to a local.
     let rc = unsafe {
         if producer {
             ffi::ring_attach_producer(name.c().as_ptr(), &mut client)
@@ -29,6 +30,8 @@ fn attach(name: &RingName, producer: bool) -> *mut ring_client {
 fn position(client: *mut ring_client) -> (*mut u8, usize) {
     let mut at: *mut c_void = ptr::null_mut();
     let mut to_top = 0usize;
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_position(client, &mut at, &mut to_top) }, 0);
     (at.cast(), to_top)
 }
@@ -55,14 +58,25 @@ fn position_follows_the_pointers_and_names_bytes_in_place() {
         // Write a record in place (never across the top), then publish the bytes
         // already there with reserve/commit, as CRingBuffer's producer skip() does.
         let n = 700.min(p_top);
+        // SAFETY: `n` bytes from the producer's position, at most what is left to the top
+        // of its mapping, and free (the consumer has read everything): ring memory no
+        // reader looks at until the commit below.
         unsafe { ptr::write_bytes(p_at, round, n) };
         let mut spans = [ring_span { data: ptr::null_mut(), len: 0 }, ring_span { data: ptr::null_mut(), len: 0 }];
+        // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+        // locals (or NULL): what the C ABI accepts.
         assert_eq!(unsafe { ffi::ring_reserve(producer, n, spans.as_mut_ptr(), 0) }, 0);
         assert_eq!(spans[0].data.cast::<u8>(), p_at, "the reservation starts at the position");
+        // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+        // locals (or NULL): what the C ABI accepts.
         assert_eq!(unsafe { ffi::ring_commit(producer, n) }, 0);
         // The consumer sees the same bytes at its own position (its own mapping).
+        // SAFETY: the `n` bytes just committed, inside the consumer's mapping, which
+        // nobody writes while they are unread (this thread is the producer).
         let seen = unsafe { std::slice::from_raw_parts(c_at, n) };
         assert!(seen.iter().all(|&b| b == round));
+        // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+        // locals (or NULL): what the C ABI accepts.
         assert_eq!(unsafe { ffi::ring_skip(consumer, n) }, 0);
         sent += n;
         if n == p_top {
@@ -73,18 +87,35 @@ fn position_follows_the_pointers_and_names_bytes_in_place() {
 
     // Not while a borrow or reservation is open; NULLs are refused.
     let mut spans = [ring_span { data: ptr::null_mut(), len: 0 }, ring_span { data: ptr::null_mut(), len: 0 }];
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_reserve(producer, 10, spans.as_mut_ptr(), 0) }, 0);
     let (mut at, mut to_top) = (ptr::null_mut(), 0usize);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_position(producer, &mut at, &mut to_top) }, -libc::EBUSY);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_commit(producer, 0) }, 0);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_position(ptr::null_mut(), &mut at, &mut to_top) }, -libc::EINVAL);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_position(consumer, ptr::null_mut(), &mut to_top) }, -libc::EINVAL);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_position(consumer, &mut at, ptr::null_mut()) }, -libc::EINVAL);
 
     // A consumer whose slot was freed by someone else is told so.
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_disconnect_consumer(name.c().as_ptr(), 0) }, 0);
+    // SAFETY: NUL-terminated names, handles from ring_attach_* still attached (or NULL), out-pointers to live
+    // locals (or NULL): what the C ABI accepts.
     assert_eq!(unsafe { ffi::ring_position(consumer, &mut at, &mut to_top) }, -libc::ENOTCONN);
 
+    // SAFETY: handles from ring_attach_*, not used after.
     unsafe {
         ffi::ring_detach(consumer);
         ffi::ring_detach(producer);
@@ -97,12 +128,17 @@ fn default_port_reads_the_port_file() {
     let dir = std::env::temp_dir().join(format!("daqflow-default-port-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("listen.port");
+    // SAFETY: std's own environment reads, which are all daqflow makes, hold the lock set_var takes; the other
+    // test of this binary
+    // makes no libc call that reads it (its rings are local: no name is resolved).
     unsafe { std::env::set_var("DAQPORTMGR_PORTFILE", &file) };
     assert_eq!(portmgr_default_port(), 30000, "no file: the legacy default");
     std::fs::write(&file, "41234\n").expect("write port file");
     assert_eq!(portmgr_default_port(), 41234);
     std::fs::write(&file, "junk\n").expect("write port file");
     assert_eq!(portmgr_default_port(), -libc::EINVAL);
+    // SAFETY: daqflow_last_error returns a NUL-terminated string (never NULL) that stays valid until this thread
+    // calls daqflow again.
     let message = unsafe { std::ffi::CStr::from_ptr(daqflow::ffi::daqflow_last_error()) };
     assert!(message.to_string_lossy().contains("listen.port"), "{message:?}");
     std::fs::remove_dir_all(&dir).expect("clean up");

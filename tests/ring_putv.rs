@@ -162,30 +162,31 @@ fn ring_putv_checks_its_iovecs_and_returns_the_count() {
     let name = ring.c();
     let mut pp = std::ptr::null_mut();
     let mut cc = std::ptr::null_mut();
-    // SAFETY (whole test): handles from attach, buffers that outlive each call.
-    assert_eq!(unsafe { ffi::ring_attach_consumer(name.as_ptr(), &mut cc) }, 0);
-    assert_eq!(unsafe { ffi::ring_attach_producer(name.as_ptr(), &mut pp) }, 0);
-    let a = record(1, 100);
-    let b = record(2, 200);
-    let iov = |d: &[u8]| libc::iovec { iov_base: d.as_ptr() as *mut libc::c_void, iov_len: d.len() };
-    let empty = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
-    let good = [iov(&a), empty, iov(&b)];
-    assert_eq!(unsafe { ffi::ring_putv(pp, good.as_ptr(), 3, 0) }, 3);
-    assert_eq!(unsafe { ffi::ring_putv(pp, std::ptr::null(), 0, 0) }, 0);
-    assert_eq!(unsafe { ffi::ring_putv(pp, std::ptr::null(), 1, 0) }, -(libc::EINVAL as isize));
-    let null_data = [iov(&a), libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 5 }];
-    assert_eq!(unsafe { ffi::ring_putv(pp, null_data.as_ptr(), 2, 0) }, -(libc::EINVAL as isize));
-    let big = vec![0u8; SMALL_CAP + 1];
-    let too_big = [iov(&a), iov(&big)];
-    assert_eq!(unsafe { ffi::ring_putv(pp, too_big.as_ptr(), 2, 0) }, -(libc::EMSGSIZE as isize));
-    assert_eq!(unsafe { ffi::ring_putv(cc, good.as_ptr(), 3, 0) }, -(libc::EINVAL as isize), "a consumer handle");
-    assert_eq!(unsafe { ffi::ring_putv(pp, good.as_ptr(), 3, -2) }, -(libc::EINVAL as isize), "timeout -2");
-    // Only the first good batch went in.
-    let mut buf = vec![0u8; 1000];
-    let n = unsafe { ffi::ring_get(cc, buf.as_mut_ptr().cast(), 1, buf.len(), 0) };
-    assert_eq!(n, 300);
-    assert_eq!(&buf[..300], [a.clone(), b.clone()].concat().as_slice());
+    // SAFETY: the handles come from attach and are detached last; every buffer and iovec
+    // array outlives the call it is passed to, and counts match their arrays.
     unsafe {
+        assert_eq!(ffi::ring_attach_consumer(name.as_ptr(), &mut cc), 0);
+        assert_eq!(ffi::ring_attach_producer(name.as_ptr(), &mut pp), 0);
+        let a = record(1, 100);
+        let b = record(2, 200);
+        let iov = |d: &[u8]| libc::iovec { iov_base: d.as_ptr() as *mut libc::c_void, iov_len: d.len() };
+        let empty = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+        let good = [iov(&a), empty, iov(&b)];
+        assert_eq!(ffi::ring_putv(pp, good.as_ptr(), 3, 0), 3);
+        assert_eq!(ffi::ring_putv(pp, std::ptr::null(), 0, 0), 0);
+        assert_eq!(ffi::ring_putv(pp, std::ptr::null(), 1, 0), -(libc::EINVAL as isize));
+        let null_data = [iov(&a), libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 5 }];
+        assert_eq!(ffi::ring_putv(pp, null_data.as_ptr(), 2, 0), -(libc::EINVAL as isize));
+        let big = vec![0u8; SMALL_CAP + 1];
+        let too_big = [iov(&a), iov(&big)];
+        assert_eq!(ffi::ring_putv(pp, too_big.as_ptr(), 2, 0), -(libc::EMSGSIZE as isize));
+        assert_eq!(ffi::ring_putv(cc, good.as_ptr(), 3, 0), -(libc::EINVAL as isize), "a consumer handle");
+        assert_eq!(ffi::ring_putv(pp, good.as_ptr(), 3, -2), -(libc::EINVAL as isize), "timeout -2");
+        // Only the first good batch went in.
+        let mut buf = vec![0u8; 1000];
+        let n = ffi::ring_get(cc, buf.as_mut_ptr().cast(), 1, buf.len(), 0);
+        assert_eq!(n, 300);
+        assert_eq!(&buf[..300], [a.clone(), b.clone()].concat().as_slice());
         ffi::ring_detach(pp);
         ffi::ring_detach(cc);
     }

@@ -85,6 +85,9 @@ fn impossible_lengths_through_the_c_abi_are_errors() {
     let ring = RingName::created("huge", 4096, 2);
     let name = std::ffi::CString::new(ring.s().to_string()).expect("name");
     let (mut p, mut c) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: a NUL-terminated name, out-pointers to locals, handles attached here and
+    // detached last; the impossible lengths are what is tested, and the C ABI refuses
+    // them before touching a buffer.
     unsafe {
         assert_eq!(ring_attach_consumer(name.as_ptr(), &mut c), 0);
         assert_eq!(ring_attach_producer(name.as_ptr(), &mut p), 0);

@@ -100,7 +100,9 @@ fn an_impostor_ring_master_hears_nothing() {
     // Only the impostor: the rings work daemonless, and it hears of none of them.
     let impostor = ring_master(&pm, &fake_log, Some(nobody));
     let before = connections(&fake_log);
-    // SAFETY (env): the only test of this binary; set before any thread reads it.
+    // SAFETY: the only test of this binary, and no thread of it reads the environment
+    // through libc meanwhile (the daemons it talks to are other processes); std's own environment reads, which
+    // are all daqflow makes, hold the lock set_var takes.
     unsafe { std::env::set_var("DAQPORTMGR_PORTFILE", pm.path("listen.port")) };
     create().expect("create with only an impostor");
     let _ = daqflow::ring::remove(ring);

@@ -12,3 +12,4 @@ pub mod network;
 pub mod portmgr;
 pub mod ringmaster;
 pub mod statefiles;
+mod sys;

@@ -134,30 +134,11 @@ fn is_invisible_format(c: char) -> bool {
 }
 
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is writable for its length; gethostname NUL-terminates within it
-    // or we take the whole buffer.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
-    if rc != 0 {
-        return "localhost".to_string();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    nix::unistd::gethostname().map_or_else(|_| "localhost".to_string(), |name| name.to_string_lossy().into_owned())
 }
 
 fn timestamp() -> String {
-    // SAFETY: time(NULL), localtime_r into our own tm, strftime into our own buffer with
-    // its length; all plain libc calls with valid pointers.
-    unsafe {
-        let now = libc::time(std::ptr::null_mut());
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&now, &mut tm).is_null() {
-            return now.to_string();
-        }
-        let mut buf = [0u8; 64];
-        let n = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), c"%B %d, %Y %H:%M:%S".as_ptr(), &tm);
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    }
+    crate::sys::local_time(c"%B %d, %Y %H:%M:%S")
 }
 
 #[cfg(test)]

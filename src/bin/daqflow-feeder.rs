@@ -3,8 +3,10 @@
 //! run by hand.
 
 use std::fs::File;
-use std::os::fd::FromRawFd;
+use std::os::fd::{FromRawFd, RawFd};
 use std::process::ExitCode;
+
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 
 use daqflow::remote::feeder::{self, Plan, Ready};
 
@@ -51,6 +53,14 @@ fn parse(args: &[String]) -> Result<(Plan, Option<i32>), String> {
     Ok((Plan { host, portmgr_port: port, ring, proxy }, ready))
 }
 
+/// Whether descriptor `fd` is open.
+fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD reads the descriptor's flags and touches no memory; on a number
+    // that is not open it fails (EBADF) and changes nothing.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    flags >= 0
+}
+
 fn main() -> ExitCode {
     // Rings announced to the local ring master and `tcp://` names, as NSCLDAQ programs do.
     daqflow::client::install();
@@ -66,11 +76,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // SAFETY: F_GETFD only asks whether the descriptor is open.
-    let ready = ready_fd.filter(|&fd| fd > 2 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0).map(|fd| {
-        // SAFETY: an open descriptor handed to us for exactly this; we own it from now on.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        unsafe { File::from_raw_fd(fd) }
+    let ready = ready_fd.filter(|&fd| fd > 2 && is_open(fd)).map(|fd| {
+        // SAFETY: open (checked just above), and handed to this program for the report
+        // alone: nothing else in the process owns it, and it is taken once, here.
+        let file = unsafe { File::from_raw_fd(fd) };
+        let _ = fcntl(&file, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+        file
     });
     match feeder::run(&plan, Ready::new(ready)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -90,6 +90,7 @@ pub(crate) unsafe fn str_arg<'a>(ptr: *const c_char, what: &str) -> Result<&'a s
 /// # Safety
 /// As for [`str_arg`].
 pub(crate) unsafe fn opt_str_arg<'a>(ptr: *const c_char, what: &str) -> Result<Option<&'a str>> {
+    // SAFETY: non-NULL here, and our caller's contract is str_arg's.
     if ptr.is_null() { Ok(None) } else { unsafe { str_arg(ptr, what) }.map(Some) }
 }
 

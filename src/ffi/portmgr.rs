@@ -28,9 +28,13 @@ pub struct portmgr_allocation {
     pub user: *mut c_char,
 }
 
-fn handle<'a>(pm: *mut portmgr) -> Result<&'a mut portmgr> {
-    // SAFETY: the caller passes NULL or a handle from portmgr_open that it uses from
-    // one thread at a time (the header's contract).
+/// The connection behind a handle.
+///
+/// # Safety
+/// `pm` is NULL or a handle from portmgr_open not yet closed, which no other thread uses
+/// while the result lives.
+unsafe fn handle<'a>(pm: *mut portmgr) -> Result<&'a mut portmgr> {
+    // SAFETY: per our contract, NULL (as_mut says None) or a live, unshared handle.
     unsafe { pm.as_mut() }.ok_or_else(|| Error::new(libc::EINVAL, "portmgr handle is NULL"))
 }
 
@@ -62,7 +66,7 @@ pub unsafe extern "C" fn portmgr_open(host: *const c_char, port: c_int, out: *mu
             Some(u16::try_from(port).map_err(|_| Error::new(libc::EINVAL, format!("port {port} is not a TCP port")))?)
         };
         let client = Client::connect(host, port)?;
-        // SAFETY: `out` is non-NULL.
+        // SAFETY: `out` is non-NULL (checked) and valid for a write, per the contract.
         unsafe { *out = Box::into_raw(Box::new(portmgr { client, refusal: None })) };
         Ok(0)
     })
@@ -81,7 +85,8 @@ pub extern "C" fn portmgr_default_port() -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portmgr_set_timeout(pm: *mut portmgr, timeout_ms: c_int) -> c_int {
     guard(|| {
-        let pm = handle(pm)?;
+        // SAFETY: NULL or a handle from portmgr_open not yet closed, used by one thread at a time, per the contract.
+        let pm = unsafe { handle(pm) }?;
         let timeout = match timeout_ms {
             -1 => None,
             ms if ms > 0 => Some(Duration::from_millis(ms as u64)),
@@ -108,12 +113,13 @@ pub unsafe extern "C" fn portmgr_set_timeout(pm: *mut portmgr, timeout_ms: c_int
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portmgr_allocate(pm: *mut portmgr, application: *const c_char, port_out: *mut c_int) -> c_int {
     guard(|| {
-        let pm = handle(pm)?;
+        // SAFETY: NULL or a handle from portmgr_open not yet closed, used by one thread at a time, per the contract.
+        let pm = unsafe { handle(pm) }?;
         // SAFETY: NULL or a NUL-terminated string, per the contract.
         let application = unsafe { str_arg(application, "application") }?;
         let port_out = out_arg(port_out, "port_out")?;
         let port = pm.client.allocate(application)?;
-        // SAFETY: `port_out` is non-NULL.
+        // SAFETY: `port_out` is non-NULL (checked) and valid for a write, per the contract.
         unsafe { *port_out = c_int::from(port) };
         Ok(0)
     })
@@ -125,12 +131,13 @@ pub unsafe extern "C" fn portmgr_allocate(pm: *mut portmgr, application: *const 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portmgr_refusal(pm: *mut portmgr, reason: *mut *const c_char) -> c_int {
     guard(|| {
-        let pm = handle(pm)?;
+        // SAFETY: NULL or a handle from portmgr_open not yet closed, used by one thread at a time, per the contract.
+        let pm = unsafe { handle(pm) }?;
         let reason = out_arg(reason, "reason")?;
         pm.refusal = pm.client.refusal().map(c_text);
         Ok(match &pm.refusal {
             Some(text) => {
-                // SAFETY: `reason` is non-NULL.
+                // SAFETY: `reason` is non-NULL (checked) and valid for a write, per the contract.
                 unsafe { *reason = text.as_ptr() };
                 1
             }
@@ -147,7 +154,12 @@ pub unsafe extern "C" fn portmgr_refusal(pm: *mut portmgr, reason: *mut *const c
 /// one. -EINVAL when pm is NULL.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn portmgr_usable(pm: *mut portmgr) -> c_int {
-    guard(|| Ok(c_int::from(handle(pm)?.client.is_usable())))
+    guard(|| {
+        // SAFETY: NULL or a handle from portmgr_open not yet closed, used by one thread at a time, per the
+        // contract.
+        let pm = unsafe { handle(pm) }?;
+        Ok(c_int::from(pm.client.is_usable()))
+    })
 }
 
 /// Every allocation on the server, in the server's order: *list gets an array of
@@ -161,7 +173,8 @@ pub unsafe extern "C" fn portmgr_list(
     count: *mut usize,
 ) -> c_int {
     guard(|| {
-        let pm = handle(pm)?;
+        // SAFETY: NULL or a handle from portmgr_open not yet closed, used by one thread at a time, per the contract.
+        let pm = unsafe { handle(pm) }?;
         let list = out_arg(list, "list")?;
         let count = out_arg(count, "count")?;
         let allocations = pm.client.list()?;
@@ -174,7 +187,7 @@ pub unsafe extern "C" fn portmgr_list(
                 user: c_string(&a.user),
             })
             .collect();
-        // SAFETY: both out-pointers are non-NULL.
+        // SAFETY: both out-pointers are non-NULL (checked) and valid for a write, per the contract.
         unsafe {
             *list = if n == 0 { std::ptr::null_mut() } else { Box::into_raw(array).cast() };
             *count = n;
@@ -196,6 +209,7 @@ pub unsafe extern "C" fn portmgr_list_free(list: *mut portmgr_allocation, count:
         for entry in array.iter() {
             for text in [entry.application, entry.user] {
                 if !text.is_null() {
+                    // SAFETY: portmgr_list made it with CString::into_raw; freed once here.
                     drop(unsafe { CString::from_raw(text) });
                 }
             }
@@ -213,13 +227,15 @@ pub unsafe extern "C" fn portmgr_find_server(
     port_out: *mut c_int,
 ) -> c_int {
     guard(|| {
-        let pm = handle(pm)?;
-        // SAFETY: NULL or NUL-terminated strings, per the contract.
+        // SAFETY: NULL or a handle from portmgr_open not yet closed, used by one thread at a time, per the contract.
+        let pm = unsafe { handle(pm) }?;
+        // SAFETY: NULL or NUL-terminated strings, per the contract; str_arg checks NULL.
         let service = unsafe { str_arg(service, "service") }?;
+        // SAFETY: as for `service`.
         let user = unsafe { opt_str_arg(user, "user") }?;
         let port_out = out_arg(port_out, "port_out")?;
         let port = pm.client.find_server(service, user)?;
-        // SAFETY: `port_out` is non-NULL.
+        // SAFETY: `port_out` is non-NULL (checked) and valid for a write, per the contract.
         unsafe { *port_out = c_int::from(port) };
         Ok(0)
     })

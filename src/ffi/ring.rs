@@ -76,8 +76,13 @@ fn timeout(ms: c_int) -> Result<Option<Duration>> {
     }
 }
 
-fn as_producer<'a>(client: *mut ring_client) -> Result<&'a mut Producer> {
-    // SAFETY: the caller passes a handle from ring_attach_* (or NULL), used by one thread.
+/// The producer behind a handle.
+///
+/// # Safety
+/// `client` is NULL or a handle from ring_attach_* not yet detached, which no other thread
+/// uses while the result lives.
+unsafe fn as_producer<'a>(client: *mut ring_client) -> Result<&'a mut Producer> {
+    // SAFETY: per our contract, NULL (as_mut says None) or a live, unshared handle.
     match unsafe { client.as_mut() } {
         Some(ring_client { side: Side::Producer(p), .. }) => Ok(p),
         Some(_) => Err(Error::new(libc::EINVAL, "this call needs a producer, and the handle is a consumer")),
@@ -85,8 +90,12 @@ fn as_producer<'a>(client: *mut ring_client) -> Result<&'a mut Producer> {
     }
 }
 
-fn as_consumer<'a>(client: *mut ring_client) -> Result<&'a mut Consumer> {
-    // SAFETY: as for `producer`.
+/// The consumer behind a handle.
+///
+/// # Safety
+/// As for [`as_producer`].
+unsafe fn as_consumer<'a>(client: *mut ring_client) -> Result<&'a mut Consumer> {
+    // SAFETY: as for `as_producer`.
     match unsafe { client.as_mut() } {
         Some(ring_client { side: Side::Consumer(c), .. }) => Ok(c),
         Some(_) => Err(Error::new(libc::EINVAL, "this call needs a consumer, and the handle is a producer")),
@@ -106,9 +115,11 @@ fn buffer_arg<T>(ptr: *const T, len: usize, what: &str, too_long: i32) -> Result
     }
 }
 
-fn write_spans(out: *mut ring_span, spans: [Span; 2]) {
+/// # Safety
+/// `out` has room for two spans.
+unsafe fn write_spans(out: *mut ring_span, spans: [Span; 2]) {
     for (i, span) in spans.into_iter().enumerate() {
-        // SAFETY: the caller provides room for two spans (checked non-NULL).
+        // SAFETY: per our contract, `out` has room for two spans; `i` is 0 or 1.
         unsafe { out.add(i).write(ring_span { data: span.ptr.cast(), len: span.len }) };
     }
 }
@@ -118,6 +129,7 @@ fn write_spans(out: *mut ring_span, spans: [Span; 2]) {
 /// behind on failure.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_create(name: *const c_char, data_bytes: u64, max_consumers: u32) -> c_int {
+    // SAFETY: our own caller's contract is ring_create_mode's.
     unsafe { ring_create_mode(name, data_bytes, max_consumers, RING_DEFAULT_MODE) }
 }
 
@@ -130,6 +142,7 @@ pub unsafe extern "C" fn ring_create_mode(
     mode: u32,
 ) -> c_int {
     guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
         let name = unsafe { str_arg(name, "ring name") }?;
         ring::create(name, CreateOptions { data_bytes, max_consumers, mode }).map(|()| 0)
     })
@@ -141,7 +154,11 @@ pub unsafe extern "C" fn ring_create_mode(
 /// -EINVAL). -EBUSY while clients are attached.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_format(name: *const c_char, max_consumers: u32) -> c_int {
-    guard(|| ring::format(unsafe { str_arg(name, "ring name") }?, max_consumers).map(|()| 0))
+    guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
+        let name = unsafe { str_arg(name, "ring name") }?;
+        ring::format(name, max_consumers).map(|()| 0)
+    })
 }
 
 /// After ring_create said -EEXIST: adopts ring `name` as NSCLDAQ's CRingBuffer::create
@@ -151,6 +168,7 @@ pub unsafe extern "C" fn ring_format(name: *const c_char, max_consumers: u32) ->
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_adopt(name: *const c_char) -> c_int {
     guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
         let name = unsafe { str_arg(name, "ring name") }?;
         if !ring::exists(name)? {
             return Err(Error::new(libc::ENOENT, format!("cannot adopt {name}: it is not a ring")));
@@ -162,13 +180,21 @@ pub unsafe extern "C" fn ring_adopt(name: *const c_char) -> c_int {
 /// Removes ring `name`. -ENOENT if there is none; -EPERM if it is another user's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_remove(name: *const c_char) -> c_int {
-    guard(|| ring::remove(unsafe { str_arg(name, "ring name") }?).map(|()| 0))
+    guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
+        let name = unsafe { str_arg(name, "ring name") }?;
+        ring::remove(name).map(|()| 0)
+    })
 }
 
 /// 1 if `name` is a ring, 0 if it is missing or not a ring, < 0 on error.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_exists(name: *const c_char) -> c_int {
-    guard(|| ring::exists(unsafe { str_arg(name, "ring name") }?).map(c_int::from))
+    guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
+        let name = unsafe { str_arg(name, "ring name") }?;
+        ring::exists(name).map(c_int::from)
+    })
 }
 
 /// Every ring on this host, sorted. Free with ring_list_free.
@@ -181,7 +207,7 @@ pub unsafe extern "C" fn ring_list(names: *mut *mut *mut c_char, count: *mut usi
         let n = found.len();
         let array: Box<[*mut c_char]> =
             found.into_iter().map(|name| CString::new(name).unwrap_or_default().into_raw()).collect();
-        // SAFETY: both out-pointers are non-NULL.
+        // SAFETY: both out-pointers are non-NULL (checked) and valid for a write, per the contract.
         unsafe {
             *names = if n == 0 { std::ptr::null_mut() } else { Box::into_raw(array).cast() };
             *count = n;
@@ -201,14 +227,18 @@ pub unsafe extern "C" fn ring_list_free(names: *mut *mut c_char, count: usize) {
         let array = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(names, count)) };
         for &name in array.iter() {
             if !name.is_null() {
+                // SAFETY: ring_list made each name with CString::into_raw; freed once here.
                 drop(unsafe { CString::from_raw(name) });
             }
         }
     })
 }
 
-fn attach(name: *const c_char, out: *mut *mut ring_client, make: impl FnOnce(&str) -> Result<Side>) -> c_int {
+/// # Safety
+/// As for ring_attach_producer and ring_attach_consumer.
+unsafe fn attach(name: *const c_char, out: *mut *mut ring_client, make: impl FnOnce(&str) -> Result<Side>) -> c_int {
     guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
         let name = unsafe { str_arg(name, "ring name") }?;
         let out = out_arg(out, "out")?;
         let side = make(name)?;
@@ -217,7 +247,7 @@ fn attach(name: *const c_char, out: *mut *mut ring_client, make: impl FnOnce(&st
             Side::Consumer(c) => c.name(),
         };
         let client = Box::new(ring_client { name: CString::new(attached).unwrap_or_default(), side });
-        // SAFETY: `out` is non-NULL.
+        // SAFETY: non-NULL (checked), and valid for a write per our contract.
         unsafe { *out = Box::into_raw(client) };
         Ok(0)
     })
@@ -226,7 +256,8 @@ fn attach(name: *const c_char, out: *mut *mut ring_client, make: impl FnOnce(&st
 /// Attaches as the producer of ring `name`. -EACCES if it has a live producer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_attach_producer(name: *const c_char, out: *mut *mut ring_client) -> c_int {
-    attach(name, out, |n| Producer::attach(n).map(Side::Producer))
+    // SAFETY: our contract is attach's.
+    unsafe { attach(name, out, |n| Producer::attach(n).map(Side::Producer)) }
 }
 
 /// Attaches as a consumer of ring `name`; it sees data put from now on. -ENOMEM if
@@ -238,7 +269,8 @@ pub unsafe extern "C" fn ring_attach_producer(name: *const c_char, out: *mut *mu
 /// trust (see docs/security.md).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_attach_consumer(name: *const c_char, out: *mut *mut ring_client) -> c_int {
-    attach(name, out, |n| Consumer::attach(n).map(Side::Consumer))
+    // SAFETY: our contract is attach's.
+    unsafe { attach(name, out, |n| Consumer::attach(n).map(Side::Consumer)) }
 }
 
 /// The name of the ring client is attached to: for a consumer of tcp://host/ring, the
@@ -279,8 +311,11 @@ pub unsafe extern "C" fn ring_put(
     timeout_ms: c_int,
 ) -> c_int {
     guard(|| {
-        let p = as_producer(producer)?;
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let p = unsafe { as_producer(producer) }?;
         buffer_arg(data, len, "data", libc::EMSGSIZE)?;
+        // SAFETY: non-NULL and at most isize::MAX (buffer_arg), and readable for `len`
+        // bytes per the contract; the slice lives only for this call.
         let data = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) } };
         p.put(data, timeout(timeout_ms)?).map(|()| 0)
     })
@@ -301,7 +336,8 @@ pub unsafe extern "C" fn ring_putv(
     timeout_ms: c_int,
 ) -> libc::ssize_t {
     guard(|| {
-        let p = as_producer(producer)?;
+        // SAFETY: the caller passes a handle from ring_attach_producer, not yet detached.
+        let p = unsafe { as_producer(producer) }?;
         buffer_arg(records, count, "records", libc::EINVAL)?;
         // SAFETY: checked non-NULL unless count is 0; the caller promises count iovecs.
         let records = if count == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(records, count) } };
@@ -335,8 +371,11 @@ pub unsafe extern "C" fn ring_get(
     timeout_ms: c_int,
 ) -> libc::ssize_t {
     guard(|| {
-        let c = as_consumer(consumer)?;
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let c = unsafe { as_consumer(consumer) }?;
         buffer_arg(buf, max, "buf", libc::EINVAL)?;
+        // SAFETY: non-NULL and at most isize::MAX (buffer_arg), and writable for `max`
+        // bytes per the contract; the slice lives only for this call.
         let buf = if max == 0 { &mut [][..] } else { unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), max) } };
         c.get(buf, min as u64, timeout(timeout_ms)?).map(|n| n as isize)
     })
@@ -346,8 +385,10 @@ pub unsafe extern "C" fn ring_get(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_peek(consumer: *mut ring_client, buf: *mut c_void, max: usize) -> libc::ssize_t {
     guard(|| {
-        let c = as_consumer(consumer)?;
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let c = unsafe { as_consumer(consumer) }?;
         buffer_arg(buf, max, "buf", libc::EINVAL)?;
+        // SAFETY: as for ring_get.
         let buf = if max == 0 { &mut [][..] } else { unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), max) } };
         c.peek(buf).map(|n| n as isize)
     })
@@ -356,24 +397,39 @@ pub unsafe extern "C" fn ring_peek(consumer: *mut ring_client, buf: *mut c_void,
 /// Consumes len bytes without copying. -ERANGE if fewer are available.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_skip(consumer: *mut ring_client, len: usize) -> c_int {
-    guard(|| as_consumer(consumer)?.skip(len as u64).map(|()| 0))
+    guard(|| {
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let client = unsafe { as_consumer(consumer) }?;
+        client.skip(len as u64).map(|()| 0)
+    })
 }
 
 /// Bytes a consumer can get now (0 on error; see daqflow_last_error).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_available_data(consumer: *const ring_client) -> u64 {
-    guard(|| as_consumer(consumer.cast_mut())?.available().map(|n| n as isize)).max(0) as u64
+    guard(|| {
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let client = unsafe { as_consumer(consumer.cast_mut()) }?;
+        client.available().map(|n| n as isize)
+    })
+    .max(0) as u64
 }
 
 /// Bytes a producer can put now without blocking (0 on error).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_available_put_space(producer: *const ring_client) -> u64 {
-    guard(|| as_producer(producer.cast_mut())?.available_space().map(|n| n as isize)).max(0) as u64
+    guard(|| {
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let client = unsafe { as_producer(producer.cast_mut()) }?;
+        client.available_space().map(|n| n as isize)
+    })
+    .max(0) as u64
 }
 
 /// The consumer slot index of a consumer; -1 for a producer; -EINVAL for NULL.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_slot(client: *const ring_client) -> c_int {
+    // SAFETY: NULL or a live handle from ring_attach_*, per the contract.
     guard(|| match unsafe { client.as_ref() } {
         Some(ring_client { side: Side::Consumer(c), .. }) => Ok(c.slot() as c_int),
         Some(ring_client { side: Side::Producer(_), .. }) => Ok(-1),
@@ -397,6 +453,7 @@ pub unsafe extern "C" fn ring_usage(
     capacity: usize,
 ) -> c_int {
     guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
         let name = unsafe { str_arg(name, "ring name") }?;
         let info = out_arg(info, "info")?;
         buffer_arg(consumers, capacity, "consumers", libc::EINVAL)?;
@@ -405,7 +462,8 @@ pub unsafe extern "C" fn ring_usage(
             None => ring::usage(name)?,
         };
         let n = usage.consumers.len();
-        // SAFETY: `info` is non-NULL; `consumers` has room for `capacity` entries.
+        // SAFETY: `info` is non-NULL (checked) and valid for a write, per the contract; `consumers` has room for
+        // `capacity` entries.
         unsafe {
             info.write(ring_usage_info {
                 data_bytes: usage.data_bytes,
@@ -427,13 +485,21 @@ pub unsafe extern "C" fn ring_usage(
 /// Frees the producer slot of ring `name`, whoever holds it.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_disconnect_producer(name: *const c_char) -> c_int {
-    guard(|| ring::disconnect_producer(unsafe { str_arg(name, "ring name") }?).map(|()| 0))
+    guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
+        let name = unsafe { str_arg(name, "ring name") }?;
+        ring::disconnect_producer(name).map(|()| 0)
+    })
 }
 
 /// Frees consumer slot `slot` of ring `name`. -ERANGE for a slot the ring lacks.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_disconnect_consumer(name: *const c_char, slot: u32) -> c_int {
-    guard(|| ring::disconnect_consumer(unsafe { str_arg(name, "ring name") }?, slot).map(|()| 0))
+    guard(|| {
+        // SAFETY: NULL or NUL-terminated, per the contract; str_arg checks NULL.
+        let name = unsafe { str_arg(name, "ring name") }?;
+        ring::disconnect_consumer(name, slot).map(|()| 0)
+    })
 }
 
 /// Zero-copy put, step 1: waits for len bytes of space and lends them in place as
@@ -447,9 +513,12 @@ pub unsafe extern "C" fn ring_reserve(
     timeout_ms: c_int,
 ) -> c_int {
     guard(|| {
-        let p = as_producer(producer)?;
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let p = unsafe { as_producer(producer) }?;
         let out = out_arg(spans, "spans")?;
-        write_spans(out, p.reserve(len as u64, timeout(timeout_ms)?)?);
+        let reserved = p.reserve(len as u64, timeout(timeout_ms)?)?;
+        // SAFETY: non-NULL (checked), with room for two spans per the contract.
+        unsafe { write_spans(out, reserved) };
         Ok(0)
     })
 }
@@ -458,7 +527,11 @@ pub unsafe extern "C" fn ring_reserve(
 /// than reserved; the rest is given back).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_commit(producer: *mut ring_client, len: usize) -> c_int {
-    guard(|| as_producer(producer)?.commit(len as u64).map(|()| 0))
+    guard(|| {
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let client = unsafe { as_producer(producer) }?;
+        client.commit(len as u64).map(|()| 0)
+    })
 }
 
 /// Zero-copy get, step 1: waits for at least min bytes, then lends up to max of them
@@ -473,11 +546,13 @@ pub unsafe extern "C" fn ring_borrow(
     timeout_ms: c_int,
 ) -> libc::ssize_t {
     guard(|| {
-        let c = as_consumer(consumer)?;
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let c = unsafe { as_consumer(consumer) }?;
         let out = out_arg(spans, "spans")?;
         let lent = c.borrow(min as u64, max as u64, timeout(timeout_ms)?)?;
         let n = lent[0].len + lent[1].len;
-        write_spans(out, lent);
+        // SAFETY: non-NULL (checked), with room for two spans per the contract.
+        unsafe { write_spans(out, lent) };
         Ok(n as isize)
     })
 }
@@ -485,7 +560,11 @@ pub unsafe extern "C" fn ring_borrow(
 /// Zero-copy get, step 2: consumes the first len borrowed bytes and ends the borrow.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_release(consumer: *mut ring_client, len: usize) -> c_int {
-    guard(|| as_consumer(consumer)?.release(len as u64).map(|()| 0))
+    guard(|| {
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let client = unsafe { as_consumer(consumer) }?;
+        client.release(len as u64).map(|()| 0)
+    })
 }
 
 /// Where the client stands in ring memory, for code that reads or writes in place the
@@ -501,6 +580,7 @@ pub unsafe extern "C" fn ring_position(client: *mut ring_client, at: *mut *mut c
         let to_top = out_arg(to_top, "to_top")?;
         // A zero-byte lend names both the client's position (first span) and the start
         // of the data area (second span), without moving anything.
+        // SAFETY: NULL or a live handle from ring_attach_*, used by one thread, per the contract.
         let ([here, base], data_bytes) = match unsafe { client.as_mut() } {
             Some(ring_client { side: Side::Consumer(c), .. }) => {
                 let spans = c.borrow(0, 0, Some(Duration::ZERO))?;
@@ -515,7 +595,7 @@ pub unsafe extern "C" fn ring_position(client: *mut ring_client, at: *mut *mut c
             None => return Err(Error::new(libc::EINVAL, "ring client is NULL")),
         };
         let offset = (here.ptr as usize) - (base.ptr as usize);
-        // SAFETY: both out-pointers are non-NULL.
+        // SAFETY: both out-pointers are non-NULL (checked) and valid for a write, per the contract.
         unsafe {
             *at = here.ptr.cast();
             *to_top = data_bytes as usize - offset;

@@ -38,15 +38,23 @@ enum State {
     Broken,
 }
 
-fn handle<'a>(rm: *mut ringmaster) -> Result<&'a mut ringmaster> {
-    // SAFETY: the caller passes NULL or a handle from ringmaster_open that it uses from
-    // one thread at a time (the header's contract).
+/// The connection behind a handle.
+///
+/// # Safety
+/// `rm` is NULL or a handle from ringmaster_open not yet closed, which no other thread
+/// uses while the result lives.
+unsafe fn handle<'a>(rm: *mut ringmaster) -> Result<&'a mut ringmaster> {
+    // SAFETY: per our contract, NULL (as_mut says None) or a live, unshared handle.
     unsafe { rm.as_mut() }.ok_or_else(|| Error::new(libc::EINVAL, "ringmaster handle is NULL"))
 }
 
 /// The handle for a call that talks to the ring master: forgets the last call's answers.
-fn begin<'a>(rm: *mut ringmaster) -> Result<&'a mut ringmaster> {
-    let rm = handle(rm)?;
+///
+/// # Safety
+/// As for [`handle`].
+unsafe fn begin<'a>(rm: *mut ringmaster) -> Result<&'a mut ringmaster> {
+    // SAFETY: our contract is handle's.
+    let rm = unsafe { handle(rm) }?;
     rm.refusal = None;
     rm.text = None;
     Ok(rm)
@@ -120,7 +128,7 @@ pub unsafe extern "C" fn ringmaster_open(host: *const c_char, out: *mut *mut rin
         let portmgr_port = crate::portmgr::client::default_port()?;
         let client = Client::locate(host, Some(portmgr_port), TIMEOUT)?;
         let local = loopback(client.server().ip());
-        // SAFETY: `out` is non-NULL.
+        // SAFETY: `out` is non-NULL (checked) and valid for a write, per the contract.
         unsafe {
             *out = Box::into_raw(Box::new(ringmaster { state: State::Open(client), local, refusal: None, text: None }))
         };
@@ -132,7 +140,11 @@ pub unsafe extern "C" fn ringmaster_open(host: *const c_char, out: *mut *mut rin
 /// (127.0.0.1 or ::1), which alone accepts the ringmaster_notify_* calls; else 0.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ringmaster_is_local(rm: *mut ringmaster) -> c_int {
-    guard(|| handle(rm).map(|rm| c_int::from(rm.local)))
+    guard(|| {
+        // SAFETY: NULL or a handle from ringmaster_open not yet closed, used by one thread at a time, per the contract.
+        let rm = unsafe { handle(rm) }?;
+        Ok(c_int::from(rm.local))
+    })
 }
 
 /// Tells the ring master that ring was created (REGISTER). -ENOTSUP unless
@@ -141,7 +153,8 @@ pub unsafe extern "C" fn ringmaster_is_local(rm: *mut ringmaster) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ringmaster_notify_create(rm: *mut ringmaster, ring: *const c_char) -> c_int {
     guard(|| {
-        let rm = begin(rm)?;
+        // SAFETY: NULL or a handle from ringmaster_open not yet closed, used by one thread at a time, per the contract.
+        let rm = unsafe { begin(rm) }?;
         // SAFETY: a NUL-terminated string, per the contract.
         let ring = unsafe { str_arg(ring, "ring name") }?;
         exchange(rm, |rm| rm.local_client("registering a ring")?.register(ring)).map(|()| 0)
@@ -153,7 +166,8 @@ pub unsafe extern "C" fn ringmaster_notify_create(rm: *mut ringmaster, ring: *co
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ringmaster_notify_destroy(rm: *mut ringmaster, ring: *const c_char) -> c_int {
     guard(|| {
-        let rm = begin(rm)?;
+        // SAFETY: NULL or a handle from ringmaster_open not yet closed, used by one thread at a time, per the contract.
+        let rm = unsafe { begin(rm) }?;
         // SAFETY: a NUL-terminated string, per the contract.
         let ring = unsafe { str_arg(ring, "ring name") }?;
         exchange(rm, |rm| rm.local_client("unregistering a ring")?.unregister(ring)).map(|()| 0)
@@ -180,9 +194,11 @@ pub unsafe extern "C" fn ringmaster_notify_connect(
     comment: *const c_char,
 ) -> c_int {
     guard(|| {
-        let rm = begin(rm)?;
-        // SAFETY: NULL or NUL-terminated strings, per the contract.
+        // SAFETY: NULL or a handle from ringmaster_open not yet closed, used by one thread at a time, per the contract.
+        let rm = unsafe { begin(rm) }?;
+        // SAFETY: NULL or NUL-terminated strings, per the contract; str_arg checks NULL.
         let ring = unsafe { str_arg(ring, "ring name") }?;
+        // SAFETY: as for `ring`.
         let comment = unsafe { opt_str_arg(comment, "comment") }?.unwrap_or("");
         let role = role(slot)?;
         let pid = std::process::id() as i32;
@@ -195,7 +211,8 @@ pub unsafe extern "C" fn ringmaster_notify_connect(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ringmaster_notify_disconnect(rm: *mut ringmaster, ring: *const c_char, slot: c_int) -> c_int {
     guard(|| {
-        let rm = begin(rm)?;
+        // SAFETY: NULL or a handle from ringmaster_open not yet closed, used by one thread at a time, per the contract.
+        let rm = unsafe { begin(rm) }?;
         // SAFETY: a NUL-terminated string, per the contract.
         let ring = unsafe { str_arg(ring, "ring name") }?;
         let role = role(slot)?;
@@ -212,11 +229,13 @@ pub unsafe extern "C" fn ringmaster_notify_disconnect(rm: *mut ringmaster, ring:
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ringmaster_usage(rm: *mut ringmaster, text: *mut *const c_char) -> c_int {
     guard(|| {
-        let rm = begin(rm)?;
+        // SAFETY: NULL or a handle from ringmaster_open not yet closed, used by one thread at a time, per the contract.
+        let rm = unsafe { begin(rm) }?;
         let text = out_arg(text, "text")?;
         let (_, line) = exchange(rm, |rm| rm.client("listing rings")?.list_with_text())?;
         let line = CString::new(line).map_err(|_| Error::new(libc::EPROTO, "the ring master's LIST contains a NUL"))?;
-        // SAFETY: `text` is non-NULL; the string lives in the handle until the next call.
+        // SAFETY: `text` is non-NULL (checked) and valid for a write, per the contract; the string lives in the
+        // handle until the next call.
         unsafe { *text = line.as_ptr() };
         rm.text = Some(line);
         Ok(0)
@@ -231,7 +250,8 @@ pub unsafe extern "C" fn ringmaster_usage(rm: *mut ringmaster, text: *mut *const
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ringmaster_request_data(rm: *mut ringmaster, ring: *const c_char, fd: *mut c_int) -> c_int {
     guard(|| {
-        let rm = begin(rm)?;
+        // SAFETY: NULL or a handle from ringmaster_open not yet closed, used by one thread at a time, per the contract.
+        let rm = unsafe { begin(rm) }?;
         // SAFETY: a NUL-terminated string, per the contract.
         let ring = unsafe { str_arg(ring, "ring name") }?;
         let fd = out_arg(fd, "fd")?;
@@ -239,7 +259,7 @@ pub unsafe extern "C" fn ringmaster_request_data(rm: *mut ringmaster, ring: *con
         let State::Open(client) = std::mem::replace(&mut rm.state, State::Data) else {
             return Err(Error::new(libc::EIO, "internal error: the ring master connection vanished"));
         };
-        // SAFETY: `fd` is non-NULL.
+        // SAFETY: `fd` is non-NULL (checked) and valid for a write, per the contract.
         unsafe { *fd = client.into_data_stream().into_raw_fd() };
         Ok(0)
     })
@@ -253,11 +273,13 @@ pub unsafe extern "C" fn ringmaster_request_data(rm: *mut ringmaster, ring: *con
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ringmaster_refusal(rm: *mut ringmaster, reply: *mut *const c_char) -> c_int {
     guard(|| {
-        let rm = handle(rm)?;
+        // SAFETY: NULL or a handle from ringmaster_open not yet closed, used by one thread at a time, per the contract.
+        let rm = unsafe { handle(rm) }?;
         let reply = out_arg(reply, "reply")?;
         let Some(said) = &rm.refusal else { return Ok(0) };
         let said = CString::new(said.replace('\0', "\u{fffd}")).unwrap_or_default();
-        // SAFETY: `reply` is non-NULL; the string lives in the handle until the next call.
+        // SAFETY: `reply` is non-NULL (checked) and valid for a write, per the contract; the string lives in the
+        // handle until the next call.
         unsafe { *reply = said.as_ptr() };
         rm.text = Some(said);
         Ok(1)

@@ -195,11 +195,16 @@ fn pump(producer: &mut Producer, source: &mut Source, watch: &mut Watch) -> End 
             Err(e) => return End::Done(format!("the proxy ring failed: {}", e.message())),
         };
         let mut fresh = past(spans, pending);
-        // SAFETY: reserved ring memory is ours alone to write until `commit`; consumers
-        // read only what is committed.
+        // The stream is read straight into ring memory (no copy on the way); this and the
+        // framer's look at the bytes read are the only references to ring memory formed
+        // outside the ring core, each for one call.
         let mut bufs: Vec<IoSliceMut<'_>> = fresh
             .iter_mut()
             .filter(|s| s.len > 0)
+            // SAFETY: each fresh span lies inside the reservation (`past` only shortens
+            // them), which stays mapped while `producer` lives and is ours alone to
+            // write until `commit`: consumers read only committed bytes, and the slices
+            // are dropped before the commit below.
             .map(|s| IoSliceMut::new(unsafe { std::slice::from_raw_parts_mut(s.ptr, s.len) }))
             .collect();
         let read = source.read_vectored(&mut bufs);
@@ -231,7 +236,9 @@ fn pump(producer: &mut Producer, source: &mut Source, watch: &mut Watch) -> End 
         let mut left = n;
         for span in fresh {
             let take = left.min(span.len);
-            // SAFETY: the first `n` bytes of the fresh spans were just written by the read.
+            // SAFETY: inside the reservation, as above, and initialised: the first `n`
+            // bytes of the fresh spans were just written by the read; nobody else writes
+            // them before our commit, which comes after the slice is gone.
             let bytes = unsafe { std::slice::from_raw_parts(span.ptr, take) };
             if let Err(e) = framer.feed(bytes) {
                 // Out of step with the items: nothing more from this stream is trusted.
@@ -254,13 +261,13 @@ fn pump(producer: &mut Producer, source: &mut Source, watch: &mut Watch) -> End 
 fn past(spans: [Span; 2], skip: u64) -> [Span; 2] {
     let skip = skip as usize;
     let [a, b] = spans;
+    // Pointer arithmetic only (no access): the spans stay inside the reservation, as the
+    // reservation covers more than `skip` bytes.
     if skip < a.len {
-        // SAFETY: inside the first span.
-        [Span { ptr: unsafe { a.ptr.add(skip) }, len: a.len - skip }, b]
+        [Span { ptr: a.ptr.wrapping_add(skip), len: a.len - skip }, b]
     } else {
         let into_b = skip - a.len;
-        // SAFETY: inside the second span (the reservation covers `skip` bytes).
-        [Span { ptr: unsafe { b.ptr.add(into_b) }, len: b.len - into_b }, Span { ptr: b.ptr, len: 0 }]
+        [Span { ptr: b.ptr.wrapping_add(into_b), len: b.len - into_b }, Span { ptr: b.ptr, len: 0 }]
     }
 }
 

@@ -9,8 +9,10 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::feeder::{Plan, READY_ERROR};
 use super::spawn::{self, READY_WAIT};
@@ -89,9 +91,8 @@ impl Pending {
     fn hear(&mut self) -> Heard {
         let mut chunk = [0u8; 256];
         while !self.said.contains(&b'\n') && self.said.len() < 4096 {
-            let mut poll = [libc::pollfd { fd: self.report.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
-            // SAFETY: one valid pollfd; a zero timeout never blocks.
-            if unsafe { libc::poll(poll.as_mut_ptr(), 1, 0) } <= 0 {
+            let mut poll = [PollFd::new(self.report.as_fd(), PollFlags::POLLIN)];
+            if !matches!(nix::poll::poll(&mut poll, PollTimeout::ZERO), Ok(n) if n > 0) {
                 return Heard::Nothing;
             }
             match self.report.read(&mut chunk) {

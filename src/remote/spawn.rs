@@ -7,13 +7,15 @@
 //! fork and exec only async-signal-safe calls are made. The feeder reports back on a
 //! pipe: started, already running, or why it could not start.
 
-use std::ffi::{CString, OsStr, c_void};
+use std::ffi::CString;
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::feeder::{Plan, READY_BUSY, READY_ERROR, READY_OK, STEP_TIMEOUT};
 use crate::error::{Error, Result};
@@ -25,7 +27,7 @@ pub const FEEDER_ENV: &str = "DAQFLOW_FEEDER";
 pub const FEEDER_LOG_ENV: &str = "DAQFLOW_FEEDER_LOG";
 /// The feeder's file name.
 pub const FEEDER_NAME: &str = "daqflow-feeder";
-/// The descriptor the feeder finds its report pipe on.
+/// The descriptor the feeder finds its report pipe on (the last `sys::spawn_orphan` hands over).
 const READY_FD: RawFd = 3;
 /// How long to wait for the feeder's report: its own steps are time-boxed to less.
 pub const READY_WAIT: Duration = Duration::from_secs(4 * STEP_TIMEOUT.as_secs());
@@ -54,22 +56,14 @@ pub fn feeder_path() -> Result<PathBuf> {
 }
 
 fn executable(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return false };
-    // SAFETY: a valid NUL-terminated path.
-    path.is_file() && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0
+    path.is_file() && nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok()
 }
 
 /// The file this code was loaded from (libdaqflow.so, or a program it is linked into).
 fn loaded_from() -> Result<PathBuf> {
-    // SAFETY: a zeroed Dl_info is a valid out-parameter; the address is one of our functions.
-    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::dladdr(loaded_from as *const c_void, &mut info) };
-    if rc == 0 || info.dli_fname.is_null() {
+    let Some(path) = crate::sys::loaded_from() else {
         return std::env::current_exe().map_err(|e| Error::io(&e, "cannot tell where daqflow was loaded from"));
-    }
-    // SAFETY: dladdr's file name is a NUL-terminated string owned by the loader.
-    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
-    let path = PathBuf::from(OsStr::from_bytes(name.to_bytes()));
+    };
     Ok(std::fs::canonicalize(&path).unwrap_or(path))
 }
 
@@ -101,7 +95,7 @@ pub fn launch(plan: &Plan) -> Result<Launched> {
     let c =
         |s: &[u8], what: &str| CString::new(s).map_err(|_| Error::new(libc::EINVAL, format!("{what} contains a NUL")));
     let path = c(program.as_os_str().as_bytes(), "the feeder path")?;
-    let mut args = vec![path.clone(), c(b"--ready-fd", "")?, c(READY_FD.to_string().as_bytes(), "")?];
+    let mut args = vec![path, c(b"--ready-fd", "")?, c(READY_FD.to_string().as_bytes(), "")?];
     if let Some(port) = plan.portmgr_port {
         args.push(c(b"--portmgr-port", "")?);
         args.push(c(port.to_string().as_bytes(), "")?);
@@ -111,8 +105,6 @@ pub fn launch(plan: &Plan) -> Result<Launched> {
     args.push(c(plan.host.as_bytes(), "the host")?);
     args.push(c(plan.ring.as_bytes(), "the ring")?);
     args.push(c(plan.proxy.as_bytes(), "the proxy ring")?);
-    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
 
     let (report, ready) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::sys(e, "cannot make a pipe for the feeder"))?;
@@ -126,96 +118,10 @@ pub fn launch(plan: &Plan) -> Result<Launched> {
             .map_err(|e| Error::io(&e, format!("cannot open feeder log {}", p.to_string_lossy())))?,
         None => null.try_clone().map_err(|e| Error::io(&e, "cannot duplicate /dev/null"))?,
     };
-    // Above every descriptor the child will overwrite, so no dup2 clobbers a source.
-    let high = |fd: RawFd| -> Result<OwnedFd> {
-        // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own.
-        let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) };
-        if new < 0 {
-            return Err(Error::sys(nix::errno::Errno::last(), "cannot duplicate a descriptor for the feeder"));
-        }
-        // SAFETY: a fresh descriptor nobody else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(new) })
-    };
-    let (null, log, ready) = (high(null.as_raw_fd())?, high(log.as_raw_fd())?, high(ready.as_raw_fd())?);
-    let fds = [null.as_raw_fd(), null.as_raw_fd(), log.as_raw_fd(), ready.as_raw_fd()];
     let exec_failed = b"ERROR 2 the feeder program could not be executed\n";
-    let max_fd = open_max();
-
-    // SAFETY: the child only calls async-signal-safe functions on data prepared above.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(Error::sys(nix::errno::Errno::last(), "cannot fork to start the feeder"));
-    }
-    if pid == 0 {
-        unsafe { middle_child(&fds, max_fd, path.as_ptr(), argv.as_ptr(), exec_failed) }
-    }
+    crate::sys::spawn_orphan(&args, [null.as_fd(), null.as_fd(), log.as_fd(), ready.as_fd()], exec_failed)?;
     drop((null, log, ready));
-    reap(pid);
     Ok(Launched { report: File::from(report), program })
-}
-
-/// The intermediate child: new session, fork the feeder, exit.
-unsafe fn middle_child(
-    fds: &[RawFd; 4],
-    max_fd: RawFd,
-    path: *const libc::c_char,
-    argv: *const *const libc::c_char,
-    exec_failed: &[u8],
-) -> ! {
-    unsafe {
-        libc::setsid();
-        let pid = libc::fork();
-        if pid != 0 {
-            libc::_exit(if pid < 0 { 1 } else { 0 });
-        }
-        for (target, &fd) in fds.iter().enumerate() {
-            if libc::dup2(fd, target as RawFd) < 0 {
-                libc::_exit(126);
-            }
-        }
-        // Nothing else of the user's process (sockets, files, pipes) goes with us.
-        if libc::syscall(libc::SYS_close_range, (READY_FD + 1) as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint)
-            != 0
-        {
-            // Kernels before 5.9: one by one.
-            for fd in READY_FD + 1..max_fd {
-                libc::close(fd);
-            }
-        }
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        let mut default: libc::sigaction = std::mem::zeroed();
-        default.sa_sigaction = libc::SIG_DFL;
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGCHLD, libc::SIGPIPE] {
-            libc::sigaction(sig, &default, std::ptr::null_mut());
-        }
-        libc::execv(path, argv);
-        libc::write(READY_FD, exec_failed.as_ptr().cast(), exec_failed.len());
-        libc::_exit(127)
-    }
-}
-
-/// Descriptors to close when close_range is missing (read before forking: getrlimit is
-/// not async-signal-safe).
-fn open_max() -> RawFd {
-    // SAFETY: a zeroed rlimit is a valid out-parameter.
-    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    if ok { limit.rlim_cur.min(65536) as RawFd } else { 1024 }
-}
-
-/// Reaps the intermediate child (it exits at once). A host program that reaps every
-/// child itself (SIGCHLD handler, SIG_IGN) may beat us to it: ECHILD is fine.
-fn reap(pid: libc::pid_t) {
-    loop {
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if rc >= 0 || nix::errno::Errno::last() != nix::errno::Errno::EINTR {
-            return;
-        }
-    }
 }
 
 fn read_report(pipe: &mut File, program: &Path) -> Result<Started> {
@@ -230,10 +136,9 @@ fn read_report(pipe: &mut File, program: &Path) -> Result<Started> {
                 format!("the feeder {} did not report within {} s", program.display(), READY_WAIT.as_secs()),
             ));
         }
-        let mut poll = [libc::pollfd { fd: pipe.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(poll.as_mut_ptr(), 1, left.as_millis().min(i32::MAX as u128) as i32) };
-        if rc <= 0 {
+        let mut poll = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
+        let wait = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        if !matches!(nix::poll::poll(&mut poll, wait), Ok(n) if n > 0) {
             continue;
         }
         match pipe.read(&mut chunk) {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::layout::{self, DEFAULT_DATA_BYTES, DEFAULT_MAX_CONSUMERS, Geometry};
-use super::mem::Mapping;
+use super::mem::{Mapping, page_size};
 use super::name::validate;
 use super::shared::{FREE, Shared};
 use super::shm::{self, LOCK_WAIT, RingFile, SHM_DIR};
@@ -31,12 +31,6 @@ impl Default for CreateOptions {
     fn default() -> Self {
         CreateOptions { data_bytes: DEFAULT_DATA_BYTES, max_consumers: DEFAULT_MAX_CONSUMERS, mode: DEFAULT_MODE }
     }
-}
-
-fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if page > 0 { page as u64 } else { 4096 }
 }
 
 fn check_max_consumers(n: u32) -> Result<u32> {

@@ -235,11 +235,7 @@ impl Consumer {
     fn copy_out(&self, buf: &mut [u8]) {
         let mut done = 0usize;
         for (off, n) in self.spans(buf.len() as u64) {
-            let src = self.ring.map.bytes(off, n);
-            // SAFETY: `src` is in bounds of the mapping (checked by `bytes`); the
-            // destination is the caller's buffer, which cannot overlap shared memory we
-            // only read through raw pointers.
-            unsafe { std::ptr::copy_nonoverlapping(src, buf[done..].as_mut_ptr(), n as usize) };
+            self.ring.map.read(off, &mut buf[done..done + n as usize]);
             done += n as usize;
         }
     }

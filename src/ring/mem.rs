@@ -14,6 +14,14 @@ use memmap2::{MmapOptions, MmapRaw};
 use super::truncation::{Guard, NEVER_STRUCK};
 use crate::error::{Error, Result};
 
+/// The system's page size (4096 if it will not say).
+pub fn page_size() -> u64 {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
+        Ok(Some(page)) if page > 0 => page as u64,
+        _ => 4096,
+    }
+}
+
 pub struct Mapping {
     // Declared first so it is dropped first: unregistered before the unmap.
     _guard: Option<Guard>,
@@ -28,6 +36,9 @@ pub struct Mapping {
 // SAFETY: `last_byte` points into the mapping, which is shared memory accessed only
 // atomically; it is as shareable between threads as `raw` is.
 unsafe impl Send for Mapping {}
+// SAFETY: every access through `&Mapping` is atomic or a raw-pointer copy made without a
+// reference to the shared bytes, so concurrent use from threads is no different from
+// concurrent use by the other processes that map the same object.
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
@@ -39,8 +50,7 @@ impl Mapping {
         options.len(len_usize);
         let raw = if writable { options.map_raw(file) } else { options.map_raw_read_only(file) };
         let raw = raw.map_err(|e| Error::io(&e, format!("cannot map ring {name}")))?;
-        // SAFETY: sysconf has no preconditions.
-        let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1);
+        let page = page_size();
         let last_page = len.saturating_sub(1) / page * page;
         let guard = Guard::register(raw.as_ptr(), raw.len());
         let struck = guard.as_ref().map_or(&NEVER_STRUCK, Guard::struck_flag);
@@ -122,6 +132,15 @@ impl Mapping {
     #[inline]
     pub fn bytes(&self, off: u64, len: u64) -> *mut u8 {
         self.checked(off, len, 1)
+    }
+
+    /// Copies `dst.len()` bytes of the mapping at `off` into `dst`.
+    #[inline]
+    pub fn read(&self, off: u64, dst: &mut [u8]) {
+        let src = self.checked(off, dst.len() as u64, 1);
+        // SAFETY: source checked in bounds; the destination is a caller's slice, which
+        // cannot overlap the mapping (no reference to shared memory is ever handed out).
+        unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
     }
 
     /// Copies `src` into the mapping at `off`.

@@ -171,12 +171,14 @@ impl RingFile {
 }
 
 fn set_lock(file: &File, kind: i32, len: u64) -> std::result::Result<(), Errno> {
-    // SAFETY: flock is plain data; all-zero is a valid value.
-    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = kind as i16;
-    lock.l_whence = libc::SEEK_SET as i16;
-    lock.l_start = 0;
-    lock.l_len = len.min(i64::MAX as u64) as libc::off_t;
+    let lock = libc::flock {
+        l_type: kind as i16,
+        l_whence: libc::SEEK_SET as i16,
+        l_start: 0,
+        l_len: len.min(i64::MAX as u64) as libc::off_t,
+        // Open file description locks take no pid (the kernel wants 0).
+        l_pid: 0,
+    };
     fcntl(file, FcntlArg::F_OFD_SETLK(&lock)).map(|_| ())
 }
 

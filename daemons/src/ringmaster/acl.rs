@@ -7,14 +7,16 @@
 //! say r, and `user:bob:r--` opens a 0600 ring to bob. An ACL that cannot be read or
 //! parsed is taken as closing the ring to everyone but root (fail closed).
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-const NAME: &[u8] = b"system.posix_acl_access\0";
+use crate::sys::{XattrOf, getxattr};
+
+const NAME: &CStr = c"system.posix_acl_access";
 /// `POSIX_ACL_XATTR_VERSION` and the entry tags of `linux/posix_acl_xattr.h`.
 const VERSION: u32 = 2;
 const USER_OBJ: u16 = 0x01;
@@ -52,18 +54,12 @@ impl Acl {
         let Ok(path) = CString::new(path.as_os_str().as_bytes()) else {
             return Acl::Unusable;
         };
-        read(|buf| {
-            // SAFETY: NUL-terminated strings; the kernel writes at most `buf.len()` bytes.
-            unsafe { libc::lgetxattr(path.as_ptr(), NAME.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len()) }
-        })
+        read(|buf| getxattr(XattrOf::Path(&path), NAME, buf))
     }
 
     /// The ACL of an open file (the object actually attached to).
     pub fn of_file(file: &File) -> Acl {
-        read(|buf| {
-            // SAFETY: valid descriptor, NUL-terminated name; the kernel writes at most `buf.len()` bytes.
-            unsafe { libc::fgetxattr(file.as_raw_fd(), NAME.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len()) }
-        })
+        read(|buf| getxattr(XattrOf::File(file.as_fd()), NAME, buf))
     }
 
     /// Whether the user `uid`, member of `in_group`, may read, by the kernel's rule:
@@ -113,17 +109,15 @@ impl Acl {
 }
 
 /// Reads the attribute with `get` (a `getxattr` flavour) and parses it.
-fn read(get: impl Fn(&mut [u8]) -> libc::ssize_t) -> Acl {
+fn read(get: impl Fn(&mut [u8]) -> io::Result<usize>) -> Acl {
     let mut buf = vec![0u8; MAX_BYTES];
-    let n = get(&mut buf);
-    if n < 0 {
-        return match io::Error::last_os_error().raw_os_error() {
-            // No ACL, or a file system without ACLs: the mode bits are the whole answer.
-            Some(libc::ENODATA | libc::EOPNOTSUPP) => Acl::None,
-            _ => Acl::Unusable,
-        };
-    }
-    buf.truncate(n as usize);
+    let n = match get(&mut buf) {
+        Ok(n) => n,
+        // No ACL, or a file system without ACLs: the mode bits are the whole answer.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA | libc::EOPNOTSUPP)) => return Acl::None,
+        Err(_) => return Acl::Unusable,
+    };
+    buf.truncate(n);
     parse(&buf).map_or(Acl::Unusable, Acl::Entries)
 }
 

@@ -15,8 +15,9 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::socket::{MsgFlags, recv, setsockopt, sockopt};
 
 use daqflow::ring::Consumer;
 
@@ -71,10 +72,10 @@ fn peer_gone(socket: &TcpStream) -> bool {
                 return true;
             }
             let mut sink = [0u8; 4096];
-            // SAFETY: recv into our own buffer of its length, without blocking.
-            let n = unsafe { libc::recv(socket.as_raw_fd(), sink.as_mut_ptr().cast(), sink.len(), libc::MSG_DONTWAIT) };
-            n == 0
-                || (n < 0 && !matches!(nix::errno::Errno::last(), nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR))
+            match recv(socket.as_raw_fd(), &mut sink, MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => n == 0,
+                Err(e) => !matches!(e, Errno::EAGAIN | Errno::EINTR),
+            }
         }
         Err(_) => false,
     }

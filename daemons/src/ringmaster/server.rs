@@ -22,6 +22,7 @@ use mio::{Events, Interest, Poll, Token};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
+use nix::sys::socket::{MsgFlags, recv};
 
 use super::access::Access;
 use super::known::Known;
@@ -228,16 +229,13 @@ enum FirstLine {
 fn first_line(stream: &mio::net::TcpStream) -> FirstLine {
     let mut peek = [0u8; MAX_LINE + 1];
     loop {
-        // SAFETY: valid descriptor; the kernel writes at most `peek.len()` bytes into it.
-        let n = unsafe { libc::recv(stream.as_raw_fd(), peek.as_mut_ptr().cast(), peek.len(), libc::MSG_PEEK) };
-        if n < 0 {
-            return match io::Error::last_os_error().kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => FirstLine::Pending,
-                _ => FirstLine::Gone,
-            };
-        }
-        let got = &peek[..n as usize];
+        let n = match recv(stream.as_raw_fd(), &mut peek, MsgFlags::MSG_PEEK) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return FirstLine::Pending,
+            Err(_) => return FirstLine::Gone,
+        };
+        let got = &peek[..n];
         // End of file, a line end, or more than a line may hold: the session knows what
         // to do with each.
         return if n == 0 || got.len() > MAX_LINE || got.iter().any(|&b| b == b'\n' || b == b'\r') {

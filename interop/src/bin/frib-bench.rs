@@ -57,8 +57,9 @@ fn pin(cpu: &str) -> Result<(), String> {
     if n >= libc::CPU_SETSIZE as usize {
         return Err(format!("cpu {n} is out of range"));
     }
-    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET stays in bounds (checked above).
+    // SAFETY: a zeroed cpu_set_t is an empty set (plain integers, no invalid bit pattern).
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET writes one bit of `set`; `n` is below CPU_SETSIZE (checked above).
     unsafe { libc::CPU_SET(n, &mut set) };
     // SAFETY: `set` is a valid cpu_set_t of the size given.
     if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {

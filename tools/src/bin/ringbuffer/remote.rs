@@ -19,13 +19,7 @@ pub fn is_local(host: &str) -> bool {
 }
 
 fn hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into the local buffer.
-    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0)?;
-    String::from_utf8(buf[..end].to_vec()).ok()
+    nix::unistd::gethostname().ok()?.into_string().ok()
 }
 
 /// Bounds finding the ring master through the port manager, connecting, and the LIST.
