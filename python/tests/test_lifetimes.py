@@ -1,0 +1,184 @@
+"""Ring memory outliving what lent it, and a client closed by one thread while another
+uses it: each case runs in a child interpreter, since getting it wrong is a segfault
+(the ring unmapped, or the handle freed, under a memoryview or a waiting call)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import daqflow
+
+# What every child starts with: a ring `name` with 16-byte items 0, 1, 2 in it, a
+# producer `p` and a consumer `c` attached before the items were put.
+PRELUDE = """
+import gc, struct, sys, threading, time, warnings
+import daqflow
+name = sys.argv[1]
+c = daqflow.Consumer(name)
+p = daqflow.Producer(name)
+for i in range(3):
+    p.put(struct.pack("<II", 16, i + 1) + bytes([i]) * 8)
+"""
+
+
+def run_child(ring: str, body: str) -> subprocess.CompletedProcess:
+    code = PRELUDE + textwrap.dedent(body)
+    return subprocess.run(
+        [sys.executable, "-W", "ignore::ResourceWarning", "-c", code, ring],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ,
+    )
+
+
+def assert_survives(ring: str, body: str, expect: str = "ok") -> None:
+    done = run_child(ring, body)
+    assert done.returncode == 0, f"child died with {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout.strip().splitlines()[-1:] == [expect], done.stdout + done.stderr
+
+
+CASES = {
+    # Bodies kept past their item, then the consumer closed: the ring must stay mapped
+    # under them (they read what the ring holds, not freed memory).
+    "item bodies kept past close": """
+        bodies = [body for _, body in c.items(timeout=0)]
+        c.close()
+        assert c.closed
+        for b in bodies:
+            try:
+                bytes(b)  # released (ValueError) or still mapped: never a segfault
+            except ValueError:
+                pass
+        print("ok")
+        """,
+    "a slice of a borrowed view kept past close": """
+        with c.borrow(16) as spans:
+            kept = spans[0][8:]
+        c.close()
+        try:
+            bytes(kept)
+        except ValueError:
+            pass
+        print("ok")
+        """,
+    "a consumer collected under a kept body": """
+        def first():
+            mine = daqflow.Consumer(name)
+            p.put(struct.pack("<II", 16, 9) + bytes(8))
+            for _, body in mine.items(timeout=0):
+                return body[2:]
+        kept = first()
+        gc.collect()
+        try:
+            bytes(kept)
+        except ValueError:
+            pass
+        print("ok")
+        """,
+    "a producer closed under a kept reservation slice": """
+        with p.reserve(16) as spans:
+            kept = spans[0][4:]
+            spans.used = 0
+        p.close()
+        try:
+            kept[0] = 1
+        except (ValueError, TypeError):
+            pass
+        print("ok")
+        """,
+    "closed while another thread waits in get": """
+        c.skip(48)
+        errors = []
+        def reader():
+            try:
+                c.get(100, timeout=None)
+            except ValueError as e:
+                errors.append(e)
+        t = threading.Thread(target=reader)
+        t.start()
+        time.sleep(0.2)
+        c.close()
+        t.join(10)
+        print("ok" if not t.is_alive() and len(errors) == 1 else f"bad {t.is_alive()} {errors}")
+        """,
+    "closed while another thread waits in items": """
+        c.skip(48)
+        seen = []
+        def reader():
+            try:
+                for kind, body in c.items(timeout=None):
+                    seen.append(kind)
+            except ValueError as e:
+                seen.append(e)
+        t = threading.Thread(target=reader)
+        t.start()
+        time.sleep(0.2)
+        c.close()
+        t.join(10)
+        print("ok" if not t.is_alive() else "bad: the reader still waits")
+        """,
+    "a producer closed while another thread waits for space": """
+        errors = []
+        def writer():
+            try:
+                while True:
+                    p.put(bytes(30000), timeout=None)
+            except ValueError as e:
+                errors.append(e)
+        t = threading.Thread(target=writer)
+        t.start()
+        time.sleep(0.3)
+        p.close()
+        t.join(10)
+        print("ok" if not t.is_alive() and len(errors) == 1 else f"bad {t.is_alive()} {errors}")
+        """,
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_ring_memory_and_handles_outlive_their_users_safely(ring: str, case: str) -> None:
+    assert_survives(ring, CASES[case])
+
+
+def test_a_slot_held_only_by_kept_views_is_given_back_when_they_go(ring: str) -> None:
+    """close() with a view still referenced keeps the ring mapped for it; the slot is
+    given back (and the producer can fill the ring again) once the view is gone."""
+    assert_survives(
+        ring,
+        """
+        bodies = [body[:] for _, body in c.items(timeout=0)]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            c.close()
+        assert any(issubclass(w.category, ResourceWarning) for w in caught), caught
+        assert len(daqflow.usage(name).consumers) == 1
+        del bodies
+        gc.collect()
+        assert daqflow.usage(name).consumers == [], daqflow.usage(name)
+        print("ok")
+        """,
+    )
+
+
+def test_a_closed_consumer_with_no_views_left_gives_its_slot_back_at_once(ring: str) -> None:
+    """The loop variable still names the last body after the loop: the iteration
+    released it, so it holds nothing up and reading it is an error, not a segfault."""
+    assert_survives(
+        ring,
+        """
+        with c:
+            for _, body in c.items(timeout=0):
+                assert len(body) == 8
+        try:
+            bytes(body)
+            print("bad: the last body was not released")
+        except ValueError:
+            print("ok" if daqflow.usage(name).consumers == [] else "bad: the slot is still held")
+        """,
+    )
