@@ -108,6 +108,7 @@ _SIGNATURES = {
     "ring_commit": (c_int, [_p, c_size_t]),
     "ring_borrow": (c_ssize_t, [_p, c_size_t, c_size_t, POINTER(RingSpan), c_int]),
     "ring_release": (c_int, [_p, c_size_t]),
+    "ring_position": (c_int, [_p, POINTER(c_void_p), POINTER(c_size_t)]),
 }
 
 for _name, (_restype, _argtypes) in _SIGNATURES.items():
@@ -115,22 +116,20 @@ for _name, (_restype, _argtypes) in _SIGNATURES.items():
     _fn.restype = _restype
     _fn.argtypes = _argtypes
 
-# Python's own C API, for memoryviews over ring memory and for the address of any
-# object with the buffer protocol. pythonapi keeps the GIL, as these calls need.
-_PyBUF_READ = 0x100
-_PyBUF_WRITE = 0x200
-_from_memory = ctypes.pythonapi.PyMemoryView_FromMemory
-_from_memory.restype = ctypes.py_object
-_from_memory.argtypes = [c_void_p, c_ssize_t, c_int]
 
 
-def view(address: int | None, length: int, writable: bool = False) -> memoryview:
-    """A memoryview of `length` bytes at `address` (ring memory the library lent us)."""
-    if not length:
-        return memoryview(b"")
-    return _from_memory(address, length, _PyBUF_WRITE if writable else _PyBUF_READ)
+def ring_memory(address: int, length: int, owner: object) -> ctypes.Array:
+    """The `length` bytes of ring memory at `address` as an object with the buffer
+    protocol, holding `owner` (what keeps that memory mapped): every memoryview, slice
+    or numpy array made from it keeps `owner` alive, so none outlives the mapping.
+    One per client, over the whole data area, so only a few array types are ever made."""
+    memory = type("RingMemory", (ctypes.c_ubyte * length,), {}).from_address(address)
+    memory.owner = owner
+    return memory
 
 
+# Python's own C API, for the address of any object with the buffer protocol.
+# pythonapi keeps the GIL, as these calls need.
 class PyBuffer(ctypes.Structure):
     """Python's Py_buffer (part of the stable ABI since 3.11, unchanged since 3.3)."""
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import struct
-from typing import Iterator, Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
-from ._lib import lib, view
+from ._lib import lib
 from ._wait import sliced
 from .errors import CorruptError, NoSpaceError, Timeout, check
 
@@ -28,19 +28,34 @@ BATCH = 1 << 20
 _unpack = struct.Struct("<II").unpack_from
 
 
-def iterate(
-    owner: object, handle: int, spans: ctypes.Array, timeout: Optional[float], name: str
-) -> Iterator[Tuple[int, memoryview]]:
-    """The generator behind Consumer.items(); see there. It holds `owner`, the Consumer,
-    so that the handle is not detached under it while the iteration lives."""
+def _let_go(body: Optional[memoryview]) -> None:
+    """Ends a body handed out (see iterate): using it later raises ValueError."""
+    if body is not None:
+        try:
+            body.release()
+        except BufferError:  # a numpy array (or other export) over it: it keeps the ring mapped
+            pass
+
+
+def iterate(owner: Any, spans: ctypes.Array, timeout: Optional[float], name: str) -> Iterator[Tuple[int, memoryview]]:
+    """The generator behind Consumer.items(); see there. Every library call goes through
+    `owner` (the Consumer, which it holds, and whose handle another thread may close), and
+    each body is released when the next item is asked for or the iteration ends, so it
+    is valid exactly as long as documented and holds nothing up afterwards."""
     need = HEADER  # bytes the next borrow waits for: a header, or the whole next item
     base = off = 0  # the next item starts `off` bytes into the span that starts `base` bytes into the borrow
     lent = False
+    body: Optional[memoryview] = None
     try:
         while True:
             try:
-                sliced(lambda ms: lib.ring_borrow(handle, need, need if need > BATCH else BATCH, spans, ms),
-                       timeout, "items")
+                sliced(
+                    lambda ms: owner._call(
+                        lambda h: lib.ring_borrow(h, need, need if need > BATCH else BATCH, spans, ms)
+                    ),
+                    timeout,
+                    "items",
+                )
             except Timeout:
                 return
             except NoSpaceError as e:
@@ -52,8 +67,8 @@ def iterate(
                 ) from None
             lent = True
             l0, l1 = spans[0].len, spans[1].len
-            mv = view(spans[0].data, l0)
-            tail = view(spans[1].data, l1)  # what follows mv in the borrow (empty once mv is the second span)
+            mv = owner._view(spans[0].data, l0)
+            tail = owner._view(spans[1].data, l1)  # what follows mv in the borrow (empty once mv is the second span)
             base, off, length = 0, 0, l0
             while True:
                 # The common case, kept to a few bytecodes: a whole item inside this span.
@@ -65,6 +80,11 @@ def iterate(
                     body = mv[off + HEADER : end]
                     off = end
                     yield kind, body
+                    try:
+                        body.release()
+                    except BufferError:
+                        pass
+                    body = None
                 rest = length - off
                 if rest == 0 and len(tail):
                     mv, base, off, length, tail = tail, l0, 0, l1, memoryview(b"")
@@ -88,9 +108,17 @@ def iterate(
                 whole[:rest] = mv[off:]
                 whole[rest:] = tail[: size - rest]
                 mv, base, off, length, tail = tail, l0, size - rest, l1, memoryview(b"")
-                yield kind, memoryview(whole)[HEADER:].toreadonly()
+                body = memoryview(whole)[HEADER:].toreadonly()
+                yield kind, body
+                _let_go(body)
+                body = None
             lent = False
-            check(lib.ring_release(handle, base + off))
+            done = base + off
+            check(owner._call(lambda h: lib.ring_release(h, done)))
     finally:
+        _let_go(body)
         if lent:
-            lib.ring_release(handle, base + off)
+            try:
+                owner._call(lambda h: lib.ring_release(h, base + off))
+            except ValueError:  # closed by another thread: detaching ends the borrow
+                pass
