@@ -143,7 +143,7 @@ class _Client:
         self._closing = True  # a waiter in another thread stops at its next slice
         self._end_use()
         with self._lock:
-            self._handle = None
+            handle, self._handle = self._handle, None
             for whole in (self._ro, self._rw):
                 if whole is not None:
                     whole.release()
@@ -154,13 +154,24 @@ class _Client:
                 if rc is not None:
                     check(rc)
                 return
-            self._lease = None  # the views left hold it
+            # Views are left (a numpy array over the last item's body, typically): they keep
+            # the ring mapped, but must not keep the slot, or the producer would stall on a
+            # consumer nobody reads for. It is freed by name, if the name is still the ring
+            # mapped here (not one made since under the same name).
+            name = lib.ring_client_name(handle)
+            if _maps_object(self._base, "/dev/shm/" + os.fsdecode(name)):
+                self._disconnect(handle, name)
+            self._lease = None  # the views left hold it; ring_detach runs when they go
         warnings.warn(
             f"{type(self).__name__} closed while views of its ring memory are still referenced: the ring "
-            "stays mapped and the slot held until they are gone",
+            "stays mapped for them until they are gone (copy what must outlive its item, borrow or reservation)",
             ResourceWarning,
             stacklevel=2,
         )
+
+    def _disconnect(self, handle: int, name: bytes) -> None:
+        """Frees this client's slot in ring `name` (see close)."""
+        raise NotImplementedError
 
     @property
     def closed(self) -> bool:
@@ -172,6 +183,22 @@ class _Client:
     def __repr__(self) -> str:
         state = "closed" if self._handle is None else repr(self.name)
         return f"<daqflow.{type(self).__name__} {state}>"
+
+
+def _maps_object(address: int, path: str) -> bool:
+    """Whether the mapping at `address` in this process is of the file at `path` now."""
+    try:
+        st = os.stat(path)
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                span, _, _, dev, inode = line.split()[:5]
+                start, end = (int(x, 16) for x in span.split("-"))
+                if start <= address < end:
+                    major, minor = (int(x, 16) for x in dev.split(":"))
+                    return (int(inode), major, minor) == (st.st_ino, os.major(st.st_dev), os.minor(st.st_dev))
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 def _map_by(lend: Callable[[int, ctypes.Array], int], give_back: Callable[[int], int]) -> Callable:
@@ -200,6 +227,9 @@ class Producer(_Client):
 
     _attach = lib.ring_attach_producer
     _map = _map_by(lambda h, spans: lib.ring_reserve(h, 0, spans, 0), lambda h: lib.ring_commit(h, 0))
+
+    def _disconnect(self, handle: int, name: bytes) -> None:
+        lib.ring_disconnect_producer(name)
 
     def __enter__(self) -> Producer:
         return self
@@ -254,6 +284,11 @@ class Consumer(_Client):
 
     _attach = lib.ring_attach_consumer
     _map = _map_by(lambda h, spans: lib.ring_borrow(h, 0, 0, spans, 0), lambda h: lib.ring_release(h, 0))
+
+    def _disconnect(self, handle: int, name: bytes) -> None:
+        slot = lib.ring_slot(handle)
+        if slot >= 0:
+            lib.ring_disconnect_consumer(name, slot)
 
     def __init__(self, name_or_url: Name) -> None:
         super().__init__(name_or_url)

@@ -29,7 +29,7 @@ _unpack = struct.Struct("<II").unpack_from
 
 
 def _let_go(body: Optional[memoryview]) -> None:
-    """Ends a body handed out (see iterate): using it later raises ValueError."""
+    """Ends the last body handed out (see iterate): using it later raises ValueError."""
     if body is not None:
         try:
             body.release()
@@ -39,9 +39,10 @@ def _let_go(body: Optional[memoryview]) -> None:
 
 def iterate(owner: Any, spans: ctypes.Array, timeout: Optional[float], name: str) -> Iterator[Tuple[int, memoryview]]:
     """The generator behind Consumer.items(); see there. Every library call goes through
-    `owner` (the Consumer, which it holds, and whose handle another thread may close), and
-    each body is released when the next item is asked for or the iteration ends, so it
-    is valid exactly as long as documented and holds nothing up afterwards."""
+    `owner` (the Consumer, which it holds, and whose handle another thread may close).
+    The last body is released when the iteration ends, so that the loop's variable,
+    still bound after the loop, holds nothing up (releasing each one as the next is asked
+    for would cost every item a call)."""
     need = HEADER  # bytes the next borrow waits for: a header, or the whole next item
     base = off = 0  # the next item starts `off` bytes into the span that starts `base` bytes into the borrow
     lent = False
@@ -80,11 +81,6 @@ def iterate(owner: Any, spans: ctypes.Array, timeout: Optional[float], name: str
                     body = mv[off + HEADER : end]
                     off = end
                     yield kind, body
-                    try:
-                        body.release()
-                    except BufferError:
-                        pass
-                    body = None
                 rest = length - off
                 if rest == 0 and len(tail):
                     mv, base, off, length, tail = tail, l0, 0, l1, memoryview(b"")
@@ -110,8 +106,6 @@ def iterate(owner: Any, spans: ctypes.Array, timeout: Optional[float], name: str
                 mv, base, off, length, tail = tail, l0, size - rest, l1, memoryview(b"")
                 body = memoryview(whole)[HEADER:].toreadonly()
                 yield kind, body
-                _let_go(body)
-                body = None
             lent = False
             done = base + off
             check(owner._call(lambda h: lib.ring_release(h, done)))
