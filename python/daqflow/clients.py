@@ -97,6 +97,9 @@ class _Client:
         self._ro: Optional[memoryview] = self._rw.toreadonly()
         # Alive while any view of it is: then the ring must stay mapped.
         self._memory = weakref.ref(memory)
+        # Collected without close() but with views left: the slot is freed all the same.
+        self._orphan = weakref.finalize(self, _orphaned, self._memory, handle.value, self._base, self._disconnect)
+        self._orphan.atexit = False
         _CLIENTS.add(self)
 
     def _map(self, handle: int, lease: _Lease) -> Tuple[int, ctypes.Array]:
@@ -141,6 +144,7 @@ class _Client:
         if self._handle is None:
             return
         self._closing = True  # a waiter in another thread stops at its next slice
+        self._orphan.detach()
         self._end_use()
         with self._lock:
             handle, self._handle = self._handle, None
@@ -154,13 +158,7 @@ class _Client:
                 if rc is not None:
                     check(rc)
                 return
-            # Views are left (a numpy array over the last item's body, typically): they keep
-            # the ring mapped, but must not keep the slot, or the producer would stall on a
-            # consumer nobody reads for. It is freed by name, if the name is still the ring
-            # mapped here (not one made since under the same name).
-            name = lib.ring_client_name(handle)
-            if _maps_object(self._base, "/dev/shm/" + os.fsdecode(name)):
-                self._disconnect(handle, name)
+            _free_slot(handle, self._base, self._disconnect)
             self._lease = None  # the views left hold it; ring_detach runs when they go
         warnings.warn(
             f"{type(self).__name__} closed while views of its ring memory are still referenced: the ring "
@@ -169,8 +167,9 @@ class _Client:
             stacklevel=2,
         )
 
-    def _disconnect(self, handle: int, name: bytes) -> None:
-        """Frees this client's slot in ring `name` (see close)."""
+    @staticmethod
+    def _disconnect(handle: int, name: bytes) -> None:
+        """Frees the slot of client `handle` in ring `name` (see _free_slot)."""
         raise NotImplementedError
 
     @property
@@ -201,6 +200,22 @@ def _maps_object(address: int, path: str) -> bool:
     return False
 
 
+def _free_slot(handle: int, base: int, disconnect: Callable[[int, bytes], None]) -> None:
+    """Frees the slot of a client whose ring memory outlives it. Views are left (a numpy
+    array over the last item's body, typically): they keep the ring mapped, but must not
+    keep the slot, or the producer would stall on a consumer nobody reads for. It is freed
+    by name, if the name is still the ring mapped here (not one made since under it)."""
+    name = lib.ring_client_name(handle)
+    if _maps_object(base, "/dev/shm/" + os.fsdecode(name)):
+        disconnect(handle, name)
+
+
+def _orphaned(memory: weakref.ReferenceType, handle: int, base: int, disconnect: Callable[[int, bytes], None]) -> None:
+    """A client collected without close(): its slot goes with it, views left or not."""
+    if memory() is not None:
+        _free_slot(handle, base, disconnect)
+
+
 def _map_by(lend: Callable[[int, ctypes.Array], int], give_back: Callable[[int], int]) -> Callable:
     """_map for a client whose zero-byte lend (ring_reserve or ring_borrow of 0 bytes)
     names its position and the start of the data area, as ring_position uses it."""
@@ -228,7 +243,8 @@ class Producer(_Client):
     _attach = lib.ring_attach_producer
     _map = _map_by(lambda h, spans: lib.ring_reserve(h, 0, spans, 0), lambda h: lib.ring_commit(h, 0))
 
-    def _disconnect(self, handle: int, name: bytes) -> None:
+    @staticmethod
+    def _disconnect(handle: int, name: bytes) -> None:
         lib.ring_disconnect_producer(name)
 
     def __enter__(self) -> Producer:
@@ -285,7 +301,8 @@ class Consumer(_Client):
     _attach = lib.ring_attach_consumer
     _map = _map_by(lambda h, spans: lib.ring_borrow(h, 0, 0, spans, 0), lambda h: lib.ring_release(h, 0))
 
-    def _disconnect(self, handle: int, name: bytes) -> None:
+    @staticmethod
+    def _disconnect(handle: int, name: bytes) -> None:
         slot = lib.ring_slot(handle)
         if slot >= 0:
             lib.ring_disconnect_consumer(name, slot)
