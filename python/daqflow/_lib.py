@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
+import weakref
 from ctypes import POINTER, c_char_p, c_int, c_size_t, c_ssize_t, c_uint32, c_uint64, c_void_p
 
 SONAME = "libdaqflow.so.1"
@@ -182,6 +184,26 @@ class Pinned:
 
     def __exit__(self, *exc: object) -> None:
         _release_buffer(ctypes.byref(self._buf))
+
+
+# Objects whose `_lock` guards a library handle. A forked child gets fresh locks: one held
+# by another thread of the parent at the fork would never be released in the child.
+_LOCKED: "weakref.WeakSet[object]" = weakref.WeakSet()
+
+
+def handle_lock(owner: object) -> threading.RLock:
+    """A new lock for `owner`'s handle, replaced in a forked child (see _LOCKED)."""
+    _LOCKED.add(owner)
+    return threading.RLock()
+
+
+def _after_fork_in_child() -> None:
+    for owner in list(_LOCKED):
+        owner._lock = threading.RLock()  # type: ignore[attr-defined]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def last_error() -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import threading
 import warnings
 import weakref
 from contextlib import contextmanager
@@ -56,20 +55,6 @@ class _Lease:
     __slots__ = ("__weakref__",)
 
 
-# Every client, so that a forked child gets fresh locks (one held by another thread of
-# the parent at the fork would never be released in the child).
-_CLIENTS: "weakref.WeakSet[_Client]" = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for client in list(_CLIENTS):
-        client._lock = threading.RLock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 class _Client:
     """What Producer and Consumer share: the handle, its lifetime, the ring's name.
 
@@ -84,7 +69,7 @@ class _Client:
         handle = ctypes.c_void_p()
         check(type(self)._attach(encode(name), ctypes.byref(handle)))
         self._handle: Optional[int] = handle.value
-        self._lock = threading.RLock()
+        self._lock = _lib.handle_lock(self)
         self._closing = False
         lease = _Lease()
         # Detaches when the client and every view of its ring memory are gone (collection,
@@ -100,7 +85,6 @@ class _Client:
         # Collected without close() but with views left: the slot is freed all the same.
         self._orphan = weakref.finalize(self, _orphaned, self._memory, handle.value, self._base, self._disconnect)
         self._orphan.atexit = False
-        _CLIENTS.add(self)
 
     def _map(self, handle: int, lease: _Lease) -> Tuple[int, ctypes.Array]:
         """The data area's address and the ring memory object over it (see ring_memory)."""

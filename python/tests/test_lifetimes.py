@@ -210,3 +210,33 @@ def test_a_closed_consumer_with_no_views_left_gives_its_slot_back_at_once(ring: 
             print("ok" if daqflow.usage(name).consumers == [] else "bad: the slot is still held")
         """,
     )
+
+
+def test_a_port_manager_closed_while_another_thread_waits_for_its_reply(ring: str) -> None:
+    """close() from another thread during a request (here, to a server that never
+    answers) must not free the connection under the waiting call: the request ends
+    (with its timeout, or an error) and the connection is closed after it."""
+    assert_survives(
+        ring,
+        """
+        import socket
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        pm = daqflow.PortManager("127.0.0.1", server.getsockname()[1], timeout=1.0)
+        outcome = []
+        def ask():
+            try:
+                pm.list()
+            except (OSError, ValueError) as e:
+                outcome.append(type(e).__name__)
+        t = threading.Thread(target=ask)
+        t.start()
+        time.sleep(0.2)
+        start = time.monotonic()
+        pm.close()
+        quick = time.monotonic() - start < 0.5  # close() does not wait for the reply
+        t.join(10)
+        print("ok" if quick and not t.is_alive() and outcome and repr(pm) == "<daqflow.PortManager closed>" else f"bad {quick} {outcome}")
+        """,
+    )
