@@ -82,8 +82,11 @@ class _Client:
         self._ro: Optional[memoryview] = self._rw.toreadonly()
         # Alive while any view of it is: then the ring must stay mapped.
         self._memory = weakref.ref(memory)
+        self._orphan_pid = os.getpid()
         # Collected without close() but with views left: the slot is freed all the same.
-        self._orphan = weakref.finalize(self, _orphaned, self._memory, handle.value, self._base, self._disconnect)
+        self._orphan = weakref.finalize(
+            self, _orphaned, self._memory, handle.value, self._base, self._disconnect, os.getpid()
+        )
         self._orphan.atexit = False
 
     def _map(self, handle: int, lease: _Lease) -> Tuple[int, ctypes.Array]:
@@ -142,7 +145,7 @@ class _Client:
                 if rc is not None:
                     check(rc)
                 return
-            _free_slot(handle, self._base, self._disconnect)
+            _free_slot(handle, self._base, self._disconnect, self._orphan_pid)
             self._lease = None  # the views left hold it; ring_detach runs when they go
         warnings.warn(
             f"{type(self).__name__} closed while views of its ring memory are still referenced: the ring "
@@ -184,20 +187,25 @@ def _maps_object(address: int, path: str) -> bool:
     return False
 
 
-def _free_slot(handle: int, base: int, disconnect: Callable[[int, bytes], None]) -> None:
+def _free_slot(handle: int, base: int, disconnect: Callable[[int, bytes], None], pid: int) -> None:
     """Frees the slot of a client whose ring memory outlives it. Views are left (a numpy
     array over the last item's body, typically): they keep the ring mapped, but must not
     keep the slot, or the producer would stall on a consumer nobody reads for. It is freed
-    by name, if the name is still the ring mapped here (not one made since under it)."""
+    by name, if the name is still the ring mapped here (not one made since under it), and
+    only by the process that attached (`pid`): a forked child's copy has no slot of its own."""
+    if os.getpid() != pid:
+        return
     name = lib.ring_client_name(handle)
     if _maps_object(base, "/dev/shm/" + os.fsdecode(name)):
         disconnect(handle, name)
 
 
-def _orphaned(memory: weakref.ReferenceType, handle: int, base: int, disconnect: Callable[[int, bytes], None]) -> None:
+def _orphaned(
+    memory: weakref.ReferenceType, handle: int, base: int, disconnect: Callable[[int, bytes], None], pid: int
+) -> None:
     """A client collected without close(): its slot goes with it, views left or not."""
     if memory() is not None:
-        _free_slot(handle, base, disconnect)
+        _free_slot(handle, base, disconnect, pid)
 
 
 def _map_by(lend: Callable[[int, ctypes.Array], int], give_back: Callable[[int], int]) -> Callable:

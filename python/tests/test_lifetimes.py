@@ -159,6 +159,17 @@ CASES = {
         t.join(10)
         print("ok" if status == 0 else f"bad {status}")
         """,
+    "a forked child closes its copy under a view: the parent keeps its slot": """
+        import os
+        kept = [body[:] for _, body in c.items(timeout=0)]
+        pid = os.fork()
+        if pid == 0:
+            c.close()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        p.put(struct.pack("<II", 16, 7) + bytes(8))
+        print("ok" if [k for k, _ in c.items(timeout=0)] == [7] else "bad: the parent lost its slot")
+        """,
 }
 
 
