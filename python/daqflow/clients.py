@@ -85,7 +85,7 @@ class _Client:
         self._orphan_pid = os.getpid()
         # Collected without close() but with views left: the slot is freed all the same.
         self._orphan = weakref.finalize(
-            self, _orphaned, self._memory, handle.value, self._base, self._disconnect, os.getpid()
+            self, _orphaned, self._memory, handle.value, self._base, self._disconnect, self._orphan_pid
         )
         self._orphan.atexit = False
 
@@ -126,8 +126,9 @@ class _Client:
         """Detaches from the ring (frees the slot). Calling it again does nothing.
 
         A memoryview of ring memory still referenced (a numpy array over an item's body)
-        keeps the ring mapped, and the slot held, until it is gone (ResourceWarning): copy
-        what must outlive its item, borrow or reservation."""
+        keeps the ring mapped until it is gone, so that reading it is never a segfault; the
+        slot is freed at once all the same (ResourceWarning): copy what must outlive its
+        item, borrow or reservation."""
         if self._handle is None:
             return
         self._closing = True  # a waiter in another thread stops at its next slice
