@@ -248,6 +248,7 @@ def test_a_port_manager_closed_while_another_thread_waits_for_its_reply(ring: st
         pm.close()
         quick = time.monotonic() - start < 0.5  # close() does not wait for the reply
         t.join(10)
-        print("ok" if quick and not t.is_alive() and outcome and repr(pm) == "<daqflow.PortManager closed>" else f"bad {quick} {outcome}")
+        closed = repr(pm) == "<daqflow.PortManager closed>"
+        print("ok" if quick and not t.is_alive() and outcome and closed else f"bad {quick} {outcome} {closed}")
         """,
     )
