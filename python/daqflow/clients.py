@@ -48,6 +48,21 @@ def _release(views: Spans) -> None:
             pass
 
 
+def _opening(wait: Callable[[], int], close: Callable[[], int]) -> None:
+    """Runs `wait`, a wait that opens a borrow or reservation; if it raises, runs `close`
+    (which ends one, if it was opened, and does nothing otherwise): KeyboardInterrupt comes
+    at the first bytecode after the C call in which SIGINT arrived, and that call may have
+    succeeded. Left open, it would make every later call on the client BusyError."""
+    try:
+        wait()
+    except BaseException:
+        try:
+            close()
+        except (OSError, ValueError):
+            pass
+        raise
+
+
 class _Lease:
     """The library's handle, held by the client and by its ring memory: ring_detach (which
     unmaps the ring) runs when both are gone, never under a live view."""
@@ -266,7 +281,10 @@ class Producer(_Client):
         """
         spans = self._spans
         _size(n, "n")
-        sliced(lambda ms: self._call(lambda h: lib.ring_reserve(h, n, spans, ms)), timeout, "reserve")
+        _opening(
+            lambda: sliced(lambda ms: self._call(lambda h: lib.ring_reserve(h, n, spans, ms)), timeout, "reserve"),
+            lambda: self._call(lambda h: lib.ring_commit(h, 0)),
+        )
         lent = Spans([self._view(s.data, s.len, writable=True) for s in spans if s.len] or [memoryview(bytearray())])
         ok = False
         try:
@@ -379,7 +397,10 @@ class Consumer(_Client):
         spans = self._spans
         need = _size(n if min is None else min, "min")
         _size(n, "n")
-        sliced(lambda ms: self._call(lambda h: lib.ring_borrow(h, need, n, spans, ms)), timeout, "borrow")
+        _opening(
+            lambda: sliced(lambda ms: self._call(lambda h: lib.ring_borrow(h, need, n, spans, ms)), timeout, "borrow"),
+            lambda: self._call(lambda h: lib.ring_release(h, 0)),
+        )
         lent = Spans([self._view(s.data, s.len) for s in spans if s.len] or [memoryview(b"")])
         ok = False
         try:

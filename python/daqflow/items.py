@@ -49,6 +49,11 @@ def iterate(owner: Any, spans: ctypes.Array, timeout: Optional[float], name: str
     body: Optional[memoryview] = None
     try:
         while True:
+            # Counted as lent from before the call: KeyboardInterrupt comes at the first
+            # bytecode after the C call in which SIGINT arrived, which may have opened the
+            # borrow. Releasing 0 bytes when none was opened does nothing.
+            base = off = 0
+            lent = True
             try:
                 sliced(
                     lambda ms: owner._call(
@@ -66,7 +71,6 @@ def iterate(owner: Any, spans: ctypes.Array, timeout: Optional[float], name: str
                     errno.EBADMSG,
                     f"ring {name}: an item's size field says {need} bytes, more than the ring holds ({e.strerror})",
                 ) from None
-            lent = True
             l0, l1 = spans[0].len, spans[1].len
             mv = owner._view(spans[0].data, l0)
             tail = owner._view(spans[1].data, l1)  # what follows mv in the borrow (empty once mv is the second span)

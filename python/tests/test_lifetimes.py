@@ -252,3 +252,55 @@ def test_a_port_manager_closed_while_another_thread_waits_for_its_reply(ring: st
         print("ok" if quick and not t.is_alive() and outcome and closed else f"bad {quick} {outcome} {closed}")
         """,
     )
+
+
+@pytest.mark.parametrize("wait", ["items", "borrow", "reserve"])
+def test_ctrl_c_as_a_wait_succeeds_leaves_nothing_open(ring: str, wait: str) -> None:
+    """Python raises KeyboardInterrupt at the first bytecode after the C call in which
+    SIGINT arrived, and that call may have succeeded (the library goes on waiting after
+    a signal, and the data or space came): the borrow or reservation it opened must not
+    stay open, or every later call on the client is BusyError."""
+    assert_survives(
+        ring,
+        f"""
+        import os, signal
+        c.skip(48)
+        wedged = 0
+        for attempt in range(5):
+            if "{wait}" == "reserve":
+                p.put(bytes(p.available()), timeout=1)  # the ring full: reserve waits for space
+                free = lambda: c.skip(c.available())
+            else:
+                free = lambda: p.put(struct.pack("<II", 16, 1) + bytes(8))
+            def interrupt():
+                time.sleep(0.05)
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.001)
+                free()  # within the slice in which SIGINT arrived: the wait succeeds
+            t = threading.Thread(target=interrupt)
+            t.start()
+            try:
+                if "{wait}" == "items":
+                    for _ in c.items(timeout=5):
+                        pass
+                elif "{wait}" == "borrow":
+                    with c.borrow(16, timeout=5):
+                        pass
+                else:
+                    with p.reserve(16, timeout=5):
+                        pass
+                t.join()  # SIGINT lands here when the wait did not take it
+            except KeyboardInterrupt:
+                t.join()
+            try:
+                if "{wait}" == "reserve":
+                    p.put(b"x", timeout=0)
+                    c.skip(c.available())
+                else:
+                    c.skip(c.available())
+            except daqflow.BusyError:
+                wedged += 1
+                break
+        print("ok" if wedged == 0 else "bad: a borrow or reservation stayed open")
+        """,
+    )
