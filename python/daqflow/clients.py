@@ -113,10 +113,12 @@ class _Client:
             raise ValueError(f"{type(self).__name__} is closed")
         return self._handle
 
-    def _call(self, fn: Callable[[int], int]) -> int:
-        """fn(handle), with the handle held for the call (see the class)."""
+    def _call(self, fn: Callable[..., int], *args: object) -> int:
+        """fn(handle, *args), with the handle held for the call (see the class)."""
         with self._lock:
-            return fn(self._live())
+            if self._closing or self._handle is None:
+                raise ValueError(f"{type(self).__name__} is closed")
+            return fn(self._handle, *args)
 
     def _view(self, address: Optional[int], length: int, writable: bool = False) -> memoryview:
         """A memoryview of `length` bytes of ring memory at `address`, which keeps the ring
@@ -265,10 +267,10 @@ class Producer(_Client):
         the ring. NoSpaceError when it can never fit (more than the data size - 1)."""
         self._live()
         if type(data) is bytes:
-            sliced(lambda ms: self._call(lambda h: lib.ring_put(h, data, len(data), ms)), timeout, "put")
+            sliced(lambda ms: self._call(lib.ring_put, data, len(data), ms), timeout, "put")
             return
         with Pinned(data) as buf:
-            sliced(lambda ms: self._call(lambda h: lib.ring_put(h, buf.address, buf.length, ms)), timeout, "put")
+            sliced(lambda ms: self._call(lib.ring_put, buf.address, buf.length, ms), timeout, "put")
 
     @contextmanager
     def reserve(self, n: int, timeout: Optional[float] = None) -> Iterator[Spans]:
@@ -363,9 +365,7 @@ class Consumer(_Client):
         with Pinned(buffer, writable=True) as buf:
             if min > buf.length:
                 raise ValueError(f"min ({min}) is larger than the buffer ({buf.length} bytes)")
-            return sliced(
-                lambda ms: self._call(lambda h: lib.ring_get(h, buf.address, min, buf.length, ms)), timeout, "get"
-            )
+            return sliced(lambda ms: self._call(lib.ring_get, buf.address, min, buf.length, ms), timeout, "get")
 
     def peek(self, max: int) -> bytes:  # noqa: A002
         """Up to `max` of the available bytes, without consuming them; never waits."""
