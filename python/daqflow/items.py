@@ -110,9 +110,12 @@ def iterate(owner: Any, spans: ctypes.Array, timeout: Optional[float], name: str
                 mv, base, off, length, tail = tail, l0, size - rest, l1, memoryview(b"")
                 body = memoryview(whole)[HEADER:].toreadonly()
                 yield kind, body
-            lent = False
+            # Released before it stops counting as lent (see above): a second release, after
+            # a signal between the two, is refused and changes nothing.
             done = base + off
-            check(owner._call(lambda h: lib.ring_release(h, done)))
+            released = owner._call(lambda h: lib.ring_release(h, done))
+            lent = False
+            check(released)
     finally:
         _let_go(body)
         if lent:
