@@ -6,8 +6,11 @@
 #include "check.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -84,6 +87,28 @@ int main(void)
     CHECK(ring_putv(p, NULL, 0, 0) == 0);
     CHECK(ring_putv(c, iov, 1, 0) == -EINVAL);
     CHECK(ring_available_data(c) == 0);
+
+    /* A count no array of iovecs can have (count * sizeof(struct iovec) past SSIZE_MAX,
+     * e.g. a size computed from a failed call): -EINVAL before any iovec is read. The
+     * one real iovec ends a page followed by an inaccessible one, so reading past it
+     * is a segfault, not a quiet pass over whatever memory follows. */
+    {
+        long page = sysconf(_SC_PAGESIZE);
+        int zero = open("/dev/zero", O_RDWR); /* MAP_ANONYMOUS is not POSIX (the C99 build) */
+        unsigned char *pages = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE, zero, 0);
+        CHECK(zero >= 0 && pages != MAP_FAILED);
+        if (zero >= 0) close(zero);
+        if (pages != MAP_FAILED) {
+            struct iovec *last = (struct iovec *)(pages + page) - 1;
+            CHECK(mprotect(pages + page, (size_t)page, PROT_NONE) == 0);
+            last->iov_base = data[0];
+            last->iov_len = RECORD;
+            CHECK(ring_putv(p, last, SIZE_MAX / 2 / sizeof(struct iovec) + 1, 0) == -EINVAL);
+            CHECK(ring_putv(p, last, SIZE_MAX / sizeof(struct iovec), 0) == -EINVAL);
+            CHECK(ring_available_data(c) == 0);
+            munmap(pages, 2 * (size_t)page);
+        }
+    }
 
     ring_detach(p);
     ring_detach(c);

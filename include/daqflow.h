@@ -332,7 +332,8 @@ int ring_put(struct ring_client *producer, const void *data, size_t len, int tim
  * when the timeout passed (or the ring failed) after some were put; the next call then
  * starts with the first record not put. -ETIMEDOUT when none could be put;
  * -EMSGSIZE (nothing put) if any record can never fit; -EINVAL (nothing put) for a
- * NULL iov_base with a nonzero iov_len; count 0 returns 0.
+ * NULL iov_base with a nonzero iov_len, or a count no array of iovecs can have (its
+ * bytes past SSIZE_MAX); count 0 returns 0.
  */
 ssize_t ring_putv(struct ring_client *producer,
                   const struct iovec *records,

@@ -191,3 +191,54 @@ fn ring_putv_checks_its_iovecs_and_returns_the_count() {
         ffi::ring_detach(cc);
     }
 }
+
+/// What can happen to a ring while a batch waits for space in it: the consumer holding
+/// it back leaves (the batch goes on, whole), or someone truncates the object (the
+/// records published before are counted, the next call is EBADMSG; no SIGBUS, no hang).
+#[test]
+fn a_batch_waiting_for_space_survives_its_consumer_leaving_and_its_ring_truncated() {
+    for truncate in [false, true] {
+        let ring = RingName::created("putv-meanwhile", 4096, 2);
+        let c = Consumer::attach(ring.s()).expect("consumer");
+        let mut p = Producer::attach(ring.s()).expect("producer");
+        let records: Vec<Vec<u8>> = (0..20).map(|i| record(i, 1000)).collect();
+        let path = ring.path();
+        let meddler = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            if truncate {
+                std::fs::OpenOptions::new().write(true).open(&path).expect("open").set_len(0).expect("truncate");
+            }
+            drop(c);
+        });
+        let slices: Vec<IoSlice> = records.iter().map(|r| IoSlice::new(r)).collect();
+        let start = Instant::now();
+        let put = p.put_vectored(&slices, Some(Duration::from_secs(20)));
+        let took = start.elapsed();
+        meddler.join().expect("meddler");
+        assert!(took < Duration::from_secs(10), "truncate {truncate}: the batch took {took:?}");
+        if truncate {
+            // The first 8 records were published before the wait; the rest went nowhere.
+            assert_eq!(put.expect("the records published before"), 8);
+            let again = p.put_vectored(&slices[..1], Some(Duration::ZERO)).expect_err("a truncated ring");
+            assert_eq!(again.errno(), libc::EBADMSG, "{}", again.message());
+        } else {
+            assert_eq!(put.expect("whole once the consumer left"), 20);
+        }
+    }
+}
+
+#[test]
+fn a_batch_behind_an_open_reservation_is_refused_with_nothing_put() {
+    let ring = RingName::created("putv-reserved", 4096, 2);
+    let mut c = Consumer::attach(ring.s()).expect("consumer");
+    let mut p = Producer::attach(ring.s()).expect("producer");
+    p.reserve(10, Some(Duration::ZERO)).expect("reserve");
+    let records = [record(1, 5), record(2, 0)];
+    let slices: Vec<IoSlice> = records.iter().map(|r| IoSlice::new(r)).collect();
+    let refused = p.put_vectored(&slices, Some(Duration::ZERO)).expect_err("behind a reservation");
+    assert_eq!(refused.errno(), libc::EBUSY, "{}", refused.message());
+    p.commit(0).expect("commit");
+    assert_eq!(drain(&mut c), Vec::<u8>::new());
+    assert_eq!(p.put_vectored(&slices, Some(Duration::ZERO)).expect("then it goes"), 2);
+    assert_eq!(drain(&mut c), records.concat());
+}

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
+import weakref
 from ctypes import POINTER, c_char_p, c_int, c_size_t, c_ssize_t, c_uint32, c_uint64, c_void_p
 
 SONAME = "libdaqflow.so.1"
@@ -108,6 +110,7 @@ _SIGNATURES = {
     "ring_commit": (c_int, [_p, c_size_t]),
     "ring_borrow": (c_ssize_t, [_p, c_size_t, c_size_t, POINTER(RingSpan), c_int]),
     "ring_release": (c_int, [_p, c_size_t]),
+    "ring_position": (c_int, [_p, POINTER(c_void_p), POINTER(c_size_t)]),
 }
 
 for _name, (_restype, _argtypes) in _SIGNATURES.items():
@@ -115,22 +118,20 @@ for _name, (_restype, _argtypes) in _SIGNATURES.items():
     _fn.restype = _restype
     _fn.argtypes = _argtypes
 
-# Python's own C API, for memoryviews over ring memory and for the address of any
-# object with the buffer protocol. pythonapi keeps the GIL, as these calls need.
-_PyBUF_READ = 0x100
-_PyBUF_WRITE = 0x200
-_from_memory = ctypes.pythonapi.PyMemoryView_FromMemory
-_from_memory.restype = ctypes.py_object
-_from_memory.argtypes = [c_void_p, c_ssize_t, c_int]
 
 
-def view(address: int | None, length: int, writable: bool = False) -> memoryview:
-    """A memoryview of `length` bytes at `address` (ring memory the library lent us)."""
-    if not length:
-        return memoryview(b"")
-    return _from_memory(address, length, _PyBUF_WRITE if writable else _PyBUF_READ)
+def ring_memory(address: int, length: int, owner: object) -> ctypes.Array:
+    """The `length` bytes of ring memory at `address` as an object with the buffer
+    protocol, holding `owner` (what keeps that memory mapped): every memoryview, slice
+    or numpy array made from it keeps `owner` alive, so none outlives the mapping.
+    One per client, over the whole data area, so only a few array types are ever made."""
+    memory = type("RingMemory", (ctypes.c_ubyte * length,), {}).from_address(address)
+    memory.owner = owner
+    return memory
 
 
+# Python's own C API, for the address of any object with the buffer protocol.
+# pythonapi keeps the GIL, as these calls need.
 class PyBuffer(ctypes.Structure):
     """Python's Py_buffer (part of the stable ABI since 3.11, unchanged since 3.3)."""
 
@@ -183,6 +184,26 @@ class Pinned:
 
     def __exit__(self, *exc: object) -> None:
         _release_buffer(ctypes.byref(self._buf))
+
+
+# Objects whose `_lock` guards a library handle. A forked child gets fresh locks: one held
+# by another thread of the parent at the fork would never be released in the child.
+_LOCKED: "weakref.WeakSet[object]" = weakref.WeakSet()
+
+
+def handle_lock(owner: object) -> threading.RLock:
+    """A new lock for `owner`'s handle, replaced in a forked child (see _LOCKED)."""
+    _LOCKED.add(owner)
+    return threading.RLock()
+
+
+def _after_fork_in_child() -> None:
+    for owner in list(_LOCKED):
+        owner._lock = threading.RLock()  # type: ignore[attr-defined]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def last_error() -> str:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ctypes
 import os
+import warnings
 import weakref
 from contextlib import contextmanager
-from typing import Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 from . import _lib
-from ._lib import Pinned, lib, view
+from ._lib import Pinned, lib
 from ._wait import sliced
 from .errors import check
 from .items import iterate
@@ -47,8 +48,35 @@ def _release(views: Spans) -> None:
             pass
 
 
+def _opening(wait: Callable[[], int], close: Callable[[], int]) -> None:
+    """Runs `wait`, a wait that opens a borrow or reservation; if it raises, runs `close`
+    (which ends one, if it was opened, and does nothing otherwise): KeyboardInterrupt comes
+    at the first bytecode after the C call in which SIGINT arrived, and that call may have
+    succeeded. Left open, it would make every later call on the client BusyError."""
+    try:
+        wait()
+    except BaseException:
+        try:
+            close()
+        except (OSError, ValueError):
+            pass
+        raise
+
+
+class _Lease:
+    """The library's handle, held by the client and by its ring memory: ring_detach (which
+    unmaps the ring) runs when both are gone, never under a live view."""
+
+    __slots__ = ("__weakref__",)
+
+
 class _Client:
-    """What Producer and Consumer share: the handle, its lifetime, the ring's name."""
+    """What Producer and Consumer share: the handle, its lifetime, the ring's name.
+
+    The library's handle may be used by one thread at a time and is freed by close():
+    every call into the library holds `_lock`, and a wait takes it one slice at a time,
+    so close() from another thread waits at most a slice and the waiter then raises
+    ValueError instead of running on a freed handle."""
 
     _attach = None  # set by each subclass: lib.ring_attach_producer or _consumer
 
@@ -56,27 +84,98 @@ class _Client:
         handle = ctypes.c_void_p()
         check(type(self)._attach(encode(name), ctypes.byref(handle)))
         self._handle: Optional[int] = handle.value
-        # Detaches when the object is collected or at interpreter exit, if close() was not called.
-        self._detach = weakref.finalize(self, lib.ring_detach, handle.value)
+        self._lock = _lib.handle_lock(self)
+        self._closing = False
+        lease = _Lease()
+        # Detaches when the client and every view of its ring memory are gone (collection,
+        # interpreter exit), if close() did not do it first.
+        self._detach = weakref.finalize(lease, lib.ring_detach, handle.value)
+        self._lease: Optional[_Lease] = lease
         self._spans = _lib.SpanPair()
+        self._base, memory = self._map(handle.value, lease)
+        self._rw: Optional[memoryview] = memoryview(memory).cast("B")
+        self._ro: Optional[memoryview] = self._rw.toreadonly()
+        # Alive while any view of it is: then the ring must stay mapped.
+        self._memory = weakref.ref(memory)
+        self._orphan_pid = os.getpid()
+        # Collected without close() but with views left: the slot is freed all the same.
+        self._orphan = weakref.finalize(
+            self, _orphaned, self._memory, handle.value, self._base, self._disconnect, self._orphan_pid
+        )
+        self._orphan.atexit = False
+
+    def _map(self, handle: int, lease: _Lease) -> Tuple[int, ctypes.Array]:
+        """The data area's address and the ring memory object over it (see ring_memory)."""
+        raise NotImplementedError
 
     def _live(self) -> int:
-        if self._handle is None:
+        if self._handle is None or self._closing:
             raise ValueError(f"{type(self).__name__} is closed")
         return self._handle
+
+    def _call(self, fn: Callable[..., int], *args: object) -> int:
+        """fn(handle, *args), with the handle held for the call (see the class)."""
+        with self._lock:
+            if self._closing or self._handle is None:
+                raise ValueError(f"{type(self).__name__} is closed")
+            return fn(self._handle, *args)
+
+    def _view(self, address: Optional[int], length: int, writable: bool = False) -> memoryview:
+        """A memoryview of `length` bytes of ring memory at `address`, which keeps the ring
+        mapped while it (or a slice, or a numpy array over it) lives."""
+        if not length:
+            return memoryview(b"")
+        whole = self._rw if writable else self._ro
+        if whole is None or address is None:
+            raise ValueError(f"{type(self).__name__} is closed")
+        start = address - self._base
+        return whole[start : start + length]
 
     @property
     def name(self) -> str:
         """The ring this client is attached to (for tcp://host/ring, the local proxy ring)."""
-        return os.fsdecode(lib.ring_client_name(self._live()))
+        return os.fsdecode(self._call(lib.ring_client_name))
+
+    def _end_use(self) -> None:
+        """Ends what holds the handle between calls (a Consumer's items())."""
 
     def close(self) -> None:
-        """Detaches from the ring (frees the slot). Calling it again does nothing."""
-        if self._handle is not None:
-            self._handle = None
-            rc = self._detach()
-            if rc is not None:
-                check(rc)
+        """Detaches from the ring (frees the slot). Calling it again does nothing.
+
+        A memoryview of ring memory still referenced (a numpy array over an item's body)
+        keeps the ring mapped until it is gone, so that reading it is never a segfault; the
+        slot is freed at once all the same (ResourceWarning): copy what must outlive its
+        item, borrow or reservation."""
+        if self._handle is None:
+            return
+        self._closing = True  # a waiter in another thread stops at its next slice
+        self._orphan.detach()
+        self._end_use()
+        with self._lock:
+            handle, self._handle = self._handle, None
+            for whole in (self._ro, self._rw):
+                if whole is not None:
+                    whole.release()
+            self._ro = self._rw = None
+            if self._memory() is None:
+                rc = self._detach()  # before the lease goes, so that its result is ours to check
+                self._lease = None
+                if rc is not None:
+                    check(rc)
+                return
+            _free_slot(handle, self._base, self._disconnect, self._orphan_pid)
+            self._lease = None  # the views left hold it; ring_detach runs when they go
+        warnings.warn(
+            f"{type(self).__name__} closed while views of its ring memory are still referenced: the ring "
+            "stays mapped for them until they are gone (copy what must outlive its item, borrow or reservation)",
+            ResourceWarning,
+            stacklevel=2,
+        )
+
+    @staticmethod
+    def _disconnect(handle: int, name: bytes) -> None:
+        """Frees the slot of client `handle` in ring `name` (see _free_slot)."""
+        raise NotImplementedError
 
     @property
     def closed(self) -> bool:
@@ -90,6 +189,60 @@ class _Client:
         return f"<daqflow.{type(self).__name__} {state}>"
 
 
+def _maps_object(address: int, path: str) -> bool:
+    """Whether the mapping at `address` in this process is of the file at `path` now."""
+    try:
+        st = os.stat(path)
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                span, _, _, dev, inode = line.split()[:5]
+                start, end = (int(x, 16) for x in span.split("-"))
+                if start <= address < end:
+                    major, minor = (int(x, 16) for x in dev.split(":"))
+                    return (int(inode), major, minor) == (st.st_ino, os.major(st.st_dev), os.minor(st.st_dev))
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def _free_slot(handle: int, base: int, disconnect: Callable[[int, bytes], None], pid: int) -> None:
+    """Frees the slot of a client whose ring memory outlives it. Views are left (a numpy
+    array over the last item's body, typically): they keep the ring mapped, but must not
+    keep the slot, or the producer would stall on a consumer nobody reads for. It is freed
+    by name, if the name is still the ring mapped here (not one made since under it), and
+    only by the process that attached (`pid`): a forked child's copy has no slot of its own."""
+    if os.getpid() != pid:
+        return
+    name = lib.ring_client_name(handle)
+    if _maps_object(base, "/dev/shm/" + os.fsdecode(name)):
+        disconnect(handle, name)
+
+
+def _orphaned(
+    memory: weakref.ReferenceType, handle: int, base: int, disconnect: Callable[[int, bytes], None], pid: int
+) -> None:
+    """A client collected without close(): its slot goes with it, views left or not."""
+    if memory() is not None:
+        _free_slot(handle, base, disconnect, pid)
+
+
+def _map_by(lend: Callable[[int, ctypes.Array], int], give_back: Callable[[int], int]) -> Callable:
+    """_map for a client whose zero-byte lend (ring_reserve or ring_borrow of 0 bytes)
+    names its position and the start of the data area, as ring_position uses it."""
+
+    def _map(self: _Client, handle: int, lease: _Lease) -> Tuple[int, ctypes.Array]:
+        spans = _lib.SpanPair()
+        check(lend(handle, spans))
+        check(give_back(handle))
+        at = ctypes.c_void_p()
+        to_top = ctypes.c_size_t()
+        check(lib.ring_position(handle, ctypes.byref(at), ctypes.byref(to_top)))
+        base = spans[1].data
+        return base, _lib.ring_memory(base, (at.value or 0) - base + to_top.value, lease)
+
+    return _map
+
+
 class Producer(_Client):
     """The producer of ring `name` (AccessError if it already has a live one).
 
@@ -98,6 +251,11 @@ class Producer(_Client):
     """
 
     _attach = lib.ring_attach_producer
+    _map = _map_by(lambda h, spans: lib.ring_reserve(h, 0, spans, 0), lambda h: lib.ring_commit(h, 0))
+
+    @staticmethod
+    def _disconnect(handle: int, name: bytes) -> None:
+        lib.ring_disconnect_producer(name)
 
     def __enter__(self) -> Producer:
         return self
@@ -107,12 +265,12 @@ class Producer(_Client):
         the buffer protocol, C-contiguous) or nothing, waiting up to `timeout` seconds
         (None: forever) for space. Nothing is copied before the library copies it into
         the ring. NoSpaceError when it can never fit (more than the data size - 1)."""
-        h = self._live()
+        self._live()
         if type(data) is bytes:
-            sliced(lambda ms: lib.ring_put(h, data, len(data), ms), timeout, "put")
+            sliced(lambda ms: self._call(lib.ring_put, data, len(data), ms), timeout, "put")
             return
         with Pinned(data) as buf:
-            sliced(lambda ms: lib.ring_put(h, buf.address, buf.length, ms), timeout, "put")
+            sliced(lambda ms: self._call(lib.ring_put, buf.address, buf.length, ms), timeout, "put")
 
     @contextmanager
     def reserve(self, n: int, timeout: Optional[float] = None) -> Iterator[Spans]:
@@ -123,11 +281,13 @@ class Producer(_Client):
         >>> with producer.reserve(16) as spans:
         ...     spans[0][:] = ...        # two spans when the space wraps
         """
-        h = self._live()
         spans = self._spans
         _size(n, "n")
-        sliced(lambda ms: lib.ring_reserve(h, n, spans, ms), timeout, "reserve")
-        lent = Spans([view(s.data, s.len, writable=True) for s in spans if s.len] or [memoryview(bytearray())])
+        _opening(
+            lambda: sliced(lambda ms: self._call(lambda h: lib.ring_reserve(h, n, spans, ms)), timeout, "reserve"),
+            lambda: self._call(lambda h: lib.ring_commit(h, 0)),
+        )
+        lent = Spans([self._view(s.data, s.len, writable=True) for s in spans if s.len] or [memoryview(bytearray())])
         ok = False
         try:
             yield lent
@@ -135,13 +295,13 @@ class Producer(_Client):
         finally:
             used = lent.used if ok and 0 <= lent.used <= n else 0
             _release(lent)
-            check(lib.ring_commit(h, used))
+            check(self._call(lambda h: lib.ring_commit(h, used)))
         if used != lent.used:
             raise ValueError(f"spans.used must be between 0 and {n}, not {lent.used!r}")
 
     def available(self) -> int:
         """Bytes that can be put now without waiting."""
-        return lib.ring_available_put_space(self._live())
+        return self._call(lib.ring_available_put_space)
 
 
 class Consumer(_Client):
@@ -152,6 +312,13 @@ class Consumer(_Client):
     One thread at a time may use a Consumer; different ones may be used at once."""
 
     _attach = lib.ring_attach_consumer
+    _map = _map_by(lambda h, spans: lib.ring_borrow(h, 0, 0, spans, 0), lambda h: lib.ring_release(h, 0))
+
+    @staticmethod
+    def _disconnect(handle: int, name: bytes) -> None:
+        slot = lib.ring_slot(handle)
+        if slot >= 0:
+            lib.ring_disconnect_consumer(name, slot)
 
     def __init__(self, name_or_url: Name) -> None:
         super().__init__(name_or_url)
@@ -162,23 +329,25 @@ class Consumer(_Client):
     def __enter__(self) -> Consumer:
         return self
 
-    def _quiet(self) -> int:
-        """The handle, after ending an items() iteration that holds a borrow."""
+    def _end_use(self) -> None:
+        """Ends an items() iteration, which holds a borrow between its items."""
         items = self._items() if self._items is not None else None
         self._items = None
         if items is not None:
-            items.close()
-        return self._live()
+            try:
+                items.close()
+            except ValueError:  # running in another thread: it stops at its next call
+                pass
 
-    def close(self) -> None:
-        if self._handle is not None:
-            self._quiet()
-        super().close()
+    def _quiet(self) -> None:
+        """Ends items() (see _end_use) before a call that moves the read position."""
+        self._live()
+        self._end_use()
 
     @property
     def slot(self) -> int:
         """The consumer slot this client holds."""
-        return check(lib.ring_slot(self._live()))
+        return check(self._call(lib.ring_slot))
 
     def get(self, max: int, min: int = 1, timeout: Optional[float] = None) -> bytes:  # noqa: A002
         """Waits up to `timeout` seconds (None: forever) until at least `min` bytes are
@@ -191,28 +360,29 @@ class Consumer(_Client):
     def get_into(self, buffer: object, min: int = 1, timeout: Optional[float] = None) -> int:  # noqa: A002
         """As get(), into `buffer` (a writable bytearray, memoryview or numpy array, up to
         its size); returns the number of bytes written."""
-        h = self._quiet()
+        self._quiet()
         _size(min, "min")
         with Pinned(buffer, writable=True) as buf:
             if min > buf.length:
                 raise ValueError(f"min ({min}) is larger than the buffer ({buf.length} bytes)")
-            return sliced(lambda ms: lib.ring_get(h, buf.address, min, buf.length, ms), timeout, "get")
+            return sliced(lambda ms: self._call(lib.ring_get, buf.address, min, buf.length, ms), timeout, "get")
 
     def peek(self, max: int) -> bytes:  # noqa: A002
         """Up to `max` of the available bytes, without consuming them; never waits."""
-        h = self._quiet()
+        self._quiet()
         buf = bytearray(_size(max, "max"))
         with Pinned(buf, writable=True) as pinned:
-            n = check(lib.ring_peek(h, pinned.address, max))
+            n = check(self._call(lambda h: lib.ring_peek(h, pinned.address, max)))
         return bytes(memoryview(buf)[:n])
 
     def skip(self, n: int) -> None:
         """Consumes `n` bytes without reading them (Error with ERANGE if fewer are there)."""
-        check(lib.ring_skip(self._quiet(), _size(n, "n")))
+        self._quiet()
+        check(self._call(lambda h: lib.ring_skip(h, _size(n, "n"))))
 
     def available(self) -> int:
         """Bytes that can be read now without waiting."""
-        return lib.ring_available_data(self._live())
+        return self._call(lib.ring_available_data)
 
     @contextmanager
     def borrow(
@@ -223,12 +393,15 @@ class Consumer(_Client):
         memoryviews (two when they wrap round the end of the ring); leaving the `with`
         block consumes them (`spans.used` bytes: all unless set lower; none after an
         exception). The views are released then: do not keep them."""
-        h = self._quiet()
+        self._quiet()
         spans = self._spans
         need = _size(n if min is None else min, "min")
         _size(n, "n")
-        sliced(lambda ms: lib.ring_borrow(h, need, n, spans, ms), timeout, "borrow")
-        lent = Spans([view(s.data, s.len) for s in spans if s.len] or [memoryview(b"")])
+        _opening(
+            lambda: sliced(lambda ms: self._call(lambda h: lib.ring_borrow(h, need, n, spans, ms)), timeout, "borrow"),
+            lambda: self._call(lambda h: lib.ring_release(h, 0)),
+        )
+        lent = Spans([self._view(s.data, s.len) for s in spans if s.len] or [memoryview(b"")])
         ok = False
         try:
             yield lent
@@ -237,7 +410,7 @@ class Consumer(_Client):
             total = sum(len(v) for v in lent)
             used = lent.used if ok and 0 <= lent.used <= total else 0
             _release(lent)
-            check(lib.ring_release(h, used))
+            check(self._call(lambda h: lib.ring_release(h, used)))
         if used != lent.used:
             raise ValueError(f"spans.used must be between 0 and {total}, not {lent.used!r}")
 
@@ -252,7 +425,7 @@ class Consumer(_Client):
         never); an item only partly there stays in the ring for the next call. Raises
         CorruptError for a size field under 8 and the library's error for an item that
         can never fit in the ring. Calling get, peek, skip, borrow or items ends it."""
-        h = self._quiet()
-        it = iterate(self, h, self._spans, timeout, self.name)
+        self._quiet()
+        it = iterate(self, self._spans, timeout, self.name)
         self._items = weakref.ref(it)
         return it

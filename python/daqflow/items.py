@@ -14,9 +14,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import struct
-from typing import Iterator, Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
-from ._lib import lib, view
+from ._lib import lib
 from ._wait import sliced
 from .errors import CorruptError, NoSpaceError, Timeout, check
 
@@ -28,19 +28,40 @@ BATCH = 1 << 20
 _unpack = struct.Struct("<II").unpack_from
 
 
-def iterate(
-    owner: object, handle: int, spans: ctypes.Array, timeout: Optional[float], name: str
-) -> Iterator[Tuple[int, memoryview]]:
-    """The generator behind Consumer.items(); see there. It holds `owner`, the Consumer,
-    so that the handle is not detached under it while the iteration lives."""
+def _let_go(body: Optional[memoryview]) -> None:
+    """Ends the last body handed out (see iterate): using it later raises ValueError."""
+    if body is not None:
+        try:
+            body.release()
+        except BufferError:  # a numpy array (or other export) over it: it keeps the ring mapped
+            pass
+
+
+def iterate(owner: Any, spans: ctypes.Array, timeout: Optional[float], name: str) -> Iterator[Tuple[int, memoryview]]:
+    """The generator behind Consumer.items(); see there. Every library call goes through
+    `owner` (the Consumer, which it holds, and whose handle another thread may close).
+    The last body is released when the iteration ends, so that the loop's variable,
+    still bound after the loop, holds nothing up (releasing each one as the next is asked
+    for would cost every item a call)."""
     need = HEADER  # bytes the next borrow waits for: a header, or the whole next item
     base = off = 0  # the next item starts `off` bytes into the span that starts `base` bytes into the borrow
     lent = False
+    body: Optional[memoryview] = None
     try:
         while True:
+            # Counted as lent from before the call: KeyboardInterrupt comes at the first
+            # bytecode after the C call in which SIGINT arrived, which may have opened the
+            # borrow. Releasing 0 bytes when none was opened does nothing.
+            base = off = 0
+            lent = True
             try:
-                sliced(lambda ms: lib.ring_borrow(handle, need, need if need > BATCH else BATCH, spans, ms),
-                       timeout, "items")
+                sliced(
+                    lambda ms: owner._call(
+                        lambda h: lib.ring_borrow(h, need, need if need > BATCH else BATCH, spans, ms)
+                    ),
+                    timeout,
+                    "items",
+                )
             except Timeout:
                 return
             except NoSpaceError as e:
@@ -50,10 +71,9 @@ def iterate(
                     errno.EBADMSG,
                     f"ring {name}: an item's size field says {need} bytes, more than the ring holds ({e.strerror})",
                 ) from None
-            lent = True
             l0, l1 = spans[0].len, spans[1].len
-            mv = view(spans[0].data, l0)
-            tail = view(spans[1].data, l1)  # what follows mv in the borrow (empty once mv is the second span)
+            mv = owner._view(spans[0].data, l0)
+            tail = owner._view(spans[1].data, l1)  # what follows mv in the borrow (empty once mv is the second span)
             base, off, length = 0, 0, l0
             while True:
                 # The common case, kept to a few bytecodes: a whole item inside this span.
@@ -88,9 +108,18 @@ def iterate(
                 whole[:rest] = mv[off:]
                 whole[rest:] = tail[: size - rest]
                 mv, base, off, length, tail = tail, l0, size - rest, l1, memoryview(b"")
-                yield kind, memoryview(whole)[HEADER:].toreadonly()
+                body = memoryview(whole)[HEADER:].toreadonly()
+                yield kind, body
+            # Released before it stops counting as lent (see above): a second release, after
+            # a signal between the two, is refused and changes nothing.
+            done = base + off
+            released = owner._call(lambda h: lib.ring_release(h, done))
             lent = False
-            check(lib.ring_release(handle, base + off))
+            check(released)
     finally:
+        _let_go(body)
         if lent:
-            lib.ring_release(handle, base + off)
+            try:
+                owner._call(lambda h: lib.ring_release(h, base + off))
+            except ValueError:  # closed by another thread: detaching ends the borrow
+                pass

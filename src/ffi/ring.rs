@@ -103,10 +103,11 @@ unsafe fn as_consumer<'a>(client: *mut ring_client) -> Result<&'a mut Consumer> 
     }
 }
 
-/// A caller's buffer: non-NULL unless empty, and a length a slice can have (a -1 from a
-/// failed read() passed on as a size_t must be an error, not undefined behaviour).
+/// A caller's buffer of `len` elements: non-NULL unless empty, and a length a slice can
+/// have, at most isize::MAX bytes (a -1 from a failed read() passed on as a size_t, or a
+/// count of iovecs whose bytes overflow, must be an error, not undefined behaviour).
 fn buffer_arg<T>(ptr: *const T, len: usize, what: &str, too_long: i32) -> Result<()> {
-    if len > isize::MAX as usize {
+    if len > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
         Err(Error::new(too_long, format!("{what} length {len} is impossible")))
     } else if ptr.is_null() && len > 0 {
         Err(Error::new(libc::EINVAL, format!("{what} is NULL")))
@@ -327,7 +328,8 @@ pub unsafe extern "C" fn ring_put(
 /// when the timeout passed (or the ring failed) after some were put; the next call then
 /// starts with the first record not put. -ETIMEDOUT when none could be put;
 /// -EMSGSIZE (nothing put) if any record can never fit; -EINVAL (nothing put) for a
-/// NULL iov_base with a nonzero iov_len; count 0 returns 0.
+/// NULL iov_base with a nonzero iov_len, or a count no array of iovecs can have (its
+/// bytes past SSIZE_MAX); count 0 returns 0.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ring_putv(
     producer: *mut ring_client,
