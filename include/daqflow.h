@@ -320,6 +320,17 @@ const char *ring_client_name(const struct ring_client *client);
 int ring_detach(struct ring_client *client);
 
 /**
+ * Gives the client's slot back now, as ring_detach does (and telling the ring master
+ * the same way), but keeps the handle and the ring mapped: memory obtained through it
+ * (ring_borrow, ring_reserve, ring_position) stays readable until ring_detach, which must
+ * still be called. Every later call on the handle but ring_client_name and ring_detach
+ * fails with -ENOTCONN. For a language runtime whose views of ring memory may outlive
+ * the client. 0 (also when called again, and in a forked child, where the slot is the
+ * parent's); -EINVAL for NULL.
+ */
+int ring_leave(struct ring_client *client);
+
+/**
  * Puts all len bytes or nothing. 0 on success; -ETIMEDOUT; -EMSGSIZE if len can never
  * fit (more than data bytes - 1).
  */

@@ -1329,6 +1329,47 @@ fn zero_copy_through_the_c_abi() {
     }
 }
 
+/// ring_leave: the slot goes at once (the producer is no longer held back, usage shows it
+/// free), the borrowed memory stays mapped and readable, and the handle answers ENOTCONN
+/// until ring_detach, which still succeeds.
+#[test]
+fn leaving_frees_the_slot_and_keeps_the_memory() {
+    let r = small_ring("leave");
+    let name = r.c();
+    let (mut pp, mut cc) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: the C ABI with a NUL-terminated name, out-pointers to live locals, handles
+    // attached here and detached last; the borrowed spans are read while the consumer's
+    // handle (and so its mapping) is alive, which is what ring_leave promises.
+    unsafe {
+        assert_eq!(ffi::ring_attach_consumer(name.as_ptr(), &mut cc), 0);
+        assert_eq!(ffi::ring_attach_producer(name.as_ptr(), &mut pp), 0);
+        let data = pattern(300, 7);
+        assert_eq!(ffi::ring_put(pp, data.as_ptr().cast(), data.len(), 0), 0);
+        let mut got = spans2();
+        assert_eq!(ffi::ring_borrow(cc, 300, 300, got.as_mut_ptr(), 0), 300);
+        assert_eq!(ffi::ring_leave(cc), 0, "{}", last_error());
+        let usage = daqflow::ring::usage(r.s()).expect("usage");
+        assert!(usage.consumers.is_empty(), "the slot is still taken: {usage:?}");
+        let mut back = std::slice::from_raw_parts(got[0].data.cast::<u8>(), got[0].len).to_vec();
+        back.extend_from_slice(std::slice::from_raw_parts(got[1].data.cast::<u8>(), got[1].len));
+        assert!(back == data, "the borrowed bytes changed or went away");
+        // The borrow ends (saying the slot is gone), and nothing more is read.
+        assert_eq!(ffi::ring_release(cc, 300), -libc::ENOTCONN);
+        let mut buf = [0u8; 16];
+        assert_eq!(ffi::ring_get(cc, buf.as_mut_ptr().cast(), 0, buf.len(), 0), -(libc::ENOTCONN as isize));
+        assert_eq!(ffi::ring_leave(cc), 0, "leaving twice");
+        // The producer is not held back by the slot left: a whole ring's worth goes in.
+        let fill = vec![1u8; SMALL_T as usize - SMALL_B as usize];
+        assert_eq!(ffi::ring_put(pp, fill.as_ptr().cast(), fill.len(), 0), 0, "{}", last_error());
+        assert_eq!(ffi::ring_leave(pp), 0);
+        assert!(daqflow::ring::usage(r.s()).expect("usage").producer_pid <= 0, "the producer slot is still taken");
+        assert_eq!(ffi::ring_put(pp, data.as_ptr().cast(), 1, 0), -libc::ENOTCONN);
+        assert_eq!(ffi::ring_leave(std::ptr::null_mut()), -libc::EINVAL);
+        assert_eq!(ffi::ring_detach(cc), 0);
+        assert_eq!(ffi::ring_detach(pp), 0);
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // C ABI conventions
 

@@ -96,6 +96,7 @@ _SIGNATURES = {
     "ring_attach_consumer": (c_int, [c_char_p, POINTER(_p)]),
     "ring_client_name": (c_char_p, [_p]),
     "ring_detach": (c_int, [_p]),
+    "ring_leave": (c_int, [_p]),
     "ring_put": (c_int, [_p, c_void_p, c_size_t, c_int]),
     "ring_get": (c_ssize_t, [_p, c_void_p, c_size_t, c_size_t, c_int]),
     "ring_peek": (c_ssize_t, [_p, c_void_p, c_size_t]),

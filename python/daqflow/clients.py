@@ -97,11 +97,8 @@ class _Client:
         self._ro: Optional[memoryview] = self._rw.toreadonly()
         # Alive while any view of it is: then the ring must stay mapped.
         self._memory = weakref.ref(memory)
-        self._orphan_pid = os.getpid()
         # Collected without close() but with views left: the slot is freed all the same.
-        self._orphan = weakref.finalize(
-            self, _orphaned, self._memory, handle.value, self._base, self._disconnect, self._orphan_pid
-        )
+        self._orphan = weakref.finalize(self, _orphaned, self._memory, handle.value)
         self._orphan.atexit = False
 
     def _map(self, handle: int, lease: _Lease) -> Tuple[int, ctypes.Array]:
@@ -163,19 +160,17 @@ class _Client:
                 if rc is not None:
                     check(rc)
                 return
-            _free_slot(handle, self._base, self._disconnect, self._orphan_pid)
-            self._lease = None  # the views left hold it; ring_detach runs when they go
+            # The slot goes now; the mapping stays for the views left (ring_detach runs
+            # when they go, as they hold the lease).
+            rc = lib.ring_leave(handle)
+            self._lease = None
         warnings.warn(
             f"{type(self).__name__} closed while views of its ring memory are still referenced: the ring "
             "stays mapped for them until they are gone (copy what must outlive its item, borrow or reservation)",
             ResourceWarning,
             stacklevel=2,
         )
-
-    @staticmethod
-    def _disconnect(handle: int, name: bytes) -> None:
-        """Frees the slot of client `handle` in ring `name` (see _free_slot)."""
-        raise NotImplementedError
+        check(rc)
 
     @property
     def closed(self) -> bool:
@@ -189,41 +184,14 @@ class _Client:
         return f"<daqflow.{type(self).__name__} {state}>"
 
 
-def _maps_object(address: int, path: str) -> bool:
-    """Whether the mapping at `address` in this process is of the file at `path` now."""
-    try:
-        st = os.stat(path)
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                span, _, _, dev, inode = line.split()[:5]
-                start, end = (int(x, 16) for x in span.split("-"))
-                if start <= address < end:
-                    major, minor = (int(x, 16) for x in dev.split(":"))
-                    return (int(inode), major, minor) == (st.st_ino, os.major(st.st_dev), os.minor(st.st_dev))
-    except (OSError, ValueError):
-        pass
-    return False
-
-
-def _free_slot(handle: int, base: int, disconnect: Callable[[int, bytes], None], pid: int) -> None:
-    """Frees the slot of a client whose ring memory outlives it. Views are left (a numpy
+def _orphaned(memory: weakref.ReferenceType, handle: int) -> None:
+    """A client collected without close() while views of its ring memory are left (a numpy
     array over the last item's body, typically): they keep the ring mapped, but must not
-    keep the slot, or the producer would stall on a consumer nobody reads for. It is freed
-    by name, if the name is still the ring mapped here (not one made since under it), and
-    only by the process that attached (`pid`): a forked child's copy has no slot of its own."""
-    if os.getpid() != pid:
-        return
-    name = lib.ring_client_name(handle)
-    if _maps_object(base, "/dev/shm/" + os.fsdecode(name)):
-        disconnect(handle, name)
-
-
-def _orphaned(
-    memory: weakref.ReferenceType, handle: int, base: int, disconnect: Callable[[int, bytes], None], pid: int
-) -> None:
-    """A client collected without close(): its slot goes with it, views left or not."""
+    keep the slot, or the producer would stall on a consumer nobody reads for.
+    ring_leave gives the slot back and keeps the mapping (nothing in a forked child,
+    whose copy of the handle has no slot of its own); ring_detach runs when the views go."""
     if memory() is not None:
-        _free_slot(handle, base, disconnect, pid)
+        lib.ring_leave(handle)
 
 
 def _map_by(lend: Callable[[int, ctypes.Array], int], give_back: Callable[[int], int]) -> Callable:
@@ -252,10 +220,6 @@ class Producer(_Client):
 
     _attach = lib.ring_attach_producer
     _map = _map_by(lambda h, spans: lib.ring_reserve(h, 0, spans, 0), lambda h: lib.ring_commit(h, 0))
-
-    @staticmethod
-    def _disconnect(handle: int, name: bytes) -> None:
-        lib.ring_disconnect_producer(name)
 
     def __enter__(self) -> Producer:
         return self
@@ -313,12 +277,6 @@ class Consumer(_Client):
 
     _attach = lib.ring_attach_consumer
     _map = _map_by(lambda h, spans: lib.ring_borrow(h, 0, 0, spans, 0), lambda h: lib.ring_release(h, 0))
-
-    @staticmethod
-    def _disconnect(handle: int, name: bytes) -> None:
-        slot = lib.ring_slot(handle)
-        if slot >= 0:
-            lib.ring_disconnect_consumer(name, slot)
 
     def __init__(self, name_or_url: Name) -> None:
         super().__init__(name_or_url)

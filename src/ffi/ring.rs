@@ -302,6 +302,27 @@ pub unsafe extern "C" fn ring_detach(client: *mut ring_client) -> c_int {
     })
 }
 
+/// Gives the client's slot back now, as ring_detach does (and telling the ring master
+/// the same way), but keeps the handle and the ring mapped: memory obtained through it
+/// (ring_borrow, ring_reserve, ring_position) stays readable until ring_detach, which must
+/// still be called. Every later call on the handle but ring_client_name and ring_detach
+/// fails with -ENOTCONN. For a language runtime whose views of ring memory may outlive
+/// the client. 0 (also when called again, and in a forked child, where the slot is the
+/// parent's); -EINVAL for NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ring_leave(client: *mut ring_client) -> c_int {
+    guard(|| {
+        // SAFETY: NULL or a handle from ring_attach_* not yet detached, used by one thread at a time, per the contract.
+        let client = unsafe { client.as_mut() }
+            .ok_or_else(|| crate::Error::new(libc::EINVAL, "ring_leave: NULL client".to_string()))?;
+        match &mut client.side {
+            Side::Producer(p) => p.leave(),
+            Side::Consumer(c) => c.leave(),
+        }
+        .map(|()| 0)
+    })
+}
+
 /// Puts all len bytes or nothing. 0 on success; -ETIMEDOUT; -EMSGSIZE if len can never
 /// fit (more than data bytes - 1).
 #[unsafe(no_mangle)]

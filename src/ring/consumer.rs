@@ -355,6 +355,14 @@ impl Consumer {
         self.release_slot()
     }
 
+    /// Gives the slot back now but keeps the ring mapped until the handle is dropped, so
+    /// memory read through it stays readable (a view a caller still holds); every later
+    /// operation fails as disconnected. Nothing in a forked child (the slot is the
+    /// parent's).
+    pub fn leave(&mut self) -> Result<()> {
+        self.release_slot()
+    }
+
     /// Also wakes the producer if our backlog was what held it back.
     fn release_slot(&mut self) -> Result<()> {
         let role = Role::Consumer(self.slot);

@@ -353,6 +353,12 @@ impl Producer {
         self.release()
     }
 
+    /// Gives the producer slot back now but keeps the ring mapped until the handle is
+    /// dropped (see `Consumer::leave`).
+    pub fn leave(&mut self) -> Result<()> {
+        self.release()
+    }
+
     fn release(&mut self) -> Result<()> {
         slots::let_go(&self.ring, Role::Producer, self.pid, &self.claim, &mut self.attached, self.announced)
     }
