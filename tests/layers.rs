@@ -7,27 +7,12 @@
 //! wants (those are daqflow-daemons' and daqflow-tools' packages). And within each
 //! package no two modules reach into each other, directly or round a longer loop.
 
+mod source_support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read source directory") {
-        let path = entry.expect("directory entry").path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
-/// Code of a file without its comments (a doc comment may name any module).
-fn code(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).expect("read source file");
-    text.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n")
-}
+use source_support::{ROOT, code, rust_files};
 
 /// The module path of a file below `src` (`ring/consumer.rs` -> ["ring", "consumer"]).
 fn module_of(src: &Path, file: &Path) -> Vec<String> {
