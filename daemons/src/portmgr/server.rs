@@ -509,6 +509,9 @@ impl Daemon {
                 self.remote_hosts.remove(&host);
             }
         }
+        if let (Some(scanner), Some(uid)) = (&self.core.scanner, conn.socket_owner()) {
+            scanner.cancel(key, uid);
+        }
         if let Some(uid) = conn.socket_owner().filter(|&uid| uid != 0)
             && let Some(open) = self.local_users.get_mut(&uid)
         {
