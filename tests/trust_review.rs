@@ -4,6 +4,11 @@
 //! after its connection was dropped, so one user could fill the daemon's queue of
 //! searches (4096) with searches of sockets long closed, and every other user's
 //! set-user-ID client was then refused ("too many checks of processes are waiting").
+//!
+//! The library in a set-user-ID program: the caller's environment chose which feeder
+//! program it ran (`DAQFLOW_FEEDER`, run with the program's effective uid), which file it
+//! appended feeder diagnostics to (`DAQFLOW_FEEDER_LOG`) and whom it trusted
+//! (`DAQFLOW_TRUSTED_USERS`).
 
 mod portmgr_support;
 
@@ -122,4 +127,97 @@ fn searches_of_dropped_connections_do_not_fill_the_queue() {
     assert_eq!(done.trim(), "done", "the attacker did not finish");
     let legit = String::from_utf8_lossy(&legit.stdout).trim().to_string();
     assert!(legit.starts_with("OK "), "the set-user-ID client was refused: {legit}");
+}
+
+/// A consumer of the URL in its first argument: its result and the library's message.
+const CONSUMER_C: &str = r#"
+#include <stdio.h>
+#include <daqflow.h>
+int main(int argc, char **argv) {
+    struct ring_client *c;
+    int rc = ring_attach_consumer(argv[1], &c);
+    printf("%d %s\n", rc, rc ? daqflow_last_error() : "attached");
+    return 0;
+}
+"#;
+
+/// The "feeder" the caller names: it leaves a file made with the ids it runs with.
+const FAKE_FEEDER_C: &str = r#"
+#include <fcntl.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    close(open(OUTPUT, O_CREAT | O_WRONLY, 0644));
+    return 0;
+}
+"#;
+
+fn cc(dir: &std::path::Path, name: &str, source: &str, args: &[&str]) -> Option<std::path::PathBuf> {
+    let c = dir.join(format!("{name}.c"));
+    std::fs::write(&c, source).expect("write the source");
+    let program = dir.join(name);
+    match Command::new("cc").arg("-o").arg(&program).arg(&c).args(args).output() {
+        Ok(out) if out.status.success() => Some(program),
+        Ok(out) => panic!("cc {name}: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(e) => {
+            eprintln!("SKIPPED: no C compiler ({e})");
+            None
+        }
+    }
+}
+
+/// A program set-user-ID to uid 54351 (a DAQ account, say), linked with libdaqflow, is
+/// run by uid 54352 with `DAQFLOW_FEEDER` naming a program of the caller's, and asked
+/// for a consumer of a remote ring (its proxy needs a feeder). Before, the caller's
+/// program ran with the effective uid 54351; and `DAQFLOW_FEEDER_LOG` made the
+/// set-user-ID program create (and append to) a file of the caller's choosing as 54351.
+#[test]
+fn a_set_user_id_program_takes_nothing_from_its_callers_environment() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to make a set-user-ID program and run it as another uid");
+        return;
+    }
+    let (owner, caller) = (54351u32, 54352u32);
+    let dir = portmgr_support::TempDir::new("setuidenv");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // Where anyone may leave a file.
+    let drop_box = dir.0.join("box");
+    std::fs::create_dir(&drop_box).expect("mkdir");
+    std::fs::set_permissions(&drop_box, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    // The library next to the program, found by its run path (a set-user-ID program
+    // ignores LD_LIBRARY_PATH).
+    let lib = std::path::Path::new(env!("DAQFLOW_PROGRAMS")).join("libdaqflow.so");
+    for name in ["libdaqflow.so", "libdaqflow.so.1"] {
+        std::fs::copy(&lib, dir.0.join(name)).expect("copy libdaqflow.so");
+    }
+    let include = concat!(env!("CARGO_MANIFEST_DIR"), "/include");
+    let rpath = format!("-Wl,-rpath,{}", dir.0.display());
+    let link = ["-I", include, "-L", dir.0.to_str().expect("path"), "-ldaqflow", &rpath];
+    let Some(consumer) = cc(&dir.0, "consumer", CONSUMER_C, &link) else { return };
+    let pwned = drop_box.join("pwned");
+    let output = format!("-DOUTPUT=\"{}\"", pwned.display());
+    let Some(feeder) = cc(&dir.0, "feeder", FAKE_FEEDER_C, &[&output]) else { return };
+    std::os::unix::fs::chown(&consumer, Some(owner), Some(owner)).expect("chown");
+    std::fs::set_permissions(&consumer, std::fs::Permissions::from_mode(0o4755)).expect("chmod u+s");
+    let log = drop_box.join("feeder.log");
+    let ring = format!("dfsuid{}", std::process::id());
+    let out = Command::new(&consumer)
+        .arg(format!("tcp://203.0.113.7/{ring}"))
+        .env("DAQFLOW_FEEDER", &feeder)
+        .env("DAQFLOW_FEEDER_LOG", &log)
+        .uid(caller)
+        .gid(caller)
+        .output()
+        .expect("run the set-user-ID consumer");
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // The proxy ring the attempt made, whatever came of it.
+    for entry in std::fs::read_dir("/dev/shm").into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().contains(&ring) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    assert!(!said.is_empty(), "the consumer did not run: {}", String::from_utf8_lossy(&out.stderr));
+    let made_by = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| m.uid());
+    assert_eq!(made_by(&pwned), None, "the caller's feeder ran as uid {:?}: {said}", made_by(&pwned));
+    assert_eq!(made_by(&log), None, "the caller's log file was made as uid {:?}: {said}", made_by(&log));
 }
