@@ -141,12 +141,26 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// The "feeder" the caller names: it leaves a file made with the ids it runs with.
-const FAKE_FEEDER_C: &str = r#"
+/// The "feeder" the caller names: it leaves a file, made with the ids it runs with.
+const CALLERS_FEEDER_C: &str = r#"
 #include <fcntl.h>
 #include <unistd.h>
-int main(int argc, char **argv) {
+int main(void) {
     close(open(OUTPUT, O_CREAT | O_WRONLY, 0644));
+    return 0;
+}
+"#;
+
+/// A stand-in for the installed feeder (found next to the library): it notes the proxy
+/// it was asked to feed (its last argument) and the trusted users in its environment.
+const INSTALLED_FEEDER_C: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+int main(int argc, char **argv) {
+    FILE *f = fopen(OUTPUT, "a");
+    const char *trusted = getenv("DAQFLOW_TRUSTED_USERS");
+    fprintf(f, "%s %s\n", argv[argc - 1], trusted ? trusted : "-");
+    fclose(f);
     return 0;
 }
 "#;
@@ -166,10 +180,12 @@ fn cc(dir: &std::path::Path, name: &str, source: &str, args: &[&str]) -> Option<
 }
 
 /// A program set-user-ID to uid 54351 (a DAQ account, say), linked with libdaqflow, is
-/// run by uid 54352 with `DAQFLOW_FEEDER` naming a program of the caller's, and asked
-/// for a consumer of a remote ring (its proxy needs a feeder). Before, the caller's
-/// program ran with the effective uid 54351; and `DAQFLOW_FEEDER_LOG` made the
-/// set-user-ID program create (and append to) a file of the caller's choosing as 54351.
+/// run by uid 54352 and asked for a consumer of a remote ring (its proxy needs a
+/// feeder). Before: with `DAQFLOW_FEEDER` naming a program of the caller's, that program
+/// ran with the effective uid 54351; `DAQFLOW_FEEDER_LOG` made the set-user-ID program
+/// create (and append to) a file of the caller's choosing as 54351; and
+/// `DAQFLOW_TRUSTED_USERS=54352` went on to the feeder it started (which, as 54351, then
+/// took a ring master run by 54352's name on the remote host for a real one).
 #[test]
 fn a_set_user_id_program_takes_nothing_from_its_callers_environment() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -194,30 +210,47 @@ fn a_set_user_id_program_takes_nothing_from_its_callers_environment() {
     let rpath = format!("-Wl,-rpath,{}", dir.0.display());
     let link = ["-I", include, "-L", dir.0.to_str().expect("path"), "-ldaqflow", &rpath];
     let Some(consumer) = cc(&dir.0, "consumer", CONSUMER_C, &link) else { return };
-    let pwned = drop_box.join("pwned");
-    let output = format!("-DOUTPUT=\"{}\"", pwned.display());
-    let Some(feeder) = cc(&dir.0, "feeder", FAKE_FEEDER_C, &[&output]) else { return };
+    let (pwned, fed) = (drop_box.join("pwned"), drop_box.join("fed"));
+    let Some(callers_feeder) =
+        cc(&dir.0, "callers-feeder", CALLERS_FEEDER_C, &[&format!("-DOUTPUT=\"{}\"", pwned.display())])
+    else {
+        return;
+    };
+    cc(&dir.0, "daqflow-feeder", INSTALLED_FEEDER_C, &[&format!("-DOUTPUT=\"{}\"", fed.display())]);
     std::os::unix::fs::chown(&consumer, Some(owner), Some(owner)).expect("chown");
     std::fs::set_permissions(&consumer, std::fs::Permissions::from_mode(0o4755)).expect("chmod u+s");
-    let log = drop_box.join("feeder.log");
     let ring = format!("dfsuid{}", std::process::id());
-    let out = Command::new(&consumer)
-        .arg(format!("tcp://203.0.113.7/{ring}"))
-        .env("DAQFLOW_FEEDER", &feeder)
-        .env("DAQFLOW_FEEDER_LOG", &log)
-        .uid(caller)
-        .gid(caller)
-        .output()
-        .expect("run the set-user-ID consumer");
-    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    // The proxy ring the attempt made, whatever came of it.
-    for entry in std::fs::read_dir("/dev/shm").into_iter().flatten().flatten() {
-        if entry.file_name().to_string_lossy().contains(&ring) {
-            let _ = std::fs::remove_file(entry.path());
+    let url = format!("tcp://203.0.113.7/{ring}");
+    let run = |env: &[(&str, &std::path::Path)]| {
+        let mut command = Command::new(&consumer);
+        command.arg(&url).uid(caller).gid(caller);
+        for (name, value) in env {
+            command.env(name, value);
         }
-    }
-    assert!(!said.is_empty(), "the consumer did not run: {}", String::from_utf8_lossy(&out.stderr));
+        let out = command.output().expect("run the set-user-ID consumer");
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(!said.is_empty(), "the consumer did not run: {}", String::from_utf8_lossy(&out.stderr));
+        said
+    };
+    let remove_proxies = || {
+        for entry in std::fs::read_dir("/dev/shm").into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().contains(&ring) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    };
     let made_by = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| m.uid());
+
+    let log = drop_box.join("feeder.log");
+    let said = run(&[("DAQFLOW_FEEDER", &callers_feeder), ("DAQFLOW_FEEDER_LOG", &log)]);
+    remove_proxies();
     assert_eq!(made_by(&pwned), None, "the caller's feeder ran as uid {:?}: {said}", made_by(&pwned));
     assert_eq!(made_by(&log), None, "the caller's log file was made as uid {:?}: {said}", made_by(&log));
+
+    let _ = std::fs::remove_file(&fed);
+    let said = run(&[("DAQFLOW_TRUSTED_USERS", std::path::Path::new(&caller.to_string()))]);
+    remove_proxies();
+    let fed = std::fs::read_to_string(&fed).unwrap_or_default();
+    // The installed feeder ran (as the program's owner, with the program's trust).
+    assert_eq!(fed.split_whitespace().nth(1), Some("-"), "the feeder's DAQFLOW_TRUSTED_USERS: {fed} ({said})");
 }
