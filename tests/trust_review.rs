@@ -4,6 +4,9 @@
 //! after its connection was dropped, so one user could fill the daemon's queue of
 //! searches (4096) with searches of sockets long closed, and every other user's
 //! set-user-ID client was then refused ("too many checks of processes are waiting").
+//! And other hosts together could hold every connection the port manager serves (64
+//! each, an IPv6 host per /64, and never closed while idle): 64 hosts, or one site with
+//! 64 of its /64s, locked every local client out.
 //!
 //! The library in a set-user-ID program: the caller's environment chose which feeder
 //! program it ran (`DAQFLOW_FEEDER`, run with the program's effective uid), which file it
@@ -253,4 +256,91 @@ fn a_set_user_id_program_takes_nothing_from_its_callers_environment() {
     let fed = std::fs::read_to_string(&fed).unwrap_or_default();
     // The installed feeder ran (as the program's owner, with the program's trust).
     assert_eq!(fed.split_whitespace().nth(1), Some("-"), "the feeder's DAQFLOW_TRUSTED_USERS: {fed} ({said})");
+}
+
+/// A network namespace of its own, its loopback interface up with `addresses` (each with
+/// its prefix length) on it; deleted on drop.
+struct Namespace(String);
+
+impl Namespace {
+    fn new(addresses: &[String]) -> Option<Namespace> {
+        let name = format!("dfrt-{}", std::process::id());
+        let ip = |args: &[&str]| Command::new("ip").args(args).output().map(|o| o.status.success()).unwrap_or(false);
+        if !ip(&["netns", "add", &name]) {
+            eprintln!("SKIPPED: cannot create a network namespace here (needs root and `ip netns`)");
+            return None;
+        }
+        let namespace = Namespace(name);
+        assert!(ip(&["-n", &namespace.0, "link", "set", "lo", "up"]), "lo up");
+        for address in addresses {
+            // nodad: usable at once, not after duplicate address detection.
+            assert!(ip(&["-n", &namespace.0, "addr", "add", address, "dev", "lo", "nodad"]), "add {address}");
+        }
+        Some(namespace)
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.0, program]).args(args);
+        command
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Four hosts (four /64s) each open the 64 connections one host may, and say nothing:
+/// with `-max-connections 256`, that was every connection, and a local server's GIMME
+/// found the daemon full. Other hosts together now hold at most half of them, as at the
+/// ring master.
+#[test]
+fn other_hosts_together_cannot_hold_every_connection() {
+    if !have_python() {
+        eprintln!("SKIPPED: no python3");
+        return;
+    }
+    let server = "2001:db8:9:1::1";
+    let hosts: Vec<String> = (2..6).map(|n| format!("2001:db8:9:{n}::10")).collect();
+    let mut addresses: Vec<String> = hosts.iter().map(|a| format!("{a}/64")).collect();
+    addresses.push(format!("{server}/64"));
+    let Some(namespace) = Namespace::new(&addresses) else { return };
+    let dir = portmgr_support::TempDir::new("pmshare");
+    let file = |name: &str| dir.0.join(name).display().to_string();
+    let (log, port_file, pid_file) = (file("log"), file("listen.port"), file("daqportmgr.pid"));
+    let args = ["-ports", "25301-25310", "-listen", "0", "-max-connections", "256", "-log", &log];
+    let child = namespace
+        .command(portmgr_support::DAEMON, &args)
+        .args(["-portfile", &port_file, "-pidfile", &pid_file])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start daqportmgr in the namespace");
+    let mut daemon = Daemon { child, port: 0, dir };
+    daemon.eventually("the port file", || daemon.read("listen.port").trim().parse::<u16>().is_ok());
+    daemon.port = daemon.read("listen.port").trim().parse().expect("a port");
+    let client = r#"
+import socket, sys, time
+port, server, hosts = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+held = []
+for host in hosts:
+    for _ in range(64):
+        s = socket.socket(socket.AF_INET6); s.bind((host, 0)); s.connect((server, port)); held.append(s)
+time.sleep(0.5)  # all accepted (or refused) before the local client comes
+local = socket.create_connection(("127.0.0.1", port)); local.settimeout(5)
+local.sendall(b"GIMME server root\n")
+try:
+    print(local.makefile("rb").readline().decode("latin-1").strip() or "closed")
+except OSError as e:
+    print("failed: %s" % e)
+"#;
+    let out = namespace
+        .command("python3", &["-c", client, &daemon.port.to_string(), server])
+        .args(&hosts)
+        .output()
+        .expect("run the clients in the namespace");
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(said.starts_with("OK "), "the local server's GIMME: {said} {}", String::from_utf8_lossy(&out.stderr));
 }
