@@ -344,3 +344,33 @@ except OSError as e:
     let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(said.starts_with("OK "), "the local server's GIMME: {said} {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Not fixed (a policy for the lead to decide; docs/security.md says "with
+/// `-no-user-check` the name sent is all there is, and counts"): without the user check
+/// the per-user port limit counts names, and the per-user connection cap does not apply
+/// at all, so one local user takes the whole pool under names of its choosing, 64 per
+/// connection. Counting by the socket's owner (sock_diag works on such hosts too; the
+/// switch exists for the legacy protocol's free naming) would bound it: 512 ports here.
+#[test]
+#[ignore = "with -no-user-check one local user holds the whole pool under many names; see the comment"]
+fn without_the_user_check_one_user_still_holds_no_more_than_the_limit() {
+    if !nix::unistd::geteuid().is_root() || !have_python() {
+        eprintln!("SKIPPED: needs root and python3");
+        return;
+    }
+    let daemon = Daemon::start("25401-25999", &["-no-user-check"]);
+    let hog = r#"
+import socket, sys
+port, held = int(sys.argv[1]), 0
+conns = []
+for c in range(8):
+    s = socket.create_connection(("127.0.0.1", port)); f = s.makefile("rb"); conns.append(s)
+    for i in range(64):
+        s.sendall(b"GIMME app%d name%d\n" % (i, c))
+        held += f.readline().startswith(b"OK")
+print(held, flush=True)
+"#;
+    let out = python_as(hog, daemon.port, &[], 54371, 54371).output().expect("run the hog");
+    let held: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    assert!(held <= 256, "uid 54371 holds {held} ports (the per-user limit is 256)");
+}
