@@ -3,6 +3,7 @@
 //! The safe Rust API lives in [`ring`] and [`portmgr`]; [`ffi`] is the C ABI over it.
 
 pub mod client;
+pub mod environ;
 pub mod error;
 pub mod ffi;
 pub mod hosts;

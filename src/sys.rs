@@ -128,13 +128,15 @@ pub fn terminal_columns(fd: BorrowedFd<'_>) -> Option<u16> {
 /// Runs `argv` (its first element the program's path) as a grandchild in a session of
 /// its own, adopted by init (or the nearest subreaper), so the caller, which may be a
 /// multi-threaded program that reaps children its own way, is left with neither a child
-/// nor a zombie. The program gets `fds` as its descriptors 0 to 3 and no other, every
-/// signal unblocked and at its default; if it cannot be executed, `exec_failed` is
-/// written to its descriptor 3. Returns once the intermediate child is reaped.
-pub fn spawn_orphan(argv: &[CString], fds: [BorrowedFd<'_>; 4], exec_failed: &[u8]) -> Result<()> {
+/// nor a zombie. The program gets `env` (`NAME=value`) as its environment, `fds` as its
+/// descriptors 0 to 3 and no other, every signal unblocked and at its default; if it
+/// cannot be executed, `exec_failed` is written to its descriptor 3. Returns once the intermediate child is reaped.
+pub fn spawn_orphan(argv: &[CString], env: &[CString], fds: [BorrowedFd<'_>; 4], exec_failed: &[u8]) -> Result<()> {
     let path = argv.first().ok_or_else(|| Error::new(libc::EINVAL, "no program to start"))?;
     let mut pointers: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     pointers.push(std::ptr::null());
+    let mut environment: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    environment.push(std::ptr::null());
     // Above every descriptor the child will overwrite, so no dup2 clobbers a source and
     // none is a dup2 onto itself (which would keep its close-on-exec flag).
     let high = |fd: BorrowedFd<'_>| -> Result<OwnedFd> {
@@ -156,9 +158,9 @@ pub fn spawn_orphan(argv: &[CString], fds: [BorrowedFd<'_>; 4], exec_failed: &[u
         return Err(Error::sys(Errno::last(), "cannot fork to start the feeder"));
     }
     if pid == 0 {
-        // SAFETY: in the child of a fork, with NUL-terminated strings and a NULL-ended
-        // argument vector that live until exec.
-        unsafe { middle_child(&raw, max_fd, path.as_ptr(), pointers.as_ptr(), exec_failed) }
+        // SAFETY: in the child of a fork, with NUL-terminated strings and NULL-ended
+        // argument and environment vectors that live until exec.
+        unsafe { middle_child(&raw, max_fd, path.as_ptr(), pointers.as_ptr(), environment.as_ptr(), exec_failed) }
     }
     drop(owned);
     reap(nix::unistd::Pid::from_raw(pid));
@@ -168,12 +170,13 @@ pub fn spawn_orphan(argv: &[CString], fds: [BorrowedFd<'_>; 4], exec_failed: &[u
 /// The intermediate child: new session, fork the program, exit.
 ///
 /// # Safety
-/// Only in the child of a fork; `path` and `argv` as execv wants them.
+/// Only in the child of a fork; `path`, `argv` and `envp` as execve wants them.
 unsafe fn middle_child(
     fds: &[RawFd; 4],
     max_fd: RawFd,
     path: *const libc::c_char,
     argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
     exec_failed: &[u8],
 ) -> ! {
     // SAFETY: every call is async-signal-safe (fork's child may call nothing else) and
@@ -206,10 +209,18 @@ unsafe fn middle_child(
         for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGCHLD, libc::SIGPIPE] {
             libc::sigaction(sig, &default, std::ptr::null_mut());
         }
-        libc::execv(path, argv);
+        libc::execve(path, argv, envp);
         libc::write(last, exec_failed.as_ptr().cast(), exec_failed.len());
         libc::_exit(127)
     }
+}
+
+/// This process was started with more rights than its caller (set-user-ID, set-group-ID,
+/// file capabilities): the kernel's AT_SECURE, which glibc's `secure_getenv` obeys.
+pub fn at_secure() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector the kernel gave this process; it
+    // has no preconditions, and returns 0 for an entry that is not there.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
 }
 
 /// Reaps the intermediate child (it exits at once). A host program that reaps every

@@ -38,7 +38,7 @@ impl Trust {
     /// The configuration in force now (read on each call: it is cheap next to the
     /// network exchange or ring attach it guards).
     pub fn load() -> Trust {
-        let listed = match std::env::var_os(TRUSTED_USERS_ENV) {
+        let listed = match crate::environ::var_os(TRUSTED_USERS_ENV) {
             Some(list) => list.to_string_lossy().into_owned(),
             None => read_config(Path::new(TRUSTED_USERS_FILE)).unwrap_or_default(),
         };

@@ -40,7 +40,7 @@ pub struct Client {
 /// (`$DAQPORTMGR_PORTFILE`, else /var/tmp/daqportmgr/listen.port), or 30000 when there is
 /// no such file.
 pub fn default_port() -> Result<u16> {
-    let path = std::env::var_os(PORT_FILE_ENV).map_or_else(|| PathBuf::from(DEFAULT_PORT_FILE), PathBuf::from);
+    let path = crate::environ::var_os(PORT_FILE_ENV).map_or_else(|| PathBuf::from(DEFAULT_PORT_FILE), PathBuf::from);
     port_in_file(&path)
 }
 

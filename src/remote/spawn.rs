@@ -37,7 +37,7 @@ pub const READY_WAIT: Duration = Duration::from_secs(4 * STEP_TIMEOUT.as_secs())
 /// `<dir>/daqflow/daqflow-feeder` (installed: `$(LIBDIR)/daqflow/`), `<dir>/../daqflow-feeder`
 /// (test programs in target/release/deps).
 pub fn feeder_path() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os(FEEDER_ENV) {
+    if let Some(path) = crate::environ::var_os(FEEDER_ENV) {
         return Ok(PathBuf::from(path));
     }
     let here = loaded_from()?;
@@ -110,7 +110,7 @@ pub fn launch(plan: &Plan) -> Result<Launched> {
         .map_err(|e| Error::sys(e, "cannot make a pipe for the feeder"))?;
     let null =
         File::options().read(true).write(true).open("/dev/null").map_err(|e| Error::io(&e, "cannot open /dev/null"))?;
-    let log = match std::env::var_os(FEEDER_LOG_ENV) {
+    let log = match crate::environ::var_os(FEEDER_LOG_ENV) {
         Some(p) => File::options()
             .append(true)
             .create(true)
@@ -119,7 +119,9 @@ pub fn launch(plan: &Plan) -> Result<Launched> {
         None => null.try_clone().map_err(|e| Error::io(&e, "cannot duplicate /dev/null"))?,
     };
     let exec_failed = b"ERROR 2 the feeder program could not be executed\n";
-    crate::sys::spawn_orphan(&args, [null.as_fd(), null.as_fd(), log.as_fd(), ready.as_fd()], exec_failed)?;
+    // A set-user-ID caller's variables are its caller's: the feeder does not get them.
+    let env = crate::environ::for_child();
+    crate::sys::spawn_orphan(&args, &env, [null.as_fd(), null.as_fd(), log.as_fd(), ready.as_fd()], exec_failed)?;
     drop((null, log, ready));
     Ok(Launched { report: File::from(report), program })
 }

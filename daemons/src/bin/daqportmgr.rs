@@ -28,7 +28,8 @@ manager protocol). Runs in the foreground until SIGTERM or SIGINT.
   -max-per-connection n  ports one connection may hold (default 64)
   -max-per-user n   ports one user may hold, counted by the uid the user check
                     accepted (default 256)
-  -max-connections n  connections served at once (default 4096)
+  -max-connections n  connections served at once (default 4096; other hosts
+                    together half of them)
   -max-buffered bytes  unsent replies held in all (default 67108864); past it the
                     clients that stopped reading longest ago are disconnected
   --help            this text

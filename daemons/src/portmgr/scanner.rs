@@ -10,8 +10,9 @@
 //! running, and uids with searches waiting are served in turn: a user whose own searches
 //! are slow (it holds tens of thousands of descriptors, and only the processes with the
 //! owner's ids are read) occupies one thread, and other users' searches run on the
-//! others. A connection waits for at most one search, so what waits is bounded by the
-//! connections a uid may have open (`server::MAX_PER_LOCAL_USER`), and by `QUEUED` in all.
+//! others. A connection waits for at most one search, and a dropped connection's search
+//! is forgotten (`Scanner::cancel`), so what waits is bounded by the connections a uid may
+//! have open (`server::MAX_PER_LOCAL_USER`), and by `QUEUED` in all.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -74,6 +75,20 @@ impl Queue {
     fn finished(&mut self, uid: u32) {
         self.running.remove(&uid);
     }
+
+    /// Forgets the waiting search of `key`, a connection of `owner`'s that is gone.
+    fn cancel(&mut self, key: Key, owner: u32) {
+        let Some(waiting) = self.waiting.get_mut(&owner) else {
+            return;
+        };
+        let before = waiting.len();
+        waiting.retain(|(waiting_key, _)| *waiting_key != key);
+        self.queued -= before - waiting.len();
+        if waiting.is_empty() {
+            self.waiting.remove(&owner);
+            self.turns.retain(|&uid| uid != owner);
+        }
+    }
 }
 
 type Shared = Arc<(Mutex<Queue>, Condvar)>;
@@ -123,6 +138,15 @@ impl Scanner {
         }
         self.shared.1.notify_one();
         Ok(())
+    }
+
+    /// The connection `key` of the socket owner `owner` is gone: its search, if still
+    /// waiting, is not run. Without this, a client that made the daemon drop its
+    /// connection (a reset while replies were unsent) left the search queued, and could
+    /// queue as many as it liked, one connection after another, until every other user's
+    /// search was refused.
+    pub fn cancel(&self, key: Key, owner: u32) {
+        lock(&self.shared).cancel(key, owner);
     }
 
     /// The searches finished since last asked.
@@ -198,5 +222,27 @@ mod tests {
         queue.queued = QUEUED;
         drop(queue);
         assert_eq!(scanner.submit(102, search(4000)), Err(Busy), "bounded");
+    }
+
+    #[test]
+    fn a_gone_connections_search_is_not_run() {
+        let (_sender, results) = channel();
+        let scanner = Scanner { shared: Shared::default(), results, workers: Vec::new() };
+        for key in 0..3 {
+            assert_eq!(scanner.submit(key, search(1000)), Ok(()));
+        }
+        assert_eq!(scanner.submit(100, search(2000)), Ok(()));
+        scanner.cancel(1, 1000);
+        scanner.cancel(100, 2000);
+        scanner.cancel(7, 1000); // not waiting: nothing to do
+        let mut queue = lock(&scanner.shared);
+        assert_eq!(queue.queued, 2, "the cancelled ones no longer count");
+        assert_eq!(queue.turns, [1000], "a uid with nothing waiting has no turn");
+        assert_eq!(queue.next().map(|(key, _)| key), Some(0));
+        queue.finished(1000);
+        assert_eq!(queue.next().map(|(key, _)| key), Some(2));
+        queue.finished(1000);
+        assert_eq!(queue.next(), None);
+        assert_eq!(queue.queued, 0);
     }
 }

@@ -100,6 +100,13 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// which needs one connection at a time, and no host may fill the table that local
 /// servers need for their ports.
 pub const MAX_PER_REMOTE_HOST: usize = 64;
+/// Connections all remote hosts together may hold: half of the total. Each host's cap
+/// alone let 64 hosts (or one site's 64 IPv6 /64s) hold every connection, idle for as
+/// long as they liked, and no local server could get a port.
+fn remote_share(max_connections: usize) -> usize {
+    (max_connections / 2).max(1)
+}
+
 /// Connections open at once owned by one local uid other than root's: the global cap
 /// alone let one user take every connection and lock everyone else out.
 pub const MAX_PER_LOCAL_USER: usize = 256;
@@ -229,6 +236,8 @@ struct Daemon {
     /// Connections open per remote (not local) host: per IPv4 address or IPv6 /64
     /// (`network_of`), so a host cannot escape the cap by rotating addresses.
     remote_hosts: HashMap<IpAddr, usize>,
+    /// Connections open from all remote hosts together (at most `remote_share`).
+    remote_open: usize,
     /// Connections open per local socket owner (root's are not counted).
     local_users: HashMap<u32, usize>,
     core: Core,
@@ -263,6 +272,7 @@ impl Daemon {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_buffered: DEFAULT_MAX_BUFFERED,
             remote_hosts: HashMap::new(),
+            remote_open: 0,
             local_users: HashMap::new(),
             core,
         })
@@ -342,6 +352,14 @@ impl Daemon {
                         );
                         continue;
                     }
+                    if !is_local(peer.ip()) && self.remote_open >= remote_share(self.max_connections) {
+                        let share = remote_share(self.max_connections);
+                        self.core.log_connection(
+                            Level::Notice,
+                            format_args!("connection from {} refused: {share} from other hosts already", peer.ip()),
+                        );
+                        continue;
+                    }
                     let key = self.next_key;
                     self.next_key += 1;
                     let local = match stream.local_addr() {
@@ -388,6 +406,7 @@ impl Daemon {
                     self.core.log_connection(Level::Info, format_args!("Connection accepted from {}", peer.ip()));
                     if !is_local(peer.ip()) {
                         *self.remote_hosts.entry(host).or_insert(0) += 1;
+                        self.remote_open += 1;
                     }
                     if let Some(uid) = user {
                         *self.local_users.entry(uid).or_insert(0) += 1;
@@ -502,12 +521,18 @@ impl Daemon {
     fn remove(&mut self, key: Key) -> Option<Conn> {
         let mut conn = self.conns.remove(&key)?;
         let _ = self.poll.registry().deregister(&mut conn.stream);
+        if !is_local(conn.peer().ip()) {
+            self.remote_open -= 1;
+        }
         let host = network_of(conn.peer().ip());
         if let Some(open) = self.remote_hosts.get_mut(&host) {
             *open -= 1;
             if *open == 0 {
                 self.remote_hosts.remove(&host);
             }
+        }
+        if let (Some(scanner), Some(uid)) = (&self.core.scanner, conn.socket_owner()) {
+            scanner.cancel(key, uid);
         }
         if let Some(uid) = conn.socket_owner().filter(|&uid| uid != 0)
             && let Some(open) = self.local_users.get_mut(&uid)
