@@ -355,14 +355,11 @@ except OSError as e:
     assert!(said.starts_with("OK "), "the local server's GIMME: {said} {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// Not fixed (a policy for the lead to decide; docs/security.md says "with
-/// `-no-user-check` the name sent is all there is, and counts"): without the user check
-/// the per-user port limit counts names, and the per-user connection cap does not apply
-/// at all, so one local user takes the whole pool under names of its choosing, 64 per
-/// connection. Counting by the socket's owner (sock_diag works on such hosts too; the
-/// switch exists for the legacy protocol's free naming) would bound it: 512 ports here.
+/// Without the user check the per-user port limit counted names, and the per-user
+/// connection cap did not apply at all, so one local user took the whole pool under names
+/// of its choosing, 64 per connection (512 ports here). Names stay free (the switch exists
+/// for the legacy protocol's free naming) but ports count against the socket's owner.
 #[test]
-#[ignore = "with -no-user-check one local user holds the whole pool under many names; see the comment"]
 fn without_the_user_check_one_user_still_holds_no_more_than_the_limit() {
     if !nix::unistd::geteuid().is_root() || !have_python() {
         eprintln!("SKIPPED: needs root and python3");

@@ -27,7 +27,7 @@ manager protocol). Runs in the foreground until SIGTERM or SIGINT.
                     (by default the name must be the owner of the client's socket)
   -max-per-connection n  ports one connection may hold (default 64)
   -max-per-user n   ports one user may hold, counted by the uid the user check
-                    accepted (default 256)
+                    accepted, or that owns the socket (default 256)
   -max-connections n  connections served at once (default 4096; other hosts
                     together half of them)
   -max-buffered bytes  unsent replies held in all (default 67108864); past it the

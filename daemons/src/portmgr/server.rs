@@ -128,12 +128,14 @@ pub fn run(config: &Config) -> Result<()> {
     // Only now, holding the locks, may this daemon open (and create) state files.
     let mut usage_file = SwapFile::new(state_dir.try_clone()?, USAGE_FILE_NAME)?;
     let mut log = open_log(config.log_file.as_deref());
+    // Without user verification the owner is still asked where the kernel can tell (it
+    // bounds what one user holds and how many connections it opens), but not required.
     let owners = if config.verify_users {
         Some(OwnerLookup::new().map_err(|e| {
             Error::io(&e, "cannot open the sock_diag socket that user verification needs (see -no-user-check)")
         })?)
     } else {
-        None
+        OwnerLookup::new().ok()
     };
     lock.write_pid()?;
     state_dir.write_atomic(&port_file_name, format!("{listen_port}\n").as_bytes())?;
@@ -154,7 +156,8 @@ pub fn run(config: &Config) -> Result<()> {
 
     let core = Core::new(Pool::new(config.range), log, config.limits);
     let mut daemon = Daemon::new(listeners, signals, core, usage_file)?;
-    if owners.is_some() {
+    daemon.core.verify_users = config.verify_users;
+    if config.verify_users {
         let waker = Waker::new(daemon.poll.registry(), SEARCHES)
             .map_err(|e| Error::io(&e, "cannot create the event loop's waker"))?;
         let scanner = Scanner::start(waker, PathBuf::from("/proc"))

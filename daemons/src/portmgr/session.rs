@@ -166,6 +166,8 @@ pub struct Core {
     per_user: HashMap<Holder, usize>,
     /// Searches for the processes holding a socket (`None` without user verification).
     pub scanner: Option<Scanner>,
+    /// Whether the user a GIMME names must be the client's (off: `-no-user-check`).
+    pub verify_users: bool,
     /// The allocations changed since ports.txt was last written.
     pub dirty: bool,
     /// The last LIST reply, valid until the allocations change, shared by every client
@@ -186,6 +188,7 @@ impl Core {
             budget: Budget::default(),
             per_user: HashMap::new(),
             scanner: None,
+            verify_users: true,
             dirty: false,
             list_cache: None,
             probe: Probe::default(),
@@ -401,6 +404,14 @@ impl Core {
     /// The user named in a GIMME must be the client's (see `Owner::verify`): whose limit
     /// its port counts against, or why it is not answered now.
     fn verify_user(&mut self, key: Key, conn: &mut Conn, user: &[u8]) -> Result<Holder, Unverified> {
+        if !self.verify_users {
+            // Any name goes, but its ports count against the socket's owner where the
+            // kernel said who that is: else one user holds the whole pool under many names.
+            return Ok(match &conn.socket {
+                Some(Ok(socket)) => Holder::Uid(socket.uid),
+                _ => Holder::Name(user.to_vec()),
+            });
+        }
         let Some(socket) = &conn.socket else {
             return Ok(Holder::Name(user.to_vec()));
         };
