@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 /// daqportmgr's cap on connections per remote host, as daqportmgr(8) documents it
 /// (`daqflow_daemons::portmgr::server::MAX_PER_REMOTE_HOST`).
 const MAX_PER_REMOTE_HOST: usize = 64;
-use portmgr_support::{Daemon, other_address, raise_fd_limit};
+use portmgr_support::{Daemon, Namespace, other_address, raise_fd_limit};
 
 /// Any host may GIMME: the refusal ("Only local applications get ports") is logged with
 /// the application name quoted in full, escaped (up to 4 bytes per byte sent), and that
@@ -295,41 +295,6 @@ print("%s|%.1f" % (reply, (time.monotonic() - start) * 1000), flush=True)
     assert!(p99 < Duration::from_millis(150), "GIMME p99 {p99:?} beside the hogs");
 }
 
-/// A network namespace of its own, its loopback interface up with `addresses` (each with
-/// its prefix length) on it; deleted on drop.
-struct Namespace(String);
-
-impl Namespace {
-    fn new(addresses: &[&str]) -> Option<Namespace> {
-        let name = format!("dfpm6-{}", std::process::id());
-        let ip = |args: &[&str]| Command::new("ip").args(args).output().map(|o| o.status.success()).unwrap_or(false);
-        if !ip(&["netns", "add", &name]) {
-            eprintln!("SKIPPED: cannot create a network namespace here (needs root and `ip netns`)");
-            return None;
-        }
-        let namespace = Namespace(name);
-        assert!(ip(&["-n", &namespace.0, "link", "set", "lo", "up"]), "lo up");
-        for address in addresses {
-            // nodad: usable at once, not after duplicate address detection.
-            assert!(ip(&["-n", &namespace.0, "addr", "add", address, "dev", "lo", "nodad"]), "add {address}");
-        }
-        Some(namespace)
-    }
-
-    /// `program args` run inside the namespace.
-    fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.0, program]).args(args);
-        command
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 /// The cap on connections from one remote host counted each exact address: an IPv6 host
 /// (which has a whole /64) escaped it by connecting from a new address each time. Here a
 /// host of 6 addresses of one /64 opens 20 connections from each, and another /64 one.
@@ -340,7 +305,7 @@ fn a_host_rotating_its_ipv6_addresses_is_one_host() {
     let other = "2001:db8:1:3::10";
     let mut addresses: Vec<String> = rotating.iter().map(|a| format!("{a}/64")).collect();
     addresses.extend([format!("{server}/64"), format!("{other}/64")]);
-    let Some(namespace) = Namespace::new(&addresses.iter().map(String::as_str).collect::<Vec<_>>()) else { return };
+    let Some(namespace) = Namespace::new("dfpm6", &addresses) else { return };
     if Command::new("python3").args(["-c", ""]).status().map(|s| !s.success()).unwrap_or(true) {
         eprintln!("SKIPPED: no python3");
         return;

@@ -19,7 +19,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use portmgr_support::{Daemon, raise_fd_limit};
+use portmgr_support::{Daemon, Namespace, raise_fd_limit};
 
 fn have_python() -> bool {
     Command::new("python3").args(["-c", ""]).status().is_ok_and(|s| s.success())
@@ -268,40 +268,6 @@ fn a_set_user_id_program_takes_nothing_from_its_callers_environment() {
     assert_eq!(fed.split_whitespace().nth(1), Some("-"), "the feeder's DAQFLOW_TRUSTED_USERS: {fed} ({said})");
 }
 
-/// A network namespace of its own, its loopback interface up with `addresses` (each with
-/// its prefix length) on it; deleted on drop.
-struct Namespace(String);
-
-impl Namespace {
-    fn new(addresses: &[String]) -> Option<Namespace> {
-        let name = format!("dfrt-{}", std::process::id());
-        let ip = |args: &[&str]| Command::new("ip").args(args).output().map(|o| o.status.success()).unwrap_or(false);
-        if !ip(&["netns", "add", &name]) {
-            eprintln!("SKIPPED: cannot create a network namespace here (needs root and `ip netns`)");
-            return None;
-        }
-        let namespace = Namespace(name);
-        assert!(ip(&["-n", &namespace.0, "link", "set", "lo", "up"]), "lo up");
-        for address in addresses {
-            // nodad: usable at once, not after duplicate address detection.
-            assert!(ip(&["-n", &namespace.0, "addr", "add", address, "dev", "lo", "nodad"]), "add {address}");
-        }
-        Some(namespace)
-    }
-
-    fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.0, program]).args(args);
-        command
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 /// Four hosts (four /64s) each open the 64 connections one host may, and say nothing:
 /// with `-max-connections 256`, that was every connection, and a local server's GIMME
 /// found the daemon full. Other hosts together now hold at most half of them, as at the
@@ -316,7 +282,7 @@ fn other_hosts_together_cannot_hold_every_connection() {
     let hosts: Vec<String> = (2..6).map(|n| format!("2001:db8:9:{n}::10")).collect();
     let mut addresses: Vec<String> = hosts.iter().map(|a| format!("{a}/64")).collect();
     addresses.push(format!("{server}/64"));
-    let Some(namespace) = Namespace::new(&addresses) else { return };
+    let Some(namespace) = Namespace::new("dfrt", &addresses) else { return };
     let dir = portmgr_support::TempDir::new("pmshare");
     let file = |name: &str| dir.0.join(name).display().to_string();
     let (log, port_file, pid_file) = (file("log"), file("listen.port"), file("daqportmgr.pid"));

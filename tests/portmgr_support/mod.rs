@@ -309,3 +309,39 @@ pub fn other_address() -> Option<std::net::IpAddr> {
         (!ip.is_loopback()).then_some(ip)
     })
 }
+
+/// A network namespace of its own (named after `tag` and this process), its loopback
+/// interface up with `addresses` (each with its prefix length) on it; deleted on drop.
+/// `None` (the test skips, saying why) where namespaces cannot be made.
+pub struct Namespace(String);
+
+impl Namespace {
+    pub fn new(tag: &str, addresses: &[impl AsRef<str>]) -> Option<Namespace> {
+        let name = format!("{tag}-{}", std::process::id());
+        let ip = |args: &[&str]| Command::new("ip").args(args).output().map(|o| o.status.success()).unwrap_or(false);
+        if !ip(&["netns", "add", &name]) {
+            eprintln!("SKIPPED: cannot create a network namespace here (needs root and `ip netns`)");
+            return None;
+        }
+        let namespace = Namespace(name);
+        assert!(ip(&["-n", &namespace.0, "link", "set", "lo", "up"]), "lo up");
+        for address in addresses.iter().map(AsRef::as_ref) {
+            // nodad: usable at once, not after duplicate address detection.
+            assert!(ip(&["-n", &namespace.0, "addr", "add", address, "dev", "lo", "nodad"]), "add {address}");
+        }
+        Some(namespace)
+    }
+
+    /// `program args` run inside the namespace.
+    pub fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.0, program]).args(args);
+        command
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
