@@ -10,7 +10,6 @@
 use crate::error::{Error, Result};
 use crate::remote::{self, master, revive::Revival};
 use crate::ring::{self, Consumer, Hooks, Idle, Role};
-use crate::ringmaster;
 
 struct ClientLayer;
 
@@ -19,13 +18,6 @@ static CLIENT_LAYER: ClientLayer = ClientLayer;
 /// Installs the client layer into the ring core for the whole process (idempotent).
 pub fn install() {
     ring::install_hooks(&CLIENT_LAYER);
-}
-
-fn announced(role: Role) -> ringmaster::Role {
-    match role {
-        Role::Producer => ringmaster::Role::Producer,
-        Role::Consumer(slot) => ringmaster::Role::Consumer(slot),
-    }
 }
 
 impl Hooks for ClientLayer {
@@ -56,11 +48,11 @@ impl Hooks for ClientLayer {
     }
 
     fn attached(&self, ring: &str, role: Role) -> Result<()> {
-        master::connected(ring, announced(role))
+        master::connected(ring, role)
     }
 
     fn detaching(&self, ring: &str, role: Role) -> Result<()> {
-        master::disconnecting(ring, announced(role))
+        master::disconnecting(ring, role)
     }
 }
 

@@ -73,7 +73,7 @@ pub fn is_local(host: &str, resolved: &Resolved) -> bool {
             return true;
         }
     }
-    let mine = local_addresses();
+    let mine = local_addresses().unwrap_or_default();
     resolved.addresses.iter().any(|ip| ip.is_loopback() || mine.contains(ip))
 }
 
@@ -82,9 +82,10 @@ pub fn hostname() -> Option<String> {
     nix::unistd::gethostname().ok().map(|name| name.to_string_lossy().into_owned())
 }
 
-fn local_addresses() -> Vec<IpAddr> {
-    let Ok(ifaces) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
-    ifaces.filter_map(|i| i.address).filter_map(|a| sys::ip_of(&a)).collect()
+/// This host's interface addresses; `None` when they cannot be listed.
+fn local_addresses() -> Option<Vec<IpAddr>> {
+    let ifaces = nix::ifaddrs::getifaddrs().ok()?;
+    Some(ifaces.filter_map(|i| i.address).filter_map(|a| sys::ip_of(&a)).collect())
 }
 
 fn getaddrinfo(host: &str) -> Result<(String, Vec<IpAddr>)> {
@@ -101,14 +102,8 @@ fn reverse(ip: IpAddr) -> Option<String> {
 
 /// One of this host's own addresses (a client here may connect from any of them).
 pub fn is_this_hosts(ip: IpAddr) -> bool {
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
-        // Unknown: taken as this host's, which grants less than another host gets.
-        return true;
-    };
-    addrs.into_iter().filter_map(|ifa| ifa.address).any(|a| {
-        a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())).or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
-            == Some(ip)
-    })
+    // Unknown: taken as this host's, which grants less than another host gets.
+    local_addresses().is_none_or(|mine| mine.contains(&ip))
 }
 
 #[cfg(test)]

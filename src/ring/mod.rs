@@ -51,7 +51,7 @@ pub use watch::{ConsumerPosition, Positions, Watch};
 // core) rings work daemonless and only local names open.
 
 /// A client of a ring, as a ring master is told about it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
     Producer,
     /// The consumer slot index.

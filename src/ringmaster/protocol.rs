@@ -26,13 +26,9 @@ pub const NOT_READABLE: &str = " is not readable by ";
 /// peer that holds the most streams of that ring already.
 pub const TOO_MANY_STREAMS: &str = " already receives ring ";
 
-/// Which slot of a ring a client holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    Producer,
-    /// The consumer slot index.
-    Consumer(u32),
-}
+/// Which slot of a ring a client holds: the ring core's own notion, spelt here as the
+/// protocol writes it.
+pub use crate::ring::Role;
 
 impl Role {
     /// `producer` or `consumer.<slot>`, as the C++ client writes it.
