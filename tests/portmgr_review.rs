@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 /// daqportmgr's cap on connections per remote host, as daqportmgr(8) documents it
 /// (`daqflow_daemons::portmgr::server::MAX_PER_REMOTE_HOST`).
 const MAX_PER_REMOTE_HOST: usize = 64;
-use portmgr_support::{Daemon, Namespace, other_address, raise_fd_limit};
+use portmgr_support::{Daemon, Namespace, have_python, other_address, python, python_as, raise_fd_limit};
 
 /// Any host may GIMME: the refusal ("Only local applications get ports") is logged with
 /// the application name quoted in full, escaped (up to 4 bytes per byte sent), and that
@@ -110,14 +110,6 @@ fn a_user_holds_no_more_under_its_uid_than_under_its_name() {
     assert!(reply.starts_with("FAIL"), "user {name} got a fifth port as {uid}: {reply}");
 }
 
-/// What another uid runs: python3 (skipped without it) with `script`, the daemon's port
-/// as its first argument.
-fn python(script: &str, port: u16) -> Command {
-    let mut command = Command::new("python3");
-    command.args(["-c", script, &port.to_string()]);
-    command
-}
-
 /// The client decides when its GIMME is verified: with replies unread past the high-water
 /// mark its requests wait, so it can write `GIMME app root`, hand the socket over
 /// SCM_RIGHTS to a process whose real uid is 0 and which has the owner among its ids, and
@@ -132,7 +124,7 @@ fn a_socket_handed_to_a_root_process_after_writing_gimme_root_is_not_roots() {
         eprintln!("SKIPPED: needs root to run a client as another uid");
         return;
     }
-    if Command::new("python3").arg("-c").arg("").status().map(|s| !s.success()).unwrap_or(true) {
+    if !have_python() {
         eprintln!("SKIPPED: no python3");
         return;
     }
@@ -207,22 +199,6 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
 }
 
-/// Runs `script` under python3 with the real uid `real` and the effective and saved uid
-/// `effective` (a set-user-ID program's ids), the daemon's port as its first argument.
-fn python_as(script: &str, port: u16, real: u32, effective: u32) -> Command {
-    let mut command = python(script, port);
-    // SAFETY: only async-signal-safe calls (setgroups, setresgid, setresuid) between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            let ok = libc::setgroups(0, std::ptr::null()) == 0
-                && libc::setresgid(real, effective, effective) == 0
-                && libc::setresuid(real, effective, effective) == 0;
-            if ok { Ok(()) } else { Err(std::io::Error::last_os_error()) }
-        });
-    }
-    command
-}
-
 /// The search for the processes holding a client's socket (when its GIMME names someone
 /// else) ran on the event loop, reading every process's descriptors: 4 idle processes of
 /// one user holding 19 000 descriptors each, that user's clients asking in a loop for
@@ -234,7 +210,7 @@ fn a_user_holding_many_descriptors_slows_no_one_else() {
         eprintln!("SKIPPED: needs root to run clients as other uids");
         return;
     }
-    if Command::new("python3").args(["-c", ""]).status().map(|s| !s.success()).unwrap_or(true) {
+    if !have_python() {
         eprintln!("SKIPPED: no python3");
         return;
     }
@@ -306,7 +282,7 @@ fn a_host_rotating_its_ipv6_addresses_is_one_host() {
     let mut addresses: Vec<String> = rotating.iter().map(|a| format!("{a}/64")).collect();
     addresses.extend([format!("{server}/64"), format!("{other}/64")]);
     let Some(namespace) = Namespace::new("dfpm6", &addresses) else { return };
-    if Command::new("python3").args(["-c", ""]).status().map(|s| !s.success()).unwrap_or(true) {
+    if !have_python() {
         eprintln!("SKIPPED: no python3");
         return;
     }

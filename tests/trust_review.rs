@@ -19,28 +19,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use portmgr_support::{Daemon, Namespace, raise_fd_limit};
-
-fn have_python() -> bool {
-    Command::new("python3").args(["-c", ""]).status().is_ok_and(|s| s.success())
-}
-
-/// `script` under python3 with the real uid `real` and the effective and saved uid
-/// `effective` (a set-user-ID program's ids), the daemon's port and `args` after it.
-fn python_as(script: &str, port: u16, args: &[&str], real: u32, effective: u32) -> Command {
-    let mut command = Command::new("python3");
-    command.args(["-c", script, &port.to_string()]).args(args);
-    // SAFETY: only async-signal-safe calls (setgroups, setresgid, setresuid) between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            let ok = libc::setgroups(0, std::ptr::null()) == 0
-                && libc::setresgid(real, effective, effective) == 0
-                && libc::setresuid(real, effective, effective) == 0;
-            if ok { Ok(()) } else { Err(std::io::Error::last_os_error()) }
-        });
-    }
-    command
-}
+use portmgr_support::{Daemon, Namespace, have_python, python_as, raise_fd_limit};
 
 /// The attacker (uid 54341) makes the searches for its sockets slow (children holding
 /// many descriptors) and its LIST replies long (240 ports with long names, about 61 KB a
@@ -121,7 +100,8 @@ fn searches_of_dropped_connections_do_not_fill_the_queue() {
         return;
     }
     let daemon = Daemon::start("25001-25300", &[]);
-    let mut attacker = python_as(ATTACKER, daemon.port, &["24"], 54341, 54341)
+    let mut attacker = python_as(ATTACKER, daemon.port, 54341, 54341)
+        .args(["24"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -129,9 +109,8 @@ fn searches_of_dropped_connections_do_not_fill_the_queue() {
     let mut done = String::new();
     let _ = BufReader::new(attacker.stdout.take().expect("stdout")).read_line(&mut done);
     // Three tries, while the attacker keeps its searches coming.
-    let legit: Vec<_> = (0..3)
-        .map(|_| python_as(SETUID_CLIENT, daemon.port, &[], 54342, 54343).output().expect("run the client"))
-        .collect();
+    let legit: Vec<_> =
+        (0..3).map(|_| python_as(SETUID_CLIENT, daemon.port, 54342, 54343).output().expect("run the client")).collect();
     // Its stdin closed: the attacker kills its children and exits.
     let _ = attacker.stdin.take().map(|mut stdin| stdin.write_all(b""));
     let _ = attacker.wait();
@@ -343,7 +322,7 @@ for c in range(8):
         held += f.readline().startswith(b"OK")
 print(held, flush=True)
 "#;
-    let out = python_as(hog, daemon.port, &[], 54371, 54371).output().expect("run the hog");
+    let out = python_as(hog, daemon.port, 54371, 54371).output().expect("run the hog");
     let held: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
     assert!(held <= 256, "uid 54371 holds {held} ports (the per-user limit is 256)");
 }

@@ -4,6 +4,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -344,4 +345,32 @@ impl Drop for Namespace {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
+}
+
+/// Whether python3 runs here (the attack tests' clients are python scripts).
+pub fn have_python() -> bool {
+    Command::new("python3").args(["-c", ""]).status().is_ok_and(|s| s.success())
+}
+
+/// `script` under python3, the daemon's port as its first argument.
+pub fn python(script: &str, port: u16) -> Command {
+    let mut command = Command::new("python3");
+    command.args(["-c", script, &port.to_string()]);
+    command
+}
+
+/// `python` with the real uid `real` and the effective and saved uid `effective` (a
+/// set-user-ID program's ids).
+pub fn python_as(script: &str, port: u16, real: u32, effective: u32) -> Command {
+    let mut command = python(script, port);
+    // SAFETY: only async-signal-safe calls (setgroups, setresgid, setresuid) between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let ok = libc::setgroups(0, std::ptr::null()) == 0
+                && libc::setresgid(real, effective, effective) == 0
+                && libc::setresuid(real, effective, effective) == 0;
+            if ok { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        });
+    }
+    command
 }
