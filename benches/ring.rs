@@ -798,6 +798,127 @@ struct Run {
     producer: Counts,
     /// Summed over every consumer.
     consumers: Counts,
+    host: Host,
+}
+
+/// What the host did around one run, to tell its slow stretches from the ring's: the
+/// round trip of a cache line between the two CPUs just before the run, and the share of
+/// the run's CPU time the hypervisor gave to someone else (steal, /proc/stat).
+#[derive(Clone, Copy, Default)]
+struct Host {
+    bounce_ns: f64,
+    /// Copy rate of both CPUs at once over one CPU alone (see `core_share_probe`).
+    pair: f64,
+    steal_pct: f64,
+}
+
+/// Whether the two vCPUs share a physical core just now: each copies within its own
+/// cache-resident buffers, first one alone, then both at once; returns the pair's mean
+/// rate over the solo rate. About 1 on two cores, about 0.5 when the hypervisor runs both
+/// vCPUs as the two hyperthreads of one core (then every two-process figure halves while
+/// a one-thread reference such as the copy limit does not).
+fn core_share_probe(cpus: Cpus) -> f64 {
+    const BUF: usize = 256 * KIB as usize;
+    const COPIES: u32 = 200;
+    let (Some(a), Some(b)) = (cpus.producer, cpus.consumer) else { return 0.0 };
+    let copy_rate = |cpu: usize, start: &std::sync::Barrier| -> f64 {
+        let (mut x, mut y) = (vec![1u8; BUF], vec![2u8; BUF]);
+        if pin(cpu).is_err() {
+            return 0.0;
+        }
+        start.wait();
+        let t0 = Instant::now();
+        for i in 0..COPIES {
+            if i % 2 == 0 { x.copy_from_slice(&y) } else { y.copy_from_slice(&x) }
+        }
+        std::hint::black_box((&x, &y));
+        (COPIES as usize * BUF) as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+    };
+    let (one, two) = (std::sync::Barrier::new(1), std::sync::Barrier::new(2));
+    let solo = std::thread::scope(|s| s.spawn(|| copy_rate(a, &one)).join().unwrap_or(0.0));
+    let pair = std::thread::scope(|s| {
+        let (ta, tb) = (s.spawn(|| copy_rate(a, &two)), s.spawn(|| copy_rate(b, &two)));
+        (ta.join().unwrap_or(0.0) + tb.join().unwrap_or(0.0)) / 2.0
+    });
+    if solo > 0.0 { pair / solo } else { 0.0 }
+}
+
+/// Round trips of one cache line between threads pinned to the producer's and the
+/// consumers' CPUs, ns each (median of 5 bursts): what every pointer a peer reads costs.
+fn bounce_probe(cpus: Cpus) -> f64 {
+    const TRIPS: u64 = 2000;
+    let (Some(a), Some(b)) = (cpus.producer, cpus.consumer) else { return 0.0 };
+    let line = std::sync::Arc::new(AtomicU64::new(0));
+    let echo = {
+        let line = line.clone();
+        std::thread::spawn(move || {
+            if pin(b).is_err() {
+                return;
+            }
+            let deadline = Instant::now() + Duration::from_secs(2);
+            for i in 0..5 * TRIPS {
+                while line.load(Ordering::Acquire) != 2 * i + 1 {
+                    if Instant::now() > deadline {
+                        return;
+                    }
+                    std::hint::spin_loop();
+                }
+                line.store(2 * i + 2, Ordering::Release);
+            }
+        })
+    };
+    let mut bursts = Vec::new();
+    if pin(a).is_ok() {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        'bursts: for burst in 0..5 {
+            let t0 = Instant::now();
+            for k in 0..TRIPS {
+                let i = burst * TRIPS + k;
+                line.store(2 * i + 1, Ordering::Release);
+                while line.load(Ordering::Acquire) != 2 * i + 2 {
+                    if Instant::now() > deadline {
+                        break 'bursts;
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+            bursts.push(t0.elapsed().as_nanos() as f64 / TRIPS as f64);
+        }
+    }
+    let _ = echo.join();
+    // The coordinator must not stay pinned to the producer's CPU.
+    let _ = unpin();
+    median_of(bursts).unwrap_or(0.0)
+}
+
+fn unpin() -> Res<()> {
+    let mut set = nix::sched::CpuSet::new();
+    for c in 0..nix::sched::CpuSet::count() {
+        let _ = set.set(c);
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| format!("cannot unpin: {e}"))
+}
+
+/// Steal ticks (USER_HZ) of `cpus` so far, from /proc/stat; 0 where it cannot be read.
+fn steal_ticks(cpus: Cpus) -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return 0 };
+    let wanted: Vec<String> = [cpus.producer, cpus.consumer].iter().flatten().map(|c| format!("cpu{c}")).collect();
+    stat.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let name = w.next()?;
+            // user nice system idle iowait irq softirq steal
+            let want = if wanted.is_empty() { name == "cpu" } else { wanted.iter().any(|c| c == name) };
+            if want { w.nth(7)?.parse::<u64>().ok() } else { None }
+        })
+        .sum()
+}
+
+/// Steal over a run of `secs` as a percentage of the CPU time of `cpus`.
+fn steal_pct(cpus: Cpus, ticks: u64, secs: f64) -> f64 {
+    let n = [cpus.producer, cpus.consumer].iter().flatten().count().max(1) as f64;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1) as f64;
+    100.0 * ticks as f64 / hz / (secs * n).max(1e-9)
 }
 
 fn nums(line: &str, n: usize, what: &str) -> Res<Vec<u64>> {
@@ -854,6 +975,9 @@ fn frib_helper() -> Res<PathBuf> {
 /// refuses).
 fn throughput_run(cpus: Cpus, policy: Policy, rec: u64, consumers: usize, total: u64) -> Res<Run> {
     let frib = if policy == Policy::Frib { Some(frib_helper()?) } else { None };
+    let bounce_ns = bounce_probe(cpus);
+    let pair = core_share_probe(cpus);
+    let (steal0, t0) = (steal_ticks(cpus), Instant::now());
     let ring = RingGuard::create()?;
     let mut kids = Kids::new(RUN_LIMIT);
     let args = |_: ()| vec![ring.name.clone(), policy.arg().to_string(), rec.to_string(), total.to_string()];
@@ -882,9 +1006,14 @@ fn throughput_run(cpus: Cpus, policy: Policy, rec: u64, consumers: usize, total:
         all.add(&Counts::parse(&line, 2, "consumer")?);
     }
     kids.finish()?;
+    let host = Host {
+        bounce_ns,
+        pair,
+        steal_pct: steal_pct(cpus, steal_ticks(cpus).saturating_sub(steal0), t0.elapsed().as_secs_f64()),
+    };
     let bytes = total / rec * rec;
     let rate = bytes as f64 / (end.saturating_sub(p[0]).max(1) as f64 / 1e9);
-    Ok(Run { rate, megabytes: bytes as f64 / 1e6, producer, consumers: all })
+    Ok(Run { rate, megabytes: bytes as f64 / 1e6, producer, consumers: all, host })
 }
 
 fn copy_run(cpus: Cpus, rec: u64, total: u64) -> Res<f64> {
@@ -1083,8 +1212,8 @@ fn per_mb(run: &Run) -> [f64; COSTS] {
 }
 
 const COSTS: usize = 9;
-/// One repetition's rate and its costs per MB.
-type RepCosts = (f64, [f64; COSTS]);
+/// One repetition's rate, its costs per MB and what the host did meanwhile.
+type RepCosts = (f64, [f64; COSTS], Host);
 const COST_COLUMNS: [&str; COSTS] =
     ["P sleeps", "P wakes", "C sleeps", "C wakes", "no sleep", "yields", "membar", "syscalls", "csw"];
 
@@ -1186,7 +1315,7 @@ fn coordinator() -> Res<()> {
             next_run(&mut progress, rep, &format!("throughput {} {}", case_name(rec, nc), policy.arg()));
             let run = throughput_run(cpus, policy, rec, nc, bytes_for(&scale, si, nc));
             if let Ok(run) = &run {
-                costs[pi][si][ci].push((run.rate, per_mb(run)));
+                costs[pi][si][ci].push((run.rate, per_mb(run), run.host));
             }
             tput[pi][si][ci].add(run.map(|r| r.rate));
         }
@@ -1341,16 +1470,47 @@ fn coordinator() -> Res<()> {
         }
     }
     line(
-        "Each 1 -> 1 repetition of daqflow's event (e) and batch (b) policies: its GB/s beside its costs per MB"
+        "Each 1 -> 1 repetition, event (e), legacy (l), batch (b), FRIB (f): GB/s beside the host's cross-CPU cache-line"
             .to_string(),
     );
-    line(format!("{:<7} {:>4} {:>7}{}", "record", "run", "GB/s", header.join("")));
+    line(
+        "round trip (bounce, ns) and the two CPUs' copy rate together over one alone (pair: ~0.5 when the host runs"
+            .to_string(),
+    );
+    line(
+        "both vCPUs on one physical core) just before it, the hypervisor's steal during it (% of CPU time), costs per MB"
+            .to_string(),
+    );
+    line(format!(
+        "{:<7} {:>4} {:>7} {:>7} {:>5} {:>7}{}",
+        "record",
+        "run",
+        "GB/s",
+        "bounce",
+        "pair",
+        "steal%",
+        header.join("")
+    ));
     for (si, &rec) in RECORD_SIZES.iter().enumerate() {
-        for pi in [event, batch] {
-            for (rep, (rate, c)) in costs[pi][si][0].iter().enumerate() {
-                let m: Vec<String> = c.iter().map(|v| format!("{v:>9.2}")).collect();
-                let run = format!("{}#{}", &POLICIES[pi].arg()[..1], rep + 1);
-                line(format!("{:<7} {:>4} {:>7.2}{}", fmt_size(rec), run, rate / gb, m.join("")));
+        for (pi, policy) in POLICIES.iter().enumerate() {
+            for (rep, (rate, c, host)) in costs[pi][si][0].iter().enumerate() {
+                // FRIB's crate is not instrumented: only its rate and the host's figures.
+                let m: Vec<String> = if *policy == Policy::Frib {
+                    Vec::new()
+                } else {
+                    c.iter().map(|v| format!("{v:>9.2}")).collect()
+                };
+                let run = format!("{}#{}", &policy.arg()[..1], rep + 1);
+                line(format!(
+                    "{:<7} {:>4} {:>7.2} {:>7.0} {:>5.2} {:>7.1}{}",
+                    fmt_size(rec),
+                    run,
+                    rate / gb,
+                    host.bounce_ns,
+                    host.pair,
+                    host.steal_pct,
+                    m.join("")
+                ));
             }
         }
     }

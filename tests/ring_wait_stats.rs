@@ -36,10 +36,24 @@ fn waits_and_wakes_are_counted_once_counting_is_on() {
     }
     std::thread::sleep(Duration::from_millis(20));
     p.put(b"wake up", Some(Duration::ZERO)).expect("put");
-    sleeper.join().expect("sleeper").expect("get");
+    let mut c = sleeper.join().expect("sleeper").expect("get");
     let after = ring::wait_stats();
     assert!(after.wakes + after.wakes_for_nobody >= 1, "{after:?}");
     assert!(after.syscalls() > idle.syscalls(), "{after:?}");
     ring::reset_wait_stats();
     assert_eq!(ring::wait_stats(), ring::WaitStats::default());
+    // A consumer keeping pace with small records (the last read found a few bytes) pauses
+    // with a yield before a get that may wait, so that a batch builds up ...
+    p.put(b"pace", Some(Duration::ZERO)).expect("put");
+    assert_eq!(c.get(&mut buf, 1, Some(Duration::from_secs(10))).expect("get"), 4);
+    assert_eq!(ring::wait_stats().yields, 1, "{:?}", ring::wait_stats());
+    // ... but a poll (zero timeout, or min 0) never waits, not even for a yield: its caller
+    // paces itself, as NSCLDAQ's clients do with their 3 ms sleeps.
+    for min in [1, 0] {
+        p.put(b"poll", Some(Duration::ZERO)).expect("put");
+        let timeout = if min == 0 { Some(Duration::from_secs(10)) } else { Some(Duration::ZERO) };
+        assert_eq!(c.get(&mut buf, min, timeout).expect("get"), 4);
+        assert_eq!(ring::wait_stats().yields, 1, "min {min}: {:?}", ring::wait_stats());
+    }
+    ring::reset_wait_stats();
 }

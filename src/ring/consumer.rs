@@ -209,14 +209,16 @@ impl Consumer {
     /// the producer's pointer after every few records, and each load costs the producer
     /// a cache miss on its next store. Pausing first (a yield, about a microsecond) lets a batch
     /// build up; it is done only while batches are small and arrive without waiting, so
-    /// a sleeping consumer's wake-up is not delayed.
+    /// a sleeping consumer's wake-up is not delayed. A call that cannot wait (`min == 0` or
+    /// a zero timeout) is a poll and returns at once: its caller paces itself (NSCLDAQ's
+    /// clients sleep 3 ms), and a pause it did not ask for would be the library's.
     #[inline]
     fn wait_for(&mut self, min: u64, max: u64, timeout: Option<Duration>) -> Result<u64> {
         if self.avail_hint >= max && max > 0 {
             self.check_owner()?;
             return Ok(self.avail_hint);
         }
-        if self.pacing {
+        if self.pacing && min > 0 && timeout != Some(Duration::ZERO) {
             // A yield, not a spin: it pauses us when we have the core to ourselves, and
             // hands the core to another consumer when several share it.
             super::stats::yield_now();
