@@ -313,6 +313,7 @@ fn counts_now() -> String {
         LEGACY_SLEEPS.load(Ordering::Relaxed),
         vol,
         invol,
+        w.naps,
     ])
     .to_string()
 }
@@ -753,10 +754,10 @@ fn describe(st: ExitStatus) -> String {
 /// timed out, not slept; wakes that woke someone, wakes for nobody; membarriers; yields;
 /// the legacy policy's 3 ms sleeps; voluntary and involuntary context switches.
 #[derive(Clone, Copy, Default)]
-struct Counts([u64; 10]);
+struct Counts([u64; 11]);
 
 impl Counts {
-    const LEN: usize = 10;
+    const LEN: usize = 11;
 
     /// The counts that end a DONE line after `skip` other numbers.
     fn parse(line: &str, skip: usize, who: &str) -> Res<Counts> {
@@ -777,7 +778,11 @@ impl Counts {
     }
     /// Every system call made to wait or wake: futex, membarrier, sched_yield, nanosleep.
     fn syscalls(&self) -> u64 {
-        self.0[..8].iter().sum()
+        self.0[..8].iter().sum::<u64>() + self.naps()
+    }
+    /// A streaming consumer's naps (timed sleeps nobody wakes).
+    fn naps(&self) -> u64 {
+        self.0[10]
     }
     fn voluntary_switches(&self) -> u64 {
         self.0[8]
@@ -1204,6 +1209,7 @@ fn per_mb(run: &Run) -> [f64; COSTS] {
         c.sleeps() as f64 / mb,
         c.wakes() as f64 / mb,
         both(2),
+        (p.naps() + c.naps()) as f64 / mb,
         both(6),
         both(5),
         (p.syscalls() + c.syscalls()) as f64 / mb,
@@ -1211,11 +1217,11 @@ fn per_mb(run: &Run) -> [f64; COSTS] {
     ]
 }
 
-const COSTS: usize = 9;
+const COSTS: usize = 10;
 /// One repetition's rate, its costs per MB and what the host did meanwhile.
 type RepCosts = (f64, [f64; COSTS], Host);
 const COST_COLUMNS: [&str; COSTS] =
-    ["P sleeps", "P wakes", "C sleeps", "C wakes", "no sleep", "yields", "membar", "syscalls", "csw"];
+    ["P sleeps", "P wakes", "C sleeps", "C wakes", "no sleep", "naps", "yields", "membar", "syscalls", "csw"];
 
 fn median_of(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(f64::total_cmp);
@@ -1444,13 +1450,14 @@ fn coordinator() -> Res<()> {
             .to_string(),
     );
     line(
-        "wakes; then both sides: no sleep = futex waits that returned at once (the word had moved), yields,"
+        "wakes; then both sides: no sleep = futex waits that returned at once (the word had moved), naps = a"
             .to_string(),
     );
     line(
-        "membar = membarriers, syscalls = all of those (+ the legacy sleeps), csw = voluntary context switches."
+        "streaming consumer's timed sleeps nobody wakes, yields, membar = membarriers, syscalls = all of those"
             .to_string(),
     );
+    line("(+ the legacy sleeps), csw = voluntary context switches.".to_string());
     line("FRIB's crate is not instrumented: its csw are its 100 us sleeps.".to_string());
     let header: Vec<String> = COST_COLUMNS.iter().map(|c| format!("{c:>9}")).collect();
     line(format!("{:<7} {:>4} {:<7}{}", "record", "cons", "policy", header.join("")));

@@ -26,6 +26,8 @@ pub struct WaitStats {
     pub membarriers: u64,
     /// sched_yield calls, while waiting or pacing a consumer.
     pub yields: u64,
+    /// Timed sleeps nobody is told of (a streaming consumer's naps, see `wait`).
+    pub naps: u64,
 }
 
 impl WaitStats {
@@ -38,6 +40,7 @@ impl WaitStats {
             + self.wakes_for_nobody
             + self.membarriers
             + self.yields
+            + self.naps
     }
 }
 
@@ -50,10 +53,11 @@ pub(crate) enum Event {
     WakeForNobody,
     Membarrier,
     Yield,
+    Nap,
 }
 
 static ON: AtomicBool = AtomicBool::new(false);
-static COUNTS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
+static COUNTS: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 
 #[inline]
 pub(crate) fn count(event: Event) {
@@ -78,6 +82,7 @@ pub fn wait_stats() -> WaitStats {
         wakes_for_nobody: c(Event::WakeForNobody),
         membarriers: c(Event::Membarrier),
         yields: c(Event::Yield),
+        naps: c(Event::Nap),
     }
 }
 
@@ -91,4 +96,11 @@ pub fn reset_wait_stats() {
 pub(crate) fn yield_now() {
     count(Event::Yield);
     std::thread::yield_now();
+}
+
+/// `std::thread::sleep`, counted as a nap.
+#[inline]
+pub(crate) fn nap(d: std::time::Duration) {
+    count(Event::Nap);
+    std::thread::sleep(d);
 }

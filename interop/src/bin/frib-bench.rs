@@ -10,7 +10,7 @@
 //! benches/ring.rs's line protocol: a consumer says `READY` once attached and
 //! `DONE END_NS BAD_WORDS COUNTS...` when it has every byte; a producer says
 //! `DONE START_NS END_NS COUNTS...`; a failure is `ERR why` and status 1. COUNTS are the
-//! benchmark's ten waiting counters: FRIB's crate is not instrumented, so all are 0 but
+//! benchmark's eleven waiting counters: FRIB's crate is not instrumented, so all are 0 but
 //! the context switches (its sleeps).
 //!
 //! Both sides use FRIB's crate as its documentation shows, with its 100 us polling: the
@@ -46,7 +46,8 @@ fn mono_ns() -> u64 {
 
 fn counts() -> String {
     let (vol, invol) = child::context_switches();
-    format!("0 0 0 0 0 0 0 0 {vol} {invol}")
+    // The ring's waiting counts (FRIB's crate has none), the context switches, naps.
+    format!("0 0 0 0 0 0 0 0 {vol} {invol} 0")
 }
 
 fn pin(cpu: &str) -> Result<(), String> {
