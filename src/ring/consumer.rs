@@ -229,18 +229,15 @@ impl Consumer {
             self.check_owner()?;
             return Ok(self.avail_hint);
         }
-        if self.pacing && min > 0 && timeout != Some(Duration::ZERO) {
-            if self.streamed >= STREAMING {
-                // A streaming producer puts a few hundred KiB during a nap: read them in
-                // one go, far behind the lines it is writing, rather than a few records
-                // at a time right behind it (each look at its pointer costs it a miss,
-                // about 300 ns when the host puts the two vCPUs on different dies).
-                super::stats::nap(wait::NAP);
-            } else {
-                // A yield, not a spin: it pauses us when we have the core to ourselves,
-                // and hands the core to another consumer when several share it.
-                super::stats::yield_now();
-            }
+        // A yield, not a spin: it pauses us when we have the core to ourselves, and hands
+        // the core to another consumer when several share it.
+        if self.pacing && min > 0 && timeout != Some(Duration::ZERO) && wait::yield_alone() && self.streamed >= STREAMING
+        {
+            // A streaming producer puts a few hundred KiB during a nap: read them in one
+            // go, far behind the lines it is writing, rather than a few records at a time
+            // right behind it (each look at its pointer costs it a miss, about 300 ns when
+            // the host puts the two vCPUs on different dies).
+            super::stats::nap(wait::NAP);
         }
         let avail = if min == 0 { self.refresh()? } else { self.wait_data(min, timeout)? };
         self.pacing = avail < SMALL_BATCH;

@@ -41,6 +41,18 @@ const YIELDS: u32 = 16; // about a microsecond each when the core is otherwise i
 pub const NAP: Duration = Duration::from_micros(20);
 const NAPS: u32 = 2;
 
+/// A yield that came back sooner than this found nobody else wanting the core.
+const ALONE: Duration = Duration::from_micros(10);
+
+/// Yields; true when the core came straight back. Naps are for a waiter with a core to
+/// itself: where consumers share one, each nap is one more context switch among them,
+/// and a yield already hands the core to those with data to copy.
+pub fn yield_alone() -> bool {
+    let t = Instant::now();
+    super::stats::yield_now();
+    t.elapsed() < ALONE
+}
+
 /// What to sleep on: a word in ring memory and the value it had when the sleep was
 /// announced (the sleep ends at once if it changed since).
 pub struct Ticket<'r> {
@@ -78,7 +90,7 @@ pub fn wait<'r, W: Waiter<'r>>(timeout: Option<Duration>, waiter: &mut W) -> Res
     // The clock is read only once a wait is really needed.
     let start = Instant::now();
     let expired = || timeout.is_some_and(|t| start.elapsed() >= t);
-    if waiter.streaming() {
+    if waiter.streaming() && yield_alone() {
         // Checking again within microseconds would only take the producer's lines from
         // it: a streaming peer will have put plenty after a nap.
         for _ in 0..NAPS {
