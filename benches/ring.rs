@@ -301,7 +301,7 @@ fn put_batches(p: &mut Producer, rec: usize, records: u64) -> Res<()> {
 /// What this child's waiting cost so far, as the numbers `Counts::parse` reads.
 fn counts_now() -> String {
     let w = ring::wait_stats();
-    let (vol, invol) = child::context_switches();
+    let (vol, invol, cpu_us) = child::context_switches_and_cpu();
     Counts([
         w.waits_woken,
         w.waits_timed_out,
@@ -314,6 +314,7 @@ fn counts_now() -> String {
         vol,
         invol,
         w.naps,
+        cpu_us,
     ])
     .to_string()
 }
@@ -754,10 +755,10 @@ fn describe(st: ExitStatus) -> String {
 /// timed out, not slept; wakes that woke someone, wakes for nobody; membarriers; yields;
 /// the legacy policy's 3 ms sleeps; voluntary and involuntary context switches.
 #[derive(Clone, Copy, Default)]
-struct Counts([u64; 11]);
+struct Counts([u64; 12]);
 
 impl Counts {
-    const LEN: usize = 11;
+    const LEN: usize = 12;
 
     /// The counts that end a DONE line after `skip` other numbers.
     fn parse(line: &str, skip: usize, who: &str) -> Res<Counts> {
@@ -783,6 +784,10 @@ impl Counts {
     /// A streaming consumer's naps (timed sleeps nobody wakes).
     fn naps(&self) -> u64 {
         self.0[10]
+    }
+    /// CPU time, user and system, microseconds.
+    fn cpu_us(&self) -> u64 {
+        self.0[11]
     }
     fn voluntary_switches(&self) -> u64 {
         self.0[8]
@@ -1198,9 +1203,11 @@ fn applies(policy: Policy, rec: u64, consumers: usize) -> bool {
 
 /// Per-MB waiting costs of one run, as printed (COST_COLUMNS): producer sleeps and
 /// wakes, consumers' sleeps and wakes, then for both sides: futex waits that returned at
-/// once, yields, membarriers, every system call to wait or wake, voluntary context switches.
+/// once, naps, yields, membarriers, every system call to wait or wake, voluntary context
+/// switches; last, each side's CPU time as a share of the run's (not per MB).
 fn per_mb(run: &Run) -> [f64; COSTS] {
     let mb = run.megabytes.max(1e-9);
+    let secs = (run.megabytes * 1e6 / run.rate.max(1e-9)).max(1e-9);
     let (p, c) = (&run.producer, &run.consumers);
     let both = |k: usize| (p.0[k] + c.0[k]) as f64 / mb;
     [
@@ -1214,14 +1221,18 @@ fn per_mb(run: &Run) -> [f64; COSTS] {
         both(5),
         (p.syscalls() + c.syscalls()) as f64 / mb,
         (p.voluntary_switches() + c.voluntary_switches()) as f64 / mb,
+        100.0 * p.cpu_us() as f64 / secs / 1e6,
+        100.0 * c.cpu_us() as f64 / secs / 1e6,
     ]
 }
 
-const COSTS: usize = 10;
+const COSTS: usize = 12;
 /// One repetition's rate, its costs per MB and what the host did meanwhile.
 type RepCosts = (f64, [f64; COSTS], Host);
-const COST_COLUMNS: [&str; COSTS] =
-    ["P sleeps", "P wakes", "C sleeps", "C wakes", "no sleep", "naps", "yields", "membar", "syscalls", "csw"];
+const COST_COLUMNS: [&str; COSTS] = [
+    "P sleeps", "P wakes", "C sleeps", "C wakes", "no sleep", "naps", "yields", "membar", "syscalls", "csw", "P cpu%",
+    "C cpu%",
+];
 
 fn median_of(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(f64::total_cmp);
@@ -1457,7 +1468,14 @@ fn coordinator() -> Res<()> {
         "streaming consumer's timed sleeps nobody wakes, yields, membar = membarriers, syscalls = all of those"
             .to_string(),
     );
-    line("(+ the legacy sleeps), csw = voluntary context switches.".to_string());
+    line(
+        "(+ the legacy sleeps), csw = voluntary context switches; P cpu% and C cpu% = the CPU time the producer and"
+            .to_string(),
+    );
+    line(
+        "the consumers (summed) used, as % of the run's time (consumers share one CPU: near 100 = that CPU is full)."
+            .to_string(),
+    );
     line("FRIB's crate is not instrumented: its csw are its 100 us sleeps.".to_string());
     let header: Vec<String> = COST_COLUMNS.iter().map(|c| format!("{c:>9}")).collect();
     line(format!("{:<7} {:>4} {:<7}{}", "record", "cons", "policy", header.join("")));
@@ -1501,12 +1519,7 @@ fn coordinator() -> Res<()> {
     for (si, &rec) in RECORD_SIZES.iter().enumerate() {
         for (pi, policy) in POLICIES.iter().enumerate() {
             for (rep, (rate, c, host)) in costs[pi][si][0].iter().enumerate() {
-                // FRIB's crate is not instrumented: only its rate and the host's figures.
-                let m: Vec<String> = if *policy == Policy::Frib {
-                    Vec::new()
-                } else {
-                    c.iter().map(|v| format!("{v:>9.2}")).collect()
-                };
+                let m: Vec<String> = c.iter().map(|v| format!("{v:>9.2}")).collect();
                 let run = format!("{}#{}", &policy.arg()[..1], rep + 1);
                 line(format!(
                     "{:<7} {:>4} {:>7.2} {:>7.0} {:>5.2} {:>7.1}{}",

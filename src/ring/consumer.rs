@@ -231,7 +231,11 @@ impl Consumer {
         }
         // A yield, not a spin: it pauses us when we have the core to ourselves, and hands
         // the core to another consumer when several share it.
-        if self.pacing && min > 0 && timeout != Some(Duration::ZERO) && wait::yield_alone() && self.streamed >= STREAMING
+        if self.pacing
+            && min > 0
+            && timeout != Some(Duration::ZERO)
+            && wait::yield_alone()
+            && self.streamed >= STREAMING
         {
             // A streaming producer puts a few hundred KiB during a nap: read them in one
             // go, far behind the lines it is writing, rather than a few records at a time

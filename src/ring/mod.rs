@@ -26,6 +26,7 @@ mod signal;
 mod slots;
 mod span;
 mod stats;
+mod store_choice;
 mod truncation;
 mod wait;
 mod watch;

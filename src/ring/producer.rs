@@ -16,6 +16,7 @@ use super::shared::{JOINING, Shared};
 use super::signal;
 use super::slots;
 use super::span::Span;
+use super::store_choice::StoreChoice;
 use super::wait::{self, POLL_SLICE, Ticket, WOKEN_SLICE, Waiter};
 use super::{Role, installed_hooks};
 use crate::error::{Error, Result};
@@ -40,6 +41,8 @@ pub struct Producer {
     attached: bool,
     /// The local ring master (if any) was told about us.
     announced: bool,
+    /// Whether copies store through the cache or around it (see `store_choice`).
+    stores: StoreChoice,
 }
 
 /// The result of one scan of the consumer records.
@@ -62,6 +65,7 @@ impl Producer {
         let pid = my_pid();
         let claim = slots::claim_producer(&ring, pid)?;
         let put = ring.put_pos()?;
+        let ring_capacity = ring.geo.capacity();
         let mut producer = Producer {
             ring,
             pid,
@@ -72,6 +76,7 @@ impl Producer {
             light: fence::light_publish(),
             attached: true,
             announced: false,
+            stores: StoreChoice::new(ring_capacity),
         };
         if let Some(hooks) = hooks {
             // On failure the slot is given back as `producer` drops.
@@ -203,9 +208,9 @@ impl Producer {
         self.check_owner()?;
         self.wait_space(len, timeout)?;
         let [(off, first), (wrap, rest)] = self.ring.geo.spans(self.put, len);
-        self.ring.map.write(off, &data[..first as usize]);
+        self.stores.write(&self.ring.map, off, &data[..first as usize]);
         if rest > 0 {
-            self.ring.map.write(wrap, &data[first as usize..]);
+            self.stores.write(&self.ring.map, wrap, &data[first as usize..]);
         }
         self.ring.intact_through(self.put, len)?;
         self.publish(len);
@@ -273,9 +278,9 @@ impl Producer {
             }
             let at = self.ring.geo.advance(self.put, pending);
             let [(off, first), (wrap, rest)] = self.ring.geo.spans(at, len);
-            self.ring.map.write(off, &data[..first as usize]);
+            self.stores.write(&self.ring.map, off, &data[..first as usize]);
             if rest > 0 {
-                self.ring.map.write(wrap, &data[first as usize..]);
+                self.stores.write(&self.ring.map, wrap, &data[first as usize..]);
             }
             pending += len;
         }

@@ -10,8 +10,8 @@
 //! benches/ring.rs's line protocol: a consumer says `READY` once attached and
 //! `DONE END_NS BAD_WORDS COUNTS...` when it has every byte; a producer says
 //! `DONE START_NS END_NS COUNTS...`; a failure is `ERR why` and status 1. COUNTS are the
-//! benchmark's eleven waiting counters: FRIB's crate is not instrumented, so all are 0 but
-//! the context switches (its sleeps).
+//! benchmark's twelve counters: FRIB's crate is not instrumented, so the ring's are 0; the
+//! context switches (its sleeps) and the CPU time are its own.
 //!
 //! Both sides use FRIB's crate as its documentation shows, with its 100 us polling: the
 //! producer `timed_put`s each record; the consumer `timed_get`s what is there, up to
@@ -45,9 +45,9 @@ fn mono_ns() -> u64 {
 }
 
 fn counts() -> String {
-    let (vol, invol) = child::context_switches();
-    // The ring's waiting counts (FRIB's crate has none), the context switches, naps.
-    format!("0 0 0 0 0 0 0 0 {vol} {invol} 0")
+    let (vol, invol, cpu_us) = child::context_switches_and_cpu();
+    // The ring's waiting counts (FRIB's crate has none), the context switches, naps, CPU time.
+    format!("0 0 0 0 0 0 0 0 {vol} {invol} 0 {cpu_us}")
 }
 
 fn pin(cpu: &str) -> Result<(), String> {
