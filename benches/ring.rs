@@ -853,6 +853,10 @@ fn core_share_probe(cpus: Cpus) -> f64 {
     if solo > 0.0 { pair / solo } else { 0.0 }
 }
 
+/// A cache-line round trip at least this long means the two vCPUs sit on different dies
+/// (measured here: 52-90 ns on one die, 300-440 ns apart).
+const APART_NS: f64 = 150.0;
+
 /// Round trips of one cache line between threads pinned to the producer's and the
 /// consumers' CPUs, ns each (median of 5 bursts): what every pointer a peer reads costs.
 fn bounce_probe(cpus: Cpus) -> f64 {
@@ -1532,6 +1536,28 @@ fn coordinator() -> Res<()> {
                     m.join("")
                 ));
             }
+        }
+    }
+    line(String::new());
+    line(format!(
+        "1 -> 1 by where the host ran the two vCPUs just before each repetition (bounce < {APART_NS} ns: one die; else"
+    ));
+    line("dies apart): median GB/s [min, max] xspread (repetitions) of each group".to_string());
+    line(format!("{:<7} {:<7} {:<36} {:<36}", "record", "policy", "one die", "dies apart"));
+    for (si, &rec) in RECORD_SIZES.iter().enumerate() {
+        for (pi, policy) in POLICIES.iter().enumerate() {
+            let runs = &costs[pi][si][0];
+            if runs.is_empty() {
+                continue;
+            }
+            let group = |apart: bool| {
+                let values: Vec<f64> =
+                    runs.iter().filter(|(_, _, h)| (h.bounce_ns >= APART_NS) == apart).map(|(r, _, _)| *r).collect();
+                let n = values.len();
+                let s = Series { values, errors: Vec::new() };
+                if n == 0 { "-".to_string() } else { format!("{} ({n})", s.show(gb, 2)) }
+            };
+            line(format!("{:<7} {:<7} {:<36} {:<36}", fmt_size(rec), policy.arg(), group(false), group(true)));
         }
     }
     line(String::new());

@@ -38,3 +38,35 @@ fn large_records_arrive_intact_whichever_kind_of_store_carried_them() {
     }
     producer.join().expect("producer thread");
 }
+
+#[test]
+fn small_records_of_a_batch_arrive_intact_whichever_kind_of_store_carried_them() {
+    use std::io::IoSlice;
+    let ring = RingName::created("store-choice-batch", 16 << 10, 2);
+    let mut c = Consumer::attach(ring.s()).expect("consumer");
+    let name = ring.s().to_string();
+    // Records of 1 .. 200 bytes, so every ragged end and alignment occurs.
+    let small = |n: u32| -> Vec<u8> {
+        let len = 1 + (n as usize * 53) % 200;
+        (0..len).map(|i| (i as u32 ^ n.wrapping_mul(40503)) as u8).collect()
+    };
+    const BATCHES: u32 = 1000;
+    const PER_BATCH: u32 = 40;
+    let producer = std::thread::spawn(move || {
+        let mut p = Producer::attach(&name).expect("producer");
+        for b in 0..BATCHES {
+            let records: Vec<Vec<u8>> = (0..PER_BATCH).map(|k| small(b * PER_BATCH + k)).collect();
+            let slices: Vec<IoSlice> = records.iter().map(|r| IoSlice::new(r)).collect();
+            let put = p.put_vectored(&slices, Some(Duration::from_secs(20))).expect("put_vectored");
+            assert_eq!(put, slices.len());
+        }
+    });
+    let mut buf = vec![0u8; 256];
+    for n in 0..BATCHES * PER_BATCH {
+        let want = small(n);
+        let got = c.get(&mut buf[..want.len()], want.len() as u64, Some(Duration::from_secs(20))).expect("get");
+        assert_eq!(got, want.len());
+        assert!(buf[..got] == want[..], "record {n} ({} bytes) arrived changed", want.len());
+    }
+    producer.join().expect("producer thread");
+}

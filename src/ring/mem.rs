@@ -156,11 +156,11 @@ impl Mapping {
     /// lines go to memory without first being fetched from wherever a consumer last read
     /// them. A record need not start on a cache line (NSCLDAQ's data area begins 32 bytes
     /// into one), and a line it shares with the next record is still never fetched. The
-    /// stores are fenced before this returns, so a pointer published afterwards is seen
-    /// after the data.
+    /// stores are weakly ordered: `fence_streams` must come before anything that makes
+    /// them visible (a published pointer).
     #[cfg(target_arch = "x86_64")]
-    pub fn write_around_cache(&self, off: u64, src: &[u8]) {
-        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+    pub fn stream(&self, off: u64, src: &[u8]) {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
         const PIECE: usize = 16;
         let dst = self.checked(off, src.len() as u64, 1);
         let head = dst.align_offset(PIECE).min(src.len());
@@ -169,8 +169,7 @@ impl Mapping {
         // SAFETY: destination checked in bounds for all of `src.len()` bytes and source is
         // a caller's slice (no overlap, see `read`); `head`, `tail` and every piece lie
         // within both; `dst + head` is 16-byte aligned, as _mm_stream_si128 requires;
-        // SSE2 is part of x86_64. The sfence orders the weakly ordered stream stores
-        // before anything stored after it.
+        // SSE2 is part of x86_64.
         unsafe {
             std::ptr::copy_nonoverlapping(src.as_ptr(), dst, head);
             for p in 0..pieces {
@@ -178,15 +177,26 @@ impl Mapping {
                 _mm_stream_si128(dst.add(head + p * PIECE).cast::<__m128i>(), v);
             }
             std::ptr::copy_nonoverlapping(src.as_ptr().add(tail), dst.add(tail), src.len() - tail);
-            _mm_sfence();
         }
+    }
+
+    /// Orders every `stream` store before anything stored after this returns.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    pub fn fence_streams(&self) {
+        // SAFETY: sfence has no operands and no effect but ordering; SSE is part of x86_64.
+        unsafe { std::arch::x86_64::_mm_sfence() }
     }
 
     /// Elsewhere, an ordinary copy.
     #[cfg(not(target_arch = "x86_64"))]
-    pub fn write_around_cache(&self, off: u64, src: &[u8]) {
+    pub fn stream(&self, off: u64, src: &[u8]) {
         self.write(off, src)
     }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline]
+    pub fn fence_streams(&self) {}
 }
 
 #[cfg(test)]
@@ -194,7 +204,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_copy_around_the_cache_writes_exactly_its_bytes_at_any_alignment() {
+    fn a_streamed_copy_writes_exactly_its_bytes_at_any_alignment() {
         let file = tempfile_in_shm();
         let len = 4096u64;
         file.set_len(len).expect("size");
@@ -203,7 +213,8 @@ mod tests {
         for off in 0..80u64 {
             for n in [0usize, 1, 15, 16, 17, 31, 32, 63, 64, 65, 100, 1024, 1025, 1500] {
                 map.write(0, &vec![0xee; len as usize]);
-                map.write_around_cache(off, &src[..n]);
+                map.stream(off, &src[..n]);
+                map.fence_streams();
                 let mut back = vec![0u8; len as usize];
                 map.read(0, &mut back);
                 assert!(back[..off as usize].iter().all(|&b| b == 0xee), "before, off {off} n {n}");

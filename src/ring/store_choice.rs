@@ -19,14 +19,15 @@
 //! sooner when the rate of the kind in use collapses (the host moved a vCPU). A producer
 //! that is not limited by the ring sees both kinds at the same rate and keeps its choice.
 //!
-//! Only copies of at least MIN_LEN bytes take part: a small record is a line or two, for
-//! which a partial-line stream store is slow.
+//! Single puts of fewer than MIN_LEN bytes always go through the cache: each is fenced
+//! on its own before it is published, which would write its lines partially; the records
+//! of a batch put take part whatever their size, with one fence for the batch.
 
 use std::time::Instant;
 
 use super::mem::Mapping;
 
-/// Copies shorter than this always go through the cache.
+/// Single copies shorter than this always go through the cache.
 const MIN_LEN: usize = 1024;
 /// Epochs between two that use the kind not in use; fewer right after a switch, to
 /// confirm it (one epoch is a few milliseconds at most).
@@ -54,6 +55,8 @@ pub struct StoreChoice {
     second_half: Option<Instant>,
     /// Epochs left before the next that uses the kind not in use.
     until_explore: u32,
+    /// Stream stores of the current batch wait for `end_batch`'s fence.
+    streamed: bool,
     /// Epochs not measured yet: the first ones include the ring's first fill and the
     /// caches warming up.
     warming: u32,
@@ -69,18 +72,44 @@ impl StoreChoice {
             bytes: 0,
             second_half: None,
             until_explore: 1,
+            streamed: false,
             warming: WARMING,
         }
     }
 
-    /// Copies `data` into the ring at `off`.
+    /// Copies `data` into the ring at `off`, ready to be published.
     #[inline]
     pub fn write(&mut self, map: &Mapping, off: u64, data: &[u8]) {
         if data.len() < MIN_LEN {
             return map.write(off, data);
         }
-        if self.around_cache != self.exploring {
-            map.write_around_cache(off, data);
+        if self.copy(map, off, data) {
+            map.fence_streams();
+        }
+    }
+
+    /// Copies one record of a batch into the ring at `off`; `end_batch` must follow
+    /// before the batch is published. Records of a batch lie end to end, so small ones
+    /// take part too: their stream stores fill whole lines together.
+    #[inline]
+    pub fn write_in_batch(&mut self, map: &Mapping, off: u64, data: &[u8]) {
+        self.streamed |= self.copy(map, off, data);
+    }
+
+    /// Makes the batch's stores ready to be published.
+    #[inline]
+    pub fn end_batch(&mut self, map: &Mapping) {
+        if std::mem::take(&mut self.streamed) {
+            map.fence_streams();
+        }
+    }
+
+    /// Copies with the kind of store this epoch uses; true if it streamed.
+    #[inline]
+    fn copy(&mut self, map: &Mapping, off: u64, data: &[u8]) -> bool {
+        let around = self.around_cache != self.exploring;
+        if around {
+            map.stream(off, data);
         } else {
             map.write(off, data);
         }
@@ -88,6 +117,7 @@ impl StoreChoice {
         if self.bytes >= self.half {
             self.epoch_step();
         }
+        around
     }
 
     #[cold]
