@@ -265,6 +265,7 @@ fn child_producer(args: &[String]) -> Res<()> {
     let mut p = Producer::attach(name).map_err(|e| format!("producer attach: {e}"))?;
     ring::count_wait_stats(true);
     let records = total / rec;
+    let cpu0 = child::cpu_us();
     let t0 = mono_ns();
     if policy == Policy::Batch {
         put_batches(&mut p, rec as usize, records)?;
@@ -276,7 +277,7 @@ fn child_producer(args: &[String]) -> Res<()> {
         }
     }
     let t1 = mono_ns();
-    say(&format!("DONE {t0} {t1} {}", counts_now()))
+    say(&format!("DONE {t0} {t1} {}", counts_now(cpu0)))
 }
 
 /// Puts `records` records of `rec` bytes, BATCH_RECORDS per put_vectored call.
@@ -298,10 +299,12 @@ fn put_batches(p: &mut Producer, rec: usize, records: u64) -> Res<()> {
     Ok(())
 }
 
-/// What this child's waiting cost so far, as the numbers `Counts::parse` reads.
-fn counts_now() -> String {
+/// What this child's waiting cost so far, as the numbers `Counts::parse` reads; CPU time
+/// counts from `cpu0`.
+fn counts_now(cpu0: u64) -> String {
     let w = ring::wait_stats();
     let (vol, invol, cpu_us) = child::context_switches_and_cpu();
+    let cpu_us = cpu_us.saturating_sub(cpu0);
     Counts([
         w.waits_woken,
         w.waits_timed_out,
@@ -332,6 +335,7 @@ fn child_consumer(args: &[String]) -> Res<()> {
     // Touch the buffer now so its page faults are not timed.
     let mut buf = vec![1u8; CONSUMER_BUF];
     let mut check = Checker::new(rec);
+    let cpu0 = child::cpu_us();
     say("READY")?;
     let mut got = 0u64;
     while got < total {
@@ -341,7 +345,7 @@ fn child_consumer(args: &[String]) -> Res<()> {
         got += n as u64;
     }
     let t1 = mono_ns();
-    say(&format!("DONE {t1} {} {}", check.bad, counts_now()))
+    say(&format!("DONE {t1} {} {}", check.bad, counts_now(cpu0)))
 }
 
 /// lat-producer RING POLICY SAMPLES: a warm-up stream, then one stamped 64-byte record

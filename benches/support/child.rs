@@ -76,3 +76,9 @@ pub fn context_switches_and_cpu() -> (u64, u64, u64) {
     let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
     (ru.ru_nvcsw as u64, ru.ru_nivcsw as u64, us(ru.ru_utime) + us(ru.ru_stime))
 }
+
+/// This process's CPU time so far, microseconds: taken where the timed work starts, so
+/// that start-up and attaching do not count.
+pub fn cpu_us() -> u64 {
+    context_switches_and_cpu().2
+}

@@ -44,8 +44,10 @@ fn mono_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-fn counts() -> String {
+/// The counters, with the CPU time since `cpu0` (microseconds).
+fn counts(cpu0: u64) -> String {
     let (vol, invol, cpu_us) = child::context_switches_and_cpu();
+    let cpu_us = cpu_us.saturating_sub(cpu0);
     // The ring's waiting counts (FRIB's crate has none), the context switches, naps, CPU time.
     format!("0 0 0 0 0 0 0 0 {vol} {invol} 0 {cpu_us}")
 }
@@ -91,19 +93,21 @@ fn run(args: &[String]) -> Result<(), String> {
         "producer" => {
             let mut p = producer::Producer::attach(&map).map_err(|e| producer::error_string(&e))?;
             let mut record: Vec<u8> = (0..rec).map(|i| i as u8).collect();
+            let cpu0 = child::cpu_us();
             let t0 = mono_ns();
             for seq in 0..total / rec {
                 child::stamp(&mut record, seq);
                 p.timed_put(&record, PATIENCE).map_err(|e| format!("put: {}", producer::error_string(&e)))?;
             }
             let t1 = mono_ns();
-            say(&format!("DONE {t0} {t1} {}", counts()))
+            say(&format!("DONE {t0} {t1} {}", counts(cpu0)))
         }
         "consumer" => {
             let mut c = consumer::Consumer::attach(&map).map_err(|e| consumer::error_string(&e))?;
             let mut buf = vec![1u8; CONSUMER_BUF];
             let mut check = child::Checker::new(rec);
             let total = total / rec * rec;
+            let cpu0 = child::cpu_us();
             say("READY")?;
             let mut got = 0u64;
             let mut since = Instant::now();
@@ -124,7 +128,7 @@ fn run(args: &[String]) -> Result<(), String> {
                 }
             }
             let t1 = mono_ns();
-            say(&format!("DONE {t1} {} {}", check.bad, counts()))
+            say(&format!("DONE {t1} {} {}", check.bad, counts(cpu0)))
         }
         other => Err(format!("unknown role {other:?}")),
     }
