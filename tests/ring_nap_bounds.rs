@@ -1,22 +1,33 @@
 //! Where a streaming consumer's naps (timed sleeps nobody is told of, see tests/ring_naps.rs)
-//! must not go: past the timeout of the get that takes them, and into a ring too small to
-//! hold what the producer puts during one (it fills, and the producer stops and must be
-//! woken: a 4 KiB ring moved 5x less with naps than without). One test only: the counts
-//! are per process.
+//! must not go: past the timeout of the get that takes them, on and on once nothing comes
+//! any more, and into a ring too small to hold what the producer puts during one (it
+//! fills, and the producer stops and must be woken: a 4 KiB ring moved 5x less with naps
+//! than without). One test only: the counts are per process.
 //!
 //! A nap is taken only when a yield comes straight back, which a loaded machine may deny:
 //! what is checked here is what must never happen, in every one of several attempts.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 mod common;
 
 use common::RingName;
-use daqflow::ring::{self, Consumer, Producer};
+use daqflow::ring::{self, Consumer, Idle, Producer};
 
 const ATTEMPTS: usize = 20;
 /// `wait::NAP`, the length a nap asks for (it lasts several times that).
 const NAP: Duration = Duration::from_micros(20);
+
+/// Counts the consumer's idle ticks.
+struct Ticks(Arc<AtomicU64>);
+
+impl Idle for Ticks {
+    fn idle(&mut self, _orphaned: &dyn Fn() -> bool) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// Reads `n` bytes that are already there in pieces of `piece` (no wait, so no sleep is
 /// announced): the consumer now counts its producer as streaming.
@@ -64,6 +75,24 @@ fn naps_keep_to_the_timeout_and_to_rings_that_hold_a_naps_worth() {
             let naps = naps_of_empty_get(&mut c, NAP * 3 / 2);
             assert!(naps <= 1, "a get with a {:?} timeout napped {naps} times", NAP * 3 / 2);
         }
+    }
+    {
+        // Nothing comes any more, and the consumer waits with timeouts that end during its
+        // naps: the streak ended with the first nap that found nothing, so it does not nap
+        // on for ever, and its waits reach the sleep whose housekeeping runs its `Idle`
+        // (how a proxy ring's consumer restarts a dead feeder).
+        let ring = RingName::created("nap-bounds-idle", 1 << 20, 2);
+        let mut c = Consumer::attach(ring.s()).expect("consumer");
+        let mut p = Producer::attach(ring.s()).expect("producer");
+        let ticks = Arc::new(AtomicU64::new(0));
+        c.on_idle(Ticks(ticks.clone()));
+        for _ in 0..ATTEMPTS {
+            keep_pace(&mut p, &mut c, 16 << 10);
+            naps_of_empty_get(&mut c, Duration::from_micros(150));
+            let naps = naps_of_empty_get(&mut c, Duration::from_micros(150));
+            assert_eq!(naps, 0, "a consumer napped on after naps that found nothing");
+        }
+        assert!(ticks.load(Ordering::Relaxed) > 0, "no wait ever ran the consumer's Idle");
     }
     {
         // A 16 KiB ring: streaming through it never leads to a nap, waiting or pacing.
