@@ -78,9 +78,9 @@ fn naps_keep_to_the_timeout_and_to_rings_that_hold_a_naps_worth() {
     }
     {
         // Nothing comes any more, and the consumer waits with timeouts that end during its
-        // naps: the streak ended with the first nap that found nothing, so it does not nap
-        // on for ever, and its waits reach the sleep whose housekeeping runs its `Idle`
-        // (how a proxy ring's consumer restarts a dead feeder).
+        // naps: the streak ended with the first wait that timed out, so it does not nap on
+        // for ever, and its waits reach the sleep whose housekeeping runs its `Idle` (how
+        // a proxy ring's consumer restarts a dead feeder).
         let ring = RingName::created("nap-bounds-idle", 1 << 20, 2);
         let mut c = Consumer::attach(ring.s()).expect("consumer");
         let mut p = Producer::attach(ring.s()).expect("producer");
@@ -90,7 +90,7 @@ fn naps_keep_to_the_timeout_and_to_rings_that_hold_a_naps_worth() {
             keep_pace(&mut p, &mut c, 16 << 10);
             naps_of_empty_get(&mut c, Duration::from_micros(150));
             let naps = naps_of_empty_get(&mut c, Duration::from_micros(150));
-            assert_eq!(naps, 0, "a consumer napped on after naps that found nothing");
+            assert_eq!(naps, 0, "a consumer napped on after a wait that found nothing");
         }
         assert!(ticks.load(Ordering::Relaxed) > 0, "no wait ever ran the consumer's Idle");
     }

@@ -17,8 +17,8 @@ use parking_lot::Mutex;
 
 /// Reads that find less than this already available count as keeping pace.
 const SMALL_BATCH: u64 = 4096;
-/// Bytes consumed since the streak last ended (an announced sleep, or a nap that found
-/// nothing) from which the producer counts as streaming (see `wait::Waiter::streaming`):
+/// Bytes consumed since the streak last ended (an announced sleep, or a wait that timed
+/// out) from which the producer counts as streaming (see `wait::Waiter::streaming`):
 /// a trickle of records never gets there, so its wake-up latency is the futex's.
 const STREAMING: u64 = 64 << 10;
 /// Rings of fewer data bytes than this never nap (see `Consumer::streaming`).
@@ -191,9 +191,12 @@ impl Consumer {
     /// the caller's `timeout` has already passed (a pacing nap).
     fn wait_data(&mut self, min: u64, timeout: Option<Duration>, spent: Duration) -> Result<u64> {
         self.check_owner()?;
-        let mut waiter = DataWaiter { consumer: self, min, streak_over: false };
+        let mut waiter = DataWaiter { consumer: self, min, slept: false };
         let ready = wait::wait(timeout.map(|t| t.saturating_sub(spent)), &mut waiter);
-        if waiter.streak_over {
+        // A wait that slept, or that ended with nothing (its timeout may end during its
+        // naps, before any sleep: it would nap on for ever, and never reach the sleep's
+        // housekeeping), ends the streak.
+        if waiter.slept || matches!(ready, Ok(None)) {
             self.streamed = 0;
         }
         match ready? {
@@ -419,8 +422,8 @@ impl Drop for Consumer {
 struct DataWaiter<'a> {
     consumer: &'a Consumer,
     min: u64,
-    /// The streak of streaming ended (see `Waiter::streak_over`).
-    streak_over: bool,
+    /// A sleep was announced (the streak of streaming ends).
+    slept: bool,
 }
 
 impl<'a> Waiter<'a> for DataWaiter<'a> {
@@ -443,7 +446,7 @@ impl<'a> Waiter<'a> for DataWaiter<'a> {
     /// we stop reading now: it is told to look again, since what it needs may already be
     /// free (else it sleeps until its backstop, while we sleep waiting for its data).
     fn announce(&mut self) -> Ticket<'a> {
-        self.streak_over = true;
+        self.slept = true;
         let c = self.consumer;
         let request = c.ring.space_request(c.slot);
         if request.pending(&c.ring.geo).is_some() {
@@ -454,10 +457,6 @@ impl<'a> Waiter<'a> for DataWaiter<'a> {
 
     fn streaming(&self) -> bool {
         self.consumer.streaming()
-    }
-
-    fn streak_over(&mut self) {
-        self.streak_over = true;
     }
 
     fn housekeeping(&mut self) -> Result<()> {

@@ -82,8 +82,6 @@ pub trait Waiter<'r> {
     fn streaming(&self) -> bool {
         false
     }
-    /// A nap found nothing, or a sleep is announced: `streaming` is over.
-    fn streak_over(&mut self) {}
     fn housekeeping(&mut self) -> Result<()>;
 }
 
@@ -111,10 +109,6 @@ pub fn wait<'r, W: Waiter<'r>>(timeout: Option<Duration>, waiter: &mut W) -> Res
             if let Some(ready) = waiter.check()? {
                 return Ok(Some(ready));
             }
-            // Nothing came in a whole nap: the peer is not streaming any more. (Else a
-            // waiter whose timeouts end during its naps would nap on for ever and never
-            // reach the sleep below, nor its housekeeping.)
-            waiter.streak_over();
             if expired() {
                 return Ok(None);
             }
