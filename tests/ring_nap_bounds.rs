@@ -80,6 +80,18 @@ fn naps_keep_to_the_timeout_and_to_rings_that_hold_a_naps_worth() {
             let naps = naps_of_empty_get(&mut c, Duration::from_micros(150));
             assert_eq!(naps, 0, "a consumer napped on after a wait that found nothing");
         }
+        // A poll that finds nothing only caught up: the streak goes on, and a wait naps.
+        let mut napped = false;
+        for _ in 0..ATTEMPTS {
+            stream(&mut p, &mut c, 64 << 10, 16 << 10);
+            let e = c.get(&mut [0u8; 64], 1, Some(Duration::ZERO)).expect_err("no data");
+            assert_eq!(e.errno(), libc::ETIMEDOUT);
+            if naps_of_empty_get(&mut c, Duration::from_millis(5)) > 0 {
+                napped = true;
+                break;
+            }
+        }
+        assert!(napped, "a poll that found nothing ended the streak ({ATTEMPTS} attempts)");
     }
     {
         // A 16 KiB ring: streaming through it never leads to a nap, waiting or pacing.

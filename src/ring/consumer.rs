@@ -193,10 +193,10 @@ impl Consumer {
         self.check_owner()?;
         let mut waiter = DataWaiter { consumer: self, min, slept: false };
         let ready = wait::wait(timeout.map(|t| t.saturating_sub(spent)), &mut waiter);
-        // A wait that slept, or that ended with nothing (its timeout may end during its
-        // naps, before any sleep: it would nap on for ever, and never reach the sleep's
-        // housekeeping), ends the streak.
-        if waiter.slept || matches!(ready, Ok(None)) {
+        // A wait that slept, or that waited in vain (its timeout may end during its naps,
+        // before any sleep: it would nap on for ever, and never reach the sleep's
+        // housekeeping), ends the streak; a poll that finds nothing only caught up.
+        if waiter.slept || (matches!(ready, Ok(None)) && timeout != Some(Duration::ZERO)) {
             self.streamed = 0;
         }
         match ready? {
