@@ -53,9 +53,9 @@ pub fn yield_alone() -> bool {
     t.elapsed() < ALONE
 }
 
-/// Whether a nap fits in what is left of `timeout` after `spent`: a nap really lasts
-/// several times NAP, and nothing shortens it, so one taken near the end of a short
-/// timeout would overshoot it by as much.
+/// Whether a nap fits in what is left of `timeout` after `spent`. Nothing shortens a nap,
+/// so one taken anyway would overshoot a short timeout by all of it; one that fits
+/// overshoots only by the timer's slack (tens of us), as every timed sleep does.
 pub fn nap_fits(timeout: Option<Duration>, spent: Duration) -> bool {
     timeout.is_none_or(|t| t.saturating_sub(spent) >= NAP)
 }
