@@ -224,8 +224,24 @@ mod tests {
         }
     }
 
+    /// Stream stores fault like ordinary ones on a page the object no longer has: the
+    /// SIGBUS guard takes the fault and the mapping reports the truncation.
+    #[test]
+    fn a_copy_around_the_cache_into_a_truncated_object_strikes_the_mapping() {
+        let file = tempfile_in_shm();
+        let len = 4 * page_size();
+        file.set_len(len).expect("size");
+        let map = Mapping::new(&file, len, true, "around-cache-truncated").expect("map");
+        map.write(0, &vec![1u8; len as usize]);
+        file.set_len(0).expect("truncate");
+        map.write_around_cache(page_size() + 48, &vec![2u8; 2 * page_size() as usize]);
+        assert!(map.struck());
+    }
+
+    /// A file of its own for each test (tests run in parallel, and one truncates its file).
     fn tempfile_in_shm() -> File {
-        let path = format!("/dev/shm/daqflow-mem-test-{}", std::process::id());
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = format!("/dev/shm/daqflow-mem-test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let file =
             std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).expect("create");
         let _ = std::fs::remove_file(&path);

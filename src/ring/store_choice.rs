@@ -16,7 +16,8 @@
 //! filled. So the producer measures its own put rate, waits included, over epochs of
 //! twice the ring's capacity (the second half only, when the ring's contents and caches
 //! reflect the kind of store in use), and now and then spends an epoch on the other kind:
-//! sooner when the rate of the kind in use collapses (the host moved a vCPU). A producer
+//! sooner when the rate of the kind in use collapses for two epochs running (the host
+//! moved a vCPU; a single slow epoch is as likely the application pausing). A producer
 //! that is not limited by the ring sees both kinds at the same rate and keeps its choice.
 //!
 //! Single puts of fewer than MIN_LEN bytes always go through the cache: each is fenced
@@ -60,6 +61,9 @@ pub struct StoreChoice {
     /// Epochs not measured yet: the first ones include the ring's first fill and the
     /// caches warming up.
     warming: u32,
+    /// The last epoch of the kind in use collapsed: the next one says whether the host
+    /// moved a vCPU or the application paused.
+    doubt: bool,
 }
 
 impl StoreChoice {
@@ -74,6 +78,7 @@ impl StoreChoice {
             until_explore: 1,
             streamed: false,
             warming: WARMING,
+            doubt: false,
         }
     }
 
@@ -142,7 +147,16 @@ impl StoreChoice {
             return;
         }
         let used = self.around_cache != self.exploring;
-        let last = std::mem::replace(&mut self.rate[used as usize], rate);
+        let last = self.rate[used as usize];
+        let collapsed = rate < COLLAPSE * last;
+        if collapsed && !self.exploring && !std::mem::replace(&mut self.doubt, true) {
+            // A producer paced by its application collapses just the same when it pauses,
+            // and the other kind, tried next, would then win against the pause and be
+            // kept: measure the kind in use once more, against the same reference.
+            return;
+        }
+        self.doubt = false;
+        self.rate[used as usize] = rate;
         if std::mem::take(&mut self.exploring) {
             if rate > HYSTERESIS * self.rate[self.around_cache as usize] {
                 self.around_cache = used;
@@ -152,7 +166,7 @@ impl StoreChoice {
             }
             return;
         }
-        self.until_explore = if rate < COLLAPSE * last { 0 } else { self.until_explore.saturating_sub(1) };
+        self.until_explore = if collapsed { 0 } else { self.until_explore.saturating_sub(1) };
         self.exploring = self.until_explore == 0;
     }
 }
@@ -188,11 +202,26 @@ mod tests {
         let used = run(&mut c, 2 * EXPLORE as usize, 40e9, 12e9);
         assert!(!c.around_cache);
         assert!(used.iter().filter(|&&u| u).count() <= 2, "{used:?}");
-        // A collapse of the kind in use sends the very next epoch to the other kind.
+        // A collapse of the kind in use that lasts two epochs sends the next to the other kind.
+        run(&mut c, 1, 3e9, 17e9);
+        assert!(!c.exploring);
         run(&mut c, 1, 3e9, 17e9);
         assert!(c.exploring);
         run(&mut c, 1, 3e9, 17e9);
         assert!(c.around_cache);
+    }
+
+    #[test]
+    fn a_pause_of_a_producer_paced_by_its_application_changes_nothing() {
+        let mut c = StoreChoice::new(8 << 20);
+        run(&mut c, 2 * EXPLORE as usize, 1e9, 1e9);
+        assert!(!c.around_cache);
+        for _ in 0..3 {
+            // One epoch holds a pause of the application: both kinds would have done as badly.
+            run(&mut c, 1, 1e8, 1e8);
+            run(&mut c, 2 * EXPLORE as usize, 1e9, 1e9);
+            assert!(!c.around_cache, "a pause switched the kind of store");
+        }
     }
 
     #[test]

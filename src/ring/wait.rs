@@ -53,6 +53,13 @@ pub fn yield_alone() -> bool {
     t.elapsed() < ALONE
 }
 
+/// Whether a nap fits in what is left of `timeout` after `spent`. Nothing shortens a nap,
+/// so one taken anyway would overshoot a short timeout by all of it; one that fits
+/// overshoots only by the timer's slack (tens of us), as every timed sleep does.
+pub fn nap_fits(timeout: Option<Duration>, spent: Duration) -> bool {
+    timeout.is_none_or(|t| t.saturating_sub(spent) >= NAP)
+}
+
 /// What to sleep on: a word in ring memory and the value it had when the sleep was
 /// announced (the sleep ends at once if it changed since).
 pub struct Ticket<'r> {
@@ -92,8 +99,12 @@ pub fn wait<'r, W: Waiter<'r>>(timeout: Option<Duration>, waiter: &mut W) -> Res
     let expired = || timeout.is_some_and(|t| start.elapsed() >= t);
     if waiter.streaming() && yield_alone() {
         // Checking again within microseconds would only take the producer's lines from
-        // it: a streaming peer will have put plenty after a nap.
+        // it: a streaming peer will have put plenty after a nap. A nap that would outlast
+        // the timeout is not taken (the sleep below keeps to what is left of it).
         for _ in 0..NAPS {
+            if !nap_fits(timeout, start.elapsed()) {
+                break;
+            }
             super::stats::nap(NAP);
             if let Some(ready) = waiter.check()? {
                 return Ok(Some(ready));
