@@ -154,10 +154,11 @@ impl Mapping {
     /// Copies `src` into the mapping at `off` with non-temporal stores for every aligned
     /// 16-byte piece (the ragged ends, under 16 bytes each, go through the cache): the
     /// lines go to memory without first being fetched from wherever a consumer last read
-    /// them. A record need not start on a cache line (NSCLDAQ's data area begins 32 bytes
-    /// into one), and a line it shares with the next record is still never fetched. The
-    /// stores are weakly ordered: `fence_streams` must come before anything that makes
-    /// them visible (a published pointer).
+    /// them. Pieces of 16 rather than whole lines because a record need not start on a
+    /// cache line (NSCLDAQ's data area begins 32 bytes into one): records whose sizes are
+    /// multiples of 16 (1 KiB, 64 KiB) fetch no line at all; a ragged end fetches its
+    /// line. The stores are weakly ordered: `fence_streams` must come before anything that
+    /// makes them visible (a published pointer).
     #[cfg(target_arch = "x86_64")]
     pub fn stream(&self, off: u64, src: &[u8]) {
         use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
@@ -227,14 +228,15 @@ mod tests {
     /// Stream stores fault like ordinary ones on a page the object no longer has: the
     /// SIGBUS guard takes the fault and the mapping reports the truncation.
     #[test]
-    fn a_copy_around_the_cache_into_a_truncated_object_strikes_the_mapping() {
+    fn a_streamed_copy_into_a_truncated_object_strikes_the_mapping() {
         let file = tempfile_in_shm();
         let len = 4 * page_size();
         file.set_len(len).expect("size");
         let map = Mapping::new(&file, len, true, "around-cache-truncated").expect("map");
         map.write(0, &vec![1u8; len as usize]);
         file.set_len(0).expect("truncate");
-        map.write_around_cache(page_size() + 48, &vec![2u8; 2 * page_size() as usize]);
+        map.stream(page_size() + 48, &vec![2u8; 2 * page_size() as usize]);
+        map.fence_streams();
         assert!(map.struck());
     }
 
