@@ -1,5 +1,6 @@
-//! Large records go into the ring with ordinary or non-temporal stores, whichever moved
-//! more lately (see the ring core's `store_choice`); both kinds are tried along the way.
+//! Large records (4 KiB and more) and the records of a batch put go into the ring with
+//! ordinary or non-temporal stores, whichever moved more lately (see the ring core's
+//! `store_choice`); both kinds are tried along the way.
 //! Whatever the kind, at any offset and across the wrap, every byte arrives as put.
 
 use std::time::Duration;
@@ -9,7 +10,8 @@ mod common;
 use common::RingName;
 use daqflow::ring::{Consumer, Producer};
 
-/// Record `n`: its length (1 KiB .. 5 KiB, so both ragged ends vary) and its bytes.
+/// Record `n`: its length (1 KiB .. 5 KiB: both kinds of single put, and both ragged
+/// ends vary) and its bytes.
 fn record(n: u32) -> Vec<u8> {
     let len = 1024 + (n as usize * 37) % 4096;
     (0..len).map(|i| (i as u32 ^ n.wrapping_mul(2654435761)) as u8).collect()
