@@ -237,19 +237,6 @@ impl Producer {
         record: impl Fn(usize) -> &'d [u8],
         timeout: Option<Duration>,
     ) -> Result<usize> {
-        let put = self.put_batch(count, record, timeout);
-        // Records written and then given up (a timeout, a failing ring) are overwritten by
-        // the next put: their stream stores must not land after its ordinary ones.
-        self.stores.end_batch(&self.ring.map);
-        put
-    }
-
-    fn put_batch<'d>(
-        &mut self,
-        count: usize,
-        record: impl Fn(usize) -> &'d [u8],
-        timeout: Option<Duration>,
-    ) -> Result<usize> {
         let capacity = self.ring.geo.capacity();
         if let Some(i) = (0..count).find(|&i| record(i).len() as u64 > capacity) {
             return Err(Error::new(
@@ -291,9 +278,9 @@ impl Producer {
             }
             let at = self.ring.geo.advance(self.put, pending);
             let [(off, first), (wrap, rest)] = self.ring.geo.spans(at, len);
-            self.stores.write_in_batch(&self.ring.map, off, &data[..first as usize]);
+            self.stores.write(&self.ring.map, off, &data[..first as usize]);
             if rest > 0 {
-                self.stores.write_in_batch(&self.ring.map, wrap, &data[first as usize..]);
+                self.stores.write(&self.ring.map, wrap, &data[first as usize..]);
             }
             pending += len;
         }
@@ -306,7 +293,6 @@ impl Producer {
     }
 
     fn publish_checked(&mut self, len: u64) -> Result<()> {
-        self.stores.end_batch(&self.ring.map);
         self.ring.intact_through(self.put, len)?;
         self.publish(len);
         Ok(())
