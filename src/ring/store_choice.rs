@@ -99,17 +99,9 @@ impl StoreChoice {
         if data.len() < MIN_LEN {
             return map.write(off, data);
         }
-        if self.copy(map, off, data) {
-            map.fence_streams();
-        }
-    }
-
-    /// Copies with the kind of store this epoch uses; true if it streamed.
-    #[inline]
-    fn copy(&mut self, map: &Mapping, off: u64, data: &[u8]) -> bool {
-        let around = self.around_cache != self.exploring;
-        if around {
+        if self.around_now() {
             map.stream(off, data);
+            map.fence_streams();
         } else {
             map.write(off, data);
         }
@@ -117,7 +109,12 @@ impl StoreChoice {
         if self.bytes >= self.half {
             self.epoch_step();
         }
-        around
+    }
+
+    /// Whether this epoch stores around the cache: the kind chosen, or the other one
+    /// during a trial.
+    fn around_now(&self) -> bool {
+        self.around_cache != self.exploring
     }
 
     #[cold]
@@ -141,7 +138,7 @@ impl StoreChoice {
             self.warming -= 1;
             return;
         }
-        let used = self.around_cache != self.exploring;
+        let used = self.around_now();
         let last = self.rate[used as usize];
         let collapsed = rate < COLLAPSE * last;
         if collapsed && !self.exploring && !std::mem::replace(&mut self.doubt, true) {
@@ -179,7 +176,7 @@ mod tests {
     fn run(choice: &mut StoreChoice, epochs: usize, through: f64, around: f64) -> Vec<bool> {
         (0..epochs)
             .map(|_| {
-                let used = choice.around_cache != choice.exploring;
+                let used = choice.around_now();
                 choice.judge(if used { around } else { through });
                 used
             })

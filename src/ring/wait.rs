@@ -33,11 +33,11 @@ const SPIN_ROUNDS: u32 = 6; // pauses of 1, 2 .. 32 spin hints: a few microsecon
 const YIELDS: u32 = 16; // about a microsecond each when the core is otherwise idle
 
 /// A waiter whose peer is streaming (see `Waiter::streaming`) naps this long, at most
-/// NAPS times, instead of spinning and yielding before it announces a sleep. Nobody is told of a nap, so the peer makes
-/// no wake call and takes no membarrier interrupt: on a virtual machine each costs the
-/// producer microseconds of the time it would spend putting. A nap really lasts about
-/// 70-90 us (timer slack and the hypervisor), in which a streaming producer puts a few
-/// hundred KiB: what the waiter then copies in one go.
+/// NAPS times, instead of spinning and yielding before it announces a sleep. Nobody is
+/// told of a nap, so the peer makes no wake call and takes no membarrier interrupt: on a
+/// virtual machine each costs the producer microseconds of the time it would spend
+/// putting. A nap really lasts about 70-90 us (timer slack and the hypervisor), in which
+/// a streaming producer puts a few hundred KiB: what the waiter then copies in one go.
 pub const NAP: Duration = Duration::from_micros(20);
 const NAPS: u32 = 2;
 
@@ -97,37 +97,30 @@ pub fn wait<'r, W: Waiter<'r>>(timeout: Option<Duration>, waiter: &mut W) -> Res
     // The clock is read only once a wait is really needed.
     let start = Instant::now();
     let expired = || timeout.is_some_and(|t| start.elapsed() >= t);
-    if waiter.streaming() && yield_alone() {
-        // Checking again within microseconds would only take the producer's lines from
-        // it: a streaming peer will have put plenty after a nap. A nap that would outlast
-        // the timeout is not taken (the sleep below keeps to what is left of it).
-        for _ in 0..NAPS {
+    // A streaming peer will have put plenty after a nap, and checking again within
+    // microseconds would only take its lines from it; others are checked with a growing
+    // pause, then between yields. A nap that would outlast the timeout is not taken (the
+    // sleep below keeps to what is left of it).
+    let napping = waiter.streaming() && yield_alone();
+    let rounds = if napping { NAPS } else { SPIN_ROUNDS + YIELDS };
+    for round in 0..rounds {
+        if napping {
             if !nap_fits(timeout, start.elapsed()) {
                 break;
             }
             super::stats::nap(NAP);
-            if let Some(ready) = waiter.check()? {
-                return Ok(Some(ready));
+        } else if round < SPIN_ROUNDS {
+            for _ in 0..1u32 << round {
+                std::hint::spin_loop();
             }
-            if expired() {
-                return Ok(None);
-            }
+        } else {
+            super::stats::yield_now();
         }
-    } else {
-        for round in 0..SPIN_ROUNDS + YIELDS {
-            if round < SPIN_ROUNDS {
-                for _ in 0..1u32 << round {
-                    std::hint::spin_loop();
-                }
-            } else {
-                super::stats::yield_now();
-            }
-            if let Some(ready) = waiter.check()? {
-                return Ok(Some(ready));
-            }
-            if expired() {
-                return Ok(None);
-            }
+        if let Some(ready) = waiter.check()? {
+            return Ok(Some(ready));
+        }
+        if expired() {
+            return Ok(None);
         }
     }
     loop {
