@@ -866,10 +866,10 @@ const APART_NS: f64 = 150.0;
 fn bounce_probe(cpus: Cpus) -> f64 {
     const TRIPS: u64 = 2000;
     let (Some(a), Some(b)) = (cpus.producer, cpus.consumer) else { return 0.0 };
-    let line = std::sync::Arc::new(AtomicU64::new(0));
-    let echo = {
-        let line = line.clone();
-        std::thread::spawn(move || {
+    let line = AtomicU64::new(0);
+    // Both sides are threads of their own, so the coordinator's own affinity stays as it was.
+    let bursts = std::thread::scope(|s| {
+        s.spawn(|| {
             if pin(b).is_err() {
                 return;
             }
@@ -883,38 +883,33 @@ fn bounce_probe(cpus: Cpus) -> f64 {
                 }
                 line.store(2 * i + 2, Ordering::Release);
             }
-        })
-    };
-    let mut bursts = Vec::new();
-    if pin(a).is_ok() {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        'bursts: for burst in 0..5 {
-            let t0 = Instant::now();
-            for k in 0..TRIPS {
-                let i = burst * TRIPS + k;
-                line.store(2 * i + 1, Ordering::Release);
-                while line.load(Ordering::Acquire) != 2 * i + 2 {
-                    if Instant::now() > deadline {
-                        break 'bursts;
-                    }
-                    std::hint::spin_loop();
-                }
+        });
+        s.spawn(|| {
+            let mut bursts = Vec::new();
+            if pin(a).is_err() {
+                return bursts;
             }
-            bursts.push(t0.elapsed().as_nanos() as f64 / TRIPS as f64);
-        }
-    }
-    let _ = echo.join();
-    // The coordinator must not stay pinned to the producer's CPU.
-    let _ = unpin();
+            let deadline = Instant::now() + Duration::from_secs(2);
+            'bursts: for burst in 0..5 {
+                let t0 = Instant::now();
+                for k in 0..TRIPS {
+                    let i = burst * TRIPS + k;
+                    line.store(2 * i + 1, Ordering::Release);
+                    while line.load(Ordering::Acquire) != 2 * i + 2 {
+                        if Instant::now() > deadline {
+                            break 'bursts;
+                        }
+                        std::hint::spin_loop();
+                    }
+                }
+                bursts.push(t0.elapsed().as_nanos() as f64 / TRIPS as f64);
+            }
+            bursts
+        })
+        .join()
+        .unwrap_or_default()
+    });
     median_of(bursts).unwrap_or(0.0)
-}
-
-fn unpin() -> Res<()> {
-    let mut set = nix::sched::CpuSet::new();
-    for c in 0..nix::sched::CpuSet::count() {
-        let _ = set.set(c);
-    }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| format!("cannot unpin: {e}"))
 }
 
 /// Steal ticks (USER_HZ) of `cpus` so far, from /proc/stat; 0 where it cannot be read.
