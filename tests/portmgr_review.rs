@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 /// daqportmgr's cap on connections per remote host, as daqportmgr(8) documents it
 /// (`daqflow_daemons::portmgr::server::MAX_PER_REMOTE_HOST`).
 const MAX_PER_REMOTE_HOST: usize = 64;
-use portmgr_support::{Daemon, Namespace, have_python, other_address, python, python_as, raise_fd_limit};
+use portmgr_support::{
+    Daemon, Namespace, can_run_clients_as_others, have_python, other_address, python, python_as, raise_fd_limit,
+};
 
 /// Any host may GIMME: the refusal ("Only local applications get ports") is logged with
 /// the application name quoted in full, escaped (up to 4 bytes per byte sent), and that
@@ -206,16 +208,7 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 /// 254 ms), and a set-user-ID client was refused "could not be checked" (the 200 ms limit).
 #[test]
 fn a_user_holding_many_descriptors_slows_no_one_else() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root to run clients as other uids");
-        return;
-    }
-    if !have_python() {
-        eprintln!("SKIPPED: no python3");
-        return;
-    }
-    if raise_fd_limit() < 20_000 {
-        eprintln!("SKIPPED: the descriptor limit is too low for 19 000 descriptors per process");
+    if !can_run_clients_as_others(20_000) {
         return;
     }
     let daemon = Daemon::start("24161-24200", &[]);
@@ -286,19 +279,7 @@ fn a_host_rotating_its_ipv6_addresses_is_one_host() {
         eprintln!("SKIPPED: no python3");
         return;
     }
-    let dir = portmgr_support::TempDir::new("pm6");
-    let (log, port_file, pid_file) = (dir.0.join("log"), dir.0.join("listen.port"), dir.0.join("daqportmgr.pid"));
-    let args = ["-ports", "24201-24210", "-listen", "0", "-log", path(&log), "-portfile", path(&port_file)];
-    let child = namespace
-        .command(portmgr_support::DAEMON, &args)
-        .args(["-pidfile", path(&pid_file)])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start daqportmgr in the namespace");
-    let mut daemon = Daemon { child, port: 0, dir };
-    daemon.eventually("the port file", || daemon.read("listen.port").trim().parse::<u16>().is_ok());
-    daemon.port = daemon.read("listen.port").trim().parse().expect("a port");
+    let daemon = Daemon::start_in(&namespace, "pm6", "24201-24210", &[]);
     let client = r#"
 import socket, sys
 port, server, other, rotating = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
@@ -318,8 +299,4 @@ print(sum(served(s) for s in held), served(last))
     let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
     eprintln!("served of 120 connections from 6 addresses of one /64, and another /64's: {printed}");
     assert_eq!(printed, format!("{MAX_PER_REMOTE_HOST} True"), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn path(p: &std::path::Path) -> &str {
-    p.to_str().expect("a UTF-8 temporary path")
 }

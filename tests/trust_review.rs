@@ -19,7 +19,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use portmgr_support::{Daemon, Namespace, have_python, python_as, raise_fd_limit};
+use portmgr_support::{Daemon, Namespace, can_run_clients_as_others, have_python, python_as};
 
 /// The attacker (uid 54341) makes the searches for its sockets slow (children holding
 /// many descriptors) and its LIST replies long (240 ports with long names, about 61 KB a
@@ -87,16 +87,7 @@ print(s.makefile("rb").readline().decode("latin-1").strip(), flush=True)
 
 #[test]
 fn searches_of_dropped_connections_do_not_fill_the_queue() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root to run clients as other uids");
-        return;
-    }
-    if !have_python() {
-        eprintln!("SKIPPED: no python3");
-        return;
-    }
-    if raise_fd_limit() < 20_000 {
-        eprintln!("SKIPPED: the descriptor limit is too low for the attacker's slow searches");
+    if !can_run_clients_as_others(20_000) {
         return;
     }
     let daemon = Daemon::start("25001-25300", &[]);
@@ -262,20 +253,7 @@ fn other_hosts_together_cannot_hold_every_connection() {
     let mut addresses: Vec<String> = hosts.iter().map(|a| format!("{a}/64")).collect();
     addresses.push(format!("{server}/64"));
     let Some(namespace) = Namespace::new("dfrt", &addresses) else { return };
-    let dir = portmgr_support::TempDir::new("pmshare");
-    let file = |name: &str| dir.0.join(name).display().to_string();
-    let (log, port_file, pid_file) = (file("log"), file("listen.port"), file("daqportmgr.pid"));
-    let args = ["-ports", "25301-25310", "-listen", "0", "-max-connections", "256", "-log", &log];
-    let child = namespace
-        .command(portmgr_support::DAEMON, &args)
-        .args(["-portfile", &port_file, "-pidfile", &pid_file])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start daqportmgr in the namespace");
-    let mut daemon = Daemon { child, port: 0, dir };
-    daemon.eventually("the port file", || daemon.read("listen.port").trim().parse::<u16>().is_ok());
-    daemon.port = daemon.read("listen.port").trim().parse().expect("a port");
+    let daemon = Daemon::start_in(&namespace, "pmshare", "25301-25310", &["-max-connections", "256"]);
     let client = r#"
 import socket, sys, time
 port, server, hosts = int(sys.argv[1]), sys.argv[2], sys.argv[3:]

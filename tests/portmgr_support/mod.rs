@@ -57,6 +57,33 @@ impl Daemon {
     }
 
     pub fn spawn(dir: &Path, range: &str, extra: &[&str]) -> Child {
+        Command::new(DAEMON)
+            .args(Daemon::args(dir, range, extra))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start daqportmgr")
+    }
+
+    /// As `start`, inside `namespace`.
+    pub fn start_in(namespace: &Namespace, tag: &str, range: &str, extra: &[&str]) -> Daemon {
+        let dir = TempDir::new(tag);
+        let child = namespace
+            .command(DAEMON, &[])
+            .args(Daemon::args(&dir.0, range, extra))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start daqportmgr in the namespace");
+        let mut daemon = Daemon { child, port: 0, dir };
+        daemon.port = daemon.wait_for_port_file();
+        daemon
+    }
+
+    /// The switches of a daemon with its state in `dir`, the ports of `range`, and `extra`.
+    fn args(dir: &Path, range: &str, extra: &[&str]) -> Vec<String> {
         let mut args: Vec<String> = vec!["-ports".into(), range.into()];
         if !extra.contains(&"-listen") {
             args.extend(["-listen".into(), "0".into()]);
@@ -70,13 +97,7 @@ impl Daemon {
             dir.join("daqportmgr.pid").display().to_string(),
         ]);
         args.extend(extra.iter().map(|s| s.to_string()));
-        Command::new(DAEMON)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start daqportmgr")
+        args
     }
 
     fn wait_for_port_file(&mut self) -> u16 {
@@ -345,6 +366,24 @@ impl Drop for Namespace {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
+}
+
+/// Whether an attack test whose python clients run as other uids and hold `descriptors`
+/// descriptors can run here; says why not (the test then skips).
+pub fn can_run_clients_as_others(descriptors: u64) -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to run clients as other uids");
+        return false;
+    }
+    if !have_python() {
+        eprintln!("SKIPPED: no python3");
+        return false;
+    }
+    if raise_fd_limit() < descriptors {
+        eprintln!("SKIPPED: the descriptor limit is too low for {descriptors} descriptors per process");
+        return false;
+    }
+    true
 }
 
 /// Whether python3 runs here (the attack tests' clients are python scripts).
